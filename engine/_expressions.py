@@ -1,0 +1,212 @@
+"""The engine's one expression language: JSONata, inside ``{{ }}`` templates.
+
+Why JSONata (via the pure-Python ``jsonata-python`` port) and not JMESPath:
+field mapping needs to *build* values (string concatenation, object
+construction, conditionals, ``$lowercase``, ``$merge``), and JMESPath is a
+query language that cannot concatenate or transform. JSONata is declarative,
+has no access to the host (no imports, no I/O, no attribute access), is
+documented at jsonata.org, and is used the same way by other integration
+platforms, so agents and people already know it.
+
+Determinism: ``$now()``, ``$millis()`` and ``$random()`` are rebound to the
+run's injected clock and seeded random source (see :func:`bind_runtime`), so
+a replayed run sees the values it saw the first time. Evaluation has a
+recursion bound and a generous time bound as a guard against runaway input.
+
+Templates: any JSON value. A string that is exactly ``{{ expr }}`` becomes the
+expression's value with its type (a list stays a list); a string with text
+around ``{{ }}`` parts is interpolated as text; other values pass through,
+dicts and lists recursively. An expression with no value (a missing field)
+gives ``None``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import random
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+import jsonata
+from jsonata.jexception import JException
+
+from .errors import ExpressionError
+
+_TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_WHOLE = re.compile(r"^\s*\{\{(.*?)\}\}\s*$", re.DOTALL)
+MAX_DEPTH = 200
+TIMEOUT_MS = 5_000
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What nondeterministic JSONata functions read: the run's clock and random source."""
+
+    now: Callable[[], datetime]
+    random: Callable[[], float]
+
+
+_DEFAULT_RUNTIME = Runtime(now=lambda: datetime.now(timezone.utc), random=random.random)
+_runtime: contextvars.ContextVar[Runtime] = contextvars.ContextVar("switchboard_expr_runtime", default=_DEFAULT_RUNTIME)
+
+
+def bind_runtime(runtime: Runtime) -> contextvars.Token:
+    """Make ``$now``, ``$millis`` and ``$random`` read ``runtime`` in this context; returns a reset token."""
+    return _runtime.set(runtime)
+
+
+def reset_runtime(token: contextvars.Token) -> None:
+    """Undo :func:`bind_runtime`."""
+    _runtime.reset(token)
+
+
+def _now() -> str:
+    moment = _runtime.get().now().astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _millis() -> int:
+    return int(_runtime.get().now().timestamp() * 1000)
+
+
+def _random() -> float:
+    return _runtime.get().random()
+
+
+class Expression:
+    """A parsed JSONata expression; build with :func:`compile_expression` (cached)."""
+
+    __slots__ = ("text", "_compiled")
+
+    def __init__(self, text: str):
+        self.text = text
+        try:
+            compiled = jsonata.Jsonata(text, timeout=TIMEOUT_MS, stack=MAX_DEPTH)
+        except JException as exc:
+            raise ExpressionError(text, f"does not parse: {exc}") from None
+        except RecursionError:
+            raise ExpressionError(text, "is nested too deeply") from None
+        compiled.register_lambda("now", _now)
+        compiled.register_lambda("millis", _millis)
+        compiled.register_lambda("random", _random)
+        self._compiled = compiled
+
+    def evaluate(self, context: Mapping[str, Any], pointer: str | None = None) -> Any:
+        """Evaluate against ``context``; return the value or ``None`` when there is none.
+
+        Raises:
+            ExpressionError: naming the expression, the reason and ``pointer``.
+        """
+        try:
+            return _plain(self._compiled.evaluate(context))
+        except JException as exc:
+            raise ExpressionError(self.text, str(exc), pointer) from None
+        except RecursionError:
+            raise ExpressionError(self.text, "recursed too deeply", pointer) from None
+
+    def __repr__(self) -> str:
+        return f"Expression({self.text!r})"
+
+
+def _plain(value: Any) -> Any:
+    # jsonata-python returns its own sequence and function types in places;
+    # templates hand values to JSON bodies, so normalise to JSON types.
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if callable(value):
+        return None
+    return value
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(text: str) -> Expression:
+    """Parse ``text`` once; later calls with the same text reuse the parse."""
+    return Expression(text.strip())
+
+
+def evaluate(text: str, context: Mapping[str, Any], pointer: str | None = None) -> Any:
+    """Evaluate a bare expression (no ``{{ }}``) against ``context``."""
+    return compile_expression(text).evaluate(context, pointer)
+
+
+def is_template(value: Any) -> bool:
+    """True when ``value`` is a string holding at least one ``{{ }}`` part."""
+    return isinstance(value, str) and "{{" in value and _TEMPLATE.search(value) is not None
+
+
+def render(template: Any, context: Mapping[str, Any], pointer: str = "") -> Any:
+    """Render a template value against ``context`` (see the module docstring for the rules).
+
+    Raises:
+        ExpressionError: naming the failing expression and its JSON pointer in the template.
+    """
+    if isinstance(template, str):
+        if "{{" not in template:
+            return template
+        whole = _WHOLE.match(template)
+        if whole and "{{" not in whole.group(1):
+            return _evaluate_at(whole.group(1), context, pointer)
+        return _TEMPLATE.sub(lambda m: _as_text(_evaluate_at(m.group(1), context, pointer)), template)
+    if isinstance(template, Mapping):
+        return {k: render(v, context, f"{pointer}/{_escape(k)}") for k, v in template.items()}
+    if isinstance(template, list):
+        return [render(v, context, f"{pointer}/{i}") for i, v in enumerate(template)]
+    return template
+
+
+def _evaluate_at(text: str, context: Mapping[str, Any], pointer: str) -> Any:
+    try:
+        expression = compile_expression(text)
+    except ExpressionError as exc:
+        raise ExpressionError(exc.expression, exc.reason, pointer or "/") from None
+    return expression.evaluate(context, pointer or "/")
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def _escape(key: Any) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def check_template(template: Any, pointer: str = "") -> list[tuple[str, str]]:
+    """Parse every expression in ``template`` without evaluating; return ``(pointer, reason)`` failures."""
+    failures: list[tuple[str, str]] = []
+    if isinstance(template, str):
+        for match in _TEMPLATE.finditer(template):
+            try:
+                compile_expression(match.group(1))
+            except ExpressionError as exc:
+                failures.append((pointer or "/", exc.reason))
+    elif isinstance(template, Mapping):
+        for k, v in template.items():
+            failures += check_template(v, f"{pointer}/{_escape(k)}")
+    elif isinstance(template, list):
+        for i, v in enumerate(template):
+            failures += check_template(v, f"{pointer}/{i}")
+    return failures
+
+
+def quote_field(name: str) -> str:
+    """Quote a field name for a JSONata path when it is not a plain identifier (e.g. ``$.xgafv``)."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        return name
+    return "`" + name.replace("`", "") + "`"

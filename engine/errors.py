@@ -1,0 +1,162 @@
+"""Errors raised by the engine.
+
+Every error carries typed fields, a stable ``code`` and the ``http_status``
+that ``api/`` maps it to; the message is built from the fields.
+
+EngineError                         root
+ +-- SpecError                      a spec or document is invalid (422)
+ |    +-- SpecValidationError       pydantic/JSON Schema problems, each with a JSON pointer
+ |    +-- ExpressionError           an expression does not parse or fails to evaluate
+ +-- (each block below adds its part of the tree)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class EngineError(Exception):
+    """Root of every engine error."""
+
+    code = "engine_error"
+    http_status = 500
+
+
+# --- specs ---
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a document: where (a JSON pointer) and why."""
+
+    pointer: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.pointer or '/'}: {self.message}"
+
+
+class SpecError(EngineError):
+    """A spec or document cannot be used."""
+
+    code = "spec_invalid"
+    http_status = 422
+
+
+class SpecValidationError(SpecError, ValueError):
+    """A spec failed validation; ``problems`` name each JSON pointer and reason."""
+
+    code = "spec_validation_failed"
+
+    def __init__(self, kind: str, problems: list[Problem], source: str | None = None):
+        self.kind = kind
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "; ".join(str(p) for p in self.problems[:20])
+        more = f" (+{len(self.problems) - 20} more)" if len(self.problems) > 20 else ""
+        super().__init__(f"invalid {kind}{where}: {lines}{more}")
+
+
+class ExpressionError(SpecError):
+    """An expression failed to parse or evaluate."""
+
+    code = "expression_error"
+
+    def __init__(self, expression: str, reason: str, pointer: str | None = None):
+        self.expression = expression
+        self.reason = reason
+        self.pointer = pointer
+        at = f" at {pointer}" if pointer else ""
+        super().__init__(f"expression {expression!r}{at}: {reason}")
+
+
+# --- end specs ---
+
+
+# --- http ---
+# OutboundHttpError                 an outbound HTTP call failed (engine/http)
+#  +-- EgressDenied                 the SSRF guard refused a destination (403)
+#  +-- OutboundRequestInvalid       the request itself cannot be sent: bad URL, scheme, header (400)
+#  +-- TooManyRedirects             more redirects than allowed (502)
+#  +-- UpstreamUnavailable          transport failure after every attempt (502)
+#       +-- UpstreamTimeout         ... and the last failure was a timeout (504; also a TimeoutError)
+class OutboundHttpError(EngineError):
+    """Root of the errors raised by engine.http."""
+
+    code = "outbound_http_error"
+    http_status = 502
+
+
+class EgressDenied(OutboundHttpError):
+    """The egress guard refused a destination (an SSRF attempt or a misconfiguration).
+
+    ``url`` is the (redacted) URL asked for, ``host`` the host as written in it,
+    ``address`` the IP address that was refused (None when the name itself was
+    refused before resolution) and ``reason`` why.
+    """
+
+    code = "egress_denied"
+    http_status = 403
+
+    def __init__(self, url: str | None, host: str, address: str | None, reason: str):
+        self.url = url
+        self.host = host
+        self.address = address
+        self.reason = reason
+        resolved = f" (resolved to {address})" if address and address != host else ""
+        target = f" in {url}" if url else ""
+        super().__init__(
+            f"egress to host {host!r}{resolved}{target} refused: {reason}; "
+            "add it to the egress allow-list if this destination is intended"
+        )
+
+
+class OutboundRequestInvalid(OutboundHttpError, ValueError):
+    """The request cannot be sent as given (malformed URL, unsupported scheme, bad header)."""
+
+    code = "outbound_request_invalid"
+    http_status = 400
+
+    def __init__(self, method: str, url: str, reason: str):
+        self.method = method
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot send {method} {url}: {reason}")
+
+
+class TooManyRedirects(OutboundHttpError):
+    """A request was redirected more than ``max_redirects`` times."""
+
+    code = "too_many_redirects"
+    http_status = 502
+
+    def __init__(self, method: str, url: str, max_redirects: int):
+        self.method = method
+        self.url = url
+        self.max_redirects = max_redirects
+        super().__init__(f"{method} {url}: more than {max_redirects} redirects")
+
+
+class UpstreamUnavailable(OutboundHttpError):
+    """No response could be obtained from the upstream after ``attempts`` attempts."""
+
+    code = "upstream_unavailable"
+    http_status = 502
+
+    def __init__(self, method: str, url: str, attempts: int, reason: str):
+        self.method = method
+        self.url = url
+        self.attempts = attempts
+        self.reason = reason
+        plural = "attempt" if attempts == 1 else "attempts"
+        super().__init__(f"{method} {url} failed after {attempts} {plural}: {reason}")
+
+
+class UpstreamTimeout(UpstreamUnavailable, TimeoutError):
+    """Like UpstreamUnavailable, where the last attempt timed out."""
+
+    code = "upstream_timeout"
+    http_status = 504
+
+
+# --- end http ---

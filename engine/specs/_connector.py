@@ -1,0 +1,182 @@
+"""The connector spec: what an app offers (auth, actions, events).
+
+Connector specs are data. Every templated field is a JSON value whose strings
+may hold ``{{ expression }}`` parts in the engine's one expression language
+(see :mod:`engine.expressions`); an action's templates see ``input`` (the
+action's validated input) and, for base URLs, ``connection`` (non-secret
+connection settings such as a subdomain).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ._auth import AuthSpec, NoAuth
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
+ACTION_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+_PATH_PARAM = re.compile(r"\{([^{}]+)\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Pagination(_Model):
+    """How to walk the pages of a list action; the result is ``{"items": [...], "pages": n}``.
+
+    Styles: ``cursor`` (a cursor read from each response by the ``next``
+    expression is sent as ``cursor_param``), ``page`` (a page number counting
+    from ``start``), ``offset`` (an item offset), ``link`` (the ``Link``
+    header's ``rel="next"`` URL). ``items`` is an expression over the response
+    body selecting the page's records.
+    """
+
+    style: Literal["cursor", "page", "offset", "link"]
+    items: str = Field(description="expression over the response body selecting the page's records, e.g. results")
+    next: str | None = Field(default=None, description="cursor style: expression over the body giving the next cursor")
+    cursor_param: str | None = Field(default=None, description="cursor style: parameter that carries the cursor")
+    cursor_in: Literal["query", "body"] = "query"
+    page_param: str | None = None
+    start: int = 1
+    offset_param: str | None = None
+    size_param: str | None = Field(default=None, description="parameter carrying the page size")
+    size: int | None = Field(default=None, ge=1, description="page size to request")
+    max_pages: int = Field(default=100, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _style_fields(self) -> "Pagination":
+        needed = {
+            "cursor": ("next", "cursor_param"),
+            "page": ("page_param",),
+            "offset": ("offset_param",),
+            "link": (),
+        }[self.style]
+        missing = [name for name in needed if getattr(self, name) in (None, "")]
+        if missing:
+            raise ValueError(f"pagination style {self.style!r} needs {', '.join(missing)}")
+        return self
+
+
+class ActionSpec(_Model):
+    """One call an app offers: an HTTP request built from the action's input."""
+
+    title: str | None = None
+    description: str | None = None
+    method: HttpMethod
+    path: str = Field(description="path below base_url; {name} placeholders are filled from path_params")
+    base_url: str | None = Field(default=None, description="overrides the connector's base_url for this action")
+    input: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, description="JSON Schema of the input")
+    output: dict[str, Any] | None = Field(default=None, description="JSON Schema of a successful response body")
+    path_params: dict[str, Any] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, Any] = Field(default_factory=dict)
+    body: Any = None
+    body_type: Literal["json", "form", "raw"] = "json"
+    result: str | None = Field(default=None, description="expression over the response giving the action's result")
+    pagination: Pagination | None = None
+    success_statuses: list[int] | None = Field(default=None, description="default: any 2xx")
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("path")
+    @classmethod
+    def _path_shape(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("path must start with '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _placeholders_bound(self) -> "ActionSpec":
+        unbound = [p for p in _PATH_PARAM.findall(self.path) if p not in self.path_params]
+        if unbound:
+            raise ValueError(f"path placeholders without a path_params entry: {', '.join(unbound)}")
+        return self
+
+    def path_placeholders(self) -> list[str]:
+        """The ``{name}`` placeholders in :attr:`path`, in order."""
+        return _PATH_PARAM.findall(self.path)
+
+
+class WebhookSignature(_Model):
+    """How a webhook's sender signs its deliveries."""
+
+    header: str
+    algorithm: Literal["hmac-sha256", "hmac-sha1"] = "hmac-sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    secret: str = Field(default="webhook_secret", description="credential holding the signing secret")
+    prefix: str = ""
+
+
+class EventSpec(_Model):
+    """Something that happens in the app: delivered by webhook or found by polling an action."""
+
+    kind: Literal["webhook", "polling"]
+    title: str | None = None
+    description: str | None = None
+    payload: dict[str, Any] | None = Field(default=None, description="JSON Schema of one event")
+    signature: WebhookSignature | None = None
+    action: str | None = Field(default=None, description="polling: the action to call")
+    action_input: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = Field(default=None, description="polling: expression giving a record's identity, for de-duplication")
+    cursor: str | None = Field(default=None, description="polling: expression giving the watermark, e.g. updatedAt")
+
+    @model_validator(mode="after")
+    def _polling_needs_action(self) -> "EventSpec":
+        if self.kind == "polling" and not self.action:
+            raise ValueError("a polling event needs 'action'")
+        if self.kind == "webhook" and self.action:
+            raise ValueError("'action' is for polling events only")
+        return self
+
+
+class ConnectorSpec(_Model):
+    """A versioned description of one app: base URL, auth, actions and events."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    version: int = Field(default=1, ge=1)
+    name: str | None = None
+    description: str | None = None
+    base_url: str = Field(description="absolute http(s) URL; may template {{ connection.* }} settings")
+    auth: AuthSpec = Field(default_factory=NoAuth)
+    actions: dict[str, ActionSpec] = Field(default_factory=dict)
+    events: dict[str, EventSpec] = Field(default_factory=dict)
+    source: dict[str, Any] | None = Field(default=None, description="provenance, e.g. the imported document's title and version")
+
+    @field_validator("actions")
+    @classmethod
+    def _action_names(cls, actions: dict[str, ActionSpec]) -> dict[str, ActionSpec]:
+        bad = [name for name in actions if not re.match(ACTION_NAME_PATTERN, name)]
+        if bad:
+            raise ValueError(f"action names must match {ACTION_NAME_PATTERN}: {', '.join(bad)}")
+        return actions
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not re.match(r"^https?://", value) and "{{" not in value:
+            raise ValueError("base_url must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _polling_actions_exist(self) -> "ConnectorSpec":
+        for name, event in self.events.items():
+            if event.action and event.action not in self.actions:
+                raise ValueError(f"event {name!r} polls unknown action {event.action!r}")
+        return self
+
+    def action(self, name: str) -> ActionSpec:
+        """Return the action called ``name``; raise ``KeyError`` naming the known ones."""
+        try:
+            return self.actions[name]
+        except KeyError:
+            known = ", ".join(sorted(self.actions)) or "none"
+            raise KeyError(f"connector {self.id!r} has no action {name!r} (known: {known})") from None

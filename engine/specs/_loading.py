@@ -1,0 +1,134 @@
+"""Reading specs from YAML or JSON, with errors that name a JSON pointer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import Problem, SpecValidationError
+from ._connector import ConnectorSpec
+from ._workflow import STEP_KINDS, WorkflowSpec
+
+M = TypeVar("M", bound=BaseModel)
+
+# Pydantic reports a field by its Python name; specs use the alias.
+_ALIASES = {"if_": "if", "else_": "else", "as_": "as", "in_": "in"}
+
+
+def json_pointer(parts: tuple[Any, ...] | list[Any]) -> str:
+    """Build an RFC 6901 pointer from path parts."""
+    out = []
+    for part in parts:
+        text = _ALIASES.get(part, str(part)) if isinstance(part, str) else str(part)
+        out.append(text.replace("~", "~0").replace("/", "~1"))
+    return "/" + "/".join(out) if out else ""
+
+
+def _loc_to_pointer(loc: tuple[Any, ...]) -> str:
+    # Discriminated unions insert the tag (e.g. 'action', 'api_key') into the
+    # location; it is not a key of the document, so drop it when the next part
+    # is a real field of that step.
+    return json_pointer([p for p in loc if not (isinstance(p, str) and p.startswith("function-"))])
+
+
+def problems_from_validation(error: ValidationError, document: Any) -> list[Problem]:
+    """Turn a pydantic error into problems whose pointers resolve in ``document``."""
+    problems = []
+    for item in error.errors(include_url=False):
+        message = item["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        problems.append(Problem(json_pointer(_document_path(item["loc"], document)), message))
+    return problems
+
+
+def _is_union_tag(part: Any, node: Any) -> bool:
+    # Discriminated unions put the chosen tag into the location: the step kind
+    # (a key of the step), or the value of an auth 'type' / trigger 'kind'.
+    if not isinstance(part, str) or not isinstance(node, dict):
+        return False
+    return part in STEP_KINDS and part in node or part in (node.get("type"), node.get("kind"))
+
+
+def _document_path(loc: tuple[Any, ...], document: Any) -> list[Any]:
+    """Map a pydantic location onto document keys (aliases restored, union tags dropped)."""
+    path: list[Any] = []
+    node = document
+    for index, part in enumerate(loc):
+        if index + 1 < len(loc) and _is_union_tag(part, node):
+            continue
+        key = _ALIASES.get(part, part) if isinstance(part, str) else part
+        path.append(key)
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            node = None
+    return path
+
+
+def parse_document(text: str, source: str | None = None) -> Any:
+    """Parse YAML or JSON text (JSON is YAML, but JSON errors read better from json)."""
+    stripped = text.lstrip()
+    try:
+        if stripped.startswith(("{", "[")):
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SpecValidationError("document", [Problem("", f"not valid YAML or JSON: {exc}")], source) from None
+
+
+def load_model(model: type[M], data: Any, kind: str, source: str | None = None) -> M:
+    """Validate ``data`` (already parsed) as ``model``.
+
+    Raises:
+        SpecValidationError: with one problem per invalid field, each naming its JSON pointer.
+    """
+    if not isinstance(data, dict):
+        raise SpecValidationError(kind, [Problem("", f"expected a mapping, got {type(data).__name__}")], source)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecValidationError(kind, problems_from_validation(exc, data), source) from None
+
+
+def _read(source: str | Path | dict) -> tuple[Any, str | None]:
+    if isinstance(source, dict):
+        return source, None
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecValidationError("document", [Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+    return parse_document(text, str(path)), str(path)
+
+
+def load_connector(source: str | Path | dict) -> ConnectorSpec:
+    """Load a connector spec from a YAML/JSON file path or an already-parsed mapping."""
+    data, where = _read(source)
+    return load_model(ConnectorSpec, data, "connector", where)
+
+
+def load_workflow(source: str | Path | dict) -> WorkflowSpec:
+    """Load a workflow spec from a YAML/JSON file path or an already-parsed mapping."""
+    data, where = _read(source)
+    return load_model(WorkflowSpec, data, "workflow", where)
+
+
+def load_connectors_dir(directory: str | Path) -> dict[str, ConnectorSpec]:
+    """Load every ``*.yaml``, ``*.yml`` and ``*.json`` connector in a directory, keyed by id."""
+    found: dict[str, ConnectorSpec] = {}
+    for path in sorted(Path(directory).iterdir()):
+        if path.suffix.lower() in {".yaml", ".yml", ".json"}:
+            spec = load_connector(path)
+            if spec.id in found:
+                raise SpecValidationError(
+                    "connector", [Problem("/id", f"connector id {spec.id!r} is defined twice")], str(path)
+                )
+            found[spec.id] = spec
+    return found

@@ -1,0 +1,278 @@
+"""The workflow spec: what happens, per customer, when a trigger fires.
+
+A workflow is a list of steps. Each step has an ``id`` (unique in the whole
+workflow, nested steps included) and exactly one kind key: ``action``,
+``map``, ``filter``, ``if``, ``foreach``, ``sync``, ``delay`` or ``call``.
+Templated fields see ``input``, ``steps`` (each earlier step's output by id),
+``secrets`` (by name), ``trigger`` (the trigger's payload) and ``run``; loop
+bodies also see their item variable.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from ._connector import ID_PATTERN
+
+STEP_KINDS = ("action", "map", "filter", "if", "foreach", "sync", "delay", "call")
+STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -- triggers -----------------------------------------------------------------
+
+
+class ManualTrigger(_Model):
+    """Run on request (API, CLI, MCP call)."""
+
+    kind: Literal["manual"] = "manual"
+
+
+class WebhookTrigger(_Model):
+    """Run when a request arrives at the workflow's webhook URL."""
+
+    kind: Literal["webhook"] = "webhook"
+    payload: dict[str, Any] | None = Field(default=None, description="JSON Schema of the expected body")
+
+
+class ScheduleTrigger(_Model):
+    """Run on a cron schedule."""
+
+    kind: Literal["schedule"] = "schedule"
+    cron: str
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter  # lazily: only schedule triggers need it
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class AppEventTrigger(_Model):
+    """Run when a connector's event fires (webhook or polling)."""
+
+    kind: Literal["app_event"] = "app_event"
+    connector: str
+    event: str
+
+
+TriggerSpec = Annotated[
+    Union[ManualTrigger, WebhookTrigger, ScheduleTrigger, AppEventTrigger],
+    Field(discriminator="kind"),
+]
+
+
+# -- steps --------------------------------------------------------------------
+
+
+class _Step(_Model):
+    id: str = Field(pattern=STEP_ID_PATTERN)
+    name: str | None = None
+    description: str | None = None
+
+
+class ActionStep(_Step):
+    """Call one connector action: ``action: connector.action_name``."""
+
+    action: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*\.[A-Za-z_][A-Za-z0-9_]*$")
+    input: Any = Field(default_factory=dict, description="template for the action's input")
+    paginate: bool = Field(default=True, description="walk every page of a paginated action")
+    max_pages: int | None = Field(default=None, ge=1)
+
+    @property
+    def connector(self) -> str:
+        return self.action.rsplit(".", 1)[0]
+
+    @property
+    def action_name(self) -> str:
+        return self.action.rsplit(".", 1)[1]
+
+
+class MapStep(_Step):
+    """Build a value (usually an object) from expressions."""
+
+    map: Any
+
+
+class FilterSpec(_Model):
+    items: str = Field(description="template giving the list to filter")
+    where: str = Field(description="expression evaluated per item (bound as `item`); truthy keeps it")
+    as_: str = Field(default="item", alias="as", pattern=STEP_ID_PATTERN)
+
+
+class FilterStep(_Step):
+    """Keep the items of a list for which a condition holds."""
+
+    filter: FilterSpec
+
+
+class IfStep(_Step):
+    """Run ``then`` or ``else`` depending on a condition."""
+
+    if_: str = Field(alias="if", description="expression; truthy runs `then`")
+    then: list["Step"] = Field(default_factory=list)
+    else_: list["Step"] = Field(default_factory=list, alias="else")
+
+
+class ForeachSpec(_Model):
+    items: str = Field(description="template giving the list to iterate")
+    as_: str = Field(default="item", alias="as", pattern=STEP_ID_PATTERN)
+    concurrency: int = Field(default=1, ge=1, le=64)
+    steps: list["Step"] = Field(min_length=1)
+    output: Any = Field(default=None, description="template per item; default: the last step's output")
+
+
+class ForeachStep(_Step):
+    """Run steps once per item, at most ``concurrency`` at a time; the output is the list of per-item outputs."""
+
+    foreach: ForeachSpec
+
+
+class SyncTarget(_Model):
+    list: str = Field(description="connector.action listing the target records")
+    list_input: Any = Field(default_factory=dict)
+    create: str | None = Field(default=None, description="connector.action creating a record")
+    update: str | None = Field(default=None, description="connector.action updating a record")
+    create_input: Any = Field(default=None, description="template; sees source, target, fields. Default {body: fields}")
+    update_input: Any = Field(default=None, description="template; sees source, target, fields. Default {body: fields}")
+
+
+class SyncMatch(_Model):
+    source: str = Field(description="expression over a source record giving its key, e.g. properties.email")
+    target: str = Field(description="expression over a target record giving its key (or keys), e.g. Contacts.Email")
+    case_sensitive: bool = False
+
+
+class SyncSpec(_Model):
+    source: str = Field(description="template giving the source records")
+    target: SyncTarget
+    match: SyncMatch
+    map: Any = Field(description="template per source record (sees source, target) giving the target fields")
+    skip_unchanged: bool = Field(default=True, description="do not update a target that already holds the mapped fields")
+
+
+class SyncStep(_Step):
+    """Match source records to target records by a key, then create or update."""
+
+    sync: SyncSpec
+
+
+class DelaySpec(_Model):
+    seconds: float | str = Field(description="number of seconds, or a template giving it")
+
+
+class DelayStep(_Step):
+    """Wait (on the injected clock)."""
+
+    delay: DelaySpec
+
+
+class CallSpec(_Model):
+    workflow: str = Field(pattern=ID_PATTERN)
+    version: int | None = None
+    input: Any = Field(default_factory=dict)
+
+
+class CallStep(_Step):
+    """Run another workflow and use its output."""
+
+    call: CallSpec
+
+
+def _step_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return next((k for k in STEP_KINDS if k in type(value).model_fields or k + "_" in type(value).model_fields), None)
+    if isinstance(value, dict):
+        kinds = [k for k in STEP_KINDS if k in value]
+        return kinds[0] if len(kinds) == 1 else None
+    return None
+
+
+Step = Annotated[
+    Union[
+        Annotated[ActionStep, Tag("action")],
+        Annotated[MapStep, Tag("map")],
+        Annotated[FilterStep, Tag("filter")],
+        Annotated[IfStep, Tag("if")],
+        Annotated[ForeachStep, Tag("foreach")],
+        Annotated[SyncStep, Tag("sync")],
+        Annotated[DelayStep, Tag("delay")],
+        Annotated[CallStep, Tag("call")],
+    ],
+    Discriminator(
+        _step_kind,
+        custom_error_type="step_kind",
+        custom_error_message="a step needs exactly one of: " + ", ".join(STEP_KINDS),
+    ),
+]
+
+
+class WorkflowSpec(_Model):
+    """A versioned workflow: its trigger, input schema and steps."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    version: int = Field(default=1, ge=1)
+    name: str | None = None
+    description: str | None = None
+    tier: Literal["instant", "standard", "long"] = "standard"
+    trigger: TriggerSpec = Field(default_factory=ManualTrigger)
+    input: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, description="JSON Schema of the input")
+    steps: list[Step] = Field(min_length=1)
+    output: Any = Field(default=None, description="template for the result; default: the last step's output")
+
+    @model_validator(mode="after")
+    def _unique_step_ids(self) -> "WorkflowSpec":
+        seen: set[str] = set()
+        for step in iter_steps(self.steps):
+            if step.id in seen:
+                raise ValueError(f"step id {step.id!r} is used more than once")
+            seen.add(step.id)
+        return self
+
+    def connectors(self) -> set[str]:
+        """The connector ids this workflow's steps call."""
+        used: set[str] = set()
+        for step in iter_steps(self.steps):
+            if isinstance(step, ActionStep):
+                used.add(step.connector)
+            elif isinstance(step, SyncStep):
+                t = step.sync.target
+                used.update(a.rsplit(".", 1)[0] for a in (t.list, t.create, t.update) if a)
+        return used
+
+
+def iter_steps(steps: list[Any]):
+    """Yield every step in ``steps``, depth first, nested bodies included."""
+    for step in steps:
+        yield step
+        if isinstance(step, IfStep):
+            yield from iter_steps(step.then)
+            yield from iter_steps(step.else_)
+        elif isinstance(step, ForeachStep):
+            yield from iter_steps(step.foreach.steps)
+
+
+IfStep.model_rebuild()
+ForeachSpec.model_rebuild()
+ForeachStep.model_rebuild()
+WorkflowSpec.model_rebuild()
