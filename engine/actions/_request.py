@@ -1,0 +1,159 @@
+"""Turning an action and its input into an HTTP request (before auth)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import quote, urlsplit
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from ..errors import ActionInputInvalid, Problem
+from ..expressions import render
+from ..specs import ActionSpec, ConnectorSpec
+
+
+@dataclass
+class PreparedRequest:
+    """An HTTP request built from an action: everything but credentials."""
+
+    method: str
+    url: str
+    params: list[tuple[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    cookies: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    data: dict[str, str] | None = None
+    content: bytes | None = None
+
+    @property
+    def body_size(self) -> int:
+        if self.content is not None:
+            return len(self.content)
+        if self.json is not None:
+            return len(json.dumps(self.json, separators=(",", ":")).encode())
+        if self.data:
+            return sum(len(k) + len(v) + 2 for k, v in self.data.items())
+        return 0
+
+
+def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, value: Any) -> None:
+    """Check ``value`` against the action's input schema.
+
+    Raises:
+        ActionInputInvalid: listing each problem with its JSON pointer in the input.
+    """
+    try:
+        validator = _validator(json.dumps(action.input, sort_keys=True))
+    except SchemaError as exc:
+        raise ActionInputInvalid(connector.id, name, [Problem("/input", f"the action's input schema is invalid: {exc.message}")]) from None
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    if errors:
+        problems = [Problem(_pointer(e.absolute_path), e.message) for e in errors[:20]]
+        raise ActionInputInvalid(connector.id, name, problems)
+
+
+_VALIDATORS: dict[str, Draft202012Validator] = {}
+
+
+def _validator(schema_json: str) -> Draft202012Validator:
+    # Schemas are data that repeat across calls; compile each once.
+    found = _VALIDATORS.get(schema_json)
+    if found is None:
+        schema = json.loads(schema_json)
+        Draft202012Validator.check_schema(schema)
+        found = _VALIDATORS[schema_json] = Draft202012Validator(schema)
+    return found
+
+
+def _pointer(path: Any) -> str:
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in path) if path else "/"
+
+
+def effective_base_url(connector: ConnectorSpec, action: ActionSpec, override: str | None, connection: Mapping[str, Any]) -> str:
+    """The base URL one action calls: an override (a sandbox) replaces the connector's.
+
+    An action with its own base URL (OpenAPI per-path servers) keeps the part of
+    its URL that extends the connector's, re-rooted on the override.
+    """
+    context = {"connection": dict(connection)}
+    connector_base = str(render(connector.base_url, context)).rstrip("/")
+    action_base = str(render(action.base_url, context)).rstrip("/") if action.base_url else None
+    if override is None:
+        return action_base or connector_base
+    override = override.rstrip("/")
+    if not action_base or action_base == connector_base:
+        return override
+    if action_base.startswith(connector_base + "/"):
+        return override + action_base[len(connector_base):]
+    # A different host: keep the action's path under the override's origin.
+    parts = urlsplit(override)
+    return f"{parts.scheme}://{parts.netloc}{urlsplit(action_base).path}".rstrip("/")
+
+
+def build_request(
+    connector: ConnectorSpec,
+    name: str,
+    value: Any,
+    *,
+    base_url: str | None = None,
+    connection: Mapping[str, Any] | None = None,
+) -> PreparedRequest:
+    """Render action ``name`` of ``connector`` with input ``value`` into a request.
+
+    Path parameters are percent-encoded as one segment each; query parameters
+    and headers whose template renders to nothing are left out, so optional
+    inputs stay optional.
+
+    Raises:
+        ActionInputInvalid: the input does not match the action's input schema,
+            or a path parameter renders to nothing.
+        ExpressionError: a template fails, naming its JSON pointer in the action.
+    """
+    action = connector.action(name)
+    validate_input(connector, name, action, value)
+    context = {"input": value, "connection": dict(connection or {})}
+    where = f"/actions/{name}"
+
+    path = action.path
+    for param, template in action.path_params.items():
+        rendered = render(template, context, f"{where}/path_params/{param}")
+        if rendered is None or rendered == "":
+            raise ActionInputInvalid(connector.id, name, [Problem(f"/{param}", "path parameter has no value")])
+        path = path.replace("{" + param + "}", quote(_scalar_text(rendered), safe=""))
+
+    request = PreparedRequest(method=action.method, url=effective_base_url(connector, action, base_url, context["connection"]) + path)
+    for param, template in action.query.items():
+        rendered = render(template, context, f"{where}/query/{param}")
+        for item in rendered if isinstance(rendered, list) else [rendered]:
+            if item is not None:
+                request.params.append((param, _scalar_text(item)))
+    for header, template in action.headers.items():
+        rendered = render(template, context, f"{where}/headers/{header}")
+        if rendered is not None:
+            request.headers[header] = _scalar_text(rendered)
+
+    if action.body is not None:
+        body = render(action.body, context, f"{where}/body")
+        if body is not None:
+            if action.body_type == "json":
+                request.json = body
+            elif action.body_type == "form":
+                if not isinstance(body, Mapping):
+                    raise ActionInputInvalid(connector.id, name, [Problem("/body", "a form body must be an object")])
+                request.data = {k: _scalar_text(v) for k, v in body.items() if v is not None}
+            else:
+                request.content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    return request
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)

@@ -1,0 +1,114 @@
+"""The common data model: a shared vocabulary for field mapping.
+
+Six kinds of record (contact, company, customer, order, product, invoice) as
+JSON Schemas. Each property lists ``x-aliases``: the paths under which apps
+commonly keep it (``properties.email`` in HubSpot, ``Contacts.Email`` in
+Cin7). Mapping goes through the model: a source field and a target field
+that are aliases of the same model property are proposed as a pair, so an
+agent (or a person) starts from a mapping instead of a blank page.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from ..errors import Problem, SpecValidationError
+from ..expressions import quote_field
+
+KINDS = ("contact", "company", "customer", "order", "product", "invoice")
+
+
+@lru_cache(maxsize=None)
+def model_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of one kind of record.
+
+    Raises:
+        KeyError: for a kind outside :data:`KINDS`.
+    """
+    if kind not in KINDS:
+        raise KeyError(f"unknown data model kind {kind!r} (known: {', '.join(KINDS)})")
+    text = resources.files(__package__).joinpath("schemas", f"{kind}.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def validate_record(kind: str, record: Any) -> None:
+    """Check a record against the model.
+
+    Raises:
+        SpecValidationError: naming each invalid field by JSON pointer.
+    """
+    validator = Draft202012Validator(model_schema(kind))
+    problems = [
+        Problem("/" + "/".join(str(p) for p in e.absolute_path), e.message)
+        for e in sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))
+    ]
+    if problems:
+        raise SpecValidationError(kind, problems)
+
+
+def schema_paths(schema: dict[str, Any], prefix: str = "", depth: int = 0) -> list[str]:
+    """Dotted paths of the scalar fields of a JSON Schema; an array of objects adds ``name.field``."""
+    out: list[str] = []
+    if depth > 4 or not isinstance(schema, dict):
+        return out
+    for name, sub in (schema.get("properties") or {}).items():
+        path = f"{prefix}{name}"
+        if not isinstance(sub, dict):
+            continue
+        kind = sub.get("type")
+        if kind == "object" or "properties" in sub:
+            out += schema_paths(sub, path + ".", depth + 1)
+        elif kind == "array" and isinstance(sub.get("items"), dict) and "properties" in sub["items"]:
+            out += schema_paths(sub["items"], path + ".", depth + 1)
+        else:
+            out.append(path)
+    return out
+
+
+def _find(paths: list[str], aliases: list[str]) -> str | None:
+    # An exact alias wins; then a path that ends with an alias (``properties.email``).
+    lowered = {p.lower(): p for p in paths}
+    for alias in aliases:
+        if alias.lower() in lowered:
+            return lowered[alias.lower()]
+    for alias in aliases:
+        for path in paths:
+            if path.lower().endswith("." + alias.lower()):
+                return path
+    return None
+
+
+def suggest_mapping(kind: str, source_schema: dict[str, Any], target_schema: dict[str, Any], *, source_var: str = "source") -> dict[str, Any]:
+    """Propose a ``map`` template from source records to target records of one model kind.
+
+    Returns a template whose keys are target fields and whose values are
+    ``{{ source.path }}`` expressions; a target field inside an array of
+    objects (``Contacts.Email``) becomes a one-element list. Fields without a
+    counterpart on both sides are left out.
+    """
+    model = model_schema(kind)
+    source_paths = schema_paths(source_schema)
+    target_paths = schema_paths(target_schema)
+    mapping: dict[str, Any] = {}
+    for name, prop in model["properties"].items():
+        if name == "id":
+            continue  # identities belong to each app; matching, not mapping, relates them
+        aliases = prop.get("x-aliases") or []
+        source = _find(source_paths, aliases)
+        target = _find(target_paths, aliases)
+        if not source or not target:
+            continue
+        expression = "{{ " + source_var + "." + ".".join(quote_field(p) for p in source.split(".")) + " }}"
+        head, _, rest = target.partition(".")
+        if rest:
+            holder = mapping.setdefault(head, [{}])
+            if isinstance(holder, list) and isinstance(holder[0], dict):
+                holder[0].setdefault(rest, expression)
+        else:
+            mapping.setdefault(head, expression)
+    return mapping
