@@ -46,21 +46,26 @@ def problems_from_validation(error: ValidationError, document: Any) -> list[Prob
     return problems
 
 
-def _is_union_tag(part: Any, node: Any) -> bool:
+def _is_union_tag(part: Any, node: Any, last: bool) -> bool:
     # Discriminated unions put the chosen tag into the location: the step kind
     # (a key of the step), or the value of an auth 'type' / trigger 'kind'.
     if not isinstance(part, str) or not isinstance(node, dict):
         return False
-    return part in STEP_KINDS and part in node or part in (node.get("type"), node.get("kind"))
+    if part in (node.get("type"), node.get("kind")):
+        return True
+    return not last and part in STEP_KINDS and part in node
 
 
 def _document_path(loc: tuple[Any, ...], document: Any) -> list[Any]:
     """Map a pydantic location onto document keys (aliases restored, union tags dropped)."""
     path: list[Any] = []
     node = document
+    tag_skipped = False  # at most one tag per level: the next same-named part is the field
     for index, part in enumerate(loc):
-        if index + 1 < len(loc) and _is_union_tag(part, node):
+        if not tag_skipped and _is_union_tag(part, node, index + 1 == len(loc)):
+            tag_skipped = True
             continue
+        tag_skipped = False
         key = _ALIASES.get(part, part) if isinstance(part, str) else part
         path.append(key)
         if isinstance(node, dict):

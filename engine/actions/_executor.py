@@ -1,0 +1,218 @@
+"""Calling connector actions over HTTP: build, authorize, send, read, paginate, trace."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ..errors import ActionFailed, ResponseInvalid, UnknownAction
+from ..expressions import evaluate
+from ..http import Attempt, HttpClient
+from ..specs import ActionSpec, ConnectorSpec
+from ._pagination import Page, paginate
+from ._request import PreparedRequest, build_request
+
+MAX_ERROR_DETAIL = 300
+
+
+@dataclass
+class ActionResponse:
+    """What one action call produced: the last response and the action's result."""
+
+    connector: str
+    action: str
+    status: int
+    headers: dict[str, str]
+    body: Any
+    result: Any
+    url: str
+    pages: int = 1
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class ActionExecutor:
+    """Runs connector actions for one customer's connections.
+
+    Args:
+        connectors: the loaded connector specs by id.
+        http: the process's shared :class:`HttpClient`.
+        auth: applies credentials to requests (see :mod:`engine.auth`).
+        base_urls: per-connector base URL overrides (sandboxes, tests).
+        connections: per-connector non-secret settings templates may read as ``connection``.
+        trace_bodies: keep request and response bodies in traces (credentials redacted).
+    """
+
+    def __init__(
+        self,
+        connectors: Mapping[str, ConnectorSpec],
+        *,
+        http: HttpClient,
+        auth: Any,
+        base_urls: Mapping[str, str] | None = None,
+        connections: Mapping[str, Mapping[str, Any]] | None = None,
+        trace_bodies: bool = False,
+    ):
+        self.connectors = dict(connectors)
+        self.http = http
+        self.auth = auth
+        self.base_urls = dict(base_urls or {})
+        self.connections = {k: dict(v) for k, v in (connections or {}).items()}
+        self.trace_bodies = trace_bodies
+
+    def connector(self, connector_id: str) -> ConnectorSpec:
+        """The spec of ``connector_id``; raises :class:`UnknownAction` naming the loaded ones."""
+        try:
+            return self.connectors[connector_id]
+        except KeyError:
+            raise UnknownAction(connector_id, None, sorted(self.connectors)) from None
+
+    def action(self, connector_id: str, name: str) -> tuple[ConnectorSpec, ActionSpec]:
+        connector = self.connector(connector_id)
+        if name not in connector.actions:
+            raise UnknownAction(connector_id, name, sorted(connector.actions))
+        return connector, connector.actions[name]
+
+    async def call(
+        self,
+        connector_id: str,
+        name: str,
+        input: Any,
+        *,
+        paginate_pages: bool = True,
+        max_pages: int | None = None,
+        raise_for_status: bool = True,
+        observer: Any = None,
+    ) -> ActionResponse:
+        """Call one action and return its response and result.
+
+        A paginated action (with ``paginate_pages``) walks its pages and its
+        result is ``{"items": [...], "pages": n}``; otherwise the result is the
+        response body, or the action's ``result`` expression over
+        ``{body, headers, status}``.
+
+        Raises:
+            UnknownAction, ActionInputInvalid, ExpressionError: before anything is sent.
+            ActionFailed: the app answered with a non-success status (unless ``raise_for_status`` is false).
+            ResponseInvalid: a success response that cannot be read as the action says.
+            EgressDenied, UpstreamUnavailable, UpstreamTimeout: from the HTTP layer.
+            engine.errors auth errors: credentials missing or a grant revoked.
+        """
+        connector, action = self.action(connector_id, name)
+        request = build_request(
+            connector, name, input, base_url=self.base_urls.get(connector_id), connection=self.connections.get(connector_id)
+        )
+        attempts: list[Attempt] = []
+        last: dict[str, Any] = {}
+
+        async def send(prepared: PreparedRequest) -> Page:
+            response = await self._send(connector, name, prepared, attempts, observer)
+            body = _read_body(response, connector.id, name, strict=False)
+            last.update(response=response, body=body)
+            if raise_for_status:
+                self._check_status(connector, name, action, prepared, response, body)
+            return Page(body=body, next_link=(response.links.get("next") or {}).get("url"))
+
+        if action.pagination and paginate_pages:
+            first = await send(request)
+            if not self._success(action, last["response"].status_code):
+                return self._response(connector, name, last, last["body"], attempts, pages=1)
+
+            async def rest(prepared: PreparedRequest, _first: list[Page | None] = [first]) -> Page:
+                # The walk starts with the page already fetched above.
+                if _first[0] is not None:
+                    page, _first[0] = _first[0], None
+                    return page
+                return await send(prepared)
+
+            result = await paginate(action.pagination, request, rest, connector=connector.id, action=name, max_pages=max_pages)
+            return self._response(connector, name, last, result, attempts, pages=result["pages"])
+
+        page = await send(request)
+        response = last["response"]
+        result = page.body
+        if action.result and self._success(action, response.status_code):
+            scope = {"body": page.body, "headers": dict(response.headers), "status": response.status_code}
+            result = evaluate(action.result, scope, f"/actions/{name}/result")
+        return self._response(connector, name, last, result, attempts)
+
+    def _response(self, connector: ConnectorSpec, name: str, last: dict, result: Any, attempts: list[Attempt], pages: int = 1) -> ActionResponse:
+        response: httpx.Response = last["response"]
+        return ActionResponse(
+            connector=connector.id,
+            action=name,
+            status=response.status_code,
+            headers=dict(response.headers),
+            body=last["body"],
+            result=result,
+            url=attempts[-1].url if attempts else str(response.request.url),
+            pages=pages,
+            attempts=attempts,
+        )
+
+    @staticmethod
+    def _success(action: ActionSpec, status: int) -> bool:
+        return status in action.success_statuses if action.success_statuses else 200 <= status < 300
+
+    def _check_status(self, connector: ConnectorSpec, name: str, action: ActionSpec, prepared: PreparedRequest, response: httpx.Response, body: Any) -> None:
+        if self._success(action, response.status_code):
+            return
+        detail = body if isinstance(body, str) else json.dumps(body, default=str)
+        raise ActionFailed(connector.id, name, prepared.method, _display_url(prepared), response.status_code, (detail or "")[:MAX_ERROR_DETAIL])
+
+    async def _send(self, connector: ConnectorSpec, name: str, prepared: PreparedRequest, attempts: list[Attempt], observer: Any) -> httpx.Response:
+        authorized = await self.auth.authorize(connector, prepared)
+
+        async def observe(attempt: Attempt) -> None:
+            attempts.append(attempt)
+            if observer is not None:
+                outcome = observer(attempt)
+                if hasattr(outcome, "__await__"):
+                    await outcome
+
+        response = await self.http.request(
+            prepared.method,
+            authorized.url,
+            headers=authorized.headers,
+            params=authorized.params,
+            json=authorized.json,
+            data=authorized.data,
+            content=authorized.content,
+            rate_key=connector.id,
+            observer=observe,
+            redact=authorized.redact,
+            sensitive_headers=authorized.sensitive_headers,
+        )
+        if response.status_code == 401 and await self.auth.on_unauthorized(connector):
+            authorized = await self.auth.authorize(connector, prepared)
+            response = await self.http.request(
+                prepared.method, authorized.url, headers=authorized.headers, params=authorized.params,
+                json=authorized.json, data=authorized.data, content=authorized.content, rate_key=connector.id,
+                observer=observe, redact=authorized.redact, sensitive_headers=authorized.sensitive_headers,
+            )
+        return response
+
+
+def _display_url(prepared: PreparedRequest) -> str:
+    return prepared.url
+
+
+def _read_body(response: httpx.Response, connector: str, action: str, *, strict: bool) -> Any:
+    if not response.content:
+        return None
+    content_type = response.headers.get("content-type", "")
+    if "json" in content_type or response.content[:1] in (b"{", b"["):
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if strict:
+                raise ResponseInvalid(connector, action, "the response says JSON but does not parse") from None
+    return response.text

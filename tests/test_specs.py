@@ -1,0 +1,156 @@
+"""Spec models: validation with JSON pointers, YAML and JSON input, exported JSON Schemas."""
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from engine.errors import SpecValidationError
+from engine.specs import (
+    ApiKeyAuth,
+    ConnectorSpec,
+    OAuth2Auth,
+    SyncStep,
+    WorkflowSpec,
+    load_connector,
+    load_workflow,
+    parse_document,
+    spec_json_schema,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CIN7 = {
+    "id": "cin7",
+    "base_url": "https://inventory.dearsystems.com/ExternalApi/v2",
+    "auth": {
+        "type": "api_key",
+        "keys": [
+            {"credential": "account_id", "in": "header", "name": "api-auth-accountid"},
+            {"credential": "application_key", "in": "header", "name": "api-auth-applicationkey"},
+        ],
+    },
+    "actions": {
+        "list_customers": {
+            "method": "GET",
+            "path": "/customer",
+            "query": {"Page": "{{ input.Page }}", "Limit": "{{ input.Limit }}"},
+            "pagination": {"style": "page", "items": "CustomerList", "page_param": "Page", "size_param": "Limit", "size": 100},
+        },
+        "get_customer": {"method": "GET", "path": "/customer/{id}", "path_params": {"id": "{{ input.id }}"}},
+    },
+}
+
+
+def test_connector_loads_and_reports_credential_fields():
+    spec = load_connector(CIN7)
+    assert isinstance(spec.auth, ApiKeyAuth)
+    assert spec.auth.credential_fields() == ["account_id", "application_key"]
+    assert spec.actions["list_customers"].method == "GET"
+    assert spec.action("get_customer").path_placeholders() == ["id"]
+    with pytest.raises(KeyError, match="known: get_customer, list_customers"):
+        spec.action("nope")
+
+
+def test_yaml_and_json_give_the_same_spec(tmp_path):
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(CIN7))
+    (tmp_path / "c.json").write_text(json.dumps(CIN7))
+    assert load_connector(tmp_path / "c.yaml") == load_connector(tmp_path / "c.json")
+
+
+@pytest.mark.parametrize(
+    "patch, pointer, reason",
+    [
+        ({"base_url": "ftp://x"}, "/base_url", "absolute http"),
+        ({"id": "Has Spaces"}, "/id", "pattern"),
+        ({"auth": {"type": "api_key", "keys": [{"in": "body", "name": "k", "credential": "c"}]}}, "/auth/keys/0/in", "header"),
+        ({"auth": {"type": "oauth2", "token_url": "https://t"}}, "/auth", "authorize_url is required"),
+        ({"auth": {"type": "magic"}}, "/auth", "magic"),
+        ({"actions": {"a": {"method": "GET", "path": "/x/{id}"}}}, "/actions/a", "path placeholders"),
+        ({"actions": {"a": {"method": "GET", "path": "x"}}}, "/actions/a/path", "start with '/'"),
+        ({"actions": {"a": {"method": "GET", "path": "/x", "pagination": {"style": "cursor", "items": "results"}}}},
+         "/actions/a/pagination", "needs next, cursor_param"),
+        ({"events": {"e": {"kind": "polling"}}}, "/events/e", "needs 'action'"),
+    ],
+)
+def test_invalid_connector_names_pointer_and_reason(patch, pointer, reason):
+    with pytest.raises(SpecValidationError) as info:
+        load_connector({**CIN7, **patch})
+    pointers = [p.pointer for p in info.value.problems]
+    assert pointer in pointers, info.value
+    assert reason in str(info.value)
+    assert info.value.http_status == 422 and info.value.code == "spec_validation_failed"
+
+
+def test_workflow_steps_are_told_apart_by_their_kind_key():
+    spec = load_workflow(
+        {
+            "id": "flow",
+            "trigger": {"kind": "schedule", "cron": "*/15 * * * *"},
+            "steps": [
+                {"id": "contacts", "action": "hubspot.list_contacts"},
+                {
+                    "id": "sync",
+                    "sync": {
+                        "source": "{{ steps.contacts.items }}",
+                        "target": {"list": "cin7.list_customers", "create": "cin7.create_customer"},
+                        "match": {"source": "properties.email", "target": "Contacts.Email"},
+                        "map": {"Name": "{{ source.properties.firstname }}"},
+                    },
+                },
+                {"id": "check", "if": "steps.sync.created > 0", "then": [{"id": "note", "map": {"ok": True}}]},
+            ],
+        }
+    )
+    assert isinstance(spec.steps[1], SyncStep)
+    assert spec.connectors() == {"hubspot", "cin7"}
+
+
+@pytest.mark.parametrize(
+    "doc, pointer, reason",
+    [
+        ({"id": "w", "steps": []}, "/steps", "at least 1"),
+        ({"id": "w", "steps": [{"id": "a", "map": 1, "action": "x.y"}]}, "/steps/0", "exactly one of"),
+        ({"id": "w", "steps": [{"id": "a", "action": "x.y", "paginate": "maybe"}]}, "/steps/0/paginate", "boolean"),
+        ({"id": "w", "steps": [{"id": "a", "if": "true", "then": [{"id": "b", "mapp": 1}]}]}, "/steps/0/then/0", "exactly one of"),
+        ({"id": "w", "steps": [{"id": "a", "map": 1}, {"id": "a", "map": 2}]}, "", "more than once"),
+        ({"id": "w", "trigger": {"kind": "schedule", "cron": "61 * * * *"}, "steps": [{"id": "a", "map": 1}]}, "/trigger/cron", "cron"),
+        ({"id": "w", "trigger": {"kind": "schedule", "cron": "* * * * *", "timezone": "Mars/Olympus"}, "steps": [{"id": "a", "map": 1}]},
+         "/trigger/timezone", "unknown time zone"),
+        ({"id": "w", "steps": [{"id": "a", "foreach": {"items": "x", "concurrency": 0, "steps": [{"id": "b", "map": 1}]}}]},
+         "/steps/0/foreach/concurrency", "greater than or equal to 1"),
+    ],
+)
+def test_invalid_workflow_names_pointer_and_reason(doc, pointer, reason):
+    with pytest.raises(SpecValidationError) as info:
+        load_workflow(doc)
+    assert pointer in [p.pointer for p in info.value.problems], info.value
+    assert reason in str(info.value)
+
+
+def test_unparsable_and_missing_documents_are_clear(tmp_path):
+    with pytest.raises(SpecValidationError, match="not valid YAML or JSON"):
+        parse_document("a: [1, 2", "x.yaml")
+    with pytest.raises(SpecValidationError, match="cannot read"):
+        load_workflow(tmp_path / "absent.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(SpecValidationError, match="expected a mapping"):
+        load_workflow(tmp_path / "list.yaml")
+
+
+def test_exported_json_schemas_are_current_and_valid():
+    for kind, model in (("connector", ConnectorSpec), ("workflow", WorkflowSpec)):
+        schema = spec_json_schema(kind)
+        Draft202012Validator.check_schema(schema)
+        on_disk = json.loads((ROOT / "schemas" / f"{kind}.schema.json").read_text())
+        assert on_disk == schema, f"schemas/{kind}.schema.json is stale: run `switchboard schema --write schemas`"
+
+
+def test_exported_schema_accepts_what_the_model_accepts():
+    schema = spec_json_schema("connector")
+    Draft202012Validator(schema).validate(CIN7)
+    oauth = OAuth2Auth(authorize_url="https://a", token_url="https://t", scopes=["x"])
+    assert oauth.credential_fields()[:2] == ["client_id", "client_secret"]
