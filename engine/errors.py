@@ -7,6 +7,7 @@ EngineError                         root
  +-- SpecError                      a spec or document is invalid (422)
  |    +-- SpecValidationError       pydantic/JSON Schema problems, each with a JSON pointer
  |    +-- ExpressionError           an expression does not parse or fails to evaluate
+ |    +-- OpenAPIImportError        an OpenAPI/Swagger document cannot be imported (engine/openapi)
  +-- (each block below adds its part of the tree)
 """
 
@@ -71,6 +72,30 @@ class ExpressionError(SpecError):
 
 
 # --- end specs ---
+
+
+# --- openapi ---
+class OpenAPIImportError(SpecError):
+    """An OpenAPI or Swagger document cannot be imported.
+
+    ``source`` names the document (a path, a URL or ``<text>``), ``pointer`` the
+    JSON pointer of the offending part ("" for the whole document) and
+    ``reason`` what is wrong with it.
+    """
+
+    code = "openapi_import_failed"
+    http_status = 422
+
+    def __init__(self, source: str | None, pointer: str, reason: str):
+        self.source = source
+        self.pointer = pointer
+        self.reason = reason
+        where = f" {source}" if source else ""
+        at = f" at {pointer}" if pointer else ""
+        super().__init__(f"cannot import OpenAPI document{where}{at}: {reason}")
+
+
+# --- end openapi ---
 
 
 # --- http ---

@@ -1,0 +1,267 @@
+"""JSON pointers and ``$ref`` resolution for OpenAPI documents.
+
+Resolution inlines every reference, so the models built from a document never
+hold a ``$ref``. Three things real documents do are handled here:
+
+* cycles (a tree node whose children are tree nodes): the recursive occurrence
+  is cut and replaced by a schema that says so, so nothing loops;
+* dangling local references: a warning naming the pointer of the ``$ref``, and
+  an empty schema (anything goes) in its place;
+* references to other files: followed only when the file exists next to the
+  document (a relative path on the local disk); anything else, including URLs,
+  is refused before any work is done, naming the reference and where it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from ..errors import OpenAPIImportError, Problem
+
+# Keys whose values are data, not document structure: a "$ref" inside them is
+# an example payload, not a reference.
+_DATA_KEYS = frozenset({"example", "default", "enum", "const"})
+
+# Keys next to a $ref that 3.0 and 2.0 formally ignore but that documents use
+# on purpose; 3.1 keeps every sibling.
+_LEGACY_SIBLINGS = frozenset({"description", "summary", "nullable", "readOnly", "writeOnly", "deprecated", "title"})
+
+
+def escape(token: Any) -> str:
+    """Escape one reference token for a JSON pointer (RFC 6901: ``~`` -> ``~0``, ``/`` -> ``~1``)."""
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def unescape(token: str) -> str:
+    """Undo :func:`escape` (order matters: ``~1`` before ``~0``)."""
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def join(pointer: str, *tokens: Any) -> str:
+    """Append tokens to a JSON pointer."""
+    return pointer + "".join("/" + escape(t) for t in tokens)
+
+
+def resolve_pointer(document: Any, pointer: str) -> Any:
+    """Return the node at ``pointer`` (``""`` or ``"#..."`` forms accepted); raise ``KeyError`` naming the pointer."""
+    pointer = unquote(pointer[1:] if pointer.startswith("#") else pointer)
+    if pointer == "":
+        return document
+    if not pointer.startswith("/"):
+        raise KeyError(f"not a JSON pointer: {pointer!r}")
+    node = document
+    for raw in pointer[1:].split("/"):
+        token = unescape(raw)
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            raise KeyError(f"nothing at {pointer}")
+    return node
+
+
+def iter_refs(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
+    """Yield ``(pointer_of_the_ref_object, ref_value)`` for every ``$ref`` in ``node``."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            yield pointer, ref
+        for key, value in node.items():
+            if key in _DATA_KEYS or key.startswith("x-"):
+                continue
+            yield from iter_refs(value, join(pointer, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from iter_refs(value, join(pointer, index))
+
+
+def jsonable(node: Any) -> Any:
+    """A copy of parsed YAML that JSON can hold: keys as strings (YAML reads ``200:`` as an int), dates as ISO text."""
+    if isinstance(node, dict):
+        return {_key(k): jsonable(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [jsonable(v) for v in node]
+    if isinstance(node, (str, int, float, bool)) or node is None:
+        return node
+    if hasattr(node, "isoformat"):
+        return node.isoformat()
+    if isinstance(node, bytes):
+        return node.decode("utf-8", "replace")
+    return str(node)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if hasattr(key, "isoformat"):
+        return key.isoformat()
+    return str(key)
+
+
+def parse_text(text: str, source: str) -> Any:
+    """Parse JSON or YAML text; raise :class:`OpenAPIImportError` when it is neither."""
+    try:
+        if text.lstrip().startswith("{"):
+            return json.loads(text)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
+    except (json.JSONDecodeError, yaml.YAMLError, ValueError) as exc:
+        reason = str(exc).replace("\n", " ")
+        raise OpenAPIImportError(source, "", f"not valid YAML or JSON: {reason}") from None
+
+
+class Resolver:
+    """Inlines the ``$ref``s of one document (and the local files it points at).
+
+    ``base_dir`` is the directory of the document on disk, or None when the
+    document did not come from a file (then every external reference is refused).
+    Problems found while resolving (dangling references) go to ``warnings``.
+    """
+
+    def __init__(self, document: dict, *, source: str, base_dir: Path | None, version: str):
+        self.source = source
+        self.base_dir = base_dir
+        self.keep_all_siblings = not version.startswith(("2", "3.0"))
+        self.warnings: list[Problem] = []
+        self._seen_warnings: set[tuple[str, str]] = set()
+        # document key "" is the main document; others are resolved file paths
+        self._documents: dict[str, Any] = {"": document}
+        self._memo: dict[tuple[str, str], Any] = {}
+
+    # -- external files ------------------------------------------------------
+    def check_external(self) -> None:
+        """Refuse, before any other work, a document whose external references cannot be followed."""
+        self._check_external_refs("", self._documents[""], set())
+
+    def _check_external_refs(self, doc_key: str, document: Any, visited: set[str]) -> None:
+        visited.add(doc_key)
+        for at, ref in iter_refs(document):
+            if ref.startswith("#"):
+                continue
+            target = self._external_path(doc_key, at, ref)
+            key = str(target)
+            if key not in visited:
+                self._check_external_refs(key, self._load_external(key, at, ref), visited)
+
+    def _external_path(self, doc_key: str, at: str, ref: str) -> Path:
+        where = at if not doc_key else f"{doc_key}#{at}"
+        file_part = ref.split("#", 1)[0]
+        parts = urlsplit(file_part)
+        if parts.scheme or parts.netloc:
+            raise OpenAPIImportError(
+                self.source, where,
+                f"$ref {ref!r} points at another document by URL; only local references and files next to the "
+                "document are followed (download the referenced documents beside it, or bundle them into one file)",
+            )
+        if self.base_dir is None:
+            raise OpenAPIImportError(
+                self.source, where,
+                f"$ref {ref!r} points at another file, but this document was not read from a file, so there is "
+                "nothing to resolve it against (import it from its file path, or bundle it into one document)",
+            )
+        base = Path(doc_key).parent if doc_key else self.base_dir
+        target = (base / unquote(file_part)).resolve()
+        if not target.is_file():
+            raise OpenAPIImportError(
+                self.source, where,
+                f"$ref {ref!r} points at the file {target}, which does not exist (external references are "
+                "resolved relative to the document; put the referenced files there or bundle the document)",
+            )
+        return target
+
+    def _load_external(self, key: str, at: str, ref: str) -> Any:
+        if key not in self._documents:
+            try:
+                text = Path(key).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise OpenAPIImportError(self.source, at, f"$ref {ref!r}: cannot read {key}: {exc}") from None
+            self._documents[key] = jsonable(parse_text(text, key))
+        return self._documents[key]
+
+    # -- inlining --------------------------------------------------------------
+    def warn(self, pointer: str, message: str) -> None:
+        """Record a warning once per (pointer, message)."""
+        if (pointer, message) not in self._seen_warnings:
+            self._seen_warnings.add((pointer, message))
+            self.warnings.append(Problem(pointer, message))
+
+    def resolve(self, node: Any, pointer: str, doc_key: str = "") -> Any:
+        """Return ``node`` (found at ``pointer`` in document ``doc_key``) with every ``$ref`` inlined."""
+        value, _ = self._resolve(node, pointer, doc_key, ())
+        return value
+
+    def resolve_at(self, pointer: str) -> Any:
+        """Resolve the node at ``pointer`` of the main document; raise ``KeyError`` when there is none."""
+        return self.resolve(resolve_pointer(self._documents[""], pointer), pointer)
+
+    def _resolve(self, node: Any, pointer: str, doc_key: str, stack: tuple) -> tuple[Any, bool]:
+        """Inline refs below ``node``; the flag says whether a cycle was cut (such results are not memoised)."""
+        if isinstance(node, list):
+            out, cut = [], False
+            for index, item in enumerate(node):
+                value, was_cut = self._resolve(item, join(pointer, index), doc_key, stack)
+                out.append(value)
+                cut = cut or was_cut
+            return out, cut
+        if not isinstance(node, dict):
+            return node, False
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            return self._follow(node, ref, pointer, doc_key, stack)
+        out, cut = {}, False
+        for key, value in node.items():
+            if key in _DATA_KEYS or key.startswith("x-"):
+                out[key] = value
+                continue
+            out[key], was_cut = self._resolve(value, join(pointer, key), doc_key, stack)
+            cut = cut or was_cut
+        return out, cut
+
+    def _follow(self, node: dict, ref: str, pointer: str, doc_key: str, stack: tuple) -> tuple[Any, bool]:
+        if ref.startswith("#"):
+            target_doc, target_pointer = doc_key, ref[1:]
+        else:
+            file_part, _, fragment = ref.partition("#")
+            path = self._external_path(doc_key, pointer, ref)
+            target_doc, target_pointer = str(path), fragment
+            self._load_external(target_doc, pointer, ref)
+        key = (target_doc, unquote(target_pointer))
+        where = pointer if not doc_key else f"{doc_key}#{pointer}"
+        if key in stack:
+            return self._cut(ref, target_doc, target_pointer), True
+        if key in self._memo:
+            resolved, cut = self._memo[key], False
+        else:
+            try:
+                target = resolve_pointer(self._documents[target_doc], target_pointer)
+            except KeyError:
+                self.warn(where, f"$ref {ref!r} points at nothing (dangling reference); an empty schema is used instead")
+                return {}, False
+            resolved, cut = self._resolve(target, target_pointer, target_doc, stack + (key,))
+            if not cut:
+                self._memo[key] = resolved
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        if siblings and isinstance(resolved, dict):
+            if not self.keep_all_siblings:
+                siblings = {k: v for k, v in siblings.items() if k in _LEGACY_SIBLINGS}
+            resolved_siblings, sibling_cut = self._resolve(siblings, pointer, doc_key, stack)
+            resolved = {**resolved, **resolved_siblings}
+            cut = cut or sibling_cut
+        return resolved, cut
+
+    def _cut(self, ref: str, doc_key: str, pointer: str) -> dict:
+        cut: dict[str, Any] = {"description": f"recursive reference to {ref} (not expanded further)"}
+        try:
+            target = resolve_pointer(self._documents[doc_key], pointer)
+        except KeyError:
+            return cut
+        if isinstance(target, dict) and isinstance(target.get("type"), (str, list)):
+            cut["type"] = target["type"]
+        return cut
