@@ -1,0 +1,144 @@
+"""API errors and their mapping to RFC 9457 problem details (``application/problem+json``).
+
+Hierarchy::
+
+    ApiError        root of errors raised by api/ itself; code "api_error", HTTP 500
+
+Mapping is keyed on attributes, not classes: any exception whose class has ``code`` (str) and
+``http_status`` (int) becomes a problem response with that status, so ``StoreError``,
+``EngineError`` and ``SwitchboardError`` subclasses map without api/ importing each one. A class
+may list extra attributes to expose in ``problem_fields`` (e.g. ``("pointer",)``). Any other
+exception becomes a generic 500 whose details stay in the log. Framework errors (unknown route,
+wrong method, request validation) are problem responses too.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:switchboard:problem:"
+
+_logger = logging.getLogger("switchboard.api")
+
+
+class ApiError(Exception):
+    """Root of the errors raised by the API layer itself."""
+
+    code: str = "api_error"
+    http_status: int = 500
+
+
+def _title(code: str) -> str:
+    return code.replace("_", " ").capitalize()
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    """Build a problem+json response: ``type`` is ``urn:switchboard:problem:<code>``, ``title`` is
+    derived from ``code``, and ``extensions`` become extra members (RFC 9457 section 3.2)."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": _title(code),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    body.update(extensions)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def coded_error_response(exc: BaseException, instance: str | None = None) -> JSONResponse | None:
+    """Return the problem response for an exception whose class has ``code`` and ``http_status``,
+    or None when it has not."""
+    code = getattr(type(exc), "code", None)
+    status = getattr(type(exc), "http_status", None)
+    if not isinstance(code, str) or not isinstance(status, int):
+        return None
+    if not 400 <= status <= 599:
+        status = 500
+    extensions = {name: getattr(exc, name, None) for name in getattr(type(exc), "problem_fields", ())}
+    return problem_response(status, code, str(exc), instance=instance, **extensions)
+
+
+def json_pointer(location: tuple[Any, ...] | list[Any]) -> str:
+    """RFC 6901 pointer for a validation error location such as ``("body", "steps", 0, "id")``."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in location)
+
+
+class CodedErrorMiddleware:
+    """Turns exceptions escaping the routes into problem responses.
+
+    A pure ASGI middleware rather than an exception handler: Starlette sends handlers registered
+    for ``Exception`` to its outermost middleware, which re-raises after responding.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise  # too late to replace the response; let the server log it
+            instance = scope.get("path")
+            response = coded_error_response(exc, instance)
+            if response is None or response.status_code >= 500:
+                _logger.error("request failed", exc_info=exc, extra={"path": instance})
+            if response is None:
+                response = problem_response(500, "internal_error", "internal server error", instance=instance)
+            await response(scope, receive, send)
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    try:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        code = f"http_{exc.status_code}"
+    return problem_response(
+        exc.status_code, code, str(exc.detail), instance=request.url.path, headers=getattr(exc, "headers", None)
+    )
+
+
+async def _validation_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"pointer": json_pointer(err.get("loc", ())), "reason": err.get("msg", "")} for err in exc.errors()]
+    detail = "; ".join(f"{e['pointer'] or '/'}: {e['reason']}" for e in errors) or "invalid request"
+    return problem_response(422, "request_invalid", detail, instance=request.url.path, errors=errors)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error response of ``app`` a problem+json document."""
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_exception)
+    app.add_middleware(CodedErrorMiddleware)

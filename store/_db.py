@@ -1,0 +1,97 @@
+"""Connections and the error boundary: the one place where psycopg exceptions become StoreErrors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from store.errors import DatabaseUnavailable, QueryFailed
+
+DEFAULT_CONNECT_TIMEOUT = 10
+
+_DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# SQLSTATE classes that mean "the server is not there for you" rather than "your statement is wrong":
+# 08 connection exception, 57P admin shutdown / cannot connect now, 53 insufficient resources.
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P", "53")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn psycopg exceptions raised inside the block into ``StoreError`` subclasses.
+
+    Connection-level failures become ``DatabaseUnavailable``; everything else the driver raises
+    becomes ``QueryFailed`` with its SQLSTATE.
+    """
+    try:
+        yield
+    except psycopg.Error as exc:
+        sqlstate = exc.sqlstate
+        if isinstance(exc, psycopg.OperationalError) and (
+            sqlstate is None or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+        ):
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+        raise QueryFailed(sqlstate, _first_line(exc)) from exc
+
+
+@contextmanager
+def connect(
+    conninfo: str, *, autocommit: bool = False, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+) -> Iterator[psycopg.Connection]:
+    """Open a connection, yield it, commit on success (unless autocommit) and close it.
+
+    Raises ``DatabaseUnavailable`` when the server cannot be reached or ``conninfo`` is malformed,
+    and ``QueryFailed`` for statements the database rejects inside the block.
+    """
+    try:
+        conn = psycopg.connect(conninfo, autocommit=autocommit, connect_timeout=connect_timeout)
+    except psycopg.ProgrammingError as exc:
+        # libpq refuses a malformed connection string before any network traffic.
+        raise DatabaseUnavailable(f"invalid database URL: {_first_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(_first_line(exc)) from exc
+    with translate_errors(), conn:
+        yield conn
+
+
+def with_database(conninfo: str, dbname: str) -> str:
+    """Return ``conninfo`` pointing at database ``dbname`` on the same server, same credentials."""
+    return make_conninfo(conninfo, dbname=dbname)
+
+
+def database_name(conninfo: str) -> str | None:
+    """Return the database named in ``conninfo``, or None when it relies on the default."""
+    return conninfo_to_dict(conninfo).get("dbname")
+
+
+def _checked_name(name: str) -> str:
+    if not _DATABASE_NAME.match(name):
+        raise ValueError(f"database name {name!r} must match {_DATABASE_NAME.pattern}")
+    return name
+
+
+def create_database(conninfo: str, name: str) -> str:
+    """Create database ``name`` on the server of ``conninfo`` and return a conninfo for it.
+
+    ``name`` must be a lower-case SQL identifier (``ValueError`` otherwise). Raises
+    ``QueryFailed`` if it already exists, ``DatabaseUnavailable`` if the server cannot be reached.
+    """
+    with connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(_checked_name(name))))
+    return with_database(conninfo, name)
+
+
+def drop_database(conninfo: str, name: str) -> None:
+    """Drop database ``name`` (if it exists) on the server of ``conninfo``, closing its sessions."""
+    with connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_checked_name(name))))

@@ -1,0 +1,62 @@
+"""``switchboard db``: the database behind Switchboard (embedded or ``DATABASE_URL``)."""
+
+from __future__ import annotations
+
+import click
+
+from switchboard.commands import load_settings
+
+
+@click.group("db")
+def db() -> None:
+    """Manage the database: migrations and connection details."""
+
+
+@db.command("migrate")
+def migrate_command() -> None:
+    """Apply pending migrations and print what was applied."""
+    import store
+
+    settings = load_settings()
+    conninfo, embedded = store.resolve_conninfo(settings.database_url, settings.pg_data_dir)
+    try:
+        applied = store.migrate(conninfo)
+        version = store.current_version(conninfo)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    names = {v: store.MIGRATIONS[v - 1].name for v in applied}
+    for version_applied in applied:
+        click.echo(f"applied {version_applied} {names[version_applied]}")
+    click.echo(f"schema version {version}" + ("" if applied else " (already up to date)"))
+
+
+@db.command("status")
+def status_command() -> None:
+    """Print the database's schema version and the version this code expects."""
+    import store
+
+    settings = load_settings()
+    conninfo, embedded = store.resolve_conninfo(settings.database_url, settings.pg_data_dir)
+    try:
+        version = store.current_version(conninfo)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    latest = store.latest_version()
+    pending = f", {latest - version} pending" if version < latest else ""
+    click.echo(f"schema version {version} of {latest}{pending}")
+
+
+@db.command("url")
+def url_command() -> None:
+    """Print the database conninfo (for psql and other tools).
+
+    Without DATABASE_URL this starts the embedded server and leaves it running, so the printed
+    URL stays usable; the next `switchboard run` to exit stops it.
+    """
+    import store
+
+    settings = load_settings()
+    conninfo, _ = store.resolve_conninfo(settings.database_url, settings.pg_data_dir, keep_running=True)
+    click.echo(conninfo)

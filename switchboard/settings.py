@@ -1,0 +1,186 @@
+"""Process settings: one pydantic-settings class, read from the environment.
+
+Every setting has an environment variable with the ``SWITCHBOARD_`` prefix. Two
+platform conventions are honoured as well: ``DATABASE_URL`` and ``PORT`` (the
+prefixed spelling wins when both are set), and the data directory is
+``SWITCHBOARD_DATA``.
+
+Per-run dependencies (clock, HTTP client, credentials) are not settings; they are
+injected into the engine by whoever runs it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from switchboard.errors import ConfigurationError
+
+DEFAULT_DATA_DIR = Path(".switchboard")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_HTTP_TIMEOUT = 30.0
+DEFAULT_HTTP_CONNECT_TIMEOUT = 10.0
+
+# Values that ship in examples and compose files; production refuses them as secrets.
+DEFAULT_SECRETS = frozenset({"", "changethis", "changeme", "secret", "password", "postgres", "switchboard"})
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.?$")
+
+
+class Settings(BaseSettings):
+    """All process settings. Construct with keyword arguments (tests) or from the environment.
+
+    Raises ``pydantic.ValidationError`` for malformed values and
+    ``switchboard.errors.ConfigurationError`` when ``mode="production"`` and a required
+    value is missing or is a default secret.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_",
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    # Fields of type SecretStr that production refuses when missing or default. None yet;
+    # the encryption key and OAuth client secrets join this list when they arrive.
+    SECRETS_REQUIRED_IN_PRODUCTION: ClassVar[tuple[str, ...]] = ()
+
+    mode: Literal["local", "production"] = "local"
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR,
+        validation_alias=AliasChoices("SWITCHBOARD_DATA", "SWITCHBOARD_DATA_DIR", "data_dir"),
+        description="Directory for local state; the embedded Postgres lives in <data_dir>/pg.",
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SWITCHBOARD_DATABASE_URL", "DATABASE_URL", "database_url"),
+        repr=False,  # carries a password
+        description="Postgres 15+ with pgvector; unset means the embedded server under data_dir.",
+    )
+    host: str = DEFAULT_HOST
+    port: int = Field(
+        DEFAULT_PORT,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("SWITCHBOARD_PORT", "PORT", "port"),
+        description="0 picks a free port.",
+    )
+    log_level: LogLevel = "INFO"
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="Default: console in local mode, json in production."
+    )
+    egress_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts and CIDRs the SSRF guard lets through (comma-separated in the environment).",
+    )
+    http_timeout: float = Field(DEFAULT_HTTP_TIMEOUT, gt=0, description="Seconds for a whole outbound request.")
+    http_connect_timeout: float = Field(DEFAULT_HTTP_CONNECT_TIMEOUT, gt=0, description="Seconds to connect.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_url_is_unset(cls, value: Any) -> Any:
+        # `DATABASE_URL= make run` is a common way to "unset" it; treat blank as absent.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value:
+            scheme = urlsplit(value).scheme
+            if scheme not in ("postgres", "postgresql"):
+                raise ValueError(f"scheme must be postgresql://, got {scheme}://")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_dir(cls, value: Path) -> Path:
+        # Resolved once so a later chdir cannot move the database.
+        return value.expanduser().resolve()
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_allow_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _hosts_or_networks(cls, entries: list[str]) -> list[str]:
+        cleaned = []
+        for entry in entries:
+            entry = entry.strip().lower()
+            if not entry:
+                continue
+            if not _is_network(entry) and not _HOSTNAME.match(entry):
+                raise ValueError(f"{entry!r} is neither a host name, an IP address nor a CIDR network")
+            cleaned.append(entry)
+        return cleaned
+
+    @model_validator(mode="after")
+    def _production_guard(self) -> Settings:
+        if self.log_format is None:
+            object.__setattr__(self, "log_format", "json" if self.mode == "production" else "console")
+        if self.mode != "production":
+            return self
+        problems: list[str] = []
+        if self.database_url is None:
+            problems.append("DATABASE_URL is required (the embedded Postgres is for local use)")
+        elif _url_password(self.database_url) in DEFAULT_SECRETS:
+            problems.append("DATABASE_URL has an empty or default password")
+        for name in self.SECRETS_REQUIRED_IN_PRODUCTION:
+            secret = getattr(self, name)
+            if secret is None or (isinstance(secret, SecretStr) and secret.get_secret_value() in DEFAULT_SECRETS):
+                problems.append(f"SWITCHBOARD_{name.upper()} must be set to a non-default value")
+        if problems:
+            raise ConfigurationError(self.mode, tuple(problems))
+        return self
+
+    @property
+    def pg_data_dir(self) -> Path:
+        """Directory of the embedded Postgres cluster (used only without ``database_url``)."""
+        return self.data_dir / "pg"
+
+
+def _is_network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _url_password(url: str) -> str:
+    if "://" in url:
+        return urlsplit(url).password or ""
+    # key=value conninfo
+    match = re.search(r"(?:^|\s)password\s*=\s*'?([^'\s]*)", url)
+    return match.group(1) if match else ""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment on first call.
+
+    Raises what ``Settings()`` raises. Tests and commands that need different values
+    construct ``Settings(...)`` directly instead of clearing this cache.
+    """
+    return Settings()

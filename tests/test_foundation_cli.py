@@ -1,0 +1,116 @@
+"""The `switchboard` command: db subcommands in-process, `run` as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+import store
+from switchboard.cli import cli
+
+SWITCHBOARD_BIN = Path(sys.executable).with_name("switchboard")
+
+
+@pytest.fixture
+def fresh_db(database_url: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    url = store.create_database(database_url, name)
+    yield url
+    store.drop_database(database_url, name)
+
+
+def _invoke(*args: str, env: dict[str, str]) -> object:
+    base = {"SWITCHBOARD_DATA": None, "SWITCHBOARD_DATABASE_URL": None, "PORT": None, "SWITCHBOARD_MODE": None}
+    return CliRunner().invoke(cli, list(args), env={**base, **env})
+
+
+def test_db_migrate_applies_then_reports_up_to_date(fresh_db: str) -> None:
+    first = _invoke("db", "migrate", env={"DATABASE_URL": fresh_db})
+    assert first.exit_code == 0, first.output
+    assert "applied 1 m001_pgvector" in first.output
+    second = _invoke("db", "migrate", env={"DATABASE_URL": fresh_db})
+    assert second.exit_code == 0, second.output
+    assert f"schema version {store.latest_version()} (already up to date)" in second.output
+    assert store.current_version(fresh_db) == store.latest_version()
+
+
+def test_db_status_and_url(fresh_db: str) -> None:
+    status = _invoke("db", "status", env={"DATABASE_URL": fresh_db})
+    assert status.exit_code == 0, status.output
+    assert f"schema version 0 of {store.latest_version()}" in status.output
+    url = _invoke("db", "url", env={"DATABASE_URL": fresh_db})
+    assert url.output.strip() == fresh_db
+
+
+def test_unreachable_database_is_one_clear_line() -> None:
+    result = _invoke("db", "migrate", env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    assert result.exit_code == 1
+    assert "database unavailable" in result.output
+    assert "[database_unavailable]" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_invalid_settings_are_named() -> None:
+    result = _invoke("db", "status", env={"PORT": "eighty"})
+    assert result.exit_code == 1
+    assert "invalid settings" in result.output and "PORT" in result.output
+
+
+def test_production_without_database_url_is_refused() -> None:
+    result = _invoke("db", "migrate", env={"SWITCHBOARD_MODE": "production", "DATABASE_URL": ""})
+    assert result.exit_code == 1
+    assert "DATABASE_URL is required" in result.output
+
+
+def test_commands_are_registered() -> None:
+    assert {"run", "serve", "db"} <= set(cli.commands)
+    assert {"migrate", "status", "url"} <= set(cli.commands["db"].commands)  # type: ignore[attr-defined]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_run_starts_embedded_postgres_and_serves_health(pg_tmp_path: Path) -> None:
+    """The path `make run` takes: console script, embedded Postgres, migrations, uvicorn."""
+    assert SWITCHBOARD_BIN.exists(), "install the project: pip install -e '.[dev]'"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") and k != "DATABASE_URL"}
+    env.update(PORT=str(port), SWITCHBOARD_DATA=str(pg_tmp_path / "data"), SWITCHBOARD_LOG_FORMAT="json")
+    proc = subprocess.Popen(
+        [str(SWITCHBOARD_BIN), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        body = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.1)
+                continue
+            if response.status_code == 200:
+                body = response.json()
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, f"switchboard run exited early:\n{proc.communicate()[1]}"
+        assert body == {"status": "ok", "database": "ok", "schema_version": store.latest_version()}
+    finally:
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=60)
+    assert f"Switchboard API on http://127.0.0.1:{port}" in stdout
+    assert '"event": "Application shutdown complete."' in stderr
+    # The embedded server stops with the process that started it.
+    assert not (pg_tmp_path / "data" / "pg" / "postmaster.pid").exists()
