@@ -185,3 +185,84 @@ class UpstreamTimeout(UpstreamUnavailable, TimeoutError):
 
 
 # --- end http ---
+
+
+# --- auth ---
+# AuthError                         credentials could not be applied to a request (engine/auth)
+#  +-- CredentialsInvalid           a credential the scheme needs is missing or malformed (409)
+#  +-- ReauthorizationRequired      the grant is revoked or expired: the connection needs a reconnect (409)
+#  +-- OAuthError                   the authorization server refused a token request (502)
+#  +-- TokenEndpointUnavailable     the token endpoint failed transiently; retry later (503)
+# 409, not 401: a 401 from our API would tell its caller that *their* key is wrong, while
+# the problem is the state of a customer's connection. Messages never hold credential values.
+class AuthError(EngineError):
+    """Root of the errors raised by engine.auth."""
+
+    code = "auth_error"
+    http_status = 409
+
+
+class CredentialsInvalid(AuthError):
+    """The credential ``field`` of ``connector_id``'s connection is missing or malformed."""
+
+    code = "credentials_invalid"
+    http_status = 409
+
+    def __init__(self, connector_id: str, field: str, reason: str):
+        self.connector_id = connector_id
+        self.field = field
+        self.reason = reason
+        super().__init__(f"connection {connector_id!r}: credential {field!r} {reason}")
+
+
+class ReauthorizationRequired(AuthError):
+    """The OAuth grant of ``connector_id``'s connection is gone (revoked, expired, never made).
+
+    Not transient: the end customer must connect the app again.
+    """
+
+    code = "reauthorization_required"
+    http_status = 409
+
+    def __init__(self, connector_id: str | None, reason: str):
+        self.connector_id = connector_id
+        self.reason = reason
+        which = f"connection {connector_id!r}" if connector_id else "the connection"
+        super().__init__(f"{which} must be authorized again: {reason}")
+
+
+class OAuthError(AuthError):
+    """The authorization server at ``endpoint`` refused a token request with OAuth ``error``.
+
+    ``description`` is the server's ``error_description`` (shortened, credentials removed),
+    ``status`` its HTTP status. Not transient: the client id, secret or scopes need fixing.
+    """
+
+    code = "oauth_error"
+    http_status = 502
+
+    def __init__(self, error: str, description: str | None = None, *, status: int | None = None, endpoint: str | None = None):
+        self.error = error
+        self.description = description
+        self.status = status
+        self.endpoint = endpoint
+        where = f" at {endpoint}" if endpoint else ""
+        answered = f" (HTTP {status})" if status is not None else ""
+        detail = f": {description}" if description else ""
+        super().__init__(f"authorization server{where} refused the token request{answered}: {error}{detail}")
+
+
+class TokenEndpointUnavailable(AuthError):
+    """The token endpoint gave no usable answer for a transient reason (5xx, 429, timeout,
+    connection failure, after the HTTP client's retries). The grant may well be intact."""
+
+    code = "token_endpoint_unavailable"
+    http_status = 503
+
+    def __init__(self, endpoint: str, reason: str):
+        self.endpoint = endpoint
+        self.reason = reason
+        super().__init__(f"token endpoint {endpoint} unavailable: {reason}")
+
+
+# --- end auth ---
