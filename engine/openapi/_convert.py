@@ -1,0 +1,330 @@
+"""An OpenAPI document -> a ConnectorSpec.
+
+Every operation becomes an action; webhooks and callbacks become webhook
+events; the security schemes become the connector's auth (see
+:mod:`._security`); the first server becomes ``base_url``.
+
+Action input: one property per parameter (named as the parameter, prefixed
+with its location on a clash, e.g. ``header_X``) plus ``body`` for the request
+body; templates read them with :func:`engine.expressions.quote_field`, so
+names such as Google's ``$.xgafv`` work. Header parameters that the chosen
+auth already sets (``api_key`` in swagger-petstore) are not inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from ..errors import OpenAPIImportError, Problem, SpecValidationError
+from ..expressions import quote_field
+from ..specs import ConnectorSpec, load_model
+from ..specs._connector import ACTION_NAME_PATTERN, ID_PATTERN
+from ._document import OpenAPIDocument, Operation, load_openapi
+from ._paging import infer_pagination
+from ._refs import join
+from ._security import AuthChoice, choose_auth, credential_headers, header_auth, looks_like_credential
+
+PLACEHOLDER_HOST = "https://api.example.com"
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_MAX_NAME = 128
+
+
+@dataclass
+class ImportResult:
+    """The imported connector and every warning (document problems first, then conversion choices)."""
+
+    connector: ConnectorSpec
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def import_connector(doc: OpenAPIDocument | str | Path | dict | bytes, *, connector_id: str | None = None
+                     ) -> ImportResult:
+    """Turn an OpenAPI document (loaded, or anything :func:`load_openapi` reads) into a connector spec.
+
+    ``connector_id`` defaults to a slug of the document's title.
+
+    Raises:
+        OpenAPIImportError: the document cannot be loaded (see :func:`load_openapi`), or the
+            resulting connector does not validate (a bug here or an id that is not allowed).
+    """
+    if not isinstance(doc, OpenAPIDocument):
+        doc = load_openapi(doc)
+    warnings: list[Problem] = list(doc.warnings)
+    connector_id = connector_id or slug(doc.title)
+    if not re.match(ID_PATTERN, connector_id):
+        raise OpenAPIImportError(doc.source, "", f"connector id {connector_id!r} must match {ID_PATTERN}")
+
+    base_url = _base_url(doc.servers, "/servers", warnings)
+    auth = choose_auth(doc, base_url, warnings)
+    if auth.auth["type"] == "none" and not doc.security_schemes:
+        headers = credential_headers(doc)
+        if headers:
+            auth = header_auth(headers)
+            for header, pointer in headers:
+                warnings.append(Problem(pointer, (
+                    f"header parameter {header!r} carries a credential but the document declares no security "
+                    f"scheme; the connector sends it through api_key auth (credential "
+                    f"{auth.auth['keys'][[h for h, _ in headers].index(header)]['credential']!r}) instead of "
+                    "taking it as an action input")))
+
+    actions: dict[str, dict] = {}
+    for op in doc.operations:
+        name = _unique(action_name(op), actions)
+        actions[name] = _action(op, base_url, auth, doc, warnings)
+
+    events: dict[str, dict] = {}
+    for hook in doc.webhooks:
+        events[_unique(_identifier(hook.path) or "webhook", events)] = _event(hook)
+    for op in doc.operations:
+        for callback, requests in op.callbacks.items():
+            for request in requests:
+                base = _identifier(f"{action_name(op)}_{callback}")
+                events[_unique(base, events)] = _event(request)
+
+    spec = {
+        "id": connector_id, "version": 1, "name": doc.title or None, "description": doc.description,
+        "base_url": base_url, "auth": auth.auth, "actions": actions, "events": events,
+        "source": {"format": "openapi", "openapi": doc.openapi_version, "title": doc.title,
+                   "version": doc.version, "document": doc.source},
+    }
+    spec = {k: v for k, v in spec.items() if v is not None}
+    try:
+        connector = load_model(ConnectorSpec, spec, "connector", doc.source)
+    except SpecValidationError as exc:
+        first = exc.problems[0] if exc.problems else Problem("", str(exc))
+        raise OpenAPIImportError(doc.source, first.pointer, f"the imported connector is invalid: {exc}") from None
+    return ImportResult(connector, warnings)
+
+
+def slug(title: str) -> str:
+    """A connector id from a title: ``"Cin7 Core (DEAR) API v2"`` -> ``"cin7-core-dear-api-v2"``."""
+    text = re.sub(r"[^a-z0-9_.]+", "-", title.lower()).strip("-._")
+    return text[:100].rstrip("-._") or "imported"
+
+
+def action_name(op: Operation) -> str:
+    """The action name for an operation: its operationId in snake_case, else method and path."""
+    if op.operation_id:
+        name = _identifier(op.operation_id)
+        if name:
+            return name
+    parts = [op.method.lower()]
+    for segment in op.path.split("/"):
+        match = re.fullmatch(r"\{(.+)\}", segment)
+        parts.append(f"by_{match.group(1)}" if match else segment)
+    return _identifier("_".join(parts)) or op.method.lower()
+
+
+def _identifier(text: str) -> str:
+    snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
+    snake = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", snake)
+    snake = re.sub(r"[^A-Za-z0-9]+", "_", snake).strip("_").lower()
+    if snake and snake[0].isdigit():
+        snake = "op_" + snake
+    snake = snake[:_MAX_NAME].rstrip("_")
+    return snake if re.match(ACTION_NAME_PATTERN, snake) else ""
+
+
+def _unique(name: str, taken: dict) -> str:
+    if name not in taken:
+        return name
+    index = 2
+    while True:
+        suffix = f"_{index}"
+        candidate = name[: _MAX_NAME - len(suffix)] + suffix
+        if candidate not in taken:
+            return candidate
+        index += 1
+
+
+def _base_url(servers: list[str], pointer: str, warnings: list[Problem]) -> str:
+    if not servers:
+        warnings.append(Problem(pointer, f"the document names no server; base_url is the placeholder "
+                                         f"{PLACEHOLDER_HOST}: set the real one (or pass --base-url when testing)"))
+        return PLACEHOLDER_HOST
+    url = servers[0].rstrip("/")
+    if re.match(r"^https?://", url, re.IGNORECASE):
+        return url
+    path = urlsplit(url).path.rstrip("/")
+    if not path.startswith("/"):
+        path = "/" + path if path else ""
+    warnings.append(Problem(pointer, f"server URL {servers[0]!r} is relative; base_url is {PLACEHOLDER_HOST + path!r} "
+                                     "with a placeholder host: set the real one (or pass --base-url when testing)"))
+    return PLACEHOLDER_HOST + path
+
+
+def _action(op: Operation, base_url: str, auth: AuthChoice, doc: OpenAPIDocument,
+            warnings: list[Problem]) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    templates: dict[str, dict[str, Any]] = {"path": {}, "query": {}, "header": {}}
+    cookies: list[str] = []
+    for index, param in enumerate(op.parameters):
+        at = join(op.pointer, "parameters", index)
+        if param.in_ == "header" and param.name.lower() in auth.header_names:
+            continue  # the connector's auth sets this header
+        if param.in_ == "header" and looks_like_credential(param.name):
+            warnings.append(Problem(at, f"header parameter {param.name!r} looks like a credential; it stays an "
+                                        "action input, so keep its value in a secret"))
+        key = param.name
+        if key in properties or key == "body":
+            key = f"{param.in_}_{param.name}"
+        properties[key] = _describe(param.schema, param.description)
+        if param.required:
+            required.append(key)
+        value = "{{ input." + quote_field(key) + " }}"
+        if param.in_ == "cookie":
+            cookies.append(f"{param.name}={value}")
+            if not param.required:
+                warnings.append(Problem(at, f"optional cookie parameter {param.name!r} is always sent (cookies are "
+                                            "sent as one Cookie header)"))
+        else:
+            templates[param.in_][param.name] = value
+    if cookies:
+        templates["header"]["Cookie"] = "; ".join(cookies)
+
+    action: dict[str, Any] = {
+        "title": op.operation_id or op.summary,
+        "description": "\n\n".join(t for t in (op.summary if op.operation_id else None, op.description) if t) or None,
+        "method": op.method if op.method != "TRACE" else "GET",
+        "path": op.path,
+        "path_params": templates["path"], "query": templates["query"], "headers": templates["header"],
+        "tags": op.tags,
+    }
+    if op.method == "TRACE":
+        warnings.append(Problem(op.pointer, "TRACE operations are not supported; imported as GET"))
+    if op.request_body is not None:
+        body = op.request_body
+        properties["body"] = body.schema
+        if body.required:
+            required.append("body")
+        action["body"] = "{{ input.body }}"
+        action["body_type"] = _body_type(body.content_type, op, warnings)
+        _warn_body_credentials(op, warnings)
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = required
+    action["input"] = schema
+
+    output = _output(op)
+    if output is not None:
+        action["output"] = output
+        pagination = infer_pagination(op, output)
+        if pagination is not None:
+            action["pagination"] = pagination
+    if op.servers and op.servers != doc.servers:
+        # per-path or per-operation servers (Twilio): the action keeps its own base URL
+        server = _base_url(op.servers, op.pointer, warnings)
+        if server != base_url:
+            action["base_url"] = server
+    return {k: v for k, v in action.items() if v is not None}
+
+
+def _describe(schema: dict, description: str | None) -> dict:
+    if description and "description" not in schema:
+        return {**schema, "description": description}
+    return schema
+
+
+def _body_type(content_type: str, op: Operation, warnings: list[Problem]) -> str:
+    lowered = content_type.split(";")[0].strip().lower()
+    if lowered == "application/json" or lowered.endswith("+json") or lowered.endswith("/json"):
+        return "json"
+    if lowered in _FORM_TYPES:
+        if lowered == "multipart/form-data":
+            warnings.append(Problem(join(op.pointer, "requestBody"),
+                                    "multipart/form-data bodies are sent url-encoded (file uploads are not supported)"))
+        return "form"
+    return "raw"
+
+
+def _warn_body_credentials(op: Operation, warnings: list[Problem]) -> None:
+    assert op.request_body is not None
+    properties = op.request_body.schema.get("properties") if isinstance(op.request_body.schema, dict) else None
+    secrets = [name for name in (properties or {}) if looks_like_credential(name)]
+    if secrets:
+        warnings.append(Problem(join(op.pointer, "requestBody"), (
+            f"the request body carries credentials ({', '.join(secrets)}); they stay action inputs "
+            "(auth schemes cannot place body fields), so pass them from secrets")))
+
+
+def _output(op: Operation) -> dict | None:
+    """The schema of the first 2xx response with a JSON body."""
+    def order(status: str) -> tuple[int, str]:
+        return (0 if status[:1] == "2" and status[1:].isdigit() else 1, status)
+
+    for status in sorted(op.responses, key=order):
+        response = op.responses[status]
+        if not status.startswith("2") or response.schema is None or not response.content_type:
+            continue
+        lowered = response.content_type.split(";")[0].strip().lower()
+        if lowered == "application/json" or lowered.endswith("+json") or lowered.endswith("/json") or lowered == "*/*":
+            return response.schema
+    return None
+
+
+def _event(op: Operation) -> dict[str, Any]:
+    event: dict[str, Any] = {"kind": "webhook", "title": op.summary or op.operation_id, "description": op.description}
+    if op.request_body is not None:
+        event["payload"] = op.request_body.schema
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def connector_document(connector: ConnectorSpec) -> dict[str, Any]:
+    """The connector as plain data, as written to a file (aliases used, unset optional fields left out)."""
+    return connector.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Shared schema objects are written out in full, never as YAML anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_connector(connector: ConnectorSpec, fmt: str = "yaml") -> str:
+    """Serialise a connector as ``yaml`` or ``json`` text."""
+    data = connector_document(connector)
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+def import_to_file(source: OpenAPIDocument | str | Path | dict | bytes, out: Path | None,
+                   connector_id: str | None = None) -> ImportResult:
+    """Import ``source`` and write the connector to ``out`` (JSON for ``.json``, else YAML); stdout when None.
+
+    The file is replaced atomically, so a failed import leaves an earlier file intact.
+
+    Raises:
+        OpenAPIImportError: as :func:`import_connector`, or ``out`` cannot be written.
+    """
+    result = import_connector(source, connector_id=connector_id)
+    if out is None:
+        sys.stdout.write(dump_connector(result.connector))
+        return result
+    out = Path(out)
+    text = dump_connector(result.connector, "json" if out.suffix.lower() == ".json" else "yaml")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise OpenAPIImportError(str(out), "", f"cannot write the connector: {exc.strerror or exc}") from None
+    return result
