@@ -21,7 +21,8 @@ _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P", "53")
 
 
-def _first_line(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
+    """The first line of a driver error: the reason, without libpq's multi-line context."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -40,8 +41,8 @@ def translate_errors() -> Iterator[None]:
         if isinstance(exc, psycopg.OperationalError) and (
             sqlstate is None or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
         ):
-            raise DatabaseUnavailable(_first_line(exc)) from exc
-        raise QueryFailed(sqlstate, _first_line(exc)) from exc
+            raise DatabaseUnavailable(error_reason(exc)) from exc
+        raise QueryFailed(sqlstate, error_reason(exc)) from exc
 
 
 @contextmanager
@@ -57,9 +58,9 @@ def connect(
         conn = psycopg.connect(conninfo, autocommit=autocommit, connect_timeout=connect_timeout)
     except psycopg.ProgrammingError as exc:
         # libpq refuses a malformed connection string before any network traffic.
-        raise DatabaseUnavailable(f"invalid database URL: {_first_line(exc)}") from exc
+        raise DatabaseUnavailable(f"invalid database URL: {error_reason(exc)}") from exc
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(_first_line(exc)) from exc
+        raise DatabaseUnavailable(error_reason(exc)) from exc
     with translate_errors(), conn:
         yield conn
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from store._db import DEFAULT_CONNECT_TIMEOUT, _first_line, connect
+from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
 from store.errors import MigrationFailed, MigrationMismatch, SchemaTooNew
 
 # Arbitrary constant shared by every Switchboard process: migrate() holds this advisory lock so
@@ -98,7 +98,7 @@ def migrate(conninfo: str, migrations: Sequence[Migration] = MIGRATIONS) -> list
                             (version, migration.name),
                         )
                 except psycopg.Error as exc:
-                    raise MigrationFailed(version, migration.name, _first_line(exc)) from exc
+                    raise MigrationFailed(version, migration.name, error_reason(exc)) from exc
                 applied.append(version)
         finally:
             try:

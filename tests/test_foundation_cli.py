@@ -114,3 +114,16 @@ def test_run_starts_embedded_postgres_and_serves_health(pg_tmp_path: Path) -> No
     assert '"event": "Application shutdown complete."' in stderr
     # The embedded server stops with the process that started it.
     assert not (pg_tmp_path / "data" / "pg" / "postmaster.pid").exists()
+
+
+def test_run_on_a_busy_port_is_one_clear_error(migrated_database_url: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+        env.update(DATABASE_URL=migrated_database_url, PORT=str(port))
+        result = subprocess.run([str(SWITCHBOARD_BIN), "run"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 
 import click
@@ -10,10 +11,26 @@ import click
 from switchboard.commands import load_settings
 
 
-def _exit_on_sigterm() -> None:
-    # uvicorn shuts down gracefully on SIGTERM and then re-raises it; with the default handler the
-    # process would die there without running atexit hooks (pgserver's stop among them).
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+def _exit_on_signals() -> None:
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal. With the
+    # default handlers SIGTERM would kill the process without running atexit hooks (pgserver's stop
+    # among them) and SIGINT would end in a KeyboardInterrupt traceback; exit with 128+signal instead.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda received, frame: sys.exit(128 + received))
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    # Bound here rather than by uvicorn so that a busy port is one clear error and the printed
+    # address carries the real port when PORT=0.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
 
 
 @click.command("run")
@@ -28,6 +45,7 @@ def run(host: str | None, port: int | None, migrate: bool) -> None:
     from api import create_app
 
     settings = load_settings(host=host, port=port)
+    _exit_on_signals()
     conninfo, embedded = store.resolve_conninfo(settings.database_url, settings.pg_data_dir)
     try:
         if migrate:
@@ -39,13 +57,12 @@ def run(host: str | None, port: int | None, migrate: bool) -> None:
             app, host=settings.host, port=settings.port, log_config=None, access_log=True, lifespan="on"
         )
         server = uvicorn.Server(config)
-        sock = config.bind_socket()  # bound before printing, so the printed port is the real one
+        sock = _listen_socket(settings.host, settings.port)
         bound_host, bound_port = sock.getsockname()[:2]
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         where = f"embedded Postgres in {embedded.data_dir}" if embedded else "DATABASE_URL"
         click.echo(f"Switchboard API on http://{url_host}:{bound_port} (database: {where})")
         sys.stdout.flush()
-        _exit_on_sigterm()
         server.run(sockets=[sock])
     finally:
         if embedded is not None:
