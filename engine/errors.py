@@ -123,17 +123,16 @@ class EgressDenied(OutboundHttpError):
     code = "egress_denied"
     http_status = 403
 
-    def __init__(self, url: str | None, host: str, address: str | None, reason: str):
+    def __init__(self, url: str | None, host: str, address: str | None, reason: str, *, allowable: bool = True):
         self.url = url
         self.host = host
         self.address = address
         self.reason = reason
-        resolved = f" (resolved to {address})" if address and address != host else ""
+        self.allowable = allowable
+        at = f" (address {address})" if address and address != host else ""
         target = f" in {url}" if url else ""
-        super().__init__(
-            f"egress to host {host!r}{resolved}{target} refused: {reason}; "
-            "add it to the egress allow-list if this destination is intended"
-        )
+        hint = "; add it to the egress allow-list if this destination is intended" if allowable else ""
+        super().__init__(f"egress to host {host!r}{at}{target} refused: {reason}{hint}")
 
 
 class OutboundRequestInvalid(OutboundHttpError, ValueError):
@@ -185,6 +184,74 @@ class UpstreamTimeout(UpstreamUnavailable, TimeoutError):
 
 
 # --- end http ---
+
+
+# --- actions ---
+class ActionError(EngineError):
+    """Calling a connector action failed."""
+
+    code = "action_error"
+    http_status = 502
+
+
+class UnknownAction(ActionError, LookupError):
+    """A step or call names a connector or action that is not loaded."""
+
+    code = "unknown_action"
+    http_status = 404
+
+    def __init__(self, connector: str, action: str | None, known: list[str]):
+        self.connector = connector
+        self.action = action
+        self.known = known
+        what = f"action {connector}.{action}" if action else f"connector {connector!r}"
+        super().__init__(f"unknown {what} (known: {', '.join(known) or 'none'})")
+
+
+class ActionInputInvalid(ActionError, ValueError):
+    """An action's input does not match its input schema."""
+
+    code = "action_input_invalid"
+    http_status = 422
+
+    def __init__(self, connector: str, action: str, problems: list[Problem]):
+        self.connector = connector
+        self.action = action
+        self.problems = problems
+        detail = "; ".join(str(p) for p in problems)
+        super().__init__(f"invalid input for {connector}.{action}: {detail}")
+
+
+class ActionFailed(ActionError):
+    """The app answered an action with a status that is not a success."""
+
+    code = "action_failed"
+    http_status = 502
+
+    def __init__(self, connector: str, action: str, method: str, url: str, status: int, detail: str):
+        self.connector = connector
+        self.action = action
+        self.method = method
+        self.url = url
+        self.status = status
+        self.detail = detail
+        super().__init__(f"{connector}.{action}: {method} {url} answered {status}: {detail}")
+
+
+class ResponseInvalid(ActionError):
+    """A response could not be read as the action says (not JSON, no items list)."""
+
+    code = "action_response_invalid"
+    http_status = 502
+
+    def __init__(self, connector: str, action: str, reason: str):
+        self.connector = connector
+        self.action = action
+        self.reason = reason
+        super().__init__(f"{connector}.{action}: {reason}")
+
+
+# --- end actions ---
 
 
 # --- auth ---
@@ -266,3 +333,329 @@ class TokenEndpointUnavailable(AuthError):
 
 
 # --- end auth ---
+
+
+# --- sandbox ---
+# SandboxError                      a sandbox app cannot serve, or turns a request away (engine/sandbox)
+#  +-- SandboxSetupError            the document or the seed cannot be served (422)
+#  +-- SandboxStartError            the sandbox server did not come up (500)
+#  +-- SandboxRequestError          a request the fake API rejects; rendered as its HTTP response
+#       +-- SandboxBadRequest       the body cannot be parsed (400)
+#       +-- SandboxUnauthorized     the operation needs credentials and none were sent (401)
+#       +-- SandboxNotFound         no such route, or no such record (404)
+#       +-- SandboxMethodNotAllowed the path exists, the method does not (405)
+#       +-- SandboxRequestInvalid   parameters or body violate the document (422)
+#       +-- SandboxConflict         a create names a key that is taken (409)
+@dataclass(frozen=True)
+class RequestProblem:
+    """One thing wrong with a request: where (``location`` body/query/path/header/cookie, a parameter ``name`` or a
+    JSON ``pointer`` into the body) and why."""
+
+    location: str
+    reason: str
+    name: str | None = None
+    pointer: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        out = {"in": self.location, "reason": self.reason}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.pointer is not None:
+            out["pointer"] = self.pointer
+        return out
+
+    def __str__(self) -> str:
+        where = self.name if self.name is not None else (self.pointer or "/")
+        return f"{self.location} {where}: {self.reason}"
+
+
+class SandboxError(EngineError):
+    """Root of the errors raised by engine.sandbox."""
+
+    code = "sandbox_error"
+    http_status = 500
+
+
+class SandboxSetupError(SandboxError, ValueError):
+    """The sandbox cannot be built: ``what`` (document, seed) at ``pointer`` is unusable for ``reason``."""
+
+    code = "sandbox_setup_failed"
+    http_status = 422
+
+    def __init__(self, what: str, pointer: str, reason: str):
+        self.what = what
+        self.pointer = pointer
+        self.reason = reason
+        super().__init__(f"cannot serve a sandbox: {what} at {pointer or '/'}: {reason}")
+
+
+class SandboxStartError(SandboxError):
+    """The sandbox server did not start listening on ``host``:``port``."""
+
+    code = "sandbox_start_failed"
+    http_status = 500
+
+    def __init__(self, host: str, port: int, reason: str):
+        self.host = host
+        self.port = port
+        self.reason = reason
+        super().__init__(f"sandbox server on {host}:{port} did not start: {reason}")
+
+
+class SandboxRequestError(SandboxError):
+    """A request the sandbox turns away; ``problems`` say what and where. Rendered as the HTTP response."""
+
+    code = "sandbox_request_rejected"
+    http_status = 400
+
+    def __init__(self, method: str, path: str, reason: str, problems: list[RequestProblem] | None = None):
+        self.method = method
+        self.path = path
+        self.reason = reason
+        self.problems = list(problems or [])
+        details = "; ".join(str(p) for p in self.problems[:10])
+        super().__init__(f"{method} {path}: {reason}" + (f": {details}" if details else ""))
+
+
+class SandboxBadRequest(SandboxRequestError):
+    """The request body cannot be parsed as its content type says."""
+
+    code = "malformed_request"
+    http_status = 400
+
+
+class SandboxUnauthorized(SandboxRequestError):
+    """The operation requires credentials and the request carries none of the accepted kinds."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class SandboxNotFound(SandboxRequestError):
+    """No operation matches the path, or the record it names does not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class SandboxMethodNotAllowed(SandboxRequestError):
+    """The path exists but not with this method; ``allowed`` lists the methods it has."""
+
+    code = "method_not_allowed"
+    http_status = 405
+
+    def __init__(self, method: str, path: str, allowed: list[str]):
+        self.allowed = list(allowed)
+        super().__init__(method, path, f"method not allowed; allowed: {', '.join(self.allowed)}")
+
+
+class SandboxRequestInvalid(SandboxRequestError):
+    """Parameters or body violate the document's schemas."""
+
+    code = "request_invalid"
+    http_status = 422
+
+
+class SandboxConflict(SandboxRequestError):
+    """A create names a key that another record already has."""
+
+    code = "conflict"
+    http_status = 409
+
+
+# --- end sandbox ---
+
+
+# --- workflow ---
+# WorkflowError                     a workflow run failed (engine/workflow); carries run_id and step_id
+#  +-- WorkflowInputInvalid         the input does not match the workflow's input schema (422)
+#  +-- WorkflowNotFound             a call step names a workflow (version) the lookup does not know (422)
+#  +-- StepFailed                   a step failed on an action or another engine error; wraps ``cause`` (cause's status)
+#  +-- StepExpressionError          an expression in a step failed; names step, JSON pointer, expression (422)
+#  +-- StepValueError               a template gave a value the step cannot use (422)
+#  +-- SyncConfigError              a sync step lacks what it needs (an action, a list result) (422)
+#  +-- CallDepthExceeded            call steps nested deeper than the limit (422)
+#  +-- ReplayDivergence             a replay departed from its record (409: the record conflicts with the
+#                                   workflow or input given; not a server fault, and retrying cannot help)
+# SecretNotFound                    a secret provider has no secret of that name (422)
+# RecordedCallError                 replay: a call that failed when recorded fails again from the record
+class WorkflowError(EngineError):
+    """Root of the errors of a workflow run; ``run_id`` and ``step_id`` say where (None when not in one)."""
+
+    code = "workflow_error"
+    http_status = 500
+
+    def __init__(self, message: str, *, run_id: str | None = None, step_id: str | None = None):
+        self.run_id = run_id
+        self.step_id = step_id
+        super().__init__(message)
+
+
+def _where(run_id: str | None, step_id: str | None) -> str:
+    parts = [f"run {run_id!r}" if run_id else "", f"step {step_id!r}" if step_id else ""]
+    text = ", ".join(p for p in parts if p)
+    return f"{text}: " if text else ""
+
+
+class WorkflowInputInvalid(WorkflowError, ValueError):
+    """The input of a run (or of a call step's child run) does not match the workflow's input schema."""
+
+    code = "workflow_input_invalid"
+    http_status = 422
+
+    def __init__(self, workflow_id: str, problems: list[Problem], *, run_id: str | None = None,
+                 step_id: str | None = None):
+        self.workflow_id = workflow_id
+        self.problems = list(problems)
+        detail = "; ".join(str(p) for p in self.problems[:20])
+        super().__init__(f"{_where(run_id, step_id)}invalid input for workflow {workflow_id!r}: {detail}",
+                         run_id=run_id, step_id=step_id)
+
+
+class WorkflowNotFound(WorkflowError, LookupError):
+    """A call step names a workflow, or a version of one, that the workflow lookup does not know."""
+
+    code = "workflow_not_found"
+    http_status = 422
+
+    def __init__(self, workflow_id: str, version: int | None, *, run_id: str | None = None,
+                 step_id: str | None = None):
+        self.workflow_id = workflow_id
+        self.version = version
+        which = f"{workflow_id!r} version {version}" if version is not None else repr(workflow_id)
+        super().__init__(f"{_where(run_id, step_id)}unknown workflow {which}", run_id=run_id, step_id=step_id)
+
+
+class StepFailed(WorkflowError):
+    """A step failed because an action call (or another engine part) raised ``cause``.
+
+    ``action`` is ``connector.action`` when an action call failed, else None;
+    ``http_status`` is the cause's.
+    """
+
+    code = "step_failed"
+    http_status = 502
+
+    def __init__(self, run_id: str, step_id: str, step_path: str, action: str | None, cause: EngineError):
+        self.step_path = step_path
+        self.action = action
+        self.cause = cause
+        self.http_status = getattr(cause, "http_status", StepFailed.http_status)
+        what = f" (action {action})" if action else ""
+        path = f" at {step_path!r}" if step_path != step_id else ""
+        super().__init__(f"run {run_id!r}: step {step_id!r}{path}{what} failed: {cause}",
+                         run_id=run_id, step_id=step_id)
+
+
+class StepExpressionError(WorkflowError):
+    """An expression or template in a step failed to parse or evaluate.
+
+    ``pointer`` is the JSON pointer of the failing template in the workflow document.
+    """
+
+    code = "step_expression_error"
+    http_status = 422
+
+    def __init__(self, run_id: str, step_id: str, workflow_id: str, pointer: str, expression: str, reason: str):
+        self.workflow_id = workflow_id
+        self.pointer = pointer
+        self.expression = expression
+        self.reason = reason
+        super().__init__(f"run {run_id!r}: step {step_id!r}: expression {expression!r} at {pointer} "
+                         f"in workflow {workflow_id!r}: {reason}", run_id=run_id, step_id=step_id)
+
+
+class StepValueError(WorkflowError, ValueError):
+    """A template gave a value the step cannot use (items that are not a list, a negative delay)."""
+
+    code = "step_value_invalid"
+    http_status = 422
+
+    def __init__(self, run_id: str, step_id: str, pointer: str, reason: str):
+        self.pointer = pointer
+        self.reason = reason
+        super().__init__(f"run {run_id!r}: step {step_id!r}: value at {pointer}: {reason}",
+                         run_id=run_id, step_id=step_id)
+
+
+class SyncConfigError(WorkflowError):
+    """A sync step lacks what it needs: a create or update action, or a usable list result."""
+
+    code = "sync_config_invalid"
+    http_status = 422
+
+    def __init__(self, run_id: str, step_id: str, reason: str):
+        self.reason = reason
+        super().__init__(f"run {run_id!r}: sync step {step_id!r}: {reason}", run_id=run_id, step_id=step_id)
+
+
+class CallDepthExceeded(WorkflowError):
+    """Call steps nested deeper than ``limit`` (usually a workflow calling itself)."""
+
+    code = "call_depth_exceeded"
+    http_status = 422
+
+    def __init__(self, run_id: str, step_id: str, workflow_id: str, limit: int):
+        self.workflow_id = workflow_id
+        self.limit = limit
+        super().__init__(f"run {run_id!r}: step {step_id!r}: calling workflow {workflow_id!r} would nest "
+                         f"call steps deeper than {limit}", run_id=run_id, step_id=step_id)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    import json
+
+    try:
+        text = json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ReplayDivergence(WorkflowError):
+    """A replay departed from its record: a different step, call, input or result at ``seq``.
+
+    ``step`` names where (a step path, or ``(input)``/``(trigger)``/``(workflow)``
+    for the run's own fields); ``expected`` is what the replay did or asked
+    for there, ``recorded`` what the record holds (None when it holds nothing).
+    """
+
+    code = "replay_divergence"
+    http_status = 409
+
+    def __init__(self, run_id: str, step: str, expected: Any, recorded: Any, seq: str | None = None):
+        self.step = step
+        self.seq = seq
+        self.expected = expected
+        self.recorded = recorded
+        at = f" (seq {seq})" if seq else ""
+        super().__init__(f"run {run_id!r} diverged from its record at step {step!r}{at}: "
+                         f"expected {_short(expected)}, recorded {_short(recorded)}",
+                         run_id=run_id, step_id=step)
+
+
+class SecretNotFound(EngineError, LookupError):
+    """A secret provider has no secret named ``name``."""
+
+    code = "secret_not_found"
+    http_status = 422
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"no secret named {name!r}")
+
+
+class RecordedCallError(EngineError):
+    """During a replay: the recorded failure of a call, raised again with its recorded code and message."""
+
+    code = "recorded_call_error"
+    http_status = 502
+
+    def __init__(self, code: str, message: str, http_status: int):
+        self.code = code
+        self.http_status = http_status
+        self.message = message
+        super().__init__(message)
+
+
+# --- end workflow ---

@@ -1,0 +1,397 @@
+"""How a sandbox reads a document: resources, and the role each operation plays.
+
+The rules (documented for users in engine/sandbox/__init__.py):
+
+* An **item path** ends in a single path parameter (``/pets/{petId}``) and has
+  GET, PUT, PATCH or DELETE. Its parent (``/pets``) is the **collection**.
+* A path is a collection when it has an item path below it or its GET
+  returns a list (a JSON array, or an object wrapping an array of objects,
+  such as ``{"results": [...]}`` or Cin7's ``{"Total", "Page", "CustomerList"}``).
+  Path parameters of the collection (``/lists/{tasklist}/tasks``) scope its records.
+* On a collection: GET lists, POST creates, PUT/PATCH with the key field in the
+  body update that record (Cin7's ``PUT /customer`` with ``ID``). A GET on a
+  sub-path that returns a list of the same records (``/pet/findByStatus``)
+  lists with filters too.
+* On an item path: GET fetches, PUT replaces, PATCH merges (JSON merge patch),
+  DELETE removes, POST merges.
+* A path that is neither, whose GET returns an object and that also has a write
+  method, is a **singleton** (``/webhooks/v3/{appId}/settings``): GET reads,
+  PUT/PATCH/POST merge, DELETE removes.
+* A resource without a create operation is **virtual**: its records are
+  synthesised from the response schema, seeded by the path, so read-only APIs
+  can still be exercised; updates and deletes of virtual records are remembered.
+* Everything else is an **action**: the request is validated and answered
+  with a deterministic sample of the documented response.
+* The record's **id field** is the item parameter when the record has a field of
+  that name (``username``, ``job_sid`` for ``{JobSid}``), else ``id``/``ID``,
+  else ``<singular>Id`` (``contactId``, ``SaleID``), else ``sid``/``uuid``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .._samples import merge_all_of
+from ..openapi import OpenAPIDocument, Operation, Response
+from ._routes import split_template, template_params
+
+_ITEM_METHODS = ("GET", "PUT", "PATCH", "DELETE")
+_WRITE_METHODS = ("PUT", "PATCH", "POST", "DELETE")
+_ENVELOPE_NAMES = ("results", "data", "items", "records", "list", "value", "values", "elements", "entries", "objects", "rows")
+_TOTAL_NAMES = ("total", "totalcount", "totalresults", "totalrecords", "totalitems", "totalsize", "count")
+_PAGE_NAMES = ("page", "pagenumber", "currentpage")
+_LIMIT_NAMES = ("limit", "pagesize", "perpage")
+_HAS_MORE_NAMES = ("hasmore", "more", "hasnextpage")
+_CURSOR_NAMES = ("after", "cursor", "nextcursor", "nextpagetoken", "pagetoken", "nexttoken", "continuationtoken", "startingafter")
+
+
+class Role(str, Enum):
+    """What an operation does to the sandbox's state."""
+
+    LIST = "list"
+    CREATE = "create"
+    GET = "get"
+    REPLACE = "replace"
+    MERGE = "merge"
+    UPDATE_BY_BODY = "update_by_body"
+    DELETE = "delete"
+    SINGLETON_GET = "singleton_get"
+    SINGLETON_UPDATE = "singleton_update"
+    SINGLETON_DELETE = "singleton_delete"
+    ACTION = "action"
+
+
+@dataclass
+class ListShape:
+    """Where the records sit in a list response, and which envelope fields carry paging."""
+
+    item_schema: dict
+    items_prop: str | None = None
+    total_prop: str | None = None
+    page_prop: str | None = None
+    limit_prop: str | None = None
+    has_more_prop: str | None = None
+    cursor_path: tuple[str, ...] | None = None
+
+
+@dataclass
+class Resource:
+    """A collection (or singleton) of records, keyed by its collection path template (without base path)."""
+
+    key: str
+    name: str
+    scope_params: list[str]
+    item_template: str | None = None
+    item_param: str | None = None
+    id_field: str | None = None
+    key_field: str | None = None
+    item_schema: dict = field(default_factory=lambda: {"type": "object"})
+    singleton: bool = False
+    creatable: bool = False
+
+    @property
+    def virtual(self) -> bool:
+        """True when no operation creates records: missing records are synthesised from the schema."""
+        return not self.creatable
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "collection": self.key, "name": self.name, "item_path": self.item_template, "id_field": self.id_field,
+            "key_field": self.key_field, "singleton": self.singleton, "virtual": self.virtual,
+        }
+
+
+@dataclass
+class Binding:
+    """One operation with its role, resource and documented success response."""
+
+    operation: Operation
+    role: Role
+    resource: Resource | None
+    status: int
+    success: Response | None
+    list_shape: ListShape | None = None
+    parents: list[tuple[Resource, str]] = field(default_factory=list)
+
+
+def norm(name: str) -> str:
+    """A name compared loosely: lower case, letters and digits only (``job_sid`` == ``JobSid``)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def singular(name: str) -> str:
+    low = norm(name)
+    for suffix in ("list", "ies", "s"):
+        if low.endswith(suffix) and len(low) > len(suffix) + 1:
+            return low[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return low
+
+
+def success_response(operation: Operation) -> tuple[int, Response | None]:
+    """The documented success: the lowest 2xx (``2XX`` counts as 200), else ``default``, else none."""
+    codes = sorted(s for s in operation.responses if re.fullmatch(r"2\d\d", s))
+    if codes:
+        return int(codes[0]), operation.responses[codes[0]]
+    if "2XX" in operation.responses or "2xx" in operation.responses:
+        return 200, operation.responses.get("2XX") or operation.responses.get("2xx")
+    if "default" in operation.responses:
+        return 200, operation.responses["default"]
+    return (204 if operation.method.upper() == "DELETE" else 200), None
+
+
+def _types(schema: dict) -> list[str]:
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return [kind]
+    if isinstance(kind, list):
+        return [k for k in kind if isinstance(k, str)]
+    if "properties" in schema or "additionalProperties" in schema:
+        return ["object"]
+    if "items" in schema:
+        return ["array"]
+    return []
+
+
+def _object_like(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    schema = merge_all_of(schema)
+    if "oneOf" in schema or "anyOf" in schema:
+        branches = schema.get("oneOf") or schema.get("anyOf")
+        return any(_object_like(b) for b in branches if isinstance(b, dict))
+    kinds = _types(schema)
+    return "object" in kinds or (not kinds and bool(schema.get("properties")))
+
+
+def properties(schema: Any) -> dict[str, Any]:
+    """The declared properties of an object schema (allOf merged)."""
+    if not isinstance(schema, dict):
+        return {}
+    merged = merge_all_of(schema)
+    props = merged.get("properties")
+    return props if isinstance(props, dict) else {}
+
+
+def _find_prop(props: dict, names: tuple[str, ...], kinds: tuple[str, ...]) -> str | None:
+    for wanted in names:
+        for name, sub in props.items():
+            if norm(name) == wanted and isinstance(sub, dict) and any(k in _types(merge_all_of(sub)) for k in kinds):
+                return name
+    return None
+
+
+def _cursor_path(props: dict, depth: int = 0) -> tuple[str, ...] | None:
+    found = _find_prop(props, _CURSOR_NAMES, ("string",))
+    if found:
+        return (found,)
+    if depth >= 2:
+        return None
+    for name in sorted(props, key=lambda n: norm(n) not in ("paging", "next", "pagination", "meta", "links")):
+        sub = props[name]
+        if isinstance(sub, dict) and _object_like(sub) and norm(name) in ("paging", "next", "pagination", "meta", "links", "page"):
+            inner = _cursor_path(properties(sub), depth + 1)
+            if inner:
+                return (name, *inner)
+    return None
+
+
+def list_shape(schema: Any, resource_name: str, id_names: tuple[str, ...] = ()) -> ListShape | None:
+    """How ``schema`` holds a list of records, or None when it does not look like a list.
+
+    An object with one of ``id_names`` at its top level is a record, not an envelope.
+    """
+    if not isinstance(schema, dict):
+        return None
+    merged = merge_all_of(schema)
+    kinds = _types(merged)
+    if "array" in kinds and "object" not in kinds:
+        items = merged.get("items")
+        return ListShape(item_schema=items if isinstance(items, dict) else {}) if _object_like(items) or not items else None
+    props = properties(merged)
+    if not props or any(norm(n) in id_names for n in props):
+        return None
+    arrays = [n for n, sub in props.items() if isinstance(sub, dict) and "array" in _types(merge_all_of(sub))
+              and _object_like(merge_all_of(sub).get("items"))]
+    if not arrays:
+        return None
+    wanted = singular(resource_name)
+    chosen = next((n for n in arrays if wanted and (wanted in norm(n) or singular(n) in norm(resource_name))), None)
+    chosen = chosen or next((n for n in arrays if norm(n) in _ENVELOPE_NAMES), None)
+    if chosen is None and len(arrays) == 1:
+        chosen = arrays[0]
+    if chosen is None:
+        return None
+    rest = {n: s for n, s in props.items() if n != chosen}
+    return ListShape(
+        item_schema=merge_all_of(props[chosen]).get("items") or {},
+        items_prop=chosen,
+        total_prop=_find_prop(rest, _TOTAL_NAMES, ("integer", "number")),
+        page_prop=_find_prop(rest, _PAGE_NAMES, ("integer", "number")),
+        limit_prop=_find_prop(rest, _LIMIT_NAMES, ("integer", "number")),
+        has_more_prop=_find_prop(rest, _HAS_MORE_NAMES, ("boolean",)),
+        cursor_path=_cursor_path(rest),
+    )
+
+
+def _id_field(resource: Resource, schema: dict) -> str | None:
+    props = properties(schema)
+    by_norm = {norm(n): n for n in props}
+    candidates = ["id", singular(resource.name) + "id", singular(resource.name) + "sid", "sid", "uuid", "key"]
+    for candidate in candidates:
+        if candidate in by_norm:
+            return by_norm[candidate]
+    return None
+
+
+def _schema_of(response: Response | None) -> dict | None:
+    return response.schema if response is not None and isinstance(response.schema, dict) else None
+
+
+def _fingerprint(schema: Any) -> str:
+    return json.dumps(schema, sort_keys=True, default=str)
+
+
+def _is_strict_prefix(prefix: str, path: str) -> bool:
+    a, b = split_template(prefix), split_template(path)
+    return len(a) < len(b) and b[: len(a)] == a
+
+
+def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[str, str], Binding]]:
+    """Classify a document's operations into resources and roles; bindings are keyed by (METHOD, path template)."""
+    by_path: dict[str, dict[str, Operation]] = defaultdict(dict)
+    for operation in document.operations:
+        by_path[operation.path.rstrip("/") or "/"].setdefault(operation.method.upper(), operation)
+
+    item_of: dict[str, tuple[str, str]] = {}
+    for template, ops in by_path.items():
+        segments = split_template(template)
+        if len(segments) >= 2 and re.fullmatch(r"\{[^{}]+\}", segments[-1]) and any(m in ops for m in _ITEM_METHODS):
+            parent = "/" + "/".join(segments[:-1])
+            item_of.setdefault(parent, (template, segments[-1][1:-1]))
+
+    resources: dict[str, Resource] = {}
+    list_shapes: dict[str, ListShape] = {}
+    item_paths = {item for item, _ in item_of.values()}
+    for template in sorted(set(by_path) | set(item_of)):
+        if template in item_paths and template not in item_of:
+            continue
+        ops = by_path.get(template, {})
+        segments = split_template(template)
+        literal = [s for s in segments if "{" not in s]
+        name = literal[-1] if literal else "root"
+        getter = ops.get("GET")
+        shape = list_shape(_schema_of(success_response(getter)[1]), name) if getter else None
+        if template in item_of or shape is not None:
+            resource = Resource(key=template, name=name, scope_params=template_params(template))
+            if template in item_of:
+                resource.item_template, resource.item_param = item_of[template]
+            resources[template] = resource
+            if shape is not None:
+                list_shapes[template] = shape
+        elif getter is not None and any(m in ops for m in _WRITE_METHODS) and _object_like(_schema_of(success_response(getter)[1]) or {}):
+            resources[template] = Resource(key=template, name=name, scope_params=template_params(template), singleton=True,
+                                           item_schema=_schema_of(success_response(getter)[1]) or {"type": "object"})
+
+    for template, resource in resources.items():
+        if resource.singleton:
+            continue
+        ops = by_path.get(template, {})
+        item_ops = by_path.get(resource.item_template or "", {})
+        item_get = _schema_of(success_response(item_ops["GET"])[1]) if "GET" in item_ops else None
+        creator = ops.get("POST")
+        listed = list_shapes[template].item_schema if template in list_shapes else None
+        body = creator.request_body.schema if creator is not None and creator.request_body is not None else None
+        first = next((c for c in (listed, item_get, body) if isinstance(c, dict) and properties(c)), None)
+        guess = _id_field(resource, first) if first is not None else None
+        ids = tuple(n for n in (guess and norm(guess), resource.item_param and norm(resource.item_param)) if n)
+        if item_get is not None and _object_like(item_get):
+            # some APIs (SendGrid) wrap even a single record in a list envelope
+            wrapped = list_shape(item_get, resource.name, ids)
+            item_get = wrapped.item_schema if wrapped is not None else item_get
+        else:
+            item_get = None
+        candidates = [item_get, listed, body]
+        resource.item_schema = next((c for c in candidates if isinstance(c, dict) and c), {"type": "object"})
+        resource.id_field = _id_field(resource, resource.item_schema)
+        by_norm = {norm(n): n for n in properties(resource.item_schema)}
+        param = norm(resource.item_param) if resource.item_param else None
+        resource.key_field = by_norm.get(param) if param else None
+        if resource.key_field is None:
+            resource.key_field = resource.id_field
+        elif resource.id_field is None:
+            resource.id_field = resource.key_field
+        resource.creatable = creator is not None
+
+    # a GET-only list below a collection that returns the same records (/pet/findByStatus) is a filtered
+    # view of that collection, not a resource of its own
+    for template, resource in list(resources.items()):
+        if resource.creatable or resource.singleton or resource.item_template:
+            continue
+        for owner in resources.values():
+            if owner is not resource and not owner.singleton and _is_strict_prefix(owner.key, template) \
+                    and _fingerprint(owner.item_schema) == _fingerprint(resource.item_schema):
+                del resources[template]
+                list_shapes.pop(template, None)
+                break
+
+    id_names = tuple({norm(r.id_field) for r in resources.values() if r.id_field} | {norm(r.key_field) for r in resources.values() if r.key_field})
+    bindings: dict[tuple[str, str], Binding] = {}
+    item_templates = {r.item_template: r for r in resources.values() if r.item_template}
+    for template, ops in by_path.items():
+        for method, operation in ops.items():
+            status, success = success_response(operation)
+            role, resource, shape = _classify(template, method, operation, resources, item_templates, list_shapes, id_names)
+            if role in (Role.CREATE, Role.UPDATE_BY_BODY, Role.REPLACE, Role.MERGE, Role.GET, Role.DELETE) and resource is not None:
+                ids = tuple(norm(n) for n in (resource.id_field, resource.key_field) if n)
+                shape = list_shape(_schema_of(success), resource.name, ids)
+            parents = [
+                (r, r.item_template) for r in resources.values()
+                if r.creatable and r.item_template and _is_strict_prefix(r.item_template, template)
+            ]
+            bindings[(method, template)] = Binding(operation, role, resource, status, success, shape, parents)
+    return list(resources.values()), bindings
+
+
+def _classify(
+    template: str,
+    method: str,
+    operation: Operation,
+    resources: dict[str, Resource],
+    item_templates: dict[str, Resource],
+    list_shapes: dict[str, ListShape],
+    id_names: tuple[str, ...],
+) -> tuple[Role, Resource | None, ListShape | None]:
+    item_owner = item_templates.get(template)
+    if item_owner is not None:
+        role = {"GET": Role.GET, "PUT": Role.REPLACE, "PATCH": Role.MERGE, "DELETE": Role.DELETE, "POST": Role.MERGE}[method] \
+            if method in ("GET", "PUT", "PATCH", "DELETE", "POST") else None
+        if role is not None:
+            return role, item_owner, None
+    resource = resources.get(template)
+    if resource is not None and resource.singleton:
+        role = {"GET": Role.SINGLETON_GET, "DELETE": Role.SINGLETON_DELETE}.get(method, Role.SINGLETON_UPDATE)
+        return role, resource, None
+    if resource is not None:
+        if method == "GET" and template in list_shapes:
+            return Role.LIST, resource, list_shapes[template]
+        if method == "POST":
+            return Role.CREATE, resource, None
+        if method in ("PUT", "PATCH") and operation.request_body is not None:
+            body_props = {norm(n) for n in properties(operation.request_body.schema)}
+            if resource.key_field and norm(resource.key_field) in body_props:
+                return Role.UPDATE_BY_BODY, resource, None
+        return Role.ACTION, None, None
+    if method == "GET":
+        status, success = success_response(operation)
+        for owner in resources.values():
+            if owner.singleton or not _is_strict_prefix(owner.key, template):
+                continue
+            shape = list_shape(_schema_of(success), owner.name, id_names)
+            if shape is not None and _fingerprint(shape.item_schema) == _fingerprint(owner.item_schema):
+                return Role.LIST, owner, shape
+    return Role.ACTION, None, None
