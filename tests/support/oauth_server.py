@@ -32,7 +32,7 @@ from authlib.oauth2.rfc6749.models import AuthorizationCodeMixin, ClientMixin, T
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Flask, jsonify, request
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 TEST_USER = {"id": "user-1", "email": "ada@example.com", "name": "Ada Lovelace"}
 SCOPES = ("contacts.read", "contacts.write", "offline_access")
@@ -125,6 +125,11 @@ class Token(TokenMixin):
         return None
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 class OAuthTestServer:
     """The server, run by werkzeug in a thread on 127.0.0.1 (an ephemeral port).
 
@@ -143,7 +148,7 @@ class OAuthTestServer:
         self._canned: tuple[int, tuple[str, int, dict[str, str]]] = (0, ("", 200, {}))
         self._lock = threading.Lock()
         self.app = self._build_app()
-        self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self._server = make_server("127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
         self._thread: threading.Thread | None = None
 
