@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +12,7 @@ import httpx
 
 from ..errors import ActionFailed, ResponseInvalid, UnknownAction
 from ..expressions import evaluate
+from ..auth import Authenticator
 from ..http import Attempt, HttpClient
 from ..specs import ActionSpec, ConnectorSpec
 from ._pagination import Page, paginate
@@ -45,7 +46,7 @@ class ActionExecutor:
     Args:
         connectors: the loaded connector specs by id.
         http: the process's shared :class:`HttpClient`.
-        auth: applies credentials to requests (see :mod:`engine.auth`).
+        auth: the run's :class:`engine.auth.Authenticator` (applies credentials, refreshes tokens).
         base_urls: per-connector base URL overrides (sandboxes, tests).
         connections: per-connector non-secret settings templates may read as ``connection``.
         trace_bodies: keep request and response bodies in traces (credentials redacted).
@@ -56,7 +57,7 @@ class ActionExecutor:
         connectors: Mapping[str, ConnectorSpec],
         *,
         http: HttpClient,
-        auth: Any,
+        auth: Authenticator,
         base_urls: Mapping[str, str] | None = None,
         connections: Mapping[str, Mapping[str, Any]] | None = None,
         trace_bodies: bool = False,
@@ -169,35 +170,19 @@ class ActionExecutor:
         raise ActionFailed(connector.id, name, prepared.method, _display_url(prepared), response.status_code, (detail or "")[:MAX_ERROR_DETAIL])
 
     async def _send(self, connector: ConnectorSpec, name: str, prepared: PreparedRequest, attempts: list[Attempt], observer: Any) -> httpx.Response:
-        authorized = await self.auth.authorize(connector, prepared)
-
         async def observe(attempt: Attempt) -> None:
             attempts.append(attempt)
             if observer is not None:
                 outcome = observer(attempt)
-                if hasattr(outcome, "__await__"):
+                if inspect.isawaitable(outcome):
                     await outcome
 
-        response = await self.http.request(
-            prepared.method,
-            authorized.url,
-            headers=authorized.headers,
-            params=authorized.params,
-            json=authorized.json,
-            data=authorized.data,
-            content=authorized.content,
-            rate_key=connector.id,
-            observer=observe,
-            redact=authorized.redact,
-            sensitive_headers=authorized.sensitive_headers,
-        )
-        if response.status_code == 401 and await self.auth.on_unauthorized(connector):
+        authorized = await self.auth.authorize(connector, prepared)
+        response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe)
+        # An OAuth token revoked or rotated elsewhere: refresh once and retry.
+        if response.status_code == 401 and await self.auth.on_unauthorized(connector, authorized):
             authorized = await self.auth.authorize(connector, prepared)
-            response = await self.http.request(
-                prepared.method, authorized.url, headers=authorized.headers, params=authorized.params,
-                json=authorized.json, data=authorized.data, content=authorized.content, rate_key=connector.id,
-                observer=observe, redact=authorized.redact, sensitive_headers=authorized.sensitive_headers,
-            )
+            response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe)
         return response
 
 

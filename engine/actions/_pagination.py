@@ -31,6 +31,8 @@ def page_items(pagination: Pagination, body: Any, connector: str, action: str) -
     Raises:
         ResponseInvalid: the expression does not give a list (or nothing).
     """
+    if body is not None and not isinstance(body, (dict, list)):
+        raise ResponseInvalid(connector, action, f"a page must be a JSON object or array, not {type(body).__name__}; its items are not a list")
     items = evaluate(pagination.items, body if body is not None else {}, f"/actions/{action}/pagination/items")
     if items is None:
         return []

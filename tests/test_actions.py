@@ -1,0 +1,189 @@
+"""Actions over real HTTP: request building, auth placement, errors, and every pagination style."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from engine.actions import ActionExecutor, build_request
+from engine.auth import Authenticator, OAuth2Client, StaticCredentials
+from engine.errors import ActionFailed, ActionInputInvalid, ResponseInvalid, UnknownAction
+from engine.http import EgressPolicy, HttpClient
+from engine.specs import load_connector
+from support.servers import serve_app
+
+RECORDS = [{"id": i, "name": f"r{i}"} for i in range(1, 8)]
+seen: list[dict] = []
+
+
+async def echo(request: Request):
+    body = await request.body()
+    seen.append({"path": request.url.path, "query": dict(request.query_params), "headers": dict(request.headers), "body": body.decode()})
+    return JSONResponse({"path": request.url.path, "query": dict(request.query_params), "body": body.decode(),
+                         "key": request.headers.get("x-key")})
+
+
+async def by_offset(request: Request):
+    offset, limit = int(request.query_params.get("offset", 0)), int(request.query_params.get("limit", 3))
+    return JSONResponse({"data": RECORDS[offset:offset + limit]})
+
+
+async def by_page(request: Request):
+    page, size = int(request.query_params.get("page", 1)), int(request.query_params.get("per_page", 3))
+    return JSONResponse({"rows": RECORDS[(page - 1) * size: page * size]})
+
+
+async def by_cursor(request: Request):
+    start = int(request.query_params.get("after") or 0)
+    chunk = RECORDS[start:start + 3]
+    nxt = start + 3 if start + 3 < len(RECORDS) else None
+    return JSONResponse({"results": chunk, "paging": {"next": {"after": str(nxt)}} if nxt else {}})
+
+
+async def by_body_cursor(request: Request):
+    payload = await request.json()
+    start = int(payload.get("cursor") or 0)
+    chunk = RECORDS[start:start + 3]
+    return JSONResponse({"items": chunk, "cursor": str(start + 3), "has_more": start + 3 < len(RECORDS)})
+
+
+async def by_link(request: Request):
+    page = int(request.query_params.get("p", 1))
+    chunk = RECORDS[(page - 1) * 3: page * 3]
+    headers = {}
+    if page * 3 < len(RECORDS):
+        headers["Link"] = f'<{request.url.path}?p={page + 1}&size=3>; rel="next"'
+    return JSONResponse(chunk, headers=headers)
+
+
+async def evil_link(request: Request):
+    return JSONResponse([RECORDS[0]], headers={"Link": '<http://127.0.0.2:1/steal?p=2>; rel="next"'})
+
+
+async def stuck_cursor(request: Request):
+    return JSONResponse({"results": [RECORDS[0]], "paging": {"next": {"after": "same"}}})
+
+
+async def missing(request: Request):
+    return JSONResponse({"message": "no such thing"}, status_code=404)
+
+
+async def not_json(request: Request):
+    return PlainTextResponse("plain")
+
+
+APP = Starlette(routes=[
+    Route("/echo/{rest:path}", echo, methods=["GET", "POST", "PUT"]),
+    Route("/offset", by_offset), Route("/page", by_page), Route("/cursor", by_cursor),
+    Route("/bodycursor", by_body_cursor, methods=["POST"]), Route("/link", by_link), Route("/evil", evil_link),
+    Route("/stuck", stuck_cursor), Route("/missing", missing), Route("/text", not_json),
+])
+
+CONNECTOR = {
+    "id": "demo",
+    "base_url": "https://api.demo.example/v1",
+    "auth": {"type": "api_key", "keys": [{"credential": "key", "in": "header", "name": "X-Key"}]},
+    "actions": {
+        "echo": {
+            "method": "POST", "path": "/echo/{name}",
+            "input": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "limit": {"type": "integer"},
+                                                                            "flag": {"type": "boolean"}, "tags": {"type": "array"}, "body": {}}},
+            "path_params": {"name": "{{ input.name }}"},
+            "query": {"limit": "{{ input.limit }}", "flag": "{{ input.flag }}", "tag": "{{ input.tags }}"},
+            "headers": {"X-Trace": "t-{{ input.name }}"},
+            "body": "{{ input.body }}",
+        },
+        "form": {"method": "POST", "path": "/echo/form", "body": {"a": "{{ input.a }}", "b": "x"}, "body_type": "form"},
+        "offset": {"method": "GET", "path": "/offset", "pagination": {"style": "offset", "items": "data", "offset_param": "offset", "size_param": "limit", "size": 3}},
+        "page": {"method": "GET", "path": "/page", "pagination": {"style": "page", "items": "rows", "page_param": "page", "size_param": "per_page", "size": 3}},
+        "cursor": {"method": "GET", "path": "/cursor", "pagination": {"style": "cursor", "items": "results", "next": "paging.next.after", "cursor_param": "after"}},
+        "body_cursor": {"method": "POST", "path": "/bodycursor", "body": {"limit": 3},
+                        "pagination": {"style": "cursor", "items": "items", "next": "has_more ? cursor : undefined", "cursor_param": "cursor", "cursor_in": "body"}},
+        "link": {"method": "GET", "path": "/link", "pagination": {"style": "link", "items": "$"}},
+        "evil": {"method": "GET", "path": "/evil", "pagination": {"style": "link", "items": "$"}},
+        "stuck": {"method": "GET", "path": "/stuck", "pagination": {"style": "cursor", "items": "results", "next": "paging.next.after", "cursor_param": "after"}},
+        "missing": {"method": "GET", "path": "/missing"},
+        "names": {"method": "GET", "path": "/cursor", "result": "body.results.name"},
+        "text_items": {"method": "GET", "path": "/text", "pagination": {"style": "page", "items": "rows", "page_param": "page"}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    with serve_app(APP) as url:
+        yield url
+
+
+@pytest.fixture
+async def executor(base_url):
+    http = HttpClient(egress=EgressPolicy(allow=("127.0.0.1",)))
+    auth = Authenticator(StaticCredentials({"demo": {"key": "k-123"}}), OAuth2Client(http))
+    yield ActionExecutor({"demo": load_connector(CONNECTOR)}, http=http, auth=auth, base_urls={"demo": base_url})
+    await http.aclose()
+
+
+def test_request_building_encodes_path_and_drops_empty_params():
+    spec = load_connector(CONNECTOR)
+    req = build_request(spec, "echo", {"name": "a b/c", "tags": ["x", "y"], "flag": False, "body": {"z": 1}})
+    assert req.url == "https://api.demo.example/v1/echo/a%20b%2Fc"
+    assert req.params == [("flag", "false"), ("tag", "x"), ("tag", "y")]  # limit absent: not sent
+    assert req.headers == {"X-Trace": "t-a b/c"} and req.json == {"z": 1}
+    assert build_request(spec, "echo", {"name": "n"}, base_url="http://127.0.0.1:9/v2").url == "http://127.0.0.1:9/v2/echo/n"
+
+
+def test_bad_input_names_the_field():
+    spec = load_connector(CONNECTOR)
+    with pytest.raises(ActionInputInvalid) as info:
+        build_request(spec, "echo", {"limit": "ten"})
+    pointers = [p.pointer for p in info.value.problems]
+    assert "/" in pointers and "/limit" in pointers and info.value.http_status == 422
+
+
+async def test_call_applies_auth_and_returns_body(executor):
+    response = await executor.call("demo", "echo", {"name": "x", "limit": 5, "body": {"hello": "world"}})
+    assert response.status == 200
+    assert response.result["key"] == "k-123" and response.result["query"] == {"limit": "5"}
+    assert response.result["body"] == '{"hello":"world"}'
+    assert response.attempts and response.attempts[0].status == 200
+
+
+async def test_form_body(executor):
+    response = await executor.call("demo", "form", {"a": "1 2"})
+    assert response.result["body"] == "a=1+2&b=x"
+
+
+@pytest.mark.parametrize("action", ["offset", "page", "cursor", "body_cursor", "link"])
+async def test_every_pagination_style_collects_all_records(executor, action):
+    response = await executor.call("demo", action, {})
+    assert [r["id"] for r in response.result["items"]] == [r["id"] for r in RECORDS]
+    assert response.result["pages"] == response.pages >= 3
+
+
+async def test_pagination_limits_and_guards(executor):
+    assert (await executor.call("demo", "cursor", {}, max_pages=2)).result["pages"] == 2
+    one_page = await executor.call("demo", "cursor", {}, paginate_pages=False)
+    assert len(one_page.result["results"]) == 3
+    # A cursor that repeats ends the walk; a next link to another host is not followed.
+    assert (await executor.call("demo", "stuck", {})).result["pages"] == 2
+    assert (await executor.call("demo", "evil", {})).result == {"items": [RECORDS[0]], "pages": 1}
+
+
+async def test_result_expression(executor):
+    assert (await executor.call("demo", "names", {})).result == ["r1", "r2", "r3"]
+
+
+async def test_errors_are_typed(executor):
+    with pytest.raises(ActionFailed) as info:
+        await executor.call("demo", "missing", {})
+    assert info.value.status == 404 and "no such thing" in str(info.value) and "k-123" not in str(info.value)
+    assert (await executor.call("demo", "missing", {}, raise_for_status=False)).status == 404
+    with pytest.raises(UnknownAction, match="known: body_cursor"):
+        await executor.call("demo", "nope", {})
+    with pytest.raises(UnknownAction, match="unknown connector"):
+        await executor.call("other", "x", {})
+    with pytest.raises(ResponseInvalid, match="not a list"):
+        await executor.call("demo", "text_items", {})
