@@ -1,0 +1,41 @@
+"""The workflow interpreter: deterministic runs of WorkflowSpecs, recorded and replayable.
+
+Usage::
+
+    deps = Dependencies(invoker=executor, clock=SystemClock(), secrets=provider, workflows=registry)
+    result = await Interpreter(deps).run(workflow, {"since": "2025-01-01"})
+    result.status, result.output, result.error        # "succeeded" | "failed"
+    saved = result.record.to_dict()                   # JSON; no secret values
+    again = await Interpreter(deps).replay(workflow, RunRecord.from_dict(saved))   # calls nothing
+
+The action invoker is the seam to the HTTP executor (``engine.actions``): it
+receives an :class:`ActionCall` and writes :class:`TraceRecord` s to ``call.trace``.
+Sequence numbers are described in ``engine.workflow._record``.
+"""
+
+from ._deps import (
+    FAKE_EPOCH,
+    Clock,
+    Dependencies,
+    FakeClock,
+    SecretProvider,
+    SequentialIds,
+    StaticSecrets,
+    SystemClock,
+    WorkflowLookup,
+    WorkflowRegistry,
+    new_id,
+)
+from ._interpreter import MAX_CALL_DEPTH, Interpreter, RunResult, truthy
+from ._invoker import ActionCall, ActionInvoker, TraceRecord, TraceSink
+from ._record import CallRecord, ErrorInfo, Redactor, RunRecord, StepRecord, seq_key
+from ._replay import ReplayInvoker
+from ._scope import validate_input
+from ._sync import is_subset
+
+__all__ = [
+    "FAKE_EPOCH", "MAX_CALL_DEPTH", "ActionCall", "ActionInvoker", "CallRecord", "Clock", "Dependencies", "ErrorInfo",
+    "FakeClock", "Interpreter", "Redactor", "ReplayInvoker", "RunRecord", "RunResult", "SecretProvider",
+    "SequentialIds", "StaticSecrets", "StepRecord", "SystemClock", "TraceRecord", "TraceSink", "WorkflowLookup",
+    "WorkflowRegistry", "is_subset", "new_id", "seq_key", "truthy", "validate_input",
+]

@@ -1,0 +1,164 @@
+"""What a run depends on, injected: clock, ids, randomness, actions, secrets, other workflows.
+
+The interpreter reads time, makes ids, draws random numbers, calls actions,
+reads secrets and looks up called workflows only through :class:`Dependencies`,
+so the same interpreter runs inline in a test (``FakeClock``, ``SequentialIds``,
+a seeded ``random.Random``), as a dry run against a sandbox, and in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random as _random
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import SecretNotFound
+from ..specs import WorkflowSpec
+from ._invoker import ActionInvoker
+
+FAKE_EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where a run reads the time and waits."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        ...
+
+
+class SystemClock:
+    """The real clock: UTC wall time and ``asyncio.sleep``."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class FakeClock:
+    """A clock that only moves when slept on, and then instantly.
+
+    ``sleep(s)`` advances :meth:`now` by ``s`` and yields to the event loop
+    once, so a run with delays finishes at once and reads predictable times.
+    Concurrent sleepers share one timeline (their sleeps add up). ``slept``
+    lists every sleep, for assertions.
+    """
+
+    def __init__(self, start: datetime = FAKE_EPOCH):
+        if start.tzinfo is None:
+            raise ValueError("FakeClock needs a timezone-aware start time")
+        self._now = start
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward without sleeping."""
+        self._now += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
+        await asyncio.sleep(0)
+
+
+def new_id() -> str:
+    """A new random id (uuid4, hex form); the default id source."""
+    return uuid.uuid4().hex
+
+
+class SequentialIds:
+    """Deterministic ids: ``prefix-1``, ``prefix-2``, ... (tests, dry runs)."""
+
+    def __init__(self, prefix: str = "run"):
+        self.prefix = prefix
+        self._next = 0
+
+    def __call__(self) -> str:
+        self._next += 1
+        return f"{self.prefix}-{self._next}"
+
+
+@runtime_checkable
+class SecretProvider(Protocol):
+    """Gives secret values by name. Raises :class:`~engine.errors.SecretNotFound` for an unknown name."""
+
+    async def get(self, name: str) -> str: ...
+
+
+class StaticSecrets:
+    """Secrets from a mapping (tests, the CLI)."""
+
+    def __init__(self, values: Mapping[str, str] | None = None):
+        self._values = dict(values or {})
+
+    async def get(self, name: str) -> str:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise SecretNotFound(name) from None
+
+
+WorkflowLookup = Callable[[str, "int | None"], "WorkflowSpec | None | Awaitable[WorkflowSpec | None]"]
+"""Finds the workflow a call step names: ``(id, version or None for the latest) -> spec or None``; may be async."""
+
+
+class WorkflowRegistry:
+    """A :data:`WorkflowLookup` over specs held in memory; ``version=None`` gives the highest version."""
+
+    def __init__(self, workflows: Iterable[WorkflowSpec] = ()):
+        self._specs: dict[tuple[str, int], WorkflowSpec] = {}
+        for spec in workflows:
+            self.add(spec)
+
+    def add(self, spec: WorkflowSpec) -> None:
+        """Register ``spec`` (replacing the same id and version)."""
+        self._specs[(spec.id, spec.version)] = spec
+
+    def __call__(self, workflow_id: str, version: int | None = None) -> WorkflowSpec | None:
+        if version is not None:
+            return self._specs.get((workflow_id, version))
+        versions = [v for (i, v) in self._specs if i == workflow_id]
+        return self._specs[(workflow_id, max(versions))] if versions else None
+
+
+async def lookup_workflow(lookup: WorkflowLookup, workflow_id: str, version: int | None) -> WorkflowSpec | None:
+    """Call ``lookup``, awaiting it when it is async."""
+    found: Any = lookup(workflow_id, version)
+    if inspect.isawaitable(found):
+        found = await found
+    return found
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """Everything nondeterministic or external a run uses, injected.
+
+    Args:
+        invoker: calls connector actions (the HTTP executor, a sandbox, a test app).
+        clock: time and waiting; :class:`SystemClock` by default.
+        ids: makes run ids; uuid4 by default, :class:`SequentialIds` in tests.
+        random: seeds each run's ``$random()``; seed it (``random.Random(7)``) for repeatable runs.
+        secrets: secret values by name; nothing by default.
+        workflows: finds workflows that call steps run; none by default.
+    """
+
+    invoker: ActionInvoker
+    clock: Clock = field(default_factory=SystemClock)
+    ids: Callable[[], str] = new_id
+    random: _random.Random = field(default_factory=_random.Random)
+    secrets: SecretProvider = field(default_factory=StaticSecrets)
+    workflows: WorkflowLookup = field(default_factory=WorkflowRegistry)

@@ -1,0 +1,228 @@
+"""The sync step: match source records to target records by a key, then create or update.
+
+Rules (DESIGN.md's "matching by email"):
+
+- The target records come from ``target.list`` (called with ``paginate``): a
+  paginated result ``{"items": [...], "pages": n}`` gives its items; a list is
+  used as is; an object with exactly one list-valued property gives that list;
+  anything else is a :class:`~engine.errors.SyncConfigError`.
+- ``match.target`` is evaluated with each target record as the JSONata input and
+  may give one key or several (Cin7 keeps emails in ``Contacts[]``, so
+  ``Contacts.Email`` gives a list): each indexes the record. When two targets
+  share a key, the first listed keeps it. ``match.source`` is evaluated on each
+  source record; a list of keys matches on any of them.
+- Keys are compared trimmed and, unless ``case_sensitive``, case-folded;
+  numbers compare by value. A record without a key is skipped ("no match key").
+- ``fields`` = ``map`` rendered with ``source`` and ``target`` (null when
+  unmatched). A matched target already holding ``fields`` (a deep subset: dict
+  keys equal recursively, a missing key equal to null, list elements compared
+  by position) is ``unchanged`` when ``skip_unchanged``; otherwise it is updated.
+  An unmatched record is created. A later source record with the same key
+  matches what an earlier one created or updated, so duplicates never create twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import StepValueError, SyncConfigError
+from ..expressions import evaluate, is_template, render
+from ..specs import SyncSpec
+
+DEFAULT_WRITE_INPUT = {"body": "{{ fields }}"}
+ID_FIELDS = ("id", "ID", "Id", "_id")
+
+
+class SyncEnv(Protocol):
+    """What the sync step needs from the interpreter (see ``_interpreter._StepEnv``)."""
+
+    run_id: str
+    step_id: str
+    pointer: str
+
+    def context(self) -> dict[str, Any]: ...
+
+    async def call(self, action: str, input: Any, sub_path: str, *, paginate: bool) -> Any: ...
+
+
+def as_records(value: Any, run_id: str, step_id: str, pointer: str) -> list[Any]:
+    """A template's value as a list: a list as is, one object as ``[obj]``, null as ``[]``.
+
+    Raises:
+        StepValueError: for any other value (a string, a number).
+    """
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return [value]
+    got = f"{type(value).__name__} {_short(value)}"
+    raise StepValueError(run_id, step_id, pointer, f"expected a list of records, got {got}")
+
+
+def expression(text: str, context: Any, pointer: str) -> Any:
+    """Evaluate a field that holds a bare expression, accepting ``{{ }}`` around it too."""
+    if is_template(text):
+        return render(text, context, pointer)
+    return evaluate(text, context, pointer)
+
+
+def is_subset(fields: Any, target: Any) -> bool:
+    """Whether ``target`` already holds ``fields`` (see the module docstring)."""
+    if isinstance(fields, dict):
+        if not isinstance(target, dict):
+            return False
+        return all(is_subset(v, target[k]) if k in target else v is None for k, v in fields.items())
+    if isinstance(fields, list):
+        if not isinstance(target, list) or len(fields) > len(target):
+            return False
+        return all(is_subset(f, t) for f, t in zip(fields, target, strict=False))
+    if isinstance(fields, bool) or isinstance(target, bool):
+        return type(fields) is type(target) and fields == target
+    return fields == target
+
+
+def match_keys(value: Any) -> list[Any]:
+    """The usable keys in an evaluated match expression: non-empty scalars, lists flattened."""
+    if isinstance(value, list):
+        return [k for v in value for k in match_keys(v)]
+    if value is None or isinstance(value, dict):
+        return []
+    if isinstance(value, str) and not value.strip():
+        return []
+    return [value]
+
+
+def normalise_key(key: Any, case_sensitive: bool) -> str:
+    """The form keys are compared in."""
+    if isinstance(key, str):
+        key = key.strip()
+        return key if case_sensitive else key.casefold()
+    if isinstance(key, float) and key.is_integer():
+        key = int(key)
+    return json.dumps(key)
+
+
+def target_records(listed: Any, env: SyncEnv, list_action: str) -> list[Any]:
+    """The records in a list action's result (see the module docstring)."""
+    if isinstance(listed, list):
+        return listed
+    if isinstance(listed, dict):
+        if isinstance(listed.get("items"), list) and "pages" in listed:
+            return listed["items"]
+        arrays = [k for k, v in listed.items() if isinstance(v, list)]
+        if len(arrays) == 1:
+            return listed[arrays[0]]
+        shape = f"an object with list properties {arrays}" if arrays else f"an object with keys {sorted(listed)[:10]}"
+    else:
+        shape = f"{type(listed).__name__} {_short(listed)}"
+    raise SyncConfigError(
+        env.run_id, env.step_id,
+        f"list action {list_action} gave {shape}; expected a list, paginated items, "
+        "or an object with exactly one list property",
+    )
+
+
+def _record_id(record: Any) -> Any:
+    if isinstance(record, dict):
+        for name in ID_FIELDS:
+            if record.get(name) is not None:
+                return record[name]
+    return None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass
+class _Slot:
+    """A target record as the sync currently knows it; every key of the record points at one slot."""
+
+    record: Any
+
+
+async def run_sync(spec: SyncSpec, env: SyncEnv) -> dict[str, Any]:
+    """Run a sync step; return ``{created, updated, unchanged, skipped, results}``.
+
+    Raises:
+        SyncConfigError: a needed create/update action is missing, or the list result has no records.
+        StepValueError: the source is not a list of records.
+        ExpressionError: a template or match expression failed (the interpreter names the step).
+        StepFailed: an action call failed.
+    """
+    pointer = env.pointer + "/sync"
+    base = env.context()
+    source = as_records(render(spec.source, base, pointer + "/source"), env.run_id, env.step_id, pointer + "/source")
+    target = spec.target
+    list_input = render(target.list_input, base, pointer + "/target/list_input")
+    listed = await env.call(target.list, list_input, "list", paginate=True)
+
+    case_sensitive = spec.match.case_sensitive
+    index: dict[str, _Slot] = {}
+    for record in target_records(listed, env, target.list):
+        slot = _Slot(record)
+        for key in match_keys(expression(spec.match.target, record, pointer + "/match/target")):
+            index.setdefault(normalise_key(key, case_sensitive), slot)
+
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    skipped: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for position, record in enumerate(source):
+        keys = match_keys(expression(spec.match.source, record, pointer + "/match/source"))
+        if not keys:
+            skipped.append({"index": position, "reason": "no match key"})
+            results.append({"index": position, "key": None, "op": "skipped"})
+            continue
+        normalised = [normalise_key(k, case_sensitive) for k in keys]
+        slot = next((index[k] for k in normalised if k in index), None)
+        current = slot.record if slot else None
+        context = {**base, "source": record, "target": current}
+        fields = render(spec.map, context, pointer + "/map")
+        write_context = {**context, "fields": fields}
+
+        if slot is not None and spec.skip_unchanged and is_subset(fields, current):
+            op = "unchanged"
+        elif slot is not None:
+            if not target.update:
+                raise SyncConfigError(env.run_id, env.step_id, f"source record {position} (key {keys[0]!r}) matches "
+                                      "a target record that needs changes, but target.update names no action")
+            write_input = _write_input(target.update_input, write_context, pointer + "/target/update_input")
+            result = await env.call(target.update, write_input, f"update/{position}", paginate=False)
+            slot.record = result if isinstance(result, dict) else _merged(current, fields)
+            op = "updated"
+        else:
+            if not target.create:
+                raise SyncConfigError(env.run_id, env.step_id, f"source record {position} (key {keys[0]!r}) has no "
+                                      "matching target record, but target.create names no action")
+            write_input = _write_input(target.create_input, write_context, pointer + "/target/create_input")
+            result = await env.call(target.create, write_input, f"create/{position}", paginate=False)
+            slot = _Slot(result if isinstance(result, dict) else fields)
+            op = "created"
+        for key in normalised:
+            index.setdefault(key, slot)
+
+        counts[op] += 1
+        entry: dict[str, Any] = {"index": position, "key": keys[0], "op": op}
+        target_id = _record_id(slot.record)
+        if target_id is not None:
+            entry["target_id"] = target_id
+        results.append(entry)
+
+    return {**counts, "skipped": skipped, "results": results}
+
+
+def _write_input(template: Any, context: dict[str, Any], pointer: str) -> Any:
+    if template is None:
+        return render(DEFAULT_WRITE_INPUT, context, pointer)
+    return render(template, context, pointer)
+
+
+def _merged(current: Any, fields: Any) -> Any:
+    if isinstance(current, dict) and isinstance(fields, dict):
+        return {**current, **fields}
+    return fields
