@@ -143,7 +143,8 @@ def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None =
     """
     data, name, base_dir, base_url = _read(source, source_name)
     if not isinstance(data, dict):
-        raise OpenAPIImportError(name, "", f"not an OpenAPI document: expected a mapping at the top, got {type(data).__name__}")
+        got = type(data).__name__
+        raise OpenAPIImportError(name, "", f"not an OpenAPI document: expected a mapping at the top, got {got}")
     raw = jsonable(data)
     version = _version(raw, name)
     if not isinstance(raw.get("paths"), dict) or not raw["paths"]:
@@ -151,7 +152,7 @@ def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None =
             raise OpenAPIImportError(name, "/paths", "the document has no paths, so there is nothing to import")
     resolver = Resolver(raw, source=name, base_dir=base_dir, version=version)
     resolver.check_external()
-    warnings = validation_warnings(raw, base_dir=base_dir, source_path=_source_path(source, base_dir))
+    warnings = validation_warnings(raw, source_path=_source_path(source, base_dir), cacheable=not resolver.has_external)
     builder = _Builder(raw, version, resolver, base_url)
     document = builder.build(name)
     document.warnings = _dedupe(warnings + resolver.warnings + builder.warnings)
@@ -220,7 +221,8 @@ def _version(raw: dict, name: str) -> str:
     if "openapi" in raw:
         version = str(raw["openapi"]).strip()
         if not re.match(r"^3\.[012](\.|$)", version):
-            raise OpenAPIImportError(name, "/openapi", f"unsupported OpenAPI version {version!r} (supported: 2.0, 3.0, 3.1)")
+            raise OpenAPIImportError(
+                name, "/openapi", f"unsupported OpenAPI version {version!r} (supported: 2.0, 3.0, 3.1)")
         return version
     if "swagger" in raw:
         version = str(raw["swagger"]).strip()
@@ -319,7 +321,8 @@ class _Builder:
             for var, spec in variables.items():
                 default = spec.get("default") if isinstance(spec, dict) else None
                 if default is None:
-                    self.warnings.append(Problem(join(pointer, index, "variables", var), "server variable has no default"))
+                    self.warnings.append(
+                        Problem(join(pointer, index, "variables", var), "server variable has no default"))
                     continue
                 url = url.replace("{" + var + "}", str(default))
             urls.append(self._absolute(url))
@@ -340,9 +343,8 @@ class _Builder:
         path_servers = self._servers(item.get("servers"), join(pointer, "servers")) or servers
         shared = item.get("parameters") if isinstance(item.get("parameters"), list) else []
         operations = []
-        for method in METHODS:
-            op = item.get(method)
-            if isinstance(op, dict):
+        for method, op in item.items():  # document order, so actions read as the document does
+            if method in METHODS and isinstance(op, dict):
                 operations.append(self._operation(path, method, op, join(pointer, method), shared,
                                                   join(pointer, "parameters"), path_servers, security, schemes))
         return operations

@@ -51,8 +51,8 @@ def infer_pagination(op: Operation, output: dict | None) -> dict[str, Any] | Non
         if following is not None:
             return {"style": "cursor", "items": items, "next": following, "cursor_param": cursor}
     # 1Password: the body is oneOf [a cursor, a reset-cursor query]
-    body_props = _properties(op.request_body.schema, alternatives=True) if op.request_body and op.request_body.content_type.endswith(
-        "json") else {}
+    body = op.request_body
+    body_props = _properties(body.schema, alternatives=True) if body and body.content_type.endswith("json") else {}
     if "cursor" in body_props:
         following = _next_cursor(output, "cursor", items)
         if following is not None:

@@ -135,6 +135,11 @@ class Resolver:
         self._documents: dict[str, Any] = {"": document}
         self._memo: dict[tuple[str, str], Any] = {}
 
+    @property
+    def has_external(self) -> bool:
+        """Whether the document refers to other files (known after :meth:`check_external`)."""
+        return len(self._documents) > 1
+
     # -- external files ------------------------------------------------------
     def check_external(self) -> None:
         """Refuse, before any other work, a document whose external references cannot be followed."""
@@ -242,7 +247,8 @@ class Resolver:
             try:
                 target = resolve_pointer(self._documents[target_doc], target_pointer)
             except KeyError:
-                self.warn(where, f"$ref {ref!r} points at nothing (dangling reference); an empty schema is used instead")
+                self.warn(where, f"$ref {ref!r} points at nothing (dangling reference); "
+                                 "an empty schema is used instead")
                 return {}, False
             resolved, cut = self._resolve(target, target_pointer, target_doc, stack + (key,))
             if not cut:

@@ -12,7 +12,9 @@ fails the check is dropped with a warning rather than failing the import.
 
 from __future__ import annotations
 
+import json
 import re
+from functools import lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -124,6 +126,8 @@ def checked(schema: Any, pointer: str, warnings: list[Problem]) -> dict | bool:
     at ``pointer`` plus the keyword's path inside the schema.
     """
     out = to_json_schema(schema)
+    if isinstance(out, bool) or _valid(json.dumps(out, sort_keys=True)):
+        return out
     for _ in range(_MAX_REPAIRS):
         error = best_match(_META.iter_errors(out))
         if error is None:
@@ -143,6 +147,13 @@ def checked(schema: Any, pointer: str, warnings: list[Problem]) -> dict | bool:
             parent[path[-1]] = {}
     warnings.append(Problem(pointer, "schema could not be repaired into valid JSON Schema; replaced by {}"))
     return {}
+
+
+@lru_cache(maxsize=4096)
+def _valid(schema_json: str) -> bool:
+    # Checking against the 2020-12 metaschema dominates import time for large documents
+    # (its $dynamicRef is slow); the same schemas recur across loads of one document.
+    return _META.is_valid(json.loads(schema_json))
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -39,7 +39,10 @@ def looks_like_credential(name: str) -> bool:
 
 
 def credential_name(name: str) -> str:
-    """A credential field name from a scheme or header name: ``X-Postmark-Account-Token`` -> ``postmark_account_token``."""
+    """A credential field name from a scheme or header name.
+
+    ``X-Postmark-Account-Token`` -> ``postmark_account_token``; ``accountId`` -> ``account_id``.
+    """
     snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
     snake = re.sub(r"[^A-Za-z0-9]+", "_", snake).strip("_").lower()
     if snake.startswith("x_"):

@@ -7,7 +7,9 @@ refusals (no paths, external files, wrong version) are decided elsewhere.
 
 from __future__ import annotations
 
+import json
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,25 @@ from ._refs import join
 _MAX_FINDINGS = 200
 
 
-def validation_warnings(raw: dict, *, base_dir: Path | None, source_path: Path | None) -> list[Problem]:
-    """Run openapi-spec-validator over ``raw``; return one :class:`Problem` per finding (at most 200)."""
+def validation_warnings(raw: dict, *, source_path: Path | None, cacheable: bool) -> list[Problem]:
+    """Run openapi-spec-validator over ``raw``; return one :class:`Problem` per finding (at most 200).
+
+    ``source_path`` is the document's file, so references to files beside it
+    resolve; ``cacheable`` says the result depends on ``raw`` alone (no other
+    files), so a document loaded again in this process is not validated again.
+    """
+    if cacheable:
+        return list(_cached(json.dumps(raw, sort_keys=True)))
+    return _findings(raw, source_path)
+
+
+@lru_cache(maxsize=32)
+def _cached(raw_json: str) -> tuple[Problem, ...]:
+    # Validation is the slowest part of an import (seconds for Resend's document).
+    return tuple(_findings(json.loads(raw_json), None))
+
+
+def _findings(raw: dict, source_path: Path | None) -> list[Problem]:
     try:
         cls = get_validator_cls(raw)
     except Exception as exc:  # the version check already passed; this is the validator's own detection
