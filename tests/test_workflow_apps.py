@@ -24,7 +24,8 @@ class MemoryApps:
 
     Every call is logged in ``calls``; ``in_flight``/``max_in_flight`` count
     concurrent calls; ``latency(call)`` says how many times a call yields to the
-    event loop before answering (a deterministic stand-in for network latency).
+    event loop before answering, and ``delay(call)`` how many seconds it sleeps on
+    ``clock`` (deterministic stand-ins for network latency).
     """
 
     def __init__(self) -> None:
@@ -34,6 +35,8 @@ class MemoryApps:
         self.in_flight = 0
         self.max_in_flight = 0
         self.latency: Callable[[ActionCall], int] = lambda call: 0
+        self.delay: Callable[[ActionCall], float] = lambda call: 0
+        self.clock: Any = None
 
     def on(self, action: str, handler: Handler) -> None:
         connector, _, name = action.rpartition(".")
@@ -85,6 +88,8 @@ class MemoryApps:
         try:
             for _ in range(self.latency(call)):
                 await asyncio.sleep(0)
+            if self.clock is not None:
+                await self.clock.sleep(self.delay(call))
             if handler is None:
                 raise ActionFailed(call.connector, call.action, "POST", f"https://{call.connector}.test/{call.action}",
                                    404, "no such action in the fake app")

@@ -210,6 +210,24 @@ async def test_foreach_concurrency_keeps_item_order_and_limit() -> None:
     assert [t.step_path for t in result.traces] == [f"loop/{i}/a" for i in range(8)]
 
 
+async def test_foreach_concurrency_on_a_fake_clock() -> None:
+    clock = FakeClock()
+    apps = echo_app()
+    apps.clock = clock
+    # item i takes 8 - i (virtual) seconds: later items finish first
+    apps.delay = lambda call: 8 - call.input["v"]
+    workflow = wf([{"id": "loop", "foreach": {"items": "{{ input.xs }}", "concurrency": 3, "steps": [
+        {"id": "a", "action": "app.echo", "input": {"v": "{{ item }}"}},
+        {"id": "t", "map": "{{ $now() }}"}], "output": "{{ steps.t }}"}}])
+    result = await run(workflow, {"xs": list(range(8))}, apps, clock=clock)
+    assert apps.max_in_flight == 3
+    # 3 at a time: items 0-2 start at 0s and end at 8, 7, 6s; 3-5 start then and all end at 11s; 6 and 7 at 13, 12s
+    finished = [int(t[17:19]) for t in result.output]
+    assert finished == [8, 7, 6, 11, 11, 11, 13, 12]
+    assert clock.now() == FAKE_EPOCH + timedelta(seconds=13)
+    assert sorted(clock.slept) == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
 async def test_foreach_numbering_does_not_depend_on_timing() -> None:
     workflow = wf([{"id": "loop", "foreach": {"items": "{{ input.xs }}", "concurrency": 4, "steps": [
         {"id": "a", "action": "app.echo", "input": {"v": "{{ item }}"}},

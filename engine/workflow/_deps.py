@@ -9,7 +9,9 @@ a seeded ``random.Random``), as a dry run against a sandbox, and in production.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
+import itertools
 import random as _random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -48,19 +50,29 @@ class SystemClock:
 
 
 class FakeClock:
-    """A clock that only moves when slept on, and then instantly.
+    """A virtual clock: sleeping takes no real time, and concurrent sleepers wake in deadline order.
 
-    ``sleep(s)`` advances :meth:`now` by ``s`` and yields to the event loop
-    once, so a run with delays finishes at once and reads predictable times.
-    Concurrent sleepers share one timeline (their sleeps add up). ``slept``
-    lists every sleep, for assertions.
+    ``sleep(s)`` registers a wake-up at ``now() + s``. Once every task of the
+    event loop is waiting (nothing else is ready to run), the clock jumps to the
+    earliest deadline and wakes the sleepers due then, as a real clock would,
+    only instantly: a run with delays finishes at once, reads predictable
+    times, and concurrent iterations that sleep different amounts finish in the
+    order real time would give. ``slept`` lists every sleep, for assertions.
     """
+
+    # When the loop exposes no ready queue to look at, let this many rounds of callbacks run before jumping.
+    SETTLE_ROUNDS = 50
+    # A task that never stops being ready (busy polling) cannot hold the clock forever.
+    MAX_ROUNDS = 10_000
 
     def __init__(self, start: datetime = FAKE_EPOCH):
         if start.tzinfo is None:
             raise ValueError("FakeClock needs a timezone-aware start time")
         self._now = start
         self.slept: list[float] = []
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._scheduled = False
 
     def now(self) -> datetime:
         return self._now
@@ -71,8 +83,34 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.advance(seconds)
-        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._sleepers, (self._now + timedelta(seconds=max(seconds, 0)), next(self._order), wake))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._advance, loop, 0)
+        await wake
+
+    def _advance(self, loop: asyncio.AbstractEventLoop, rounds: int) -> None:
+        ready = getattr(loop, "_ready", None)  # asyncio's own loop; other loops fall back to settling rounds
+        busy = len(ready) > 0 if ready is not None else rounds < self.SETTLE_ROUNDS
+        if busy and rounds < self.MAX_ROUNDS:
+            loop.call_soon(self._advance, loop, rounds + 1)
+            return
+        self._scheduled = False
+        while self._sleepers and self._sleepers[0][2].done():  # cancelled sleeps
+            heapq.heappop(self._sleepers)
+        if not self._sleepers:
+            return
+        deadline = self._sleepers[0][0]
+        self._now = max(self._now, deadline)
+        while self._sleepers and self._sleepers[0][0] <= deadline:
+            wake = heapq.heappop(self._sleepers)[2]
+            if not wake.done():
+                wake.set_result(None)
+        if self._sleepers:
+            self._scheduled = True
+            loop.call_soon(self._advance, loop, 0)
 
 
 def new_id() -> str:
