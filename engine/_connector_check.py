@@ -19,10 +19,11 @@ from jsonschema import Draft202012Validator
 
 from .actions import ActionExecutor
 from .errors import EngineError
+from ._samples import merge_all_of
 from .samples import sample_from_schema
 from .specs import ActionSpec, ConnectorSpec
 
-_INPUT_FIELD = re.compile(r"^\{\{\s*input\.(`?)([^`]+)\1\s*\}\}$")
+_INPUT_FIELD = re.compile(r"^\{\{\s*input\.(?:`([^`]+)`|([^\s}]+))\s*\}\}$")
 _ID_KEYS = ("id", "ID", "Id", "uuid", "key")
 MAX_REASON = 240
 
@@ -69,25 +70,34 @@ def _collection(path: str) -> str:
     return re.sub(r"/\{[^}]+\}$", "", path)
 
 
+def _creates(connector: ConnectorSpec) -> set[str]:
+    """Actions that create records: a POST on a collection path (one that is also listed, or has item paths)."""
+    collections = {_collection(a.path) for a in connector.actions.values() if a.path != _collection(a.path)}
+    listed = {a.path for a in connector.actions.values() if a.method == "GET"}
+    return {
+        name for name, a in connector.actions.items()
+        if a.method == "POST" and a.path == _collection(a.path) and (a.path in collections or a.path in listed)
+    }
+
+
 def _order(connector: ConnectorSpec) -> list[str]:
-    item_paths = {a.path for a in connector.actions.values() if a.path != _collection(a.path)}
-    collections = {_collection(p) for p in item_paths}
+    creates = _creates(connector)
 
     def rank(name: str) -> tuple[int, int, str]:
         action = connector.actions[name]
-        is_create = action.method == "POST" and action.path in collections
-        if is_create:
-            return (0, action.path.count("/"), name)
+        depth = action.path.count("/")
+        if name in creates:
+            return (0, depth, name)  # parents before children
         if action.method == "DELETE":
-            return (3, -action.path.count("/"), name)  # children before parents
+            return (3, -depth, name)  # children before parents
         if action.method in ("PUT", "PATCH"):
-            return (2, action.path.count("/"), name)
-        return (1, action.path.count("/"), name)
+            return (2, depth, name)
+        return (1, depth, name)
 
     return sorted(connector.actions, key=rank)
 
 
-def _find_id(body: Any, hints: tuple[str, ...]) -> Any:
+def _find_id(body: Any, hints: tuple[str, ...] = ()) -> Any:
     if isinstance(body, dict):
         for key in hints + _ID_KEYS:
             if isinstance(body.get(key), (str, int)) and body.get(key) != "":
@@ -102,27 +112,79 @@ def _find_id(body: Any, hints: tuple[str, ...]) -> Any:
 
 def _input_field(template: Any) -> str | None:
     match = _INPUT_FIELD.match(template) if isinstance(template, str) else None
-    return match.group(2) if match else None
+    return (match.group(1) or match.group(2)) if match else None
 
 
-def sample_input(name: str, action: ActionSpec, created: dict[str, Any]) -> Any:
+class _Created:
+    """Ids of records made (or first seen) during a check, by collection path and by item parameter name."""
+
+    def __init__(self, connector: ConnectorSpec):
+        self.by_collection: dict[str, Any] = {}
+        self.by_param: dict[str, Any] = {}
+        self._item_params: dict[str, list[str]] = {}
+        for action in connector.actions.values():
+            match = re.search(r"/\{([^}]+)\}$", action.path)
+            if match:
+                self._item_params.setdefault(_collection(action.path), []).append(match.group(1))
+
+    def __contains__(self, collection: str) -> bool:
+        return collection in self.by_collection
+
+    def remember(self, collection: str, body: Any) -> None:
+        params = tuple(self._item_params.get(collection, ()))
+        found = _find_id(body, params)
+        if found is None:
+            return
+        self.by_collection[collection] = found
+        for param in params:
+            # Nested APIs name a parent by the same parameter under other paths
+            # (Google Tasks: /users/@me/lists/{tasklist} and /lists/{tasklist}/tasks).
+            self.by_param.setdefault(param, found)
+
+    def for_param(self, path: str, param: str) -> Any:
+        prefix = path.split("{" + param + "}")[0].rstrip("/")
+        if prefix in self.by_collection:
+            return self.by_collection[prefix]
+        return self.by_param.get(param)
+
+
+def _coerce(value: Any, schema: Any) -> Any:
+    """An id as the input schema types it (an API may answer 7 where its path parameter is a string)."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "string" and not isinstance(value, str):
+        return str(value)
+    if kind == "integer" and isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def sample_input(name: str, action: ActionSpec, created: _Created) -> Any:
     """A sample input for ``action``, with ids of records created earlier filled in."""
-    value = sample_from_schema(action.input, seed=name, for_request=True)
+    # Required inputs only: optional filters with made-up values narrow lists to nothing,
+    # and opaque paging cursors cannot be made up at all. The body is sampled in full.
+    value = sample_from_schema(action.input, seed=name, for_request=True, required_only=True)
     if not isinstance(value, dict):
         return value
-    collection = _collection(action.path)
+    properties = action.input.get("properties") or {}
+    body_schema = properties.get("body")
+    if body_schema is not None and action.body is not None:
+        value["body"] = sample_from_schema(body_schema, seed=name, for_request=True)
     for param, template in action.path_params.items():
         field = _input_field(template)
-        prefix = action.path.split("{" + param + "}")[0].rstrip("/")
-        if field and prefix in created:
-            value[field] = created[prefix]
+        known = created.for_param(action.path, param)
+        if field and known is not None:
+            value[field] = _coerce(known, properties.get(field))
+        elif field and field in properties:
+            # The same parent id in every action, so records made under it are found again.
+            value[field] = sample_from_schema(properties[field], seed=f"param:{param}", for_request=True)
+    collection = _collection(action.path)
     body = value.get("body")
     if action.method in ("PUT", "PATCH") and collection == action.path and collection in created and isinstance(body, dict):
         # Update on the collection path with the id in the body (Cin7 Core's PUT /customer).
-        props = ((action.input.get("properties") or {}).get("body") or {}).get("properties") or {}
+        props = merge_all_of(body_schema or {}).get("properties") or {}
         for key in _ID_KEYS:
             if key in props:
-                body[key] = created[collection]
+                body[key] = _coerce(created.by_collection[collection], props[key])
                 break
     return value
 
@@ -135,7 +197,8 @@ async def check_connector(connector: ConnectorSpec, executor: ActionExecutor) ->
     failing action: the failure is the action's reason in the report.
     """
     checks: list[ActionCheck] = []
-    created: dict[str, Any] = {}
+    created = _Created(connector)
+    creates = _creates(connector)
     for name in _order(connector):
         action = connector.actions[name]
         check = ActionCheck(action=name, method=action.method, path=action.path, sent=False, status=None, schema_ok=None, passed=False)
@@ -156,11 +219,10 @@ async def check_connector(connector: ConnectorSpec, executor: ActionExecutor) ->
             check.reason = f"response does not match the output schema: {problem}"[:MAX_REASON]
             continue
         check.passed = True
-        if action.method == "POST" and action.path == _collection(action.path):
-            params = re.findall(r"\{([^}]+)\}", next((a.path for a in connector.actions.values() if _collection(a.path) == action.path and a.path != action.path), ""))
-            found = _find_id(response.body, tuple(params))
-            if found is not None:
-                created[action.path] = found
+        # A create's answer names the new record; a create that answers without a
+        # body (petstore's 201) leaves the id to be read from the collection's list.
+        if name in creates or (action.method == "GET" and action.path not in created):
+            created.remember(action.path, response.body)
     return ConnectorCheckReport(connector=connector.id, checks=checks)
 
 

@@ -11,7 +11,7 @@ platforms, so agents and people already know it.
 Determinism: ``$now()``, ``$millis()`` and ``$random()`` are rebound to the
 run's injected clock and seeded random source (see :func:`bind_runtime`), so
 a replayed run sees the values it saw the first time. Evaluation has a
-recursion bound and a generous time bound as a guard against runaway input.
+recursion bound as a guard against runaway input.
 
 Templates: any JSON value. A string that is exactly ``{{ expr }}`` becomes the
 expression's value with its type (a list stays a list); a string with text
@@ -40,7 +40,6 @@ from .errors import ExpressionError
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _WHOLE = re.compile(r"^\s*\{\{(.*?)\}\}\s*$", re.DOTALL)
 MAX_DEPTH = 200
-TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,10 @@ class Expression:
     def __init__(self, text: str):
         self.text = text
         try:
-            compiled = jsonata.Jsonata(text, timeout=TIMEOUT_MS, stack=MAX_DEPTH)
+            # No time bound: jsonata-python's timebox counts from construction, not per
+            # evaluation, so a cached expression would "time out" seconds later; a wall-clock
+            # bound would also make runs nondeterministic. The depth bound stops runaway recursion.
+            compiled = jsonata.Jsonata(text, stack=MAX_DEPTH)
         except JException as exc:
             raise ExpressionError(text, f"does not parse: {exc}") from None
         except RecursionError:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from switchboard.commands import db, run
+from switchboard.commands import connector, db, run, sandbox, schema
 
 
 class _Group(click.Group):
@@ -39,6 +39,9 @@ COMMANDS: list[tuple[click.Command, str | None]] = [
     (run.run, None),
     (run.run, "serve"),
     (db.db, None),
+    (schema.schema, None),
+    (connector.connector, None),
+    (sandbox.sandbox, None),
 ]
 
 for _command, _name in COMMANDS:

@@ -172,6 +172,10 @@ def configure_logging(level: str = "INFO", fmt: str = "console", *, force: bool 
                 "uvicorn.access": {"handlers": [], "propagate": True},
                 # pgserver logs each pg_ctl step at INFO; only its warnings are news.
                 "pgserver": {"level": "WARNING"},
+                # httpx logs every request URL at INFO; a connector's query may carry an API key,
+                # and the engine's traces already record each call with the URL redacted.
+                "httpx": {"level": "WARNING"},
+                "httpcore": {"level": "WARNING"},
             },
         }
     )

@@ -1,0 +1,15 @@
+"""Switchboard's deterministic execution engine.
+
+Specs (connectors, workflows) are validated data; the engine imports OpenAPI
+documents into connectors, serves sandbox apps, calls actions over a guarded
+HTTP layer, and interprets workflows with injected clock, ids and HTTP so that
+a run can be recorded and replayed. Subpackages hold the parts:
+``engine.specs``, ``engine.expressions``, ``engine.http``, ``engine.auth``,
+``engine.actions``, ``engine.openapi``, ``engine.sandbox``, ``engine.workflow``,
+``engine.datamodel``; this module re-exports the few names most callers need.
+"""
+
+from ._connector_check import ActionCheck, ConnectorCheckReport, check_connector, sample_input
+from .errors import EngineError
+
+__all__ = ["ActionCheck", "ConnectorCheckReport", "EngineError", "check_connector", "sample_input"]
