@@ -442,3 +442,24 @@ def test_import_to_file_writes_yaml_or_json_and_keeps_the_old_file_on_failure(tm
     assert "get_x:" in capsys.readouterr().out
     with pytest.raises(OpenAPIImportError, match="must match"):
         import_connector(document, connector_id="Bad Id")
+
+
+def test_read_only_properties_are_not_required_in_input_nor_write_only_in_output():
+    thing = {"type": "object", "required": ["id", "name", "secret"], "properties": {
+        "id": {"type": "integer", "readOnly": True}, "name": {"type": "string"},
+        "secret": {"type": "string", "writeOnly": True}}}
+    document = doc({"/things": {"post": {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": thing}}},
+        "responses": ok(thing)}}})
+    action = import_connector(document).connector.actions["post_things"]
+    assert action.input["properties"]["body"]["required"] == ["name", "secret"]
+    assert "id" in action.input["properties"]["body"]["properties"]  # may still be sent
+    assert action.output["required"] == ["id", "name"]
+
+
+@needs_specs
+def test_cin7_update_keeps_its_required_read_only_id():
+    update = import_connector(SPECS / "cin7-core-v2-subset.yaml").connector.actions["update_customer"]
+    body = update.input["properties"]["body"]
+    assert body["allOf"][1]["required"] == ["ID"]
+    assert body["allOf"][0]["properties"]["ID"]["readOnly"] is True

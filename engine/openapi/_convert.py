@@ -32,6 +32,7 @@ from ..specs._connector import ACTION_NAME_PATTERN, ID_PATTERN
 from ._document import OpenAPIDocument, Operation, load_openapi
 from ._paging import infer_pagination
 from ._refs import join
+from ._schemas import unrequire
 from ._security import AuthChoice, choose_auth, credential_headers, header_auth, looks_like_credential
 
 PLACEHOLDER_HOST = "https://api.example.com"
@@ -205,7 +206,7 @@ def _action(op: Operation, base_url: str, auth: AuthChoice, doc: OpenAPIDocument
         warnings.append(Problem(op.pointer, "TRACE operations are not supported; imported as GET"))
     if op.request_body is not None:
         body = op.request_body
-        properties["body"] = body.schema
+        properties["body"] = unrequire(body.schema, "readOnly")
         if body.required:
             required.append("body")
         action["body"] = "{{ input.body }}"
@@ -218,6 +219,7 @@ def _action(op: Operation, base_url: str, auth: AuthChoice, doc: OpenAPIDocument
 
     output = _output(op)
     if output is not None:
+        output = unrequire(output, "writeOnly")
         action["output"] = output
         pagination = infer_pagination(op, output)
         if pagination is not None:

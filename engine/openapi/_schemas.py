@@ -159,3 +159,32 @@ def _valid(schema_json: str) -> bool:
 def _short(text: str, limit: int = 200) -> str:
     text = re.sub(r"\s+", " ", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def unrequire(schema: Any, flag: str) -> Any:
+    """A copy of ``schema`` where properties marked ``flag`` (``readOnly``/``writeOnly``) are no longer required.
+
+    OpenAPI: a required read-only property is required in responses only, a
+    write-only one in requests only. The properties themselves stay (a request
+    MAY carry a read-only one: Cin7 updates a customer by sending its read-only
+    ID), only the requirement goes.
+    """
+    if isinstance(schema, list):
+        return [unrequire(item, flag) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: unrequire(sub, flag) for name, sub in value.items()}
+        elif key in _SCHEMA_LISTS or key in _SCHEMA_ONE or key == "items":
+            out[key] = unrequire(value, flag)
+        else:
+            out[key] = value
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    flagged = {name for name, sub in properties.items() if isinstance(sub, dict) and sub.get(flag) is True}
+    if flagged and isinstance(out.get("required"), list):
+        out["required"] = [name for name in out["required"] if name not in flagged]
+        if not out["required"]:
+            del out["required"]
+    return out
