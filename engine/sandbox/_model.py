@@ -29,6 +29,7 @@ The rules (documented for users in engine/sandbox/__init__.py):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import defaultdict
@@ -93,6 +94,7 @@ class Resource:
     item_schema: dict = field(default_factory=lambda: {"type": "object"})
     singleton: bool = False
     creatable: bool = False
+    item_param_schema: dict = field(default_factory=dict)
 
     @property
     def virtual(self) -> bool:
@@ -261,8 +263,38 @@ def _is_strict_prefix(prefix: str, path: str) -> bool:
     return len(a) < len(b) and b[: len(a)] == a
 
 
+def _resolve_leftovers(document: OpenAPIDocument, node: Any, depth: int = 0) -> Any:
+    """Inline local ``$ref``s engine.openapi left in place (it skips the ``default`` response, taking it for data)."""
+    if depth > 64:
+        return node
+    if isinstance(node, list):
+        return [_resolve_leftovers(document, v, depth + 1) for v in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        try:
+            target = document.schema(ref[1:])
+        except KeyError:
+            target = {}
+        return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return {k: (v if k in ("example", "examples", "default", "enum", "const") else _resolve_leftovers(document, v, depth + 1))
+            for k, v in node.items()}
+
+
+def _success(document: OpenAPIDocument, operation: Operation) -> tuple[int, Response | None]:
+    status, response = success_response(operation)
+    if response is not None and isinstance(response.schema, dict) and "$ref" in json.dumps(response.schema):
+        response = dataclasses.replace(response, schema=_resolve_leftovers(document, response.schema))
+    return status, response
+
+
 def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[str, str], Binding]]:
     """Classify a document's operations into resources and roles; bindings are keyed by (METHOD, path template)."""
+
+    def _succ(operation: Operation) -> tuple[int, Response | None]:
+        return _success(document, operation)
+
     by_path: dict[str, dict[str, Operation]] = defaultdict(dict)
     for operation in document.operations:
         by_path[operation.path.rstrip("/") or "/"].setdefault(operation.method.upper(), operation)
@@ -285,24 +317,28 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
         literal = [s for s in segments if "{" not in s]
         name = literal[-1] if literal else "root"
         getter = ops.get("GET")
-        shape = list_shape(_schema_of(success_response(getter)[1]), name) if getter else None
+        shape = list_shape(_schema_of(_succ(getter)[1]), name) if getter else None
         if template in item_of or shape is not None:
             resource = Resource(key=template, name=name, scope_params=template_params(template))
             if template in item_of:
                 resource.item_template, resource.item_param = item_of[template]
+                for operation in by_path.get(resource.item_template, {}).values():
+                    for parameter in operation.parameters:
+                        if parameter.in_ == "path" and parameter.name == resource.item_param and parameter.schema:
+                            resource.item_param_schema = parameter.schema
             resources[template] = resource
             if shape is not None:
                 list_shapes[template] = shape
-        elif getter is not None and any(m in ops for m in _WRITE_METHODS) and _object_like(_schema_of(success_response(getter)[1]) or {}):
+        elif getter is not None and any(m in ops for m in _WRITE_METHODS) and _object_like(_schema_of(_succ(getter)[1]) or {}):
             resources[template] = Resource(key=template, name=name, scope_params=template_params(template), singleton=True,
-                                           item_schema=_schema_of(success_response(getter)[1]) or {"type": "object"})
+                                           item_schema=_schema_of(_succ(getter)[1]) or {"type": "object"})
 
     for template, resource in resources.items():
         if resource.singleton:
             continue
         ops = by_path.get(template, {})
         item_ops = by_path.get(resource.item_template or "", {})
-        item_get = _schema_of(success_response(item_ops["GET"])[1]) if "GET" in item_ops else None
+        item_get = _schema_of(_succ(item_ops["GET"])[1]) if "GET" in item_ops else None
         creator = ops.get("POST")
         listed = list_shapes[template].item_schema if template in list_shapes else None
         body = creator.request_body.schema if creator is not None and creator.request_body is not None else None
@@ -344,7 +380,7 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
     item_templates = {r.item_template: r for r in resources.values() if r.item_template}
     for template, ops in by_path.items():
         for method, operation in ops.items():
-            status, success = success_response(operation)
+            status, success = _success(document, operation)
             role, resource, shape = _classify(template, method, operation, resources, item_templates, list_shapes, id_names)
             if role in (Role.CREATE, Role.UPDATE_BY_BODY, Role.REPLACE, Role.MERGE, Role.GET, Role.DELETE) and resource is not None:
                 ids = tuple(norm(n) for n in (resource.id_field, resource.key_field) if n)

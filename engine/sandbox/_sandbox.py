@@ -400,6 +400,11 @@ class Sandbox:
     def _id_value(self, resource: Resource, number: int) -> Any:
         schema = merge_all_of(properties(resource.item_schema).get(resource.id_field or "", {}) or {})
         kinds = _types(schema)
+        if not (schema.get("format") or schema.get("pattern") or "integer" in kinds):
+            # the path parameter may say more about ids than the record does (Resend: uuid in the path only)
+            param = merge_all_of(resource.item_param_schema or {})
+            if param.get("format") or param.get("pattern") or "integer" in _types(param):
+                schema, kinds = param, _types(param)
         seed = f"{self.namespace}:{resource.key}:{number}"
         if "integer" in kinds or ("number" in kinds and "string" not in kinds):
             return number

@@ -1,0 +1,52 @@
+"""Sandbox apps for tests: a real uvicorn server on an ephemeral 127.0.0.1 port, in a background thread.
+
+    with sandbox_url("cin7-core-v2-subset.yaml", seed={"/customer": [...]}) as base_url:
+        httpx.get(base_url + "/customer", headers=...)
+
+``running_sandbox`` yields the :class:`SandboxServer` itself (``base_url``,
+``admin_url``, ``sandbox``). Documents from ``shared/specs`` are named by file
+name and loaded once per test session.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.openapi import OpenAPIDocument, load_openapi
+from engine.sandbox import SandboxServer
+
+SPECS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+
+
+@functools.lru_cache(maxsize=None)
+def load_spec(name: str) -> OpenAPIDocument:
+    """A document of ``shared/specs`` by file name, loaded once."""
+    return load_openapi(SPECS_DIR / name)
+
+
+def _document(source: str | Path | OpenAPIDocument) -> OpenAPIDocument | Path:
+    if isinstance(source, str) and "/" not in source and (SPECS_DIR / source).exists():
+        return load_spec(source)
+    return source if isinstance(source, OpenAPIDocument) else Path(source)
+
+
+@contextmanager
+def running_sandbox(source: str | Path | OpenAPIDocument, *, seed: Any = None, clock: Any = None) -> Iterator[SandboxServer]:
+    """Serve a sandbox of ``source`` (a shared/specs file name, a path or a document) for the block."""
+    server = SandboxServer(_document(source), seed=seed, clock=clock)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def sandbox_url(source: str | Path | OpenAPIDocument, *, seed: Any = None, clock: Any = None) -> Iterator[str]:
+    """Like :func:`running_sandbox`, yielding the base URL (origin plus the document's base path)."""
+    with running_sandbox(source, seed=seed, clock=clock) as server:
+        yield server.base_url
