@@ -203,8 +203,9 @@ async def test_foreach_concurrency_keeps_item_order_and_limit() -> None:
     result = await run(workflow, {"xs": list(range(8))}, apps)
     assert result.output == [{"echo": {"v": i}} for i in range(8)]
     assert apps.max_in_flight == 3
-    completion = [t.seq for t in apps.calls]
-    assert completion[:3] == ["1.1.2", "1.2.2", "1.3.2"]
+    # calls start in item order; they finish in reverse (each trace is written when its call ends)
+    assert [c.seq for c in apps.calls][:3] == ["1.1.2", "1.2.2", "1.3.2"]
+    assert [t.step_path for t in apps.calls[0].trace.list()][:3] == ["loop/2/a", "loop/1/a", "loop/0/a"]
     # traces come back in seq order, whatever order the calls finished in
     assert [t.seq for t in result.traces] == sorted((t.seq for t in result.traces), key=seq_key)
     assert [t.step_path for t in result.traces] == [f"loop/{i}/a" for i in range(8)]

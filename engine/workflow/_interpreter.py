@@ -101,6 +101,9 @@ class Interpreter:
             WorkflowInputInvalid: ``input`` does not match ``workflow.input``; names each JSON pointer.
             ReplayDivergence: replaying, the run did something other than what ``record`` holds
                 (a different input, trigger, step, call or result, or it stopped short).
+
+        Every other engine error fails the run instead (``status="failed"``, typed ``error``);
+        exceptions that are not engine errors (bugs) propagate.
         """
         replay = ReplayInvoker(record) if record is not None else None
         if record is not None:
