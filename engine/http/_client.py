@@ -1,0 +1,381 @@
+"""HttpClient: every outbound request of the engine goes through one of these."""
+
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+import inspect
+import random as _random
+import ssl
+import time
+import urllib.parse
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from engine.errors import (
+    EgressDenied,
+    OutboundRequestInvalid,
+    TooManyRedirects,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+from ._attempt import Attempt, Observer, Redactor, redact_url, strip_url
+from ._egress import EgressGuard, Resolver
+from ._policies import (
+    DEFAULT_EGRESS_POLICY,
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_RATE_LIMIT,
+    DEFAULT_RETRY_POLICY,
+    DEFAULT_TIMEOUTS,
+    EgressPolicy,
+    RateLimit,
+    RetryPolicy,
+    Timeouts,
+)
+from ._ratelimit import RateLimiters, RateLimiterStats
+from ._retry import (
+    AttemptFailed,
+    Random,
+    RequestInvalid,
+    Sleep,
+    build_retrying,
+    is_idempotent,
+    is_retryable,
+    translate_exception,
+)
+from ._transport import DEFAULT_LIMITS, GuardedTransport
+
+# Dropped from a request when a redirect leaves its origin (scheme, host, port).
+DEFAULT_SENSITIVE_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token"}
+)
+DEFAULT_USER_AGENT = "switchboard-engine/0.1"
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_BODY_HEADERS = ("content-length", "content-type", "content-encoding", "transfer-encoding")
+
+
+class _LoopState:
+    __slots__ = ("client", "limiters")
+
+    def __init__(self, client: httpx.AsyncClient, limiters: RateLimiters):
+        self.client = client
+        self.limiters = limiters
+
+
+def _no_cookie_jar() -> httpx.Cookies:
+    # The client is shared by every tenant: a cookie set by one upstream must never be
+    # sent on another's request. Callers that need a cookie send the header themselves.
+    return httpx.Cookies(http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])))
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
+class HttpClient:
+    """The engine's outbound HTTP client: shared connections, timeouts, retries, rate limits
+    and the SSRF guard on every hop.
+
+    Create one per process (the composition root does) and pass it around: it holds one
+    ``httpx.AsyncClient`` per event loop, created on first use, so connections are pooled
+    across all callers. Constructor arguments are the defaults of every request:
+
+    - ``egress``: the SSRF allow-list; ``resolver``: resolves names for the guard (tests).
+    - ``timeouts``, ``retry``, ``rate_limit`` (applied per ``rate_key``), ``max_redirects``.
+    - ``sensitive_headers``: dropped on cross-origin redirects (plus DEFAULT_SENSITIVE_HEADERS).
+    - ``sleep``, ``random``, ``clock``: injected for deterministic tests (retry waits,
+      jitter in [0, 1), latency measurement).
+    - ``verify``: TLS verification (an ``ssl.SSLContext`` to trust a private CA).
+    """
+
+    def __init__(
+        self,
+        *,
+        egress: EgressPolicy = DEFAULT_EGRESS_POLICY,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        rate_limit: RateLimit = DEFAULT_RATE_LIMIT,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        sensitive_headers: Iterable[str] = (),
+        resolver: Resolver | None = None,
+        verify: ssl.SSLContext | bool = True,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        user_agent: str = DEFAULT_USER_AGENT,
+        sleep: Sleep = asyncio.sleep,
+        random: Random = _random.random,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if max_redirects < 0:
+            raise ValueError(f"max_redirects must be >= 0, got {max_redirects}")
+        self.guard = EgressGuard(egress, resolver=resolver)
+        self.timeouts = timeouts
+        self.retry = retry
+        self.rate_limit = rate_limit
+        self.max_redirects = max_redirects
+        self.sensitive_headers = DEFAULT_SENSITIVE_HEADERS | {h.lower() for h in sensitive_headers}
+        self._verify = verify
+        self._limits = limits
+        self._user_agent = user_agent
+        self._sleep = sleep
+        self._random = random
+        self._clock = clock
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+
+    # -- shared state --------------------------------------------------------------------
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None or state.client.is_closed:
+            client = httpx.AsyncClient(
+                transport=GuardedTransport(self.guard, verify=self._verify, limits=self._limits),
+                timeout=self.timeouts.to_httpx(),
+                follow_redirects=False,  # followed here, so every hop is vetted
+                trust_env=False,  # no proxies from the environment: they would bypass the guard
+                cookies=_no_cookie_jar(),
+                headers={"User-Agent": self._user_agent},
+            )
+            state = self._states[loop] = _LoopState(client, RateLimiters(self._clock))
+        return state
+
+    def shared_client(self) -> httpx.AsyncClient:
+        """The ``httpx.AsyncClient`` this event loop's requests share (must be called in a loop)."""
+        return self._state().client
+
+    def rate_limit_stats(self, rate_key: str) -> RateLimiterStats:
+        """Counters of ``rate_key``'s limiter on this event loop."""
+        return self._state().limiters.stats(rate_key)
+
+    async def aclose(self) -> None:
+        """Close this event loop's connections; a later request opens new ones."""
+        loop = asyncio.get_running_loop()
+        state = self._states.pop(loop, None)
+        if state is not None:
+            await state.client.aclose()
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        content: bytes | str | None = None,
+        rate_key: str | None = None,
+        timeout: Timeouts | None = None,
+        follow_redirects: bool = True,
+        observer: Observer | None = None,
+        redact: Redactor | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limit: RateLimit | None = None,
+        sensitive_headers: Iterable[str] = (),
+    ) -> httpx.Response:
+        """Send a request and return the final response with its body read.
+
+        ``json``, ``data`` (form fields) and ``content`` are the body, as in httpx.
+        ``rate_key`` names the connection the rate limit applies to (None: unlimited);
+        ``rate_limit``, ``retry`` and ``timeout`` override the client's defaults for this
+        call. Redirects are followed here (at most ``max_redirects``), each hop vetted by
+        the egress guard; a cross-origin hop drops the sensitive headers
+        (``sensitive_headers`` adds names to the client's). ``observer`` receives one
+        ``Attempt`` per exchange; ``redact`` turns a URL into what observers and errors
+        show (default ``redact_url``).
+
+        A non-2xx response, also after retries ran out, is returned, not raised.
+
+        Raises ``EgressDenied`` (a refused destination, before or at connect time),
+        ``OutboundRequestInvalid`` (malformed URL, scheme, header or body),
+        ``TooManyRedirects``, ``UpstreamTimeout`` / ``UpstreamUnavailable`` (no response
+        after the retries allowed for this request).
+        """
+        method = method.upper()
+        redact = redact or redact_url
+        if content is not None and not isinstance(content, (bytes, str)):
+            # A stream could not be replayed by a retry or a 307/308 redirect.
+            raise OutboundRequestInvalid(method, self._display(url, redact), "content must be bytes or str")
+        target = self._vet(method, url, redact)
+        state = self._state()
+        timeouts = timeout or self.timeouts
+        try:
+            req = state.client.build_request(
+                method,
+                target,
+                headers=headers,
+                params=params,
+                json=json,
+                data=data,
+                content=content,
+                timeout=timeouts.to_httpx() if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except (TypeError, ValueError, httpx.HTTPError) as exc:
+            raise OutboundRequestInvalid(method, self._display(url, redact), f"{type(exc).__name__}: {exc}") from None
+        sensitive = self.sensitive_headers | {h.lower() for h in sensitive_headers}
+        limit = rate_limit or self.rate_limit
+        policy = retry or self.retry
+
+        hop = 0
+        while True:
+            response = await self._send(state, req, hop, policy, timeouts, rate_key, limit, observer, redact)
+            if not follow_redirects or response.status_code not in _REDIRECT_STATUSES:
+                return response
+            location = response.headers.get("location")
+            if location is None:
+                return response
+            if hop >= self.max_redirects:
+                raise TooManyRedirects(method, self._display(url, redact), self.max_redirects)
+            req = self._redirect(req, response.status_code, location, sensitive, redact)
+            hop += 1
+
+    def _vet(self, method: str, url: str | httpx.URL, redact: Redactor) -> httpx.URL:
+        """``url`` parsed and passed by the egress guard; errors show it redacted."""
+        try:
+            return self.guard.check_url(url)
+        except EgressDenied as exc:
+            shown = self._display(url, redact)
+            raise EgressDenied(shown, exc.host, exc.address, exc.reason, allowable=exc.allowable) from None
+        except ValueError as exc:
+            raise OutboundRequestInvalid(method, self._display(url, redact), str(exc)) from None
+
+    def _display(self, url: str | httpx.URL, redact: Redactor) -> str:
+        try:
+            return redact(url if isinstance(url, httpx.URL) else httpx.URL(url))
+        except httpx.InvalidURL:
+            return strip_url(str(url))
+
+    def _redirect(
+        self, req: httpx.Request, status: int, location: str, sensitive: frozenset[str], redact: Redactor
+    ) -> httpx.Request:
+        """The request for the next hop (RFC 9110 §15.4, as browsers and httpx do it)."""
+        absolute = urllib.parse.urljoin(str(req.url), location.strip())
+        try:
+            url = self._vet(req.method, absolute, redact)
+        except OutboundRequestInvalid as exc:
+            reason = f"invalid redirect location {exc.url}: {exc.reason}"
+            raise UpstreamUnavailable(req.method, redact(req.url), 1, reason) from None
+        method = req.method
+        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+            method = "GET"
+        headers = httpx.Headers(req.headers)
+        headers.pop("host", None)  # rebuilt by httpx for the new URL
+        if _origin(url) != _origin(req.url):
+            for name in sensitive:
+                headers.pop(name, None)
+        body: bytes | None = None
+        if method == req.method and status in (307, 308):
+            body = req.content
+        else:
+            for name in _BODY_HEADERS:
+                headers.pop(name, None)
+        return httpx.Request(method, url, headers=headers, content=body, extensions=req.extensions)
+
+    async def _send(
+        self,
+        state: _LoopState,
+        req: httpx.Request,
+        hop: int,
+        policy: RetryPolicy,
+        timeouts: Timeouts,
+        rate_key: str | None,
+        limit: RateLimit,
+        observer: Observer | None,
+        redact: Redactor,
+    ) -> httpx.Response:
+        request_bytes = len(req.content)
+        attempts = 0
+        shown: str | None = None
+
+        def show() -> str:
+            nonlocal shown
+            if shown is None:
+                shown = redact(req.url)
+            return shown
+
+        async def attempt() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            waited = await state.limiters.acquire(rate_key, limit) if rate_key is not None else 0.0
+            started = self._clock()
+            status: int | None = None
+            error: str | None = None
+            received = 0
+            try:
+                async with asyncio.timeout(timeouts.total):
+                    response = await state.client.send(req)
+                status, received = response.status_code, response.num_bytes_downloaded
+                return response
+            except EgressDenied as exc:
+                error = f"egress denied: {exc.reason}"
+                raise
+            except Exception as exc:
+                translated = translate_exception(exc)
+                if translated is None:
+                    raise
+                error = str(translated)
+                raise translated from exc
+            finally:
+                if observer is not None:
+                    record = Attempt(
+                        method=req.method,
+                        url=show(),
+                        attempt=attempts,
+                        hop=hop,
+                        status=status,
+                        error=(error or "cancelled") if status is None else None,
+                        latency_ms=(self._clock() - started) * 1000.0,
+                        request_bytes=request_bytes,
+                        response_bytes=received,
+                        rate_wait_ms=waited * 1000.0,
+                    )
+                    result = observer(record)
+                    if inspect.isawaitable(result):
+                        await result
+
+        idempotent = is_idempotent(req.method, req.headers)
+        try:
+            # The first attempt runs outside tenacity: most requests succeed at once, and
+            # tenacity's machinery costs more than the rest of this layer together. Only an
+            # outcome that calls for a retry enters the tenacity loop, which replays it as
+            # its attempt 1 and makes every decision from there.
+            try:
+                first: httpx.Response | AttemptFailed = await attempt()
+            except AttemptFailed as exc:
+                first = exc
+            if isinstance(first, httpx.Response):
+                if policy.max_attempts == 1 or not is_retryable(policy, idempotent, response=first):
+                    return first
+            elif policy.max_attempts == 1 or not is_retryable(policy, idempotent, error=first):
+                raise first
+            replay: list[httpx.Response | AttemptFailed] = [first]
+
+            async def next_attempt() -> httpx.Response:
+                if replay:
+                    outcome = replay.pop()
+                    if isinstance(outcome, AttemptFailed):
+                        raise outcome
+                    return outcome
+                return await attempt()
+
+            retrying = build_retrying(policy, idempotent=idempotent, sleep=self._sleep, random=self._random)
+            return await retrying(next_attempt)
+        except AttemptFailed as exc:
+            error_cls = UpstreamTimeout if exc.timeout else UpstreamUnavailable
+            raise error_cls(req.method, show(), attempts, exc.reason) from None
+        except RequestInvalid as exc:
+            raise OutboundRequestInvalid(req.method, show(), str(exc)) from None
+        except EgressDenied as exc:
+            raise EgressDenied(show(), exc.host, exc.address, exc.reason, allowable=exc.allowable) from None
