@@ -93,6 +93,9 @@ class Expression:
             raise ExpressionError(text, f"does not parse: {exc}") from None
         except RecursionError:
             raise ExpressionError(text, "is nested too deeply") from None
+        # jsonata-python walks the whole input before each evaluation to check it is JSON;
+        # the engine only passes JSON values, and the walk made syncs quadratic in record count.
+        compiled.set_validate_input(False)
         compiled.register_lambda("now", _now)
         compiled.register_lambda("millis", _millis)
         compiled.register_lambda("random", _random)
@@ -110,6 +113,9 @@ class Expression:
             raise ExpressionError(self.text, str(exc), pointer) from None
         except RecursionError:
             raise ExpressionError(self.text, "recursed too deeply", pointer) from None
+        except (ValueError, TypeError, ArithmeticError, KeyError, IndexError, AttributeError) as exc:
+            # Some built-ins ($number('abc')) fail with plain Python errors in jsonata-python.
+            raise ExpressionError(self.text, f"{type(exc).__name__}: {exc}", pointer) from None
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"

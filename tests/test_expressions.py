@@ -48,3 +48,8 @@ def test_no_host_access():
     # JSONata has no way to reach Python: attribute-like paths are just missing fields.
     assert render("{{ __class__ }}", {"x": 1}) is None
     assert render("{{ input.__class__.__mro__ }}", CTX) is None
+
+
+def test_builtin_failures_are_expression_errors():
+    with pytest.raises(ExpressionError, match=r"\$number"):
+        render({"n": "{{ $number('abc') }}"}, {})

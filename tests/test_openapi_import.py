@@ -184,7 +184,7 @@ def test_auth_details_per_document():
 
 
 def test_hubspot_and_cin7_lists_paginate():
-    hubspot = imported("hubspot-crm-contacts-v3.json").connector.actions["get_crm_v3_objects_contacts"]
+    hubspot = imported("hubspot-crm-contacts-v3.json").connector.actions["list_contacts"]
     assert hubspot.pagination.model_dump(exclude_none=True, exclude_defaults=True) == {
         "style": "cursor", "items": "results", "next": "paging.next.after", "cursor_param": "after"}
     assert hubspot.query["after"] == "{{ input.after }}"
@@ -196,4 +196,4 @@ def test_hubspot_and_cin7_lists_paginate():
     assert cin7["create_customer"].body == "{{ input.body }}" and cin7["create_customer"].body_type == "json"
     # a fetch-one action is not paginated
     assert imported("hubspot-crm-contacts-v3.json").connector.actions[
-        "get_crm_v3_objects_contacts_contact_id"].pagination is None
+        "get_contact"].pagination is None

@@ -196,9 +196,9 @@ def test_servers_per_path_and_operation_that_differ_become_action_base_urls():
         "/b": {"get": {"responses": ok()}}})
     connector = import_connector(document).connector
     assert connector.base_url == "https://api.test"
-    assert connector.actions["get_a"].base_url == "https://eu.other.test/v2"
-    assert connector.actions["post_a"].base_url == "https://upload.test"
-    assert connector.actions["get_b"].base_url is None
+    assert connector.actions["list_a"].base_url == "https://eu.other.test/v2"
+    assert connector.actions["create_a"].base_url == "https://upload.test"
+    assert connector.actions["list_b"].base_url is None
 
 
 @needs_specs
@@ -206,13 +206,23 @@ def test_resend_without_operation_ids_gets_unique_derived_names():
     result = import_connector(SPECS / "resend-api.yaml")
     actions = result.connector.actions
     assert len(actions) == 86
-    assert {"get_emails", "post_emails", "get_emails_by_email_id", "patch_emails_by_email_id"} <= set(actions)
-    assert actions["get_emails_by_email_id"].path_params == {"email_id": "{{ input.email_id }}"}
-    assert actions["get_emails"].pagination.next == "has_more ? data[-1].id"
+    assert {"list_emails", "create_email", "get_email", "update_email", "get_email_attachment", "cancel_email",
+            "get_contact_topics", "update_contact_topics"} <= set(actions)
+    assert actions["get_email"].path_params == {"email_id": "{{ input.email_id }}"}
+    assert actions["list_emails"].pagination.next == "has_more ? data[-1].id"
     page = {"has_more": True, "data": [{"id": "e1"}, {"id": "e2"}]}
-    assert evaluate(actions["get_emails"].pagination.next, page) == "e2"
-    assert evaluate(actions["get_emails"].pagination.next, {**page, "has_more": False}) is None
+    assert evaluate(actions["list_emails"].pagination.next, page) == "e2"
+    assert evaluate(actions["list_emails"].pagination.next, {**page, "has_more": False}) is None
     assert len(result.connector.events) == 17
+
+
+def test_path_like_operation_ids_get_rest_names():
+    actions = import_connector(SPECS / "hubspot-crm-contacts-v3.json").connector.actions
+    assert set(actions) == {
+        "list_contacts", "create_contact", "get_contact", "update_contact", "delete_contact", "search_contacts",
+        "merge_contacts", "gdpr_delete_contacts", "batch_archive_contacts", "batch_create_contacts",
+        "batch_read_contacts", "batch_update_contacts", "batch_upsert_contacts"}
+    assert actions["list_contacts"].title == "get-/crm/v3/objects/contacts"
 
 
 @needs_specs
@@ -258,7 +268,7 @@ def test_vonage_form_body_with_credentials_is_kept_and_warned():
 @needs_specs
 def test_callbacks_and_webhooks_become_webhook_events():
     callbacks = import_connector(SPECS / "oai-callback-example-v3.0.yaml").connector
-    event = callbacks.events["post_streams_on_data"]
+    event = callbacks.events["create_stream_on_data"]
     assert event.kind == "webhook" and set(event.payload["properties"]) == {"timestamp", "userData"}
     hooks = import_connector(SPECS / "oai-webhook-example-v3.1.yaml").connector
     assert hooks.events["new_pet"].payload["required"] == ["id", "name"]
@@ -354,7 +364,7 @@ def test_swagger_2_is_normalised():
     assert put.parameters[0].schema == {"type": "array", "items": {"type": "string"}}
     connector = import_connector(loaded).connector
     assert connector.id == "old-api" and connector.auth.type == "basic"
-    assert connector.actions["put_things"].body_type == "form"
+    assert connector.actions["replace_things"].body_type == "form"
 
 
 # -- sources and bad input ---------------------------------------------------------
@@ -451,7 +461,7 @@ def test_read_only_properties_are_not_required_in_input_nor_write_only_in_output
     document = doc({"/things": {"post": {
         "requestBody": {"required": True, "content": {"application/json": {"schema": thing}}},
         "responses": ok(thing)}}})
-    action = import_connector(document).connector.actions["post_things"]
+    action = import_connector(document).connector.actions["create_thing"]
     assert action.input["properties"]["body"]["required"] == ["name", "secret"]
     assert "id" in action.input["properties"]["body"]["properties"]  # may still be sent
     assert action.output["required"] == ["id", "name"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from ..expressions import evaluate
 from ..auth import Authenticator
 from ..http import Attempt, HttpClient
 from ..specs import ActionSpec, ConnectorSpec
+from ..workflow import ActionCall, TraceRecord
 from ._pagination import Page, paginate
 from ._request import PreparedRequest, build_request
 
@@ -92,6 +94,7 @@ class ActionExecutor:
         max_pages: int | None = None,
         raise_for_status: bool = True,
         observer: Any = None,
+        on_response: Any = None,
     ) -> ActionResponse:
         """Call one action and return its response and result.
 
@@ -118,6 +121,8 @@ class ActionExecutor:
             response = await self._send(connector, name, prepared, attempts, observer)
             body = _read_body(response, connector.id, name, strict=False)
             last.update(response=response, body=body)
+            if on_response is not None:
+                on_response(prepared, body)
             if raise_for_status:
                 self._check_status(connector, name, action, prepared, response, body)
             return Page(body=body, next_link=(response.links.get("next") or {}).get("url"))
@@ -144,6 +149,40 @@ class ActionExecutor:
             scope = {"body": page.body, "headers": dict(response.headers), "status": response.status_code}
             result = evaluate(action.result, scope, f"/actions/{name}/result")
         return self._response(connector, name, last, result, attempts)
+
+    async def invoke(self, call: ActionCall) -> Any:
+        """Perform one workflow action call (the interpreter's :class:`ActionInvoker` seam).
+
+        Writes one :class:`TraceRecord` per HTTP attempt to ``call.trace``; with
+        ``trace_bodies`` the last attempt of each exchange carries the request
+        and response bodies, with credential-like fields masked.
+        """
+        pending: list[Attempt] = []
+
+        def flush(request_body: Any = None, response_body: Any = None) -> None:
+            for index, attempt in enumerate(pending):
+                final = index == len(pending) - 1 and self.trace_bodies
+                call.trace.append(TraceRecord(
+                    run_id=call.run_id, seq=call.seq, step_id=call.step_id, step_path=call.step_path,
+                    connector=call.connector, action=call.action, method=attempt.method, url=attempt.url,
+                    status=attempt.status, latency_ms=round(attempt.latency_ms, 3), attempt=attempt.attempt,
+                    request_bytes=attempt.request_bytes, response_bytes=attempt.response_bytes, error=attempt.error,
+                    request_body=redact_body(request_body) if final else None,
+                    response_body=redact_body(response_body) if final else None,
+                ))
+            pending.clear()
+
+        def on_response(prepared: PreparedRequest, body: Any) -> None:
+            flush(prepared.json if prepared.json is not None else prepared.data, body)
+
+        try:
+            response = await self.call(
+                call.connector, call.action, call.input, paginate_pages=call.paginate, max_pages=call.max_pages,
+                observer=pending.append, on_response=on_response,
+            )
+        finally:
+            flush()  # attempts that ended without a response (refused, timed out)
+        return response.result
 
     def _response(self, connector: ConnectorSpec, name: str, last: dict, result: Any, attempts: list[Attempt], pages: int = 1) -> ActionResponse:
         response: httpx.Response = last["response"]
@@ -184,6 +223,19 @@ class ActionExecutor:
             authorized = await self.auth.authorize(connector, prepared)
             response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe)
         return response
+
+
+_SENSITIVE_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|apikey|authorization|private[_-]?key|credential", re.I)
+REDACTED = "[redacted]"
+
+
+def redact_body(value: Any) -> Any:
+    """A copy of a JSON body with the values of credential-like fields masked."""
+    if isinstance(value, dict):
+        return {k: REDACTED if isinstance(k, str) and _SENSITIVE_KEY.search(k) else redact_body(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_body(v) for v in value]
+    return value
 
 
 def _display_url(prepared: PreparedRequest) -> str:

@@ -79,8 +79,9 @@ def import_connector(doc: OpenAPIDocument | str | Path | dict | bytes, *, connec
                     "taking it as an action input")))
 
     actions: dict[str, dict] = {}
+    collections = collection_paths(doc.operations)
     for op in doc.operations:
-        name = _unique(action_name(op), actions)
+        name = _unique(action_name(op, collections), actions)
         actions[name] = _action(op, base_url, auth, doc, warnings)
 
     events: dict[str, dict] = {}
@@ -89,7 +90,7 @@ def import_connector(doc: OpenAPIDocument | str | Path | dict | bytes, *, connec
     for op in doc.operations:
         for callback, requests in op.callbacks.items():
             for request in requests:
-                base = _identifier(f"{action_name(op)}_{callback}")
+                base = _identifier(f"{action_name(op, collections)}_{callback}")
                 events[_unique(base, events)] = _event(request)
 
     spec = {
@@ -113,17 +114,101 @@ def slug(title: str) -> str:
     return text[:100].rstrip("-._") or "imported"
 
 
-def action_name(op: Operation) -> str:
-    """The action name for an operation: its operationId in snake_case, else method and path."""
-    if op.operation_id:
+def action_name(op: Operation, collections: frozenset[str] = frozenset()) -> str:
+    """The action name for an operation.
+
+    A real operationId (``listCustomers``) becomes snake case. Where there is
+    none, or it only repeats the method and path (HubSpot's
+    ``get-/crm/v3/objects/contacts``), the name is built the way people name
+    REST calls: ``list_contacts``, ``create_contact``, ``get_contact``,
+    ``update_contact``, ``delete_contact``, ``search_contacts``, with the
+    parent resource in front for nested paths (``get_email_attachment``).
+    ``collections`` are the document's collection paths (see
+    :func:`collection_paths`), which tell a resource from a verb segment.
+    """
+    if op.operation_id and "/" not in op.operation_id:
         name = _identifier(op.operation_id)
         if name:
             return name
+    return _rest_name(op, collections) or _path_name(op)
+
+
+def _path_name(op: Operation) -> str:
     parts = [op.method.lower()]
     for segment in op.path.split("/"):
         match = re.fullmatch(r"\{(.+)\}", segment)
         parts.append(f"by_{match.group(1)}" if match else segment)
     return _identifier("_".join(parts)) or op.method.lower()
+
+
+_VERSION = re.compile(r"^(v\d+(\.\d+)*|api|rest|\d+(\.\d+)*)$", re.I)
+_ITEM_VERBS = {"GET": "get", "PUT": "update", "PATCH": "update", "DELETE": "delete", "HEAD": "check", "OPTIONS": "options"}
+_COLLECTION_VERBS = {"GET": "list", "POST": "create", "PUT": "replace", "PATCH": "update", "DELETE": "delete_all"}
+
+
+def collection_paths(operations: list[Operation]) -> frozenset[str]:
+    """Paths that name a collection: the parent of an item path (``/pets`` for ``/pets/{id}``),
+    or a literal path both listed (GET) and created into (POST)."""
+    found = set()
+    methods: dict[str, set[str]] = {}
+    for op in operations:
+        match = re.match(r"^(.*)/\{[^}]+\}$", op.path)
+        if match and match.group(1):
+            found.add(match.group(1))
+        methods.setdefault(op.path, set()).add(op.method)
+    found |= {path for path, verbs in methods.items() if {"GET", "POST"} <= verbs}
+    return frozenset(found)
+
+
+def _singular(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "shes", "ches", "xes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _rest_name(op: Operation, collections: frozenset[str]) -> str:
+    segments = [s for s in op.path.split("/") if s]
+    # The resource is the deepest collection the path starts with; what follows it
+    # (other than its item parameter) is a verb such as /search or /batch/archive.
+    prefix, resource_end = "", -1
+    for index in range(len(segments)):
+        candidate = "/" + "/".join(segments[: index + 1])
+        if candidate in collections:
+            prefix, resource_end = candidate, index
+    if resource_end < 0:
+        literals = [i for i, s in enumerate(segments) if not s.startswith("{")]
+        if not literals:
+            return ""
+        resource_end = literals[-1] if not segments[-1].startswith("{") else (literals[-1])
+        prefix = "/" + "/".join(segments[: resource_end + 1])
+    resource = segments[resource_end]
+    if resource.startswith("{") or _VERSION.match(resource):
+        return ""
+    rest = segments[resource_end + 1:]
+    item = bool(rest) and rest[0].startswith("{")
+    if item:
+        rest = rest[1:]
+    parents = [s for s in segments[:resource_end] if not s.startswith("{") and not _VERSION.match(s)]
+    # Only a parent that owns this resource through an id (/emails/{id}/attachments) is named.
+    parent = ""
+    if resource_end >= 2 and segments[resource_end - 1].startswith("{") and parents:
+        parent = _singular(parents[-1]) + "_"
+    verbs = [s for s in rest if not s.startswith("{")]
+    if verbs and item and op.method != "POST":
+        # GET/PATCH /contacts/{id}/topics: a property of the item, not a verb.
+        return _identifier(f"{_ITEM_VERBS.get(op.method, op.method.lower())}_{parent}{_singular(resource)}_" + "_".join(verbs))
+    if verbs:
+        target = parent + (_singular(resource) if item else resource)
+        return _identifier("_".join(verbs) + "_" + target)
+    if item:
+        return _identifier(f"{_ITEM_VERBS.get(op.method, op.method.lower())}_{parent}{_singular(resource)}")
+    verb = _COLLECTION_VERBS.get(op.method, op.method.lower())
+    noun = _singular(resource) if op.method == "POST" else resource
+    return _identifier(f"{verb}_{parent}{noun}")
 
 
 def _identifier(text: str) -> str:
