@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from switchboard.commands import connector, db, run, sandbox, schema
+from switchboard.commands import connector, db, run, sandbox, schema, workflow
 
 
 class _Group(click.Group):
@@ -42,6 +42,7 @@ COMMANDS: list[tuple[click.Command, str | None]] = [
     (schema.schema, None),
     (connector.connector, None),
     (sandbox.sandbox, None),
+    (workflow.workflow, None),
 ]
 
 for _command, _name in COMMANDS:
