@@ -10,7 +10,7 @@ import ssl
 import time
 import urllib.parse
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -59,17 +59,39 @@ _BODY_HEADERS = ("content-length", "content-type", "content-encoding", "transfer
 
 
 class _LoopState:
-    __slots__ = ("client", "limiters")
+    __slots__ = ("client", "transport", "limiters")
 
-    def __init__(self, client: httpx.AsyncClient, limiters: RateLimiters):
+    def __init__(self, client: httpx.AsyncClient, transport: GuardedTransport, limiters: RateLimiters):
         self.client = client
+        self.transport = transport
         self.limiters = limiters
 
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """One exchange, body read. Straight to the client's transport: redirects, cookies
+        and auth are this module's business, and ``AsyncClient.send`` would parse a
+        redirect's ``Location`` itself (failing on spellings the guard must refuse, such
+        as ``0177.0.0.1``) and log full URLs, query secrets included."""
+        response = await self.transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
-def _no_cookie_jar() -> httpx.Cookies:
-    # The client is shared by every tenant: a cookie set by one upstream must never be
-    # sent on another's request. Callers that need a cookie send the header themselves.
-    return httpx.Cookies(http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])))
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing.
+
+    The client is shared by every tenant: a cookie set by one upstream must never be sent
+    on another's request. Callers that need a cookie send the header themselves.
+    """
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        pass
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        pass
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -132,15 +154,16 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None or state.client.is_closed:
+            transport = GuardedTransport(self.guard, verify=self._verify, limits=self._limits)
             client = httpx.AsyncClient(
-                transport=GuardedTransport(self.guard, verify=self._verify, limits=self._limits),
+                transport=transport,
                 timeout=self.timeouts.to_httpx(),
                 follow_redirects=False,  # followed here, so every hop is vetted
                 trust_env=False,  # no proxies from the environment: they would bypass the guard
-                cookies=_no_cookie_jar(),
+                cookies=_NoCookies(),  # a CookieJar is used as is; httpx.Cookies would be copied
                 headers={"User-Agent": self._user_agent},
             )
-            state = self._states[loop] = _LoopState(client, RateLimiters(self._clock))
+            state = self._states[loop] = _LoopState(client, transport, RateLimiters(self._clock))
         return state
 
     def shared_client(self) -> httpx.AsyncClient:
@@ -172,7 +195,7 @@ class HttpClient:
         url: str | httpx.URL,
         *,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
         json: Any = None,
         data: Mapping[str, Any] | None = None,
         content: bytes | str | None = None,
@@ -315,7 +338,7 @@ class HttpClient:
             received = 0
             try:
                 async with asyncio.timeout(timeouts.total):
-                    response = await state.client.send(req)
+                    response = await state.send(req)
                 status, received = response.status_code, response.num_bytes_downloaded
                 return response
             except EgressDenied as exc:

@@ -9,6 +9,7 @@ backoff here is computed by ``RetryPolicy.backoff`` with the injected random sou
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 
@@ -28,11 +29,23 @@ class AttemptFailed(Exception):
     (connection or pool failures), which makes it safe to repeat any request.
     """
 
-    def __init__(self, reason: str, *, before_send: bool, timeout: bool):
+    def __init__(self, reason: str, *, before_send: bool, timeout: bool, permanent: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.before_send = before_send
         self.timeout = timeout
+        self.permanent = permanent
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class RequestInvalid(Exception):
@@ -49,7 +62,9 @@ def translate_exception(exc: BaseException) -> Exception | None:
     if isinstance(exc, httpx.ConnectTimeout):
         return AttemptFailed(f"connect timeout: {detail}", before_send=True, timeout=True)
     if isinstance(exc, httpx.ConnectError):
-        return AttemptFailed(f"connect error: {detail}", before_send=True, timeout=False)
+        # A certificate that does not verify will not verify on the next attempt either.
+        permanent = _caused_by(exc, ssl.SSLCertVerificationError)
+        return AttemptFailed(f"connect error: {detail}", before_send=True, timeout=False, permanent=permanent)
     if isinstance(exc, httpx.ReadTimeout):
         return AttemptFailed(f"read timeout: {detail}", before_send=False, timeout=True)
     if isinstance(exc, httpx.WriteTimeout):
@@ -114,7 +129,7 @@ def is_retryable(
     if response is not None:
         statuses = policy.statuses if idempotent else policy.unsafe_statuses & policy.statuses
         return response.status_code in statuses
-    return isinstance(error, AttemptFailed) and (idempotent or error.before_send)
+    return isinstance(error, AttemptFailed) and not error.permanent and (idempotent or error.before_send)
 
 
 def build_retrying(policy: RetryPolicy, *, idempotent: bool, sleep: Sleep, random: Random) -> AsyncRetrying:
