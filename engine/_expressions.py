@@ -17,7 +17,7 @@ Templates: any JSON value. A string that is exactly ``{{ expr }}`` becomes the
 expression's value with its type (a list stays a list); a string with text
 around ``{{ }}`` parts is interpolated as text; other values pass through,
 dicts and lists recursively. An expression with no value (a missing field)
-gives ``None``.
+gives ``None``, and a mapping key whose expression has no value is left out.
 """
 
 from __future__ import annotations
@@ -165,7 +165,15 @@ def render(template: Any, context: Mapping[str, Any], pointer: str = "") -> Any:
             return _evaluate_at(whole.group(1), context, pointer)
         return _TEMPLATE.sub(lambda m: _as_text(_evaluate_at(m.group(1), context, pointer)), template)
     if isinstance(template, Mapping):
-        return {k: render(v, context, f"{pointer}/{_escape(k)}") for k, v in template.items()}
+        # As in JSONata's own object constructors, a key whose expression has no
+        # value is left out (a contact without a phone sends no Phone); a literal
+        # null in the template stays.
+        rendered = {}
+        for key, value in template.items():
+            out = render(value, context, f"{pointer}/{_escape(key)}")
+            if out is not None or not is_template(value):
+                rendered[key] = out
+        return rendered
     if isinstance(template, list):
         return [render(v, context, f"{pointer}/{i}") for i, v in enumerate(template)]
     return template

@@ -16,6 +16,7 @@ def test_whole_template_keeps_the_type_and_mixed_template_is_text():
     assert render("Hi {{ input.name }} x{{ input.limit }}", CTX) == "Hi Ada x5"
     assert render({"q": ["{{ input.limit + 1 }}", "lit"]}, CTX) == {"q": [6, "lit"]}
     assert render("{{ input.absent }}", CTX) is None
+    assert render({"a": "{{ input.absent }}", "b": None, "c": "{{ input.limit }}"}, CTX) == {"b": None, "c": 5}
     assert render("[{{ input.absent }}]", CTX) == "[]"
 
 
