@@ -135,7 +135,7 @@ def singular(name: str) -> str:
 
 
 def success_response(operation: Operation) -> tuple[int, Response | None]:
-    """The documented success: the lowest 2xx (``2XX`` counts as 200), else ``default``, else none."""
+    """The documented success: the lowest 2xx (``2XX`` counts as 200), else ``default``, else the lowest 3xx, else none."""
     codes = sorted(s for s in operation.responses if re.fullmatch(r"2\d\d", s))
     if codes:
         return int(codes[0]), operation.responses[codes[0]]
@@ -143,6 +143,10 @@ def success_response(operation: Operation) -> tuple[int, Response | None]:
         return 200, operation.responses.get("2XX") or operation.responses.get("2xx")
     if "default" in operation.responses:
         return 200, operation.responses["default"]
+    # only a redirect documented (Twilio's day export answers 307 with the record): answer that, without Location
+    redirects = sorted(s for s in operation.responses if re.fullmatch(r"3\d\d", s))
+    if redirects:
+        return int(redirects[0]), operation.responses[redirects[0]]
     return (204 if operation.method.upper() == "DELETE" else 200), None
 
 
@@ -338,7 +342,9 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
             continue
         ops = by_path.get(template, {})
         item_ops = by_path.get(resource.item_template or "", {})
-        item_get = _schema_of(_succ(item_ops["GET"])[1]) if "GET" in item_ops else None
+        item_status, item_response = _succ(item_ops["GET"]) if "GET" in item_ops else (0, None)
+        # a redirect's body (Twilio's day export) describes the redirect, not the record
+        item_get = _schema_of(item_response) if item_status < 300 else None
         creator = ops.get("POST")
         listed = list_shapes[template].item_schema if template in list_shapes else None
         body = creator.request_body.schema if creator is not None and creator.request_body is not None else None

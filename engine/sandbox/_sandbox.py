@@ -191,7 +191,7 @@ class Sandbox:
         if not isinstance(c.body, (dict, type(None))):
             return self._action(b, c, raw, req)
         scope = self._scope(resource, raw)
-        body = strip_flagged(c.body or {}, self._request_schema(b.operation), "readOnly")
+        body = self._incoming(b, resource, c.body)
         record, key = self._new_record(resource, scope, body, req)
         self.store.put(resource.key, scope, key, record)
         return self._records_reply(b, [record], total=1, page=1, limit=1, next_cursor=None, seed=req.path)
@@ -204,7 +204,7 @@ class Sandbox:
     def _replace(self, b: Binding, c: CheckedRequest, raw: dict, req: IncomingRequest) -> Reply:
         resource, scope, key = self._item_address(b, raw)
         current = self._fetch_or_404(resource, scope, key, req)
-        body = strip_flagged(c.body if isinstance(c.body, dict) else {}, self._request_schema(b.operation), "readOnly")
+        body = self._incoming(b, resource, c.body)
         kept = self._server_fields(resource, current)
         record = self._finish(resource, scope, {**body, **kept}, created=False, seed=f"{resource.key}|{key}")
         self.store.put(resource.key, scope, key, record)
@@ -218,7 +218,7 @@ class Sandbox:
                 current = {}
             else:
                 raise SandboxNotFound(req.method, req.path, f"no record with {resource.key_field or 'key'} {key!r}")
-        body = strip_flagged(c.body if isinstance(c.body, dict) else {}, self._request_schema(b.operation), "readOnly")
+        body = self._incoming(b, resource, c.body)
         if not body and c.query:
             # form-style updates in the query (swagger-petstore's POST /pet/{petId}?name=..&status=..)
             fields = {norm(n): n for n in properties(resource.item_schema)}
@@ -238,7 +238,7 @@ class Sandbox:
                                                         pointer="/" + resource.key_field)])
         key = str(body[field_name])
         current = self._fetch_or_404(resource, scope, key, req)
-        changes = strip_flagged(body, self._request_schema(b.operation), "readOnly")
+        changes = self._incoming(b, resource, body)
         changes.pop(field_name, None)
         record = self._updated(resource, scope, key, current, changes)
         return self._records_reply(b, [record], total=1, page=1, limit=1, next_cursor=None, seed=req.path)
@@ -263,7 +263,7 @@ class Sandbox:
         assert resource is not None
         scope = self._scope(resource, raw)
         current = self._fetch(resource, scope, "") or {}
-        body = strip_flagged(c.body if isinstance(c.body, dict) else {}, self._request_schema(b.operation), "readOnly")
+        body = self._incoming(b, resource, c.body)
         record = self._finish(resource, scope, merge_patch(current, body), created=False, seed=f"{resource.key}|{scope}")
         self.store.put(resource.key, scope, "", record)
         return self._value_reply(b, record, seed=req.path)
@@ -285,6 +285,25 @@ class Sandbox:
                                  seed=req.path)
 
     # -- records -----------------------------------------------------------
+
+    def _incoming(self, b: Binding, resource: Resource, body: Any) -> dict:
+        """A request body as record fields: readOnly fields dropped, names aligned to the record's."""
+        body = body if isinstance(body, dict) else {}
+        return self._align(resource, strip_flagged(body, self._request_schema(b.operation), "readOnly"))
+
+    def _align(self, resource: Resource, body: dict) -> dict:
+        """Rename body fields to the record's spelling when they differ only in case and separators.
+
+        Twilio takes ``FriendlyName`` in a form and answers ``friendly_name``; the record keeps one name.
+        """
+        fields: dict[str, list[str]] = {}
+        for name in properties(resource.item_schema):
+            fields.setdefault(norm(name), []).append(name)
+        out = {}
+        for name, value in body.items():
+            matches = fields.get(norm(name), [])
+            out[matches[0] if name not in matches and len(matches) == 1 else name] = value
+        return out
 
     def _scope(self, resource: Resource, raw: dict[str, str]) -> Scope:
         return tuple((name, str(raw[name])) for name in resource.scope_params if name in raw)
@@ -333,7 +352,7 @@ class Sandbox:
             record = {}
         if key and resource.key_field:
             record[resource.key_field] = self._typed(resource, resource.key_field, key)
-        self._fill_scope(resource, scope, record)
+        self._fill_scope(resource, scope, record, override=True)
         return conform(record, schema, seed=f"{resource.key}|{key}")
 
     def _new_record(self, resource: Resource, scope: Scope, body: dict, req: IncomingRequest) -> tuple[dict, str]:
@@ -385,11 +404,11 @@ class Sandbox:
                 record[name] = now
         return conform(record, self._view(resource.item_schema), seed=seed)
 
-    def _fill_scope(self, resource: Resource, scope: Scope, record: dict) -> None:
+    def _fill_scope(self, resource: Resource, scope: Scope, record: dict, *, override: bool = False) -> None:
         fields = {norm(n): n for n in properties(resource.item_schema)}
         for name, value in scope:
             target = fields.get(norm(name))
-            if target and target not in record:
+            if target and (override or target not in record):
                 record[target] = self._typed(resource, target, value)
 
     def _typed(self, resource: Resource, field_name: str, text: str) -> Any:
@@ -426,15 +445,17 @@ class Sandbox:
         paging = {norm(n) for n in (*_PAGE_NAMES, *_LIMIT_NAMES, *_OFFSET_NAMES, *_CURSOR_NAMES)}
         defaults = {p.name: p.schema.get("default") for p in operation.parameters if isinstance(p.schema, dict)}
         for name, value in c.query.items():
-            if norm(name) in paging or value == defaults.get(name, object()):
+            if norm(name) in paging:
                 continue
             wanted = value if isinstance(value, list) else [value]
             wanted_text = {_text(v) for v in wanted}
+            declared = any(norm(f) == norm(name) for f in properties(resource.item_schema))
             kept = []
             applies = False
             for record in records:
                 field_name = next((f for f in record if norm(f) == norm(name)), None)
-                if field_name is None and not any(norm(f) == norm(name) for f in properties(resource.item_schema)):
+                if field_name is None and (not declared or value == defaults.get(name, object())):
+                    # not a field of these records, or absent and asked for its default (HubSpot's archived=false)
                     kept.append(record)
                     continue
                 applies = True

@@ -50,3 +50,17 @@ def sandbox_url(source: str | Path | OpenAPIDocument, *, seed: Any = None, clock
     """Like :func:`running_sandbox`, yielding the base URL (origin plus the document's base path)."""
     with running_sandbox(source, seed=seed, clock=clock) as server:
         yield server.base_url
+
+
+def assert_matches_document(document: OpenAPIDocument, method: str, template: str, status: int, body: Any) -> None:
+    """Fail unless ``body`` validates against the response schema ``document`` declares for ``method template status``."""
+    from engine._samples import validator_for
+    from engine.samples import schema_view
+
+    operation = next(o for o in document.operations if o.method.upper() == method.upper() and o.path == template)
+    response = operation.responses.get(str(status)) or operation.responses.get("default")
+    assert response is not None, f"{method} {template} does not document {status}"
+    if response.schema is None:
+        return
+    errors = list(validator_for(schema_view(response.schema, for_request=False)).iter_errors(body))
+    assert not errors, f"{method} {template} {status}: {errors[0].message} at {list(errors[0].absolute_path)}"
