@@ -36,10 +36,7 @@ class ActionResponse:
     url: str
     pages: int = 1
     attempts: list[Attempt] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
+    ok: bool = False  # a success for this action (any 2xx, or its declared success statuses)
 
 
 class ActionExecutor:
@@ -196,6 +193,7 @@ class ActionExecutor:
             url=attempts[-1].url if attempts else str(response.request.url),
             pages=pages,
             attempts=attempts,
+            ok=self._success(connector.actions[name], response.status_code),
         )
 
     @staticmethod
@@ -216,12 +214,15 @@ class ActionExecutor:
                 if inspect.isawaitable(outcome):
                     await outcome
 
+        # An action whose success is a redirect (a download link) wants the redirect itself.
+        success = connector.actions[name].success_statuses or ()
+        follow = not any(300 <= status < 400 for status in success)
         authorized = await self.auth.authorize(connector, prepared)
-        response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe)
+        response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe, follow_redirects=follow)
         # An OAuth token revoked or rotated elsewhere: refresh once and retry.
         if response.status_code == 401 and await self.auth.on_unauthorized(connector, authorized):
             authorized = await self.auth.authorize(connector, prepared)
-            response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe)
+            response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe, follow_redirects=follow)
         return response
 
 

@@ -302,7 +302,12 @@ def _action(op: Operation, base_url: str, auth: AuthChoice, doc: OpenAPIDocument
         schema["required"] = required
     action["input"] = schema
 
-    output = _output(op)
+    redirects = _redirect_only(op)
+    if redirects:
+        # Twilio's fetch_day documents only a 307 (with a JSON body naming the download):
+        # for such an operation the redirect is the success.
+        action["success_statuses"] = redirects
+    output = _output(op, "3" if redirects else "2")
     if output is not None:
         output = unrequire(output, "writeOnly")
         action["output"] = output
@@ -345,14 +350,21 @@ def _warn_body_credentials(op: Operation, warnings: list[Problem]) -> None:
             "(auth schemes cannot place body fields), so pass them from secrets")))
 
 
-def _output(op: Operation) -> dict | None:
-    """The schema of the first 2xx response with a JSON body."""
+def _redirect_only(op: Operation) -> list[int]:
+    """The documented 3xx statuses of an operation that documents no 2xx (nor default) response."""
+    if any(status.startswith("2") or status == "default" for status in op.responses):
+        return []
+    return sorted(int(status) for status in op.responses if status.startswith("3") and status.isdigit())
+
+
+def _output(op: Operation, family: str = "2") -> dict | None:
+    """The schema of the first success (2xx, or 3xx for redirect-only operations) response with a JSON body."""
     def order(status: str) -> tuple[int, str]:
-        return (0 if status[:1] == "2" and status[1:].isdigit() else 1, status)
+        return (0 if status[:1] == family and status[1:].isdigit() else 1, status)
 
     for status in sorted(op.responses, key=order):
         response = op.responses[status]
-        if not status.startswith("2") or response.schema is None or not response.content_type:
+        if not status.startswith(family) or response.schema is None or not response.content_type:
             continue
         lowered = response.content_type.split(";")[0].strip().lower()
         if lowered == "application/json" or lowered.endswith("+json") or lowered.endswith("/json") or lowered == "*/*":
