@@ -447,13 +447,17 @@ async def test_rate_limit_holds_requests_beyond_the_burst(client: HttpClient, sc
 
 
 async def test_rate_limit_records_the_waits(client: HttpClient, script: Script, base: str) -> None:
-    limit = RateLimit(per_second=100, burst=1)
+    # Three requests at once with room for one: two of them wait (about 0.1 s each).
+    limit = RateLimit(per_second=10, burst=1)
     records: list[Attempt] = []
-    for _ in range(3):
-        await client.request("GET", f"{base}/x", rate_key="fast", rate_limit=limit, observer=records.append)
+    await asyncio.gather(
+        *(client.request("GET", f"{base}/x", rate_key="fast", rate_limit=limit, observer=records.append) for _ in range(3))
+    )
     stats = client.rate_limit_stats("fast")
-    assert (stats.acquired, stats.delayed) == (3, 2)
-    assert records[0].rate_wait_ms == 0 and all(r.rate_wait_ms > 0 for r in records[1:])
+    assert (stats.acquired, stats.delayed, stats.waiting) == (3, 2, 0)
+    waits = sorted(r.rate_wait_ms for r in records)
+    assert waits[0] == 0 and waits[1] > 0 and waits[2] > 0
+    assert stats.waited_seconds > 0
     assert client.rate_limit_stats("never-used").acquired == 0
 
 
@@ -593,6 +597,10 @@ async def test_redirect_methods_and_bodies(client: HttpClient, script: Script, b
     assert "content-type" not in response.json()["headers"]
     response = await client.request("POST", f"{base}/redirect", params={"to": "/echo", "status": "307"}, json={"a": 1})
     assert response.json()["method"] == "POST" and response.json()["body"] == '{"a":1}'
+    response = await client.request("POST", f"{base}/redirect", params={"to": "/echo", "status": "302"}, json={"a": 1})
+    assert response.json()["method"] == "GET" and response.json()["body"] == ""
+    response = await client.request("PUT", f"{base}/redirect", params={"to": "/echo", "status": "302"}, content=b"x")
+    assert response.json()["method"] == "PUT" and response.json()["body"] == "x"
 
 
 async def test_cross_origin_redirect_drops_sensitive_headers(script: Script, base: str, port: int) -> None:

@@ -299,8 +299,8 @@ class HttpClient:
             for name in sensitive:
                 headers.pop(name, None)
         body: bytes | None = None
-        if method == req.method and status in (307, 308):
-            body = req.content
+        if method == req.method:
+            body = req.content  # only a POST turned into a GET loses its body
         else:
             for name in _BODY_HEADERS:
                 headers.pop(name, None)

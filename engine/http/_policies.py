@@ -26,8 +26,10 @@ DEFAULT_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_UNSAFE_RETRY_STATUSES = frozenset({429, 503})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
-DEFAULT_RATE_PER_SECOND = 10.0
-DEFAULT_RATE_BURST = 10
+# A safety net against hammering an upstream, not an API's published quota: connectors
+# that know theirs pass it as ``rate_limit``, and a 429 with Retry-After does the rest.
+DEFAULT_RATE_PER_SECOND = 20.0
+DEFAULT_RATE_BURST = 40
 
 DEFAULT_MAX_REDIRECTS = 5
 
