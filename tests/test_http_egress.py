@@ -278,3 +278,13 @@ async def test_system_resolver_result_for_localhost_is_refused() -> None:
     for address in addresses:
         with pytest.raises(EgressDenied):
             guard.check_address(address, host="localhost")
+
+
+def test_errors_do_not_show_query_secrets() -> None:
+    with pytest.raises(EgressDenied) as info:
+        EgressGuard().check_url("http://user:pw@10.0.0.1/x?api_key=s3cret")
+    assert "s3cret" not in str(info.value) and "pw" not in str(info.value)
+    assert info.value.url == "http://10.0.0.1/x"
+    with pytest.raises(EgressDenied) as info:
+        EgressGuard().check_url("http://10.0.0.1/x?api_key=s3cret", display_url="shown")
+    assert info.value.url == "shown"

@@ -22,6 +22,7 @@ import httpx
 
 from engine.errors import EgressDenied
 
+from ._attempt import strip_url
 from ._policies import DEFAULT_EGRESS_POLICY, EgressPolicy, IPAddress
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -274,28 +275,32 @@ class EgressGuard:
     def check_url(self, url: str | httpx.URL, *, display_url: str | None = None) -> httpx.URL:
         """Vet ``url`` before sending: scheme http(s) and a permitted host. Returns it parsed.
 
-        ``display_url`` is what error messages show (a redacted form). Raises
-        ``EgressDenied``; a URL that is malformed but not a refused destination raises
-        ``ValueError`` with the parser's reason.
+        ``display_url`` is what error messages show (default: the URL without user info,
+        query and fragment, which may hold secrets). Raises ``EgressDenied``; a URL that is
+        malformed but not a refused destination raises ``ValueError`` with the reason.
         """
-        raw = str(url)
-        shown = display_url or raw
         try:
-            parsed = url if isinstance(url, httpx.URL) else httpx.URL(raw)
+            return self._check_url(url)
+        except EgressDenied as exc:
+            shown = display_url if display_url is not None else strip_url(str(url))
+            raise EgressDenied(shown, exc.host, exc.address, exc.reason, allowable=exc.allowable) from None
+
+    def _check_url(self, url: str | httpx.URL) -> httpx.URL:
+        try:
+            parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
         except httpx.InvalidURL as exc:
             # httpx refuses some spellings (0177.0.0.1) that resolvers accept: still say
             # "refused" for those rather than "malformed", since that is what they are.
-            host = urllib.parse.urlsplit(raw).hostname
+            host = urllib.parse.urlsplit(str(url)).hostname
             if host:
-                self.check_host(host, url=shown)
+                self.check_host(host)
             raise ValueError(str(exc)) from None
         if parsed.scheme not in ALLOWED_SCHEMES:
-            raise EgressDenied(
-                shown, parsed.host or "", None, f"scheme {parsed.scheme!r} is not allowed (http, https only)", allowable=False
-            )
+            reason = f"scheme {parsed.scheme!r} is not allowed (http, https only)"
+            raise EgressDenied(None, parsed.host or "", None, reason, allowable=False)
         if not parsed.host:
             raise ValueError("URL has no host")
-        self.check_host(parsed.raw_host.decode("ascii"), url=shown)
+        self.check_host(parsed.raw_host.decode("ascii"))
         return parsed
 
     async def resolve(self, host: str, port: int) -> list[str]:
