@@ -255,6 +255,10 @@ class _Generator:
                 first = value
             if is_valid(value, schema):
                 return value
+            if "oneOf" in schema:
+                separated = _separate(value, branch, [b for b in branches if b is not branch and isinstance(b, dict)])
+                if separated is not None and is_valid(separated, schema):
+                    return separated
         return first
 
     def _make(self, kind: str, schema: dict, path: str, depth: int, hint: str) -> Any:
@@ -346,6 +350,40 @@ class _Generator:
         merged = dict(node) if isinstance(node, dict) else {}
         merged.update({k: v for k, v in schema.items() if k != "$ref"})
         return merged
+
+
+_WRONG_VALUES: tuple[Any, ...] = (0, "x", True, [], {})
+
+
+def _separate(value: Any, own: dict, others: list[dict]) -> Any:
+    """``value`` changed so that it fails every other ``oneOf`` branch while still passing its own, or None.
+
+    Branches that constrain nothing but the types of optional properties overlap
+    completely (1Password's cursor request): an object valid under one is valid
+    under all. Giving a property that only another branch declares a value that
+    branch rejects is the one way such a ``oneOf`` can be satisfied.
+    """
+    if not isinstance(value, dict):
+        return None
+    own_props = merge_all_of(own).get("properties") or {}
+    result = dict(value)
+    for other in others:
+        if not is_valid(result, other):
+            continue
+        other_props = merge_all_of(other).get("properties") or {}
+        for name, sub in other_props.items():
+            if name in own_props or not isinstance(sub, dict):
+                continue
+            wrong = next((w for w in _WRONG_VALUES if not is_valid(w, sub)), None)
+            if wrong is None:
+                continue
+            candidate = {**result, name: wrong}
+            if is_valid(candidate, own) and not is_valid(candidate, other):
+                result = candidate
+                break
+        else:
+            return None
+    return result
 
 
 def _documented_values(schema: dict) -> list[Any]:

@@ -95,6 +95,11 @@ def test_keys_other_than_ids_sub_path_lists_and_conflicts() -> None:
         assert httpx.get(base + "/user/ada").status_code == 404
 
         auth = {"Authorization": "Bearer t"}
+        # POST /pet asks for OAuth only; the API key other operations ask for is accepted too (one connector, one auth)
+        assert httpx.post(base + "/pet", json={"name": "Nobody", "photoUrls": []}).status_code == 401
+        by_key = httpx.post(base + "/pet", json={"name": "Keyed", "photoUrls": []}, headers={"api_key": "k"})
+        assert by_key.status_code == 200
+        assert httpx.delete(base + f"/pet/{by_key.json()['id']}", headers=auth).status_code == 204
         for name, status in (("Rex", "available"), ("Tom", "sold"), ("Kit", "available")):
             pet = {"name": name, "photoUrls": [], "status": status}
             assert httpx.post(base + "/pet", json=pet, headers=auth).status_code == 200

@@ -16,7 +16,8 @@ How a document is read (details in ``_model.py``):
   after/cursor/pageToken; cursors are offsets as text) and fill the envelope
   the schema declares (totals, page, ``has_more``, ``paging.next.after``);
   query parameters that name a record field filter by equality.
-* Requests: credentials are checked for presence (401), bodies parsed (400)
+* Requests: credentials are checked for presence (401; any complete set of
+  credentials the document asks for somewhere is accepted), bodies parsed (400)
   and validated with parameters against the document (422 naming the
   parameter or JSON pointer). ``readOnly`` fields may be sent and are ignored.
 * Responses: records are fitted to the documented schema (required fields

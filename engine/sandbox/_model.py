@@ -244,6 +244,13 @@ def list_shape(schema: Any, resource_name: str, id_names: tuple[str, ...] = ()) 
     )
 
 
+def _strictness(schema: Any) -> int:
+    if not isinstance(schema, dict) or not schema:
+        return 0
+    merged = merge_all_of(schema)
+    return 1 + bool(merged.get("format")) + bool(merged.get("pattern")) + ("integer" in _types(merged))
+
+
 def _id_field(resource: Resource, schema: dict) -> str | None:
     props = properties(schema)
     by_norm = {norm(n): n for n in props}
@@ -326,10 +333,16 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
             resource = Resource(key=template, name=name, scope_params=template_params(template))
             if template in item_of:
                 resource.item_template, resource.item_param = item_of[template]
-                for operation in by_path.get(resource.item_template, {}).values():
-                    for parameter in operation.parameters:
-                        if parameter.in_ == "path" and parameter.name == resource.item_param and parameter.schema:
-                            resource.item_param_schema = parameter.schema
+                # ids must fit the strictest schema any operation gives the parameter (Resend: a plain string on
+                # GET /emails/{email_id}, a uuid on /emails/{email_id}/attachments)
+                for other, ops in by_path.items():
+                    if other != resource.item_template and not _is_strict_prefix(resource.item_template, other):
+                        continue
+                    for operation in ops.values():
+                        for parameter in operation.parameters:
+                            if parameter.in_ == "path" and parameter.name == resource.item_param and \
+                                    _strictness(parameter.schema) > _strictness(resource.item_param_schema):
+                                resource.item_param_schema = parameter.schema
             resources[template] = resource
             if shape is not None:
                 list_shapes[template] = shape

@@ -7,9 +7,10 @@ problem at once, each naming the parameter or the JSON pointer in the body).
 Credentials are checked for presence only: any value of the right kind is
 accepted (an API key header or query parameter, ``Authorization: Bearer``
 for bearer, OAuth 2.0 and OpenID Connect, ``Authorization: Basic`` for basic).
-An operation is satisfied by any one of its security requirements; a scheme
-the document names but never defines cannot be satisfied, and when no
-requirement can be, none is enforced.
+An operation is satisfied by any one of its security requirements, or by any
+complete requirement another operation of the document states; a scheme the
+document names but never defines cannot be satisfied, and when no requirement
+can be, none is enforced.
 """
 
 from __future__ import annotations
@@ -57,15 +58,26 @@ class CheckedRequest:
     has_body: bool
 
 
-def check_security(operation: Operation, schemes: dict[str, dict], request: IncomingRequest) -> None:
-    """Raise :class:`SandboxUnauthorized` when the operation needs credentials the request does not carry."""
+def check_security(
+    operation: Operation,
+    schemes: dict[str, dict],
+    request: IncomingRequest,
+    also_accepted: list[dict[str, list[str]]] | None = None,
+) -> None:
+    """Raise :class:`SandboxUnauthorized` when the operation needs credentials the request does not carry.
+
+    ``also_accepted`` are requirements of other operations of the document: a
+    connector carries one kind of credentials for a whole API (swagger-petstore
+    asks for an API key on some operations and OAuth on others), so any complete
+    set the document asks for anywhere is accepted.
+    """
     requirements = operation.security or []
     if not requirements or any(not r for r in requirements):
         return
     satisfiable = [r for r in requirements if all(name in schemes for name in r)]
     if not satisfiable:
         return
-    for requirement in satisfiable:
+    for requirement in satisfiable + [r for r in also_accepted or [] if r and all(n in schemes for n in r)]:
         if all(_present(schemes[name], request) for name in requirement):
             return
     accepted = [" + ".join(_describe(schemes[name]) for name in r) for r in satisfiable]

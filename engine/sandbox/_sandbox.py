@@ -98,6 +98,10 @@ class Sandbox:
         self.store = RecordStore(clock)
         self.namespace = f"{self.document.title}:{self.document.version}"
         self._views: dict[int, Any] = {}
+        self._requirements: list[dict[str, list[str]]] = []
+        for requirement in [*self.document.security, *(r for o in self.document.operations for r in o.security)]:
+            if requirement and requirement not in self._requirements:
+                self._requirements.append(requirement)
         self.load_seed(seed)
 
     # -- public ------------------------------------------------------------
@@ -159,7 +163,7 @@ class Sandbox:
         try:
             route, operation, raw_params = self.routes.match(request.method, request.path)
             binding = self.bindings[(operation.method.upper(), operation.path.rstrip("/") or "/")]
-            check_security(operation, self.document.security_schemes, request)
+            check_security(operation, self.document.security_schemes, request, self._requirements)
             checked = check_request(operation, raw_params, request)
             for parent, template in binding.parents:
                 self._require_parent(parent, raw_params, request)
@@ -167,6 +171,10 @@ class Sandbox:
                 return getattr(self, "_" + binding.role.value)(binding, checked, raw_params, request)
         except SandboxRequestError as error:
             return _error_reply(error)
+        except Exception as error:  # noqa: BLE001 - a fake API answers 500 with the reason instead of dropping the connection
+            body = {"error": {"code": "sandbox_internal_error", "status": 500,
+                              "message": f"{type(error).__name__}: {error}", "problems": []}}
+            return Reply(500, body)
 
     # -- roles -------------------------------------------------------------
 
