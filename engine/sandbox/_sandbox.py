@@ -31,7 +31,8 @@ from ..errors import (
     SandboxSetupError,
 )
 from ..openapi import OpenAPIDocument, Operation, load_openapi
-from ._model import Binding, Resource, Role, _types, build_model, norm, properties
+from ._listing import filter_records, paging
+from ._model import Binding, Resource, _types, build_model, norm, properties
 from ._requests import CheckedRequest, IncomingRequest, check_request, check_security, coerce
 from ._routes import RouteTable, server_path
 from ._seed import read_seed, resolve_seed_key
@@ -40,11 +41,6 @@ from ._store import Entry, RecordStore, Scope
 
 ADMIN_PREFIX = "/__sandbox"
 _VIRTUAL_PAGE = 2
-_DEFAULT_LIMIT = 100
-_PAGE_NAMES = ("page", "pagenumber", "pageno")
-_LIMIT_NAMES = ("limit", "pagesize", "perpage", "maxresults", "count", "size", "top")
-_OFFSET_NAMES = ("offset", "skip", "start")
-_CURSOR_NAMES = ("after", "cursor", "pagetoken", "startingafter", "nexttoken", "continuationtoken")
 _STAMP_CREATED = ("created", "datecreated", "createdat", "createdon", "createddate", "creationdate", "inserted")
 _STAMP_UPDATED = ("updated", "modified", "lastmodified", "datemodified", "dateupdated")
 _UUID_NAMESPACE = uuid.UUID("6f1c1f5e-56a3-4d1c-9a51-7c3c3e0b5a10")
@@ -183,8 +179,8 @@ class Sandbox:
         assert resource is not None
         scope = self._scope(resource, raw)
         records = [e.data for e in self._all(resource, scope)]
-        records = self._filter(b.operation, resource, c, records)
-        offset, limit, page, has_cursor = self._paging(b.operation, c, req)
+        records = filter_records(b.operation, resource, c, records)
+        offset, limit, page, has_cursor = paging(b.operation, c, req)
         window = records[offset: offset + limit] if limit else records[offset:]
         more = limit is not None and offset + limit < len(records)
         next_cursor = str(offset + limit) if more and (has_cursor or b.list_shape and b.list_shape.cursor_path) else None
@@ -449,64 +445,6 @@ class Sandbox:
                 pass
         return str(number)
 
-    def _filter(self, operation: Operation, resource: Resource, c: CheckedRequest, records: list[dict]) -> list[dict]:
-        paging = {norm(n) for n in (*_PAGE_NAMES, *_LIMIT_NAMES, *_OFFSET_NAMES, *_CURSOR_NAMES)}
-        defaults = {p.name: p.schema.get("default") for p in operation.parameters if isinstance(p.schema, dict)}
-        for name, value in c.query.items():
-            if norm(name) in paging:
-                continue
-            wanted = value if isinstance(value, list) else [value]
-            wanted_text = {_text(v) for v in wanted}
-            declared = any(norm(f) == norm(name) for f in properties(resource.item_schema))
-            kept = []
-            applies = False
-            for record in records:
-                field_name = next((f for f in record if norm(f) == norm(name)), None)
-                if field_name is None and (not declared or value == defaults.get(name, object())):
-                    # not a field of these records, or absent and asked for its default (HubSpot's archived=false)
-                    kept.append(record)
-                    continue
-                applies = True
-                current = record.get(field_name) if field_name else None
-                if isinstance(current, (dict, list)):
-                    kept.append(record)
-                elif _text(current) in wanted_text:
-                    kept.append(record)
-            records = kept if applies else records
-        return records
-
-    def _paging(self, operation: Operation, c: CheckedRequest, req: IncomingRequest) -> tuple[int, int | None, int, bool]:
-        params = {norm(p.name): p for p in operation.parameters if p.in_ == "query"}
-
-        def find(names: tuple[str, ...]):
-            return next((params[n] for n in names if n in params), None)
-
-        page_p, limit_p, offset_p, cursor_p = find(_PAGE_NAMES), find(_LIMIT_NAMES), find(_OFFSET_NAMES), find(_CURSOR_NAMES)
-        if not any((page_p, limit_p, offset_p, cursor_p)):
-            return 0, None, 1, False
-        limit = _DEFAULT_LIMIT
-        if limit_p is not None:
-            default = limit_p.schema.get("default") if isinstance(limit_p.schema, dict) else None
-            limit = c.query.get(limit_p.name, default if isinstance(default, int) else _DEFAULT_LIMIT)
-            limit = max(int(limit), 1)
-        offset, page = 0, 1
-        if cursor_p is not None and c.query.get(cursor_p.name) not in (None, ""):
-            cursor = str(c.query[cursor_p.name])
-            if not cursor.isdigit():
-                raise SandboxRequestInvalid(req.method, req.path, "unknown paging cursor",
-                                            [RequestProblem("query", "not a cursor this sandbox issued", name=cursor_p.name)])
-            offset = int(cursor)
-            page = offset // limit + 1
-        elif page_p is not None:
-            first = page_p.schema.get("minimum", 1) if isinstance(page_p.schema, dict) else 1
-            first = 0 if first == 0 else 1
-            page = int(c.query.get(page_p.name, first))
-            offset = max(page - first, 0) * limit
-        elif offset_p is not None:
-            offset = max(int(c.query.get(offset_p.name, 0)), 0)
-            page = offset // limit + 1
-        return offset, limit, page, cursor_p is not None
-
     # -- replies -----------------------------------------------------------
 
     def _view(self, schema: Any) -> Any:
@@ -573,14 +511,6 @@ class Sandbox:
             at = "".join("/" + str(p) for p in error.absolute_path)
             raise SandboxSetupError("seed", pointer + at, f"record does not fit {resource.key}: {error.message}")
         return Entry(key, scope, data)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    return str(value)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
