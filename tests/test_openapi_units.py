@@ -473,3 +473,17 @@ def test_cin7_update_keeps_its_required_read_only_id():
     body = update.input["properties"]["body"]
     assert body["allOf"][1]["required"] == ["ID"]
     assert body["allOf"][0]["properties"]["ID"]["readOnly"] is True
+
+
+def test_default_response_and_properties_named_like_data_keys_are_resolved():
+    document = doc({"/x": {"get": {"responses": {
+        "200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}},
+        "default": {"$ref": "#/components/responses/Problem"}}}}})
+    document["components"] = {
+        "schemas": {"Thing": {"type": "object", "properties": {"default": {"$ref": "#/components/schemas/Flag"}}},
+                    "Flag": {"type": "boolean", "default": {"$ref": "not a ref: example data"}}},
+        "responses": {"Problem": {"description": "bad", "content": {"application/json": {"schema": {"type": "object"}}}}}}
+    op = load_openapi(document).operations[0]
+    assert op.responses["default"].schema == {"type": "object"}
+    flag = op.responses["200"].schema["properties"]["default"]
+    assert flag["type"] == "boolean" and flag["default"] == {"$ref": "not a ref: example data"}

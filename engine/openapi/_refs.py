@@ -27,6 +27,16 @@ from ..errors import OpenAPIImportError, Problem
 # Keys whose values are data, not document structure: a "$ref" inside them is
 # an example payload, not a reference.
 _DATA_KEYS = frozenset({"example", "default", "enum", "const"})
+# ...unless the key is a name inside a map of named things: `responses: {default: ...}`
+# is the default response, `properties: {default: ...}` a property called "default".
+_NAME_MAPS = frozenset({"responses", "properties", "patternProperties", "schemas", "definitions", "$defs",
+                        "parameters", "headers", "securitySchemes", "requestBodies", "callbacks", "links"})
+
+
+def _is_data(key: str, pointer: str) -> bool:
+    if key.startswith("x-"):
+        return True
+    return key in _DATA_KEYS and unescape(pointer.rsplit("/", 1)[-1]) not in _NAME_MAPS
 
 # Keys next to a $ref that 3.0 and 2.0 formally ignore but that documents use
 # on purpose; 3.1 keeps every sibling.
@@ -74,7 +84,7 @@ def iter_refs(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
         if isinstance(ref, str):
             yield pointer, ref
         for key, value in node.items():
-            if key in _DATA_KEYS or key.startswith("x-"):
+            if _is_data(key, pointer):
                 continue
             yield from iter_refs(value, join(pointer, key))
     elif isinstance(node, list):
@@ -222,7 +232,7 @@ class Resolver:
             return self._follow(node, ref, pointer, doc_key, stack)
         out, cut = {}, False
         for key, value in node.items():
-            if key in _DATA_KEYS or key.startswith("x-"):
+            if _is_data(key, pointer):
                 out[key] = value
                 continue
             out[key], was_cut = self._resolve(value, join(pointer, key), doc_key, stack)
