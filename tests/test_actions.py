@@ -187,3 +187,31 @@ async def test_errors_are_typed(executor):
         await executor.call("other", "x", {})
     with pytest.raises(ResponseInvalid, match="not a list"):
         await executor.call("demo", "text_items", {})
+
+
+async def test_invoke_writes_traces_without_secrets(base_url):
+    from engine.workflow import ActionCall, TraceSink
+
+    spec = load_connector({**CONNECTOR, "auth": {"type": "api_key", "keys": [{"credential": "key", "in": "query", "name": "api_key"}]}})
+    http = HttpClient(egress=EgressPolicy(allow=("127.0.0.1",)))
+    auth = Authenticator(StaticCredentials({"demo": {"key": "sekrit-123"}}), OAuth2Client(http))
+    try:
+        for bodies in (False, True):
+            executor = ActionExecutor({"demo": spec}, http=http, auth=auth, base_urls={"demo": base_url}, trace_bodies=bodies)
+            sink = TraceSink()
+            call = ActionCall(run_id="r1", seq="3", step_id="s", step_path="s", connector="demo", action="echo",
+                              input={"name": "x", "body": {"password": "hunter2", "note": "hi"}}, paginate=True, max_pages=None, trace=sink)
+            result = await executor.invoke(call)
+            assert result["path"] == "/echo/x"
+            (trace,) = sink.list()
+            assert (trace.run_id, trace.seq, trace.connector, trace.action, trace.method, trace.status) == ("r1", "3", "demo", "echo", "POST", 200)
+            assert trace.latency_ms > 0 and trace.request_bytes > 0 and trace.response_bytes > 0
+            assert "sekrit-123" not in repr(trace) and "api_key=" in trace.url
+            if bodies:
+                assert trace.request_body == {"password": "[redacted]", "note": "hi"}
+                assert trace.response_body["path"] == "/echo/x"
+            else:
+                assert trace.request_body is None and trace.response_body is None
+            assert "hunter2" not in repr(trace.request_body)
+    finally:
+        await http.aclose()
