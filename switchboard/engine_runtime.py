@@ -36,6 +36,16 @@ def build_http_client(settings: "Settings", *, extra_allow: Iterable[str] = ()) 
     return HttpClient(egress=EgressPolicy(allow=allow), timeouts=timeouts)
 
 
+def _placeholders(connector: Any) -> dict[str, Any]:
+    from engine.auth import placeholder_credentials
+
+    values = placeholder_credentials(connector.auth)
+    for action in connector.actions.values():
+        if action.auth is not None:
+            values = {**placeholder_credentials(action.auth), **values}
+    return values
+
+
 def build_executor(
     connectors: Mapping[str, Any],
     http: "HttpClient",
@@ -50,8 +60,8 @@ def build_executor(
     sandbox (which checks presence, not value) can be called without secrets.
     """
     from engine.actions import ActionExecutor
-    from engine.auth import Authenticator, OAuth2Client, StaticCredentials, placeholder_credentials
+    from engine.auth import Authenticator, OAuth2Client, StaticCredentials
 
-    values = {cid: dict((credentials or {}).get(cid) or placeholder_credentials(spec.auth)) for cid, spec in connectors.items()}
+    values = {cid: dict((credentials or {}).get(cid) or _placeholders(spec)) for cid, spec in connectors.items()}
     auth = Authenticator(StaticCredentials(values), OAuth2Client(http))
     return ActionExecutor(connectors, http=http, auth=auth, base_urls=base_urls, trace_bodies=trace_bodies)

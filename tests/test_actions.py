@@ -97,6 +97,8 @@ CONNECTOR = {
             "body": "{{ input.body }}",
         },
         "form": {"method": "POST", "path": "/echo/form", "body": {"a": "{{ input.a }}", "b": "x"}, "body_type": "form"},
+        "multipart": {"method": "POST", "path": "/echo/upload", "body": {"file": "{{ input.csv }}", "n": 2}, "body_type": "multipart"},
+        "bearer_only": {"method": "GET", "path": "/echo/b", "auth": {"type": "bearer", "credential": "pets_token"}},
         "offset": {"method": "GET", "path": "/offset", "pagination": {"style": "offset", "items": "data", "offset_param": "offset", "size_param": "limit", "size": 3}},
         "page": {"method": "GET", "path": "/page", "pagination": {"style": "page", "items": "rows", "page_param": "page", "size_param": "per_page", "size": 3}},
         "cursor": {"method": "GET", "path": "/cursor", "pagination": {"style": "cursor", "items": "results", "next": "paging.next.after", "cursor_param": "after"}},
@@ -156,6 +158,27 @@ async def test_form_body(executor):
     assert response.result["body"] == "a=1+2&b=x"
 
 
+async def test_multipart_body_is_reproducible(executor):
+    first = await executor.call("demo", "multipart", {"csv": "email\\na@b.c"})
+    body = first.result["body"]
+    assert 'Content-Disposition: form-data; name="file"' in body and 'name="n"\r\n\r\n2' in body
+    assert seen[-1]["headers"]["content-type"].startswith("multipart/form-data; boundary=switchboard-")
+    assert (await executor.call("demo", "multipart", {"csv": "email\\na@b.c"})).result["body"] == body
+
+
+async def test_an_action_with_its_own_auth_sends_that_scheme(base_url):
+    spec = load_connector(CONNECTOR)
+    assert spec.credential_fields() == ["key", "pets_token"]
+    http = HttpClient(egress=EgressPolicy(allow=("127.0.0.1",)))
+    auth = Authenticator(StaticCredentials({"demo": {"key": "k-1", "pets_token": "t-2"}}), OAuth2Client(http))
+    try:
+        executor = ActionExecutor({"demo": spec}, http=http, auth=auth, base_urls={"demo": base_url})
+        await executor.call("demo", "bearer_only", {})
+        assert seen[-1]["headers"]["authorization"] == "Bearer t-2" and "x-key" not in seen[-1]["headers"]
+    finally:
+        await http.aclose()
+
+
 @pytest.mark.parametrize("action", ["offset", "page", "cursor", "body_cursor", "link"])
 async def test_every_pagination_style_collects_all_records(executor, action):
     response = await executor.call("demo", action, {})
@@ -181,7 +204,7 @@ async def test_errors_are_typed(executor):
         await executor.call("demo", "missing", {})
     assert info.value.status == 404 and "no such thing" in str(info.value) and "k-123" not in str(info.value)
     assert (await executor.call("demo", "missing", {}, raise_for_status=False)).status == 404
-    with pytest.raises(UnknownAction, match="known: body_cursor"):
+    with pytest.raises(UnknownAction, match="known: bearer_only, body_cursor"):
         await executor.call("demo", "nope", {})
     with pytest.raises(UnknownAction, match="unknown connector"):
         await executor.call("other", "x", {})

@@ -487,3 +487,22 @@ def test_default_response_and_properties_named_like_data_keys_are_resolved():
     assert op.responses["default"].schema == {"type": "object"}
     flag = op.responses["200"].schema["properties"]["default"]
     assert flag["type"] == "boolean" and flag["default"] == {"$ref": "not a ref: example data"}
+
+
+@needs_specs
+def test_operations_secured_by_another_scheme_get_their_own_auth():
+    result = import_connector(SPECS / "swagger-petstore-v3.yaml")
+    actions = result.connector.actions
+    assert result.connector.auth.type == "api_key"
+    assert actions["get_inventory"].auth is None  # the connector's api_key satisfies it
+    assert actions["add_pet"].auth.model_dump() == {"type": "bearer", "credential": "petstore_auth", "scheme": "Bearer"}
+    assert result.connector.credential_fields() == ["api_key", "petstore_auth"]
+    assert any("implicit flow" in w.message for w in result.warnings)
+    # Alternatives listed in one requirement (Google) do not make overrides.
+    assert all(a.auth is None for a in import_connector(SPECS / "google-tasks-v1.yaml").connector.actions.values())
+
+
+@needs_specs
+def test_multipart_bodies_are_multipart():
+    actions = import_connector(SPECS / "resend-api.yaml").connector.actions
+    assert actions["create_import"].body_type == "multipart"

@@ -214,14 +214,15 @@ class ActionExecutor:
                 if inspect.isawaitable(outcome):
                     await outcome
 
+        action = connector.actions[name]
         # An action whose success is a redirect (a download link) wants the redirect itself.
-        success = connector.actions[name].success_statuses or ()
-        follow = not any(300 <= status < 400 for status in success)
-        authorized = await self.auth.authorize(connector, prepared)
+        follow = not any(300 <= status < 400 for status in action.success_statuses or ())
+        scheme = action.auth or connector.auth
+        authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
         response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe, follow_redirects=follow)
         # An OAuth token revoked or rotated elsewhere: refresh once and retry.
-        if response.status_code == 401 and await self.auth.on_unauthorized(connector, authorized):
-            authorized = await self.auth.authorize(connector, prepared)
+        if response.status_code == 401 and action.auth is None and await self.auth.on_unauthorized(connector, authorized):
+            authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
             response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe, follow_redirects=follow)
         return response
 

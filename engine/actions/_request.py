@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -140,13 +141,33 @@ def build_request(
         if body is not None:
             if action.body_type == "json":
                 request.json = body
-            elif action.body_type == "form":
+            elif action.body_type in ("form", "multipart"):
                 if not isinstance(body, Mapping):
-                    raise ActionInputInvalid(connector.id, name, [Problem("/body", "a form body must be an object")])
-                request.data = {k: _scalar_text(v) for k, v in body.items() if v is not None}
+                    raise ActionInputInvalid(connector.id, name, [Problem("/body", f"a {action.body_type} body must be an object")])
+                fields = {k: _scalar_text(v) for k, v in body.items() if v is not None}
+                if action.body_type == "form":
+                    request.data = fields
+                else:
+                    request.content, request.headers["Content-Type"] = encode_multipart(fields)
             else:
                 request.content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
     return request
+
+
+def encode_multipart(fields: Mapping[str, str]) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body of text fields and its content type.
+
+    The boundary is derived from the content, so the same input gives the same
+    bytes (a run's requests stay reproducible).
+    """
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+    boundary = f"switchboard-{digest}"
+    parts = []
+    for name, value in fields.items():
+        safe = name.replace('"', "%22").replace("\r", "").replace("\n", "")
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{safe}"\r\n\r\n{value}\r\n')
+    body = ("".join(parts) + f"--{boundary}--\r\n").encode()
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def _scalar_text(value: Any) -> str:

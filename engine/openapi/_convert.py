@@ -33,7 +33,7 @@ from ._document import OpenAPIDocument, Operation, load_openapi
 from ._paging import infer_pagination
 from ._refs import join
 from ._schemas import unrequire
-from ._security import AuthChoice, choose_auth, credential_headers, header_auth, looks_like_credential
+from ._security import AuthChoice, action_auth, choose_auth, credential_headers, header_auth, looks_like_credential
 
 PLACEHOLDER_HOST = "https://api.example.com"
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -255,10 +255,12 @@ def _action(op: Operation, base_url: str, auth: AuthChoice, doc: OpenAPIDocument
     required: list[str] = []
     templates: dict[str, dict[str, Any]] = {"path": {}, "query": {}, "header": {}}
     cookies: list[str] = []
+    own_auth = action_auth(op, auth, doc, base_url, warnings)
+    auth_headers = auth.header_names | (own_auth.header_names if own_auth else frozenset())
     for index, param in enumerate(op.parameters):
         at = join(op.pointer, "parameters", index)
-        if param.in_ == "header" and param.name.lower() in auth.header_names:
-            continue  # the connector's auth sets this header
+        if param.in_ == "header" and param.name.lower() in auth_headers:
+            continue  # the connector's (or the action's own) auth sets this header
         if param.in_ == "header" and looks_like_credential(param.name):
             warnings.append(Problem(at, f"header parameter {param.name!r} looks like a credential; it stays an "
                                         "action input, so keep its value in a secret"))
@@ -302,6 +304,8 @@ def _action(op: Operation, base_url: str, auth: AuthChoice, doc: OpenAPIDocument
         schema["required"] = required
     action["input"] = schema
 
+    if own_auth is not None:
+        action["auth"] = own_auth.auth
     redirects = _redirect_only(op)
     if redirects:
         # Twilio's fetch_day documents only a 307 (with a JSON body naming the download):
@@ -332,10 +336,9 @@ def _body_type(content_type: str, op: Operation, warnings: list[Problem]) -> str
     lowered = content_type.split(";")[0].strip().lower()
     if lowered == "application/json" or lowered.endswith("+json") or lowered.endswith("/json"):
         return "json"
+    if lowered == "multipart/form-data":
+        return "multipart"
     if lowered in _FORM_TYPES:
-        if lowered == "multipart/form-data":
-            warnings.append(Problem(join(op.pointer, "requestBody"),
-                                    "multipart/form-data bodies are sent url-encoded (file uploads are not supported)"))
         return "form"
     return "raw"
 

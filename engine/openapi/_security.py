@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from ..errors import Problem
-from ._document import OpenAPIDocument
+from ._document import OpenAPIDocument, Operation
 from ._refs import join
 
 # "password" is left out on purpose: in bodies it is mostly user data (swagger-petstore's User).
@@ -92,6 +92,38 @@ def choose_auth(doc: OpenAPIDocument, base_url: str, warnings: list[Problem]) ->
         warnings.append(Problem(scheme_base, "none of the document's security schemes can be expressed; the connector "
                                              "has no auth (set it by hand)"))
     return AuthChoice({"type": "none"}, [])
+
+
+def action_auth(op: Operation, chosen: AuthChoice, doc: OpenAPIDocument, base_url: str,
+                warnings: list[Problem]) -> AuthChoice | None:
+    """The auth one operation needs when the connector's auth does not satisfy it, else None.
+
+    An API may secure operations with different schemes (swagger-petstore: an
+    API key for the store, OAuth for pets). The first requirement of the
+    operation that can be expressed becomes the action's own auth; an
+    implicit-flow-only OAuth scheme is expressed as a bearer token (the token
+    the implicit flow hands out), with a warning.
+    """
+    requirements = [r for r in op.security if r]
+    if not requirements or not chosen.schemes:
+        return None
+    if any(set(r) == set(chosen.schemes) for r in requirements):
+        return None
+    schemes, scopes = doc.security_schemes, _scopes_by_scheme(doc)
+    for requirement in requirements:
+        choice = _express(requirement, schemes, scopes, base_url, strict=True)
+        if choice is not None:
+            # Google lists alternative schemes in one requirement; the connector's may be one of them.
+            return None if choice.auth == chosen.auth else choice
+    for requirement in requirements:
+        names = [n for n in requirement if n in schemes and schemes[n].get("type") == "oauth2"]
+        if len(names) == 1 and len(requirement) == 1:
+            name = names[0]
+            warnings.append(Problem(op.pointer, (
+                f"the operation needs OAuth 2.0 scheme {name!r}, which only offers the implicit flow; the action "
+                f"sends the token it hands out as a bearer token (credential {credential_name(name)!r})")))
+            return AuthChoice({"type": "bearer", "credential": credential_name(name)}, [name], frozenset({"authorization"}))
+    return None
 
 
 def credential_headers(doc: OpenAPIDocument) -> list[tuple[str, str]]:

@@ -76,11 +76,15 @@ class ActionSpec(_Model):
     query: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, Any] = Field(default_factory=dict)
     body: Any = None
-    body_type: Literal["json", "form", "raw"] = "json"
+    body_type: Literal["json", "form", "multipart", "raw"] = "json"
     result: str | None = Field(default=None, description="expression over the response giving the action's result")
     pagination: Pagination | None = None
     success_statuses: list[int] | None = Field(default=None, description="default: any 2xx")
     tags: list[str] = Field(default_factory=list)
+    auth: AuthSpec | None = Field(
+        default=None,
+        description="overrides the connector's auth for this action (an operation the API secures with another scheme)",
+    )
 
     @field_validator("method", mode="before")
     @classmethod
@@ -172,6 +176,14 @@ class ConnectorSpec(_Model):
             if event.action and event.action not in self.actions:
                 raise ValueError(f"event {name!r} polls unknown action {event.action!r}")
         return self
+
+    def credential_fields(self) -> list[str]:
+        """Every credential value the connector's auth and its actions' own auth read."""
+        fields = list(self.auth.credential_fields())
+        for action in self.actions.values():
+            if action.auth is not None:
+                fields += [f for f in action.auth.credential_fields() if f not in fields]
+        return fields
 
     def action(self, name: str) -> ActionSpec:
         """Return the action called ``name``; raise ``KeyError`` naming the known ones."""
