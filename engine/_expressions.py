@@ -163,7 +163,7 @@ def render(template: Any, context: Mapping[str, Any], pointer: str = "") -> Any:
         whole = _WHOLE.match(template)
         if whole and "{{" not in whole.group(1):
             return _evaluate_at(whole.group(1), context, pointer)
-        return _TEMPLATE.sub(lambda m: _as_text(_evaluate_at(m.group(1), context, pointer)), template)
+        return _TEMPLATE.sub(lambda m: as_text(_evaluate_at(m.group(1), context, pointer)), template)
     if isinstance(template, Mapping):
         # As in JSONata's own object constructors, a key whose expression has no
         # value is left out (a contact without a phone sends no Phone); a literal
@@ -187,7 +187,8 @@ def _evaluate_at(text: str, context: Mapping[str, Any], pointer: str) -> Any:
     return expression.evaluate(context, pointer or "/")
 
 
-def _as_text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A value as template text: JSON for objects and lists, ``true``/``false``, ``3`` for ``3.0``, ``""`` for no value."""
     if value is None:
         return ""
     if isinstance(value, bool):

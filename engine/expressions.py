@@ -2,6 +2,7 @@
 
 from ._expressions import (
     Expression,
+    as_text,
     Runtime,
     bind_runtime,
     check_template,
@@ -14,6 +15,6 @@ from ._expressions import (
 )
 
 __all__ = [
-    "Expression", "Runtime", "bind_runtime", "check_template", "compile_expression", "evaluate", "is_template",
+    "Expression", "Runtime", "as_text", "bind_runtime", "check_template", "compile_expression", "evaluate", "is_template",
     "quote_field", "render", "reset_runtime",
 ]

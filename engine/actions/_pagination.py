@@ -9,9 +9,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from ..errors import ResponseInvalid
-from ..expressions import evaluate
+from ..expressions import as_text, evaluate
 from ..specs import Pagination
-from ._request import PreparedRequest, _scalar_text
+from ._request import PreparedRequest
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def page_items(pagination: Pagination, body: Any, connector: str, action: str) -
 
 
 def _set_param(request: PreparedRequest, name: str, value: Any) -> None:
-    request.params = [(k, v) for k, v in request.params if k != name] + [(name, _scalar_text(value))]
+    request.params = [(k, v) for k, v in request.params if k != name] + [(name, as_text(value))]
 
 
 def _param(request: PreparedRequest, name: str) -> str | None:

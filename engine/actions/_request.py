@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..errors import ActionInputInvalid, Problem
-from ..expressions import render
+from ..expressions import as_text, render
 from ..specs import ActionSpec, ConnectorSpec
 
 
@@ -123,18 +123,18 @@ def build_request(
         rendered = render(template, context, f"{where}/path_params/{param}")
         if rendered is None or rendered == "":
             raise ActionInputInvalid(connector.id, name, [Problem(f"/{param}", "path parameter has no value")])
-        path = path.replace("{" + param + "}", quote(_scalar_text(rendered), safe=""))
+        path = path.replace("{" + param + "}", quote(as_text(rendered), safe=""))
 
     request = PreparedRequest(method=action.method, url=effective_base_url(connector, action, base_url, context["connection"]) + path)
     for param, template in action.query.items():
         rendered = render(template, context, f"{where}/query/{param}")
         for item in rendered if isinstance(rendered, list) else [rendered]:
             if item is not None:
-                request.params.append((param, _scalar_text(item)))
+                request.params.append((param, as_text(item)))
     for header, template in action.headers.items():
         rendered = render(template, context, f"{where}/headers/{header}")
         if rendered is not None:
-            request.headers[header] = _scalar_text(rendered)
+            request.headers[header] = as_text(rendered)
 
     if action.body is not None:
         body = render(action.body, context, f"{where}/body")
@@ -144,7 +144,7 @@ def build_request(
             elif action.body_type in ("form", "multipart"):
                 if not isinstance(body, Mapping):
                     raise ActionInputInvalid(connector.id, name, [Problem("/body", f"a {action.body_type} body must be an object")])
-                fields = {k: _scalar_text(v) for k, v in body.items() if v is not None}
+                fields = {k: as_text(v) for k, v in body.items() if v is not None}
                 if action.body_type == "form":
                     request.data = fields
                 else:
@@ -168,13 +168,3 @@ def encode_multipart(fields: Mapping[str, str]) -> tuple[bytes, str]:
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{safe}"\r\n\r\n{value}\r\n')
     body = ("".join(parts) + f"--{boundary}--\r\n").encode()
     return body, f"multipart/form-data; boundary={boundary}"
-
-
-def _scalar_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return str(value)
