@@ -1,0 +1,46 @@
+"""The curated public surface of the engine's packages is a contract: these names, and only these."""
+
+import importlib
+
+import pytest
+
+SURFACES = {
+    "engine": {"ActionCheck", "ConnectorCheckReport", "EngineError", "check_connector", "sample_input"},
+    "engine.expressions": {"Expression", "Runtime", "as_text", "bind_runtime", "check_template", "compile_expression",
+                           "evaluate", "is_template", "quote_field", "render", "reset_runtime"},
+    "engine.actions": {"ActionExecutor", "ActionResponse", "Page", "PreparedRequest", "build_request", "effective_base_url",
+                       "paginate", "validate_input"},
+    "engine.datamodel": {"KINDS", "model_schema", "schema_paths", "suggest_mapping", "validate_record"},
+    "engine.specs": {
+        "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
+        "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
+        "FilterStep", "ForeachSpec", "ForeachStep", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
+        "Pagination", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
+        "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "iter_steps", "json_pointer",
+        "load_connector", "load_connectors_dir", "load_model", "load_workflow", "parse_document", "spec_json_schema",
+        "write_json_schemas",
+    },
+}
+
+
+@pytest.mark.parametrize("module", sorted(SURFACES))
+def test_exported_names(module):
+    mod = importlib.import_module(module)
+    assert set(mod.__all__) == SURFACES[module]
+    for name in mod.__all__:
+        assert getattr(mod, name) is not None
+
+
+def test_engine_imports_nothing_above_it():
+    # DESIGN.md: engine/ imports nothing of the other packages.
+    import pathlib
+    import re
+
+    root = pathlib.Path(importlib.import_module("engine").__file__).parent
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for path in root.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.match(r"\s*(from|import)\s+(api|store|switchboard|agents|tools)\b", line)
+    ]
+    assert offenders == []
