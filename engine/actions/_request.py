@@ -47,7 +47,7 @@ def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, valu
         ActionInputInvalid: listing each problem with its JSON pointer in the input.
     """
     try:
-        validator = _validator(json.dumps(action.input, sort_keys=True))
+        validator = _validator(action.input)
     except SchemaError as exc:
         raise ActionInputInvalid(connector.id, name, [Problem("/input", f"the action's input schema is invalid: {exc.message}")]) from None
     errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
@@ -56,17 +56,17 @@ def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, valu
         raise ActionInputInvalid(connector.id, name, problems)
 
 
-_VALIDATORS: dict[str, Draft202012Validator] = {}
+_VALIDATORS: dict[int, tuple[dict, Draft202012Validator]] = {}
 
 
-def _validator(schema_json: str) -> Draft202012Validator:
-    # Schemas are data that repeat across calls; compile each once.
-    found = _VALIDATORS.get(schema_json)
-    if found is None:
-        schema = json.loads(schema_json)
+def _validator(schema: dict) -> Draft202012Validator:
+    # Compiled once per schema object (specs are immutable once loaded); the object is
+    # kept with its validator so a recycled id() can never return another schema's.
+    found = _VALIDATORS.get(id(schema))
+    if found is None or found[0] is not schema:
         Draft202012Validator.check_schema(schema)
-        found = _VALIDATORS[schema_json] = Draft202012Validator(schema)
-    return found
+        found = _VALIDATORS[id(schema)] = (schema, Draft202012Validator(schema))
+    return found[1]
 
 
 def _pointer(path: Any) -> str:
