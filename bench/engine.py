@@ -37,16 +37,16 @@ Choices, and why:
 * ``--profile`` runs the workflow side again under cProfile (CPU time) after
   the measurement and prints the top functions by cumulative and by own time.
 
-Output (``tests/test_bench_smoke.py`` reads the ``ratio:`` line)::
+Output of one run on a 2-core machine (``tests/test_bench_smoke.py`` reads the ``ratio:`` line)::
 
     10-step workflow against a Cin7 sandbox (separate process), 50 interleaved iterations, medians:
-    engine:   median 52.10 ms per run (5.21 ms per request)
-    baseline: median 44.30 ms per run (4.43 ms per request, one shared httpx.AsyncClient)
-    ratio: 1.18 (engine/baseline; aim <= 1.3)
-    engine overhead: 0.78 ms per request
-    breakdown, wall ms per request over the layer below: HttpClient +0.05, actions +0.55, workflow +0.18
-    client CPU ms per run (the sandbox is another process): httpx 20.1, HttpClient 20.6, actions 26.2, workflow 28.0; ratio 1.39
-    sandbox CPU per request (in both sides' time): 2.61 ms
+    engine:   median 68.34 ms per run (6.83 ms per request)
+    baseline: median 56.67 ms per run (5.67 ms per request, one shared httpx.AsyncClient)
+    ratio: 1.21 (engine/baseline; aim <= 1.3)
+    engine overhead: 1.17 ms per request
+    breakdown, wall ms per request over the layer below: HttpClient -0.05, actions +0.99, workflow +0.23
+    client CPU ms per run (the sandbox is another process): httpx 25.7, HttpClient 25.4, actions 34.0, workflow 36.5; ratio 1.42
+    sandbox CPU per request (in both sides' time): 2.92 ms
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -188,9 +189,9 @@ def sandbox_in_process() -> Iterator[tuple[str, int | None]]:
             origin = f"http://127.0.0.1:{port}"
             _wait_until_serving(process, origin)
             from engine.openapi import load_openapi
-            from engine.sandbox._routes import server_path  # the path the sandbox serves under
 
-            yield origin + server_path(load_openapi(DOCUMENT).servers), process.pid
+            # the sandbox serves under the path of the document's first server URL
+            yield origin + urlsplit(load_openapi(DOCUMENT).servers[0]).path.rstrip("/"), process.pid
         finally:
             process.terminate()
             try:
