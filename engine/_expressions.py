@@ -10,8 +10,9 @@ platforms, so agents and people already know it.
 
 Determinism: ``$now()``, ``$millis()`` and ``$random()`` are rebound to the
 run's injected clock and seeded random source (see :func:`bind_runtime`), so
-a replayed run sees the values it saw the first time. Evaluation has a
-recursion bound as a guard against runaway input.
+a replayed run sees the values it saw the first time. Runaway recursion
+ends in a typed error. Plain dotted paths (``input.limit``) over objects are
+walked directly, without JSONata's machinery, giving the same value.
 
 Templates: any JSON value. A string that is exactly ``{{ expr }}`` becomes the
 expression's value with its type (a list stays a list); a string with text
@@ -34,12 +35,14 @@ from typing import Any
 
 import jsonata
 from jsonata.jexception import JException
+from jsonata.timebox import Timebox
 
 from .errors import ExpressionError
 
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _WHOLE = re.compile(r"^\s*\{\{(.*?)\}\}\s*$", re.DOTALL)
-MAX_DEPTH = 200
+MAX_DEPTH = 500
+TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -80,15 +83,16 @@ def _random() -> float:
 class Expression:
     """A parsed JSONata expression; build with :func:`compile_expression` (cached)."""
 
-    __slots__ = ("text", "_compiled")
+    __slots__ = ("text", "_compiled", "_path")
 
     def __init__(self, text: str):
         self.text = text
+        self._path = _plain_path(text)
         try:
-            # No time bound: jsonata-python's timebox counts from construction, not per
-            # evaluation, so a cached expression would "time out" seconds later; a wall-clock
-            # bound would also make runs nondeterministic. The depth bound stops runaway recursion.
-            compiled = jsonata.Jsonata(text, stack=MAX_DEPTH)
+            # Bounds are set per evaluation (see evaluate): jsonata-python's constructor-level
+            # timebox counts from construction (a cached expression would "time out" seconds
+            # later) and its depth counter is not reset when an evaluation raises.
+            compiled = jsonata.Jsonata(text)
         except JException as exc:
             raise ExpressionError(text, f"does not parse: {exc}") from None
         except RecursionError:
@@ -107,8 +111,17 @@ class Expression:
         Raises:
             ExpressionError: naming the expression, the reason and ``pointer``.
         """
+        if self._path is not None:
+            found = _walk(self._path, context)
+            if found is not _FALLBACK:
+                return found
+        # A fresh time and depth bound for this evaluation only. A runaway expression (a
+        # tail-recursive loop never grows Python's stack) fails after TIMEOUT_MS; a run
+        # that fails that way is the only one whose path depends on the wall clock.
+        bounds = jsonata.Jsonata.Frame(None)
+        Timebox(bounds, TIMEOUT_MS, MAX_DEPTH)
         try:
-            return _plain(self._compiled.evaluate(context))
+            return _plain(self._compiled.evaluate(context, bounds))
         except JException as exc:
             raise ExpressionError(self.text, str(exc), pointer) from None
         except RecursionError:
@@ -119,6 +132,34 @@ class Expression:
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"
+
+
+_FALLBACK = object()
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEYWORDS = frozenset({"and", "or", "in", "true", "false", "null", "function"})
+
+
+def _plain_path(text: str) -> tuple[str, ...] | None:
+    """The field names of an expression that is only a dotted path (``input.limit``), else None."""
+    parts = text.strip().split(".")
+    if all(_IDENTIFIER.fullmatch(p) and p not in _KEYWORDS for p in parts):
+        return tuple(parts)
+    return None
+
+
+def _walk(path: tuple[str, ...], context: Any) -> Any:
+    """A plain path evaluated over nested objects, as JSONata would; ``_FALLBACK`` where JSONata's
+    sequence rules could apply (a list on the way or at the end), so JSONata decides those."""
+    node = context
+    for name in path:
+        if not isinstance(node, Mapping):
+            return _FALLBACK if isinstance(node, (list, tuple)) else None
+        node = node.get(name)
+        if node is None:
+            return None
+    if isinstance(node, (list, tuple)):
+        return _FALLBACK
+    return node
 
 
 def _plain(value: Any) -> Any:

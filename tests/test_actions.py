@@ -238,3 +238,17 @@ async def test_invoke_writes_traces_without_secrets(base_url):
             assert "hunter2" not in repr(trace.request_body)
     finally:
         await http.aclose()
+
+
+async def test_rate_limits_are_per_connection(base_url):
+    http = HttpClient(egress=EgressPolicy(allow=("127.0.0.1",)))
+    try:
+        for scope in ("cust_a", "cust_b"):
+            auth = Authenticator(StaticCredentials({"demo": {"key": "k"}}), OAuth2Client(http))
+            executor = ActionExecutor({"demo": load_connector(CONNECTOR)}, http=http, auth=auth, base_urls={"demo": base_url},
+                                      connection_scope=scope)
+            await executor.call("demo", "echo", {"name": scope})
+        assert http.rate_limit_stats("demo:cust_a").acquired == 1
+        assert http.rate_limit_stats("demo:cust_b").acquired == 1
+    finally:
+        await http.aclose()

@@ -54,3 +54,31 @@ def test_no_host_access():
 def test_builtin_failures_are_expression_errors():
     with pytest.raises(ExpressionError, match=r"\$number"):
         render({"n": "{{ $number('abc') }}"}, {})
+
+
+def test_bounds_are_per_evaluation():
+    # Many failed evaluations of one (cached) expression must not poison later ones.
+    for _ in range(300):
+        with pytest.raises(ExpressionError):
+            evaluate("$number(x)", {"x": "abc"})
+    assert evaluate("$number(x)", {"x": "5"}) == 5
+    with pytest.raises(ExpressionError, match="Stack overflow"):
+        evaluate("($f := function($n){ $n > 100000 ? 0 : 1 + $f($n+1) }; $f(0))", {})
+
+
+@pytest.mark.parametrize("text, data", [
+    ("input.limit", {"input": {"limit": 5}}),
+    ("input.x.y", {"input": {"x": None}}),
+    ("input.x", {"input": {"x": {"a": [1]}}}),
+    ("a.b", {"a": [{"b": 1}, {"b": 2}]}),
+    ("a.b", {"a": {"b": [1]}}),
+    ("a.b.c", {"a": [{"b": {"c": 1}}]}),
+    ("a", {"a": False}),
+    ("a.b", {"a": "text"}),
+    ("a", {"a": 0}),
+    ("a.b", {}),
+])
+def test_plain_paths_give_what_jsonata_gives(text, data):
+    import jsonata
+
+    assert evaluate(text, data) == jsonata.Jsonata(text).evaluate(data)

@@ -49,6 +49,8 @@ class ActionExecutor:
         base_urls: per-connector base URL overrides (sandboxes, tests).
         connections: per-connector non-secret settings templates may read as ``connection``.
         trace_bodies: keep request and response bodies in traces (credentials redacted).
+        connection_scope: who the connections belong to (a customer id): rate limits apply
+            per connection, ``<connector>:<scope>``, so one customer cannot use up another's.
     """
 
     def __init__(
@@ -60,8 +62,10 @@ class ActionExecutor:
         base_urls: Mapping[str, str] | None = None,
         connections: Mapping[str, Mapping[str, Any]] | None = None,
         trace_bodies: bool = False,
+        connection_scope: str | None = None,
     ):
         self.connectors = dict(connectors)
+        self.connection_scope = connection_scope
         self.http = http
         self.auth = auth
         self.base_urls = dict(base_urls or {})
@@ -219,11 +223,12 @@ class ActionExecutor:
         follow = not any(300 <= status < 400 for status in action.success_statuses or ())
         scheme = action.auth or connector.auth
         authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
-        response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe, follow_redirects=follow)
+        rate_key = f"{connector.id}:{self.connection_scope}" if self.connection_scope else connector.id
+        response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, observer=observe, follow_redirects=follow)
         # An OAuth token revoked or rotated elsewhere: refresh once and retry.
         if response.status_code == 401 and action.auth is None and await self.auth.on_unauthorized(connector, authorized):
             authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
-            response = await self.http.request(**authorized.to_kwargs(), rate_key=connector.id, observer=observe, follow_redirects=follow)
+            response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, observer=observe, follow_redirects=follow)
         return response
 
 
