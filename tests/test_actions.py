@@ -252,3 +252,26 @@ async def test_rate_limits_are_per_connection(base_url):
         assert http.rate_limit_stats("demo:cust_b").acquired == 1
     finally:
         await http.aclose()
+
+
+async def test_raw_request_escape_hatch(executor):
+    from engine.actions import RAW_REQUEST
+
+    response = await executor.call("demo", RAW_REQUEST, {"method": "PUT", "path": "/echo/any/where", "query": {"q": [1, 2]},
+                                                         "headers": {"X-Extra": "1"}, "body": {"note": "{{ 1 + 1 }}"}})
+    assert response.result["path"] == "/echo/any/where" and response.result["key"] == "k-123"  # the connector's auth
+    assert seen[-1]["query"] == {"q": "2"} or seen[-1]["query"] == {"q": "1"}
+    assert response.result["body"] == '{"note":"{{ 1 + 1 }}"}'  # data is never evaluated as a template
+    for bad, pointer in [({"method": "GET", "path": "//evil.example/x"}, "/path"), ({"method": "GET", "path": "/a/../../b"}, "/path"),
+                         ({"method": "GET", "path": "https://evil.example/"}, "/path"), ({"method": "TRACE", "path": "/x"}, "/method"),
+                         ({"method": "GET", "path": "/x", "extra": 1}, "/")]:
+        with pytest.raises(ActionInputInvalid) as info:
+            await executor.call("demo", RAW_REQUEST, bad)
+        assert pointer in [p.pointer for p in info.value.problems]
+
+
+def test_action_names_cannot_take_the_reserved_prefix():
+    from engine.errors import SpecValidationError
+
+    with pytest.raises(SpecValidationError, match="action names must match"):
+        load_connector({**CONNECTOR, "actions": {"_request": {"method": "GET", "path": "/x"}}})

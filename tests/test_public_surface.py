@@ -8,8 +8,8 @@ SURFACES = {
     "engine": {"ActionCheck", "ConnectorCheckReport", "EngineError", "check_connector", "sample_input"},
     "engine.expressions": {"Expression", "Runtime", "as_text", "bind_runtime", "check_template", "compile_expression",
                            "evaluate", "is_template", "quote_field", "render", "reset_runtime"},
-    "engine.actions": {"ActionExecutor", "ActionResponse", "Page", "PreparedRequest", "build_request", "effective_base_url",
-                       "paginate", "validate_input"},
+    "engine.actions": {"RAW_REQUEST", "RAW_REQUEST_INPUT", "ActionExecutor", "ActionResponse", "Page", "PreparedRequest",
+                       "build_raw_request", "build_request", "effective_base_url", "paginate", "validate_input"},
     "engine.datamodel": {"KINDS", "model_schema", "schema_paths", "suggest_mapping", "validate_record"},
     "engine.specs": {
         "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",

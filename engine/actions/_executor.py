@@ -18,7 +18,7 @@ from ..http import Attempt, HttpClient
 from ..specs import ActionSpec, ConnectorSpec
 from ..workflow import ActionCall, TraceRecord
 from ._pagination import Page, paginate
-from ._request import PreparedRequest, build_request
+from ._request import RAW_REQUEST, PreparedRequest, build_raw_request, build_request
 
 MAX_ERROR_DETAIL = 300
 
@@ -99,6 +99,9 @@ class ActionExecutor:
     ) -> ActionResponse:
         """Call one action and return its response and result.
 
+        ``name`` may be :data:`RAW_REQUEST` (``_request``), the escape hatch: any
+        path on the connector's base URL with its auth applied, the input giving
+        ``method``, ``path``, ``query``, ``headers``, ``body`` and ``body_type``.
         A paginated action (with ``paginate_pages``) walks its pages and its
         result is ``{"items": [...], "pages": n}``; otherwise the result is the
         response body, or the action's ``result`` expression over
@@ -111,15 +114,19 @@ class ActionExecutor:
             EgressDenied, UpstreamUnavailable, UpstreamTimeout: from the HTTP layer.
             engine.errors auth errors: credentials missing or a grant revoked.
         """
-        connector, action = self.action(connector_id, name)
-        request = build_request(
-            connector, name, input, base_url=self.base_urls.get(connector_id), connection=self.connections.get(connector_id)
-        )
+        base_url, connection = self.base_urls.get(connector_id), self.connections.get(connector_id)
+        if name == RAW_REQUEST:
+            connector = self.connector(connector_id)
+            request = build_raw_request(connector, input, base_url=base_url, connection=connection)
+            action = ActionSpec(method=request.method, path="/")  # any 2xx, the connector's auth, no pages
+        else:
+            connector, action = self.action(connector_id, name)
+            request = build_request(connector, name, input, base_url=base_url, connection=connection)
         attempts: list[Attempt] = []
         last: dict[str, Any] = {}
 
         async def send(prepared: PreparedRequest) -> Page:
-            response = await self._send(connector, name, prepared, attempts, observer)
+            response = await self._send(connector, action, prepared, attempts, observer)
             body = _read_body(response, connector.id, name, strict=False)
             last.update(response=response, body=body)
             if on_response is not None:
@@ -131,7 +138,7 @@ class ActionExecutor:
         if action.pagination and paginate_pages:
             first = await send(request)
             if not self._success(action, last["response"].status_code):
-                return self._response(connector, name, last, last["body"], attempts, pages=1)
+                return self._response(connector, action, name, last, last["body"], attempts, pages=1)
 
             async def rest(prepared: PreparedRequest, _first: list[Page | None] = [first]) -> Page:
                 # The walk starts with the page already fetched above.
@@ -141,7 +148,7 @@ class ActionExecutor:
                 return await send(prepared)
 
             result = await paginate(action.pagination, request, rest, connector=connector.id, action=name, max_pages=max_pages)
-            return self._response(connector, name, last, result, attempts, pages=result["pages"])
+            return self._response(connector, action, name, last, result, attempts, pages=result["pages"])
 
         page = await send(request)
         response = last["response"]
@@ -149,7 +156,7 @@ class ActionExecutor:
         if action.result and self._success(action, response.status_code):
             scope = {"body": page.body, "headers": dict(response.headers), "status": response.status_code}
             result = evaluate(action.result, scope, f"/actions/{name}/result")
-        return self._response(connector, name, last, result, attempts)
+        return self._response(connector, action, name, last, result, attempts)
 
     async def invoke(self, call: ActionCall) -> Any:
         """Perform one workflow action call (the interpreter's :class:`ActionInvoker` seam).
@@ -185,7 +192,8 @@ class ActionExecutor:
             flush()  # attempts that ended without a response (refused, timed out)
         return response.result
 
-    def _response(self, connector: ConnectorSpec, name: str, last: dict, result: Any, attempts: list[Attempt], pages: int = 1) -> ActionResponse:
+    def _response(self, connector: ConnectorSpec, action: ActionSpec, name: str, last: dict, result: Any,
+                  attempts: list[Attempt], pages: int = 1) -> ActionResponse:
         response: httpx.Response = last["response"]
         return ActionResponse(
             connector=connector.id,
@@ -197,7 +205,7 @@ class ActionExecutor:
             url=attempts[-1].url if attempts else str(response.request.url),
             pages=pages,
             attempts=attempts,
-            ok=self._success(connector.actions[name], response.status_code),
+            ok=self._success(action, response.status_code),
         )
 
     @staticmethod
@@ -210,7 +218,8 @@ class ActionExecutor:
         detail = body if isinstance(body, str) else json.dumps(body, default=str)
         raise ActionFailed(connector.id, name, prepared.method, _display_url(prepared), response.status_code, (detail or "")[:MAX_ERROR_DETAIL])
 
-    async def _send(self, connector: ConnectorSpec, name: str, prepared: PreparedRequest, attempts: list[Attempt], observer: Any) -> httpx.Response:
+    async def _send(self, connector: ConnectorSpec, action: ActionSpec, prepared: PreparedRequest, attempts: list[Attempt],
+                    observer: Any) -> httpx.Response:
         async def observe(attempt: Attempt) -> None:
             attempts.append(attempt)
             if observer is not None:
@@ -218,7 +227,6 @@ class ActionExecutor:
                 if inspect.isawaitable(outcome):
                     await outcome
 
-        action = connector.actions[name]
         # An action whose success is a redirect (a download link) wants the redirect itself.
         follow = not any(300 <= status < 400 for status in action.success_statuses or ())
         scheme = action.auth or connector.auth

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -71,6 +71,68 @@ def _validator(schema: dict) -> Draft202012Validator:
 
 def _pointer(path: Any) -> str:
     return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in path) if path else "/"
+
+
+RAW_REQUEST = "_request"
+RAW_REQUEST_INPUT: dict[str, Any] = {
+    "type": "object",
+    "required": ["method", "path"],
+    "additionalProperties": False,
+    "properties": {
+        "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]},
+        "path": {"type": "string", "pattern": "^/(?!/)", "description": "below the connector's base URL"},
+        "query": {"type": "object", "additionalProperties": {"type": ["string", "number", "integer", "boolean", "array"]}},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "body": {},
+        "body_type": {"enum": ["json", "form", "multipart", "raw"], "default": "json"},
+    },
+}
+_RAW_CONNECTOR_ACTION = ActionSpec(method="GET", path="/", input=RAW_REQUEST_INPUT)
+
+
+def build_raw_request(
+    connector: ConnectorSpec,
+    value: Any,
+    *,
+    base_url: str | None = None,
+    connection: Mapping[str, Any] | None = None,
+) -> PreparedRequest:
+    """The escape hatch: a request to any path below the connector's base URL.
+
+    Values are taken literally (no templates are evaluated in them: they come
+    from a run's data, and data must not become code). The path must stay below
+    the base URL: no ``..`` segments, no other host.
+
+    Raises:
+        ActionInputInvalid: the input does not match :data:`RAW_REQUEST_INPUT`, or the path leaves the base URL.
+    """
+    validate_input(connector, RAW_REQUEST, _RAW_CONNECTOR_ACTION, value)
+    path = value["path"]
+    segments = [unquote(s) for s in urlsplit(path).path.split("/")]
+    if any(s in (".", "..") for s in segments) or "?" in path or "#" in path:
+        raise ActionInputInvalid(connector.id, RAW_REQUEST, [Problem("/path", "the path must stay below the base URL "
+                                                                     "(no '.' or '..' segments; put the query in 'query')")])
+    base = effective_base_url(connector, _RAW_CONNECTOR_ACTION, base_url, connection or {})
+    request = PreparedRequest(method=value["method"], url=base + path)
+    for name, item in (value.get("query") or {}).items():
+        for one in item if isinstance(item, list) else [item]:
+            request.params.append((name, as_text(one)))
+    request.headers.update(value.get("headers") or {})
+    body, body_type = value.get("body"), value.get("body_type", "json")
+    if body is not None:
+        if body_type == "json":
+            request.json = body
+        elif body_type in ("form", "multipart"):
+            if not isinstance(body, Mapping):
+                raise ActionInputInvalid(connector.id, RAW_REQUEST, [Problem("/body", f"a {body_type} body must be an object")])
+            fields = {k: as_text(v) for k, v in body.items() if v is not None}
+            if body_type == "form":
+                request.data = fields
+            else:
+                request.content, request.headers["Content-Type"] = encode_multipart(fields)
+        else:
+            request.content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    return request
 
 
 def effective_base_url(connector: ConnectorSpec, action: ActionSpec, override: str | None, connection: Mapping[str, Any]) -> str:

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ._auth import AuthSpec, NoAuth
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
-ACTION_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# A leading underscore is reserved for the engine's own actions (``_request``, the raw-request escape hatch).
+ACTION_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,127}$"
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _PATH_PARAM = re.compile(r"\{([^{}]+)\}")
 
