@@ -19,8 +19,7 @@ from jsonschema import Draft202012Validator
 
 from .actions import ActionExecutor
 from .errors import EngineError
-from ._samples import merge_all_of
-from .samples import sample_from_schema
+from .samples import merge_all_of, sample_from_schema
 from .specs import ActionSpec, ConnectorSpec
 
 _INPUT_FIELD = re.compile(r"^\{\{\s*input\.(?:`([^`]+)`|([^\s}]+))\s*\}\}$")
