@@ -67,6 +67,27 @@ async def stuck_cursor(request: Request):
     return JSONResponse({"results": [RECORDS[0]], "paging": {"next": {"after": "same"}}})
 
 
+async def capped(request: Request):
+    # Asked for 3 a page, gives 2: a short page is not the last one.
+    page = int(request.query_params.get("page", 1))
+    return JSONResponse({"rows": RECORDS[(page - 1) * 2: page * 2]})
+
+
+async def ignores_page(request: Request):
+    return JSONResponse({"rows": RECORDS[:3]})
+
+
+async def empty_cursor_page(request: Request):
+    after = request.query_params.get("after")
+    pages = {None: ([RECORDS[0]], "a"), "a": ([], "b"), "b": ([RECORDS[1]], None)}
+    chunk, nxt = pages[after]
+    return JSONResponse({"results": chunk, "paging": {"next": {"after": nxt}} if nxt else {}})
+
+
+async def bad_link(request: Request):
+    return JSONResponse([RECORDS[0]], headers={"Link": '<http://[oops>; rel="next"'})
+
+
 async def missing(request: Request):
     return JSONResponse({"message": "no such thing"}, status_code=404)
 
@@ -80,6 +101,7 @@ APP = Starlette(routes=[
     Route("/offset", by_offset), Route("/page", by_page), Route("/cursor", by_cursor),
     Route("/bodycursor", by_body_cursor, methods=["POST"]), Route("/link", by_link), Route("/evil", evil_link),
     Route("/stuck", stuck_cursor), Route("/missing", missing), Route("/text", not_json),
+    Route("/capped", capped), Route("/ignores", ignores_page), Route("/emptycursor", empty_cursor_page), Route("/badlink", bad_link),
 ])
 
 CONNECTOR = {
@@ -108,6 +130,10 @@ CONNECTOR = {
         "evil": {"method": "GET", "path": "/evil", "pagination": {"style": "link", "items": "$"}},
         "stuck": {"method": "GET", "path": "/stuck", "pagination": {"style": "cursor", "items": "results", "next": "paging.next.after", "cursor_param": "after"}},
         "missing": {"method": "GET", "path": "/missing"},
+        "capped": {"method": "GET", "path": "/capped", "pagination": {"style": "page", "items": "rows", "page_param": "page", "size_param": "per_page", "size": 3}},
+        "ignores": {"method": "GET", "path": "/ignores", "pagination": {"style": "page", "items": "rows", "page_param": "page"}},
+        "empty_cursor": {"method": "GET", "path": "/emptycursor", "pagination": {"style": "cursor", "items": "results", "next": "paging.next.after", "cursor_param": "after"}},
+        "bad_link": {"method": "GET", "path": "/badlink", "pagination": {"style": "link", "items": "$"}},
         "names": {"method": "GET", "path": "/cursor", "result": "body.results.name"},
         "text_items": {"method": "GET", "path": "/text", "pagination": {"style": "page", "items": "rows", "page_param": "page"}},
     },
@@ -195,6 +221,26 @@ async def test_pagination_limits_and_guards(executor):
     assert (await executor.call("demo", "evil", {})).result == {"items": [RECORDS[0]], "pages": 1}
 
 
+async def test_pagination_against_apis_that_bend_the_rules(executor):
+    capped = await executor.call("demo", "capped", {})
+    assert [r["id"] for r in capped.result["items"]] == [r["id"] for r in RECORDS]
+    assert seen and capped.result.get("truncated") is None
+    ignored = await executor.call("demo", "ignores", {})
+    assert [r["id"] for r in ignored.result["items"]] == [1, 2, 3] and ignored.result["pages"] == 2
+    assert [r["id"] for r in (await executor.call("demo", "empty_cursor", {})).result["items"]] == [1, 2]
+    assert (await executor.call("demo", "bad_link", {})).result == {"items": [RECORDS[0]], "pages": 1}
+    truncated = await executor.call("demo", "cursor", {}, max_pages=2)
+    assert truncated.result["truncated"] is True and len(truncated.result["items"]) == 6
+
+
+def test_dot_segments_in_path_parameters_are_refused():
+    spec = load_connector(CONNECTOR)
+    for value in (".", ".."):
+        with pytest.raises(ActionInputInvalid, match="cannot be"):
+            build_request(spec, "echo", {"name": value})
+    assert build_request(spec, "echo", {"name": "..a"}).url.endswith("/echo/..a")
+
+
 async def test_result_expression(executor):
     assert (await executor.call("demo", "names", {})).result == ["r1", "r2", "r3"]
 
@@ -204,7 +250,7 @@ async def test_errors_are_typed(executor):
         await executor.call("demo", "missing", {})
     assert info.value.status == 404 and "no such thing" in str(info.value) and "k-123" not in str(info.value)
     assert (await executor.call("demo", "missing", {}, raise_for_status=False)).status == 404
-    with pytest.raises(UnknownAction, match="known: bearer_only, body_cursor"):
+    with pytest.raises(UnknownAction, match="known: bad_link, bearer_only"):
         await executor.call("demo", "nope", {})
     with pytest.raises(UnknownAction, match="unknown connector"):
         await executor.call("other", "x", {})

@@ -136,18 +136,13 @@ class ActionExecutor:
             return Page(body=body, next_link=(response.links.get("next") or {}).get("url"))
 
         if action.pagination and paginate_pages:
-            first = await send(request)
+            async def page_or_stop(prepared: PreparedRequest) -> Page | None:
+                page = await send(prepared)
+                return page if self._success(action, last["response"].status_code) else None
+
+            result = await paginate(action.pagination, request, page_or_stop, connector=connector.id, action=name, max_pages=max_pages)
             if not self._success(action, last["response"].status_code):
-                return self._response(connector, action, name, last, last["body"], attempts, pages=1)
-
-            async def rest(prepared: PreparedRequest, _first: list[Page | None] = [first]) -> Page:
-                # The walk starts with the page already fetched above.
-                if _first[0] is not None:
-                    page, _first[0] = _first[0], None
-                    return page
-                return await send(prepared)
-
-            result = await paginate(action.pagination, request, rest, connector=connector.id, action=name, max_pages=max_pages)
+                return self._response(connector, action, name, last, last["body"], attempts, pages=result["pages"] + 1)
             return self._response(connector, action, name, last, result, attempts, pages=result["pages"])
 
         page = await send(request)
@@ -264,6 +259,8 @@ def _read_body(response: httpx.Response, connector: str, action: str, *, strict:
     if "json" in content_type or response.content[:1] in (b"{", b"["):
         try:
             return response.json()
+        except RecursionError:
+            raise ResponseInvalid(connector, action, "the response's JSON is nested too deeply") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             if strict:
                 raise ResponseInvalid(connector, action, "the response says JSON but does not parse") from None

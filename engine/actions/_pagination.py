@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
-from ..errors import ResponseInvalid
+from ..errors import ActionInputInvalid, Problem, ResponseInvalid
 from ..expressions import as_text, evaluate
 from ..specs import Pagination
 from ._request import PreparedRequest
@@ -52,6 +52,14 @@ def _param(request: PreparedRequest, name: str) -> str | None:
     return next((v for k, v in request.params if k == name), None)
 
 
+def prepare_first(pagination: Pagination, request: PreparedRequest) -> PreparedRequest:
+    """A copy of ``request`` with the page size and first position set, as the first page is asked for."""
+    first = copy.deepcopy(request)
+    _initial_size(pagination, first)
+    _initial_position(pagination, first)
+    return first
+
+
 async def paginate(
     pagination: Pagination,
     first: PreparedRequest,
@@ -63,30 +71,49 @@ async def paginate(
 ) -> dict[str, Any]:
     """Fetch pages until the last one and return ``{"items": [...], "pages": n}``.
 
-    The walk stops at an empty page, a missing next cursor or link, a short page
-    (fewer records than the requested size), or ``max_pages`` (the smaller of
-    the argument and the spec's bound). A cursor that repeats ends the walk
-    instead of looping forever.
+    ``send`` may return None to stop the walk (a page that was not a success).
+    The walk stops at a missing next cursor or link, an empty page (page and
+    offset styles; a cursor API may send an empty page with a next cursor), a
+    page identical to the one before (the API ignores the page parameter), a
+    cursor that repeats, or ``max_pages`` (the smaller of the argument and the
+    spec's bound). A short page does not end the walk: APIs cap page sizes
+    below what was asked. When ``max_pages`` stopped a walk that had more to
+    fetch, the result says ``"truncated": true``.
     """
+    if pagination.style == "cursor" and pagination.cursor_in == "body" and first.json is not None and not isinstance(first.json, dict):
+        raise ActionInputInvalid(connector, action, [Problem("/body", "a cursor in the body needs a JSON object body")])
     limit = min(max_pages or pagination.max_pages, pagination.max_pages)
-    request = copy.deepcopy(first)
+    request = prepare_first(pagination, first)
     size = _initial_size(pagination, request)
     position = _initial_position(pagination, request)
     items: list[Any] = []
     seen_cursors: set[str] = set()
+    previous: list[Any] | None = None
     pages = 0
-    while pages < limit:
+    truncated = False
+    while True:
         page = await send(request)
+        if page is None:
+            break
         pages += 1
         batch = page_items(pagination, page.body, connector, action)
+        if batch and batch == previous and pagination.style in ("page", "offset"):
+            break
         items.extend(batch)
-        if not batch:
+        previous = batch
+        if not batch and pagination.style in ("page", "offset"):
             break
         following = _next_request(pagination, request, page, batch, size, position, seen_cursors)
         if following is None:
             break
+        if pages >= limit:
+            truncated = True
+            break
         request, position = following
-    return {"items": items, "pages": pages}
+    result: dict[str, Any] = {"items": items, "pages": pages}
+    if truncated:
+        result["truncated"] = True
+    return result
 
 
 def _initial_size(pagination: Pagination, request: PreparedRequest) -> int | None:
@@ -138,15 +165,17 @@ def _next_request(
     if pagination.style == "link":
         if not page.next_link:
             return None
-        target = urljoin(request.url, page.next_link)
-        # A next link elsewhere would carry the connection's credentials to another host.
-        if urlsplit(target).netloc != urlsplit(request.url).netloc:
-            return None
+        try:
+            target = urljoin(request.url, page.next_link)
+            here, there = urlsplit(request.url), urlsplit(target)
+            # A next link to another origin (or down to http) would carry the credentials there.
+            if (there.scheme, there.hostname, there.port) != (here.scheme, here.hostname, here.port):
+                return None
+        except ValueError:
+            return None  # a malformed Link header ends the walk
         following.url = target.split("?", 1)[0]
         following.params = parse_qsl(urlsplit(target).query, keep_blank_values=True)
         return following, position
-    if size is not None and len(batch) < size:
-        return None
     if pagination.style == "page":
         _set_param(following, pagination.page_param or "", position + 1)
         return following, position + 1

@@ -185,6 +185,9 @@ def build_request(
         rendered = render(template, context, f"{where}/path_params/{param}")
         if rendered is None or rendered == "":
             raise ActionInputInvalid(connector.id, name, [Problem(f"/{param}", "path parameter has no value")])
+        if as_text(rendered) in (".", ".."):
+            # quote() leaves dots alone and URLs resolve dot segments: /users/../orders.
+            raise ActionInputInvalid(connector.id, name, [Problem(f"/{param}", "a path parameter cannot be '.' or '..'")])
         path = path.replace("{" + param + "}", quote(as_text(rendered), safe=""))
 
     request = PreparedRequest(method=action.method, url=effective_base_url(connector, action, base_url, context["connection"]) + path)
