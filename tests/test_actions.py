@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -272,6 +274,7 @@ async def test_invoke_writes_traces_without_secrets(base_url):
                               input={"name": "x", "body": {"password": "hunter2", "note": "hi"}}, paginate=True, max_pages=None, trace=sink)
             result = await executor.invoke(call)
             assert result["path"] == "/echo/x"
+            assert result["query"]["api_key"] == "[redacted]"  # the app echoed the key: not passed on
             (trace,) = sink.list()
             assert (trace.run_id, trace.seq, trace.connector, trace.action, trace.method, trace.status) == ("r1", "3", "demo", "echo", "POST", 200)
             assert trace.latency_ms > 0 and trace.request_bytes > 0 and trace.response_bytes > 0
@@ -314,6 +317,24 @@ async def test_raw_request_escape_hatch(executor):
         with pytest.raises(ActionInputInvalid) as info:
             await executor.call("demo", RAW_REQUEST, bad)
         assert pointer in [p.pointer for p in info.value.problems]
+
+
+async def test_echoed_credentials_never_reach_errors(base_url):
+    spec = load_connector({**CONNECTOR, "auth": {"type": "bearer"}, "actions": {
+        **CONNECTOR["actions"], "whoami": {"method": "GET", "path": "/echo/whoami"}, "denied": {"method": "GET", "path": "/missing"}}})
+    http = HttpClient(egress=EgressPolicy(allow=("127.0.0.1",)))
+    auth = Authenticator(StaticCredentials({"demo": {"token": "TOPSECRET-TOKEN"}}), OAuth2Client(http))
+    try:
+        executor = ActionExecutor({"demo": spec}, http=http, auth=auth, base_urls={"demo": base_url})
+        await executor.call("demo", "whoami", {})
+        assert seen[-1]["headers"]["authorization"] == "Bearer TOPSECRET-TOKEN"  # it was sent...
+        echoed = await executor.call("demo", "echo", {"name": "n", "body": {"copy": "Bearer TOPSECRET-TOKEN"}})
+        assert "TOPSECRET" not in json.dumps(echoed.result)  # ...and an echo of it is masked
+        with pytest.raises(ActionFailed) as info:
+            await executor.call("demo", "denied", {})
+        assert "TOPSECRET" not in str(info.value)
+    finally:
+        await http.aclose()
 
 
 def test_action_names_cannot_take_the_reserved_prefix():

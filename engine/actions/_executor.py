@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 import re
@@ -13,7 +14,7 @@ import httpx
 
 from ..errors import ActionFailed, ResponseInvalid, UnknownAction
 from ..expressions import evaluate
-from ..auth import Authenticator
+from ..auth import Authenticator, OutgoingRequest
 from ..http import Attempt, HttpClient
 from ..specs import ActionSpec, ConnectorSpec
 from ..workflow import ActionCall, TraceRecord
@@ -126,8 +127,10 @@ class ActionExecutor:
         last: dict[str, Any] = {}
 
         async def send(prepared: PreparedRequest) -> Page:
-            response = await self._send(connector, action, prepared, attempts, observer)
-            body = _read_body(response, connector.id, name, strict=False)
+            response, applied = await self._send(connector, action, prepared, attempts, observer)
+            # An app may echo the credentials it was sent (a 401 body quoting the token):
+            # they must not reach results, run records, errors or traces.
+            body = scrub(_read_body(response, connector.id, name, strict=False), applied)
             last.update(response=response, body=body)
             if on_response is not None:
                 on_response(prepared, body)
@@ -214,7 +217,7 @@ class ActionExecutor:
         raise ActionFailed(connector.id, name, prepared.method, _display_url(prepared), response.status_code, (detail or "")[:MAX_ERROR_DETAIL])
 
     async def _send(self, connector: ConnectorSpec, action: ActionSpec, prepared: PreparedRequest, attempts: list[Attempt],
-                    observer: Any) -> httpx.Response:
+                    observer: Any) -> tuple[httpx.Response, frozenset[str]]:
         async def observe(attempt: Attempt) -> None:
             attempts.append(attempt)
             if observer is not None:
@@ -232,7 +235,7 @@ class ActionExecutor:
         if response.status_code == 401 and action.auth is None and await self.auth.on_unauthorized(connector, authorized):
             authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
             response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, observer=observe, follow_redirects=follow)
-        return response
+        return response, applied_secrets(authorized)
 
 
 _SENSITIVE_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|apikey|authorization|private[_-]?key|credential", re.I)
@@ -245,6 +248,46 @@ def redact_body(value: Any) -> Any:
         return {k: REDACTED if isinstance(k, str) and _SENSITIVE_KEY.search(k) else redact_body(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact_body(v) for v in value]
+    return value
+
+
+MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words in bodies
+
+
+def applied_secrets(request: OutgoingRequest) -> frozenset[str]:
+    """The credential values an authorized request carries (header and query values, a bearer
+    token without its scheme word, a basic password), for scrubbing echoes of them."""
+    values: set[str] = set()
+    for name, value in request.headers.items():
+        if name.lower() not in request.sensitive_headers:
+            continue
+        values.add(value)
+        scheme, _, rest = value.partition(" ")
+        if rest:
+            values.add(rest.strip())
+        if scheme.lower() == "basic" and rest:
+            try:
+                user, _, password = base64.b64decode(rest.strip()).decode("utf-8").partition(":")
+                values.update({f"{user}:{password}", password})
+            except (ValueError, UnicodeDecodeError):
+                pass
+    values.update(value for name, value in request.params if name in request.sensitive_params)
+    return frozenset(v for v in values if len(v) >= MIN_SECRET_LENGTH)
+
+
+def scrub(value: Any, secrets: frozenset[str]) -> Any:
+    """``value`` with every occurrence of the given secret strings replaced by ``[redacted]``."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, secrets) for v in value]
     return value
 
 
