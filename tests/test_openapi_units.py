@@ -506,3 +506,21 @@ def test_operations_secured_by_another_scheme_get_their_own_auth():
 def test_multipart_bodies_are_multipart():
     actions = import_connector(SPECS / "resend-api.yaml").connector.actions
     assert actions["create_import"].body_type == "multipart"
+
+
+def test_external_refs_cannot_leave_the_documents_folder(tmp_path):
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "config.yaml").write_text("type: object\nproperties: {aws_secret: {const: AKIASECRET}}\n")
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "shared.yaml").write_text("type: object\n")
+    for ref in ("../private/config.yaml", str(tmp_path / "private" / "config.yaml")):
+        document = doc({"/x": {"get": {"responses": {"200": {"description": "ok", "content": {
+            "application/json": {"schema": {"$ref": ref}}}}}}}})
+        path = tmp_path / "api" / "doc.json"
+        path.write_text(json.dumps(document))
+        with pytest.raises(OpenAPIImportError, match="outside the document's folder") as info:
+            load_openapi(path)
+        assert "AKIASECRET" not in str(info.value)
+    document["paths"]["/x"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = {"$ref": "shared.yaml"}
+    path.write_text(json.dumps(document))
+    assert load_openapi(path).operations[0].responses["200"].schema == {"type": "object"}

@@ -183,6 +183,15 @@ class Resolver:
             )
         base = Path(doc_key).parent if doc_key else self.base_dir
         target = (base / unquote(file_part)).resolve()
+        root = Path(self.base_dir).resolve()
+        # Documents come from users and agents: a $ref must not read files outside the
+        # document's own folder (../../etc/passwd, /home/x/.env, a symlink out).
+        if Path(unquote(file_part)).is_absolute() or not target.is_relative_to(root):
+            raise OpenAPIImportError(
+                self.source, where,
+                f"$ref {ref!r} points outside the document's folder; only files beside the document or below it "
+                "are followed",
+            )
         if not target.is_file():
             raise OpenAPIImportError(
                 self.source, where,
