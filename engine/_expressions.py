@@ -67,8 +67,12 @@ def reset_runtime(token: contextvars.Token) -> None:
     _runtime.reset(token)
 
 
-def _now() -> str:
+def _now(picture: str | None = None, zone: str | None = None) -> str:
     moment = _runtime.get().now().astimezone(timezone.utc)
+    if picture is not None or zone is not None:
+        # JSONata's $now(picture, timezone): format the run's clock as $fromMillis does.
+        bindings = {"m": int(moment.timestamp() * 1000), "p": picture, "z": zone}
+        return _FROM_MILLIS.evaluate({}, bindings)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -78,6 +82,21 @@ def _millis() -> int:
 
 def _random() -> float:
     return _runtime.get().random()
+
+
+def _shuffle(items: Any) -> Any:
+    # JSONata's $shuffle with the run's seeded random source (Fisher-Yates), not the global one.
+    if items is None:
+        return None
+    result = list(items) if isinstance(items, (list, tuple)) else [items]
+    draw = _runtime.get().random
+    for i in range(len(result) - 1, 0, -1):
+        j = int(draw() * (i + 1))
+        result[i], result[j] = result[j], result[i]
+    return result
+
+
+_FROM_MILLIS = jsonata.Jsonata("$fromMillis($m, $p, $z)")
 
 
 class Expression:
@@ -103,6 +122,7 @@ class Expression:
         compiled.register_lambda("now", _now)
         compiled.register_lambda("millis", _millis)
         compiled.register_lambda("random", _random)
+        compiled.register_lambda("shuffle", _shuffle)
         self._compiled = compiled
 
     def evaluate(self, context: Mapping[str, Any], pointer: str | None = None) -> Any:

@@ -235,6 +235,15 @@ async def test_pagination_against_apis_that_bend_the_rules(executor):
     assert truncated.result["truncated"] is True and len(truncated.result["items"]) == 6
 
 
+def test_connection_settings_cannot_change_the_host():
+    spec = load_connector({"id": "z", "base_url": "https://{{ connection.subdomain }}.zendesk.com/api/v2",
+                           "actions": {"a": {"method": "GET", "path": "/x"}}})
+    assert build_request(spec, "a", {}, connection={"subdomain": "acme"}).url == "https://acme.zendesk.com/api/v2/x"
+    for evil in ("attacker.example#", "attacker.example/x?", "user:pw@attacker.example/"):
+        url = build_request(spec, "a", {}, connection={"subdomain": evil}).url
+        assert url.split("/")[2].endswith(".zendesk.com"), url
+
+
 def test_dot_segments_in_path_parameters_are_refused():
     spec = load_connector(CONNECTOR)
     for value in (".", ".."):

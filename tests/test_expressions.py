@@ -82,3 +82,19 @@ def test_plain_paths_give_what_jsonata_gives(text, data):
     import jsonata
 
     assert evaluate(text, data) == jsonata.Jsonata(text).evaluate(data)
+
+
+def test_now_with_a_picture_and_shuffle_follow_the_run():
+    import random
+
+    token = bind_runtime(Runtime(now=lambda: datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), random=random.Random(3).random))
+    try:
+        assert render("{{ $now('[Y0001]-[M01]-[D01]') }} {{ $now('[H01]:[m01]', '+0100') }}", {}) == "2026-01-02 04:04"
+        first = render("{{ $shuffle([1,2,3,4,5,6,7,8]) }}", {})
+    finally:
+        reset_runtime(token)
+    token = bind_runtime(Runtime(now=lambda: datetime(2026, 1, 2, tzinfo=timezone.utc), random=random.Random(3).random))
+    try:
+        assert render("{{ $shuffle([1,2,3,4,5,6,7,8]) }}", {}) == first and sorted(first) == [1, 2, 3, 4, 5, 6, 7, 8]
+    finally:
+        reset_runtime(token)

@@ -141,7 +141,9 @@ def effective_base_url(connector: ConnectorSpec, action: ActionSpec, override: s
     An action with its own base URL (OpenAPI per-path servers) keeps the part of
     its URL that extends the connector's, re-rooted on the override.
     """
-    context = {"connection": dict(connection)}
+    # Connection settings (a customer's subdomain) are percent-encoded before they enter a
+    # URL: "evil.example#" must not turn https://{{ connection.subdomain }}.zendesk.com into another host.
+    context = {"connection": {k: quote(as_text(v), safe="") if v is not None else None for k, v in connection.items()}}
     connector_base = str(render(connector.base_url, context)).rstrip("/")
     action_base = str(render(action.base_url, context)).rstrip("/") if action.base_url else None
     if override is None:
