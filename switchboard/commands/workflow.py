@@ -89,7 +89,10 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, base
         record_file.write_text(json.dumps(result.record.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
     error = None
     if result.error is not None:
-        error = {"code": result.error.code, "step": getattr(result.error, "step_id", None), "message": str(result.error)}
+        # The record's copy of the error has secret values redacted; the exception's text may not.
+        recorded = result.record.error
+        message = recorded.message if recorded is not None else "the run failed"
+        error = {"code": result.error.code, "step": getattr(result.error, "step_id", None), "message": message}
     if as_json:
         click.echo(json.dumps({"run_id": result.run_id, "status": result.status, "output": result.output, "error": error,
                                "trace": [t.to_dict() for t in result.traces]}, indent=2, default=str))
