@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from referencing.exceptions import Unresolvable
 
 from .actions import ActionExecutor
 from .errors import EngineError
@@ -228,7 +229,10 @@ async def check_connector(connector: ConnectorSpec, executor: ActionExecutor) ->
 def _matches(schema: dict | None, body: Any) -> tuple[bool, str | None]:
     if not schema:
         return True, None
-    error = next(iter(Draft202012Validator(schema).iter_errors(body)), None)
+    try:
+        error = next(iter(Draft202012Validator(schema).iter_errors(body)), None)
+    except (re.error, TypeError, LookupError, ValueError, Unresolvable) as exc:
+        return False, f"the output schema cannot be applied: {exc}"
     if error is None:
         return True, None
     where = "/" + "/".join(str(p) for p in error.absolute_path)

@@ -154,3 +154,22 @@ def test_exported_schema_accepts_what_the_model_accepts():
     Draft202012Validator(schema).validate(CIN7)
     oauth = OAuth2Auth(authorize_url="https://a", token_url="https://t", scopes=["x"])
     assert oauth.credential_fields()[:2] == ["client_id", "client_secret"]
+
+
+@pytest.mark.parametrize("schema, reason", [({"type": 5}, "/type"), ({"type": "string", "pattern": "\\p{L}"}, "regex")])
+def test_schemas_inside_specs_must_be_json_schemas(schema, reason):
+    with pytest.raises(SpecValidationError) as info:
+        load_workflow({"id": "w", "input": schema, "steps": [{"id": "a", "map": 1}]})
+    assert info.value.problems[0].pointer == "/input" and reason in str(info.value)
+    with pytest.raises(SpecValidationError) as info:
+        load_connector({**CIN7, "actions": {"a": {"method": "GET", "path": "/x", "output": schema}}})
+    assert info.value.problems[0].pointer == "/actions/a/output"
+
+
+async def test_an_unresolvable_ref_is_a_typed_error_not_a_crash():
+    from engine.actions import build_request
+    from engine.errors import ActionInputInvalid
+
+    spec = load_connector({**CIN7, "actions": {"a": {"method": "GET", "path": "/x", "input": {"$ref": "#/nowhere"}}}})
+    with pytest.raises(ActionInputInvalid, match="cannot be applied"):
+        build_request(spec, "a", {})

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import quote, unquote, urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from referencing.exceptions import Unresolvable
 
-from ..errors import ActionInputInvalid, Problem
+from ..errors import ActionInputInvalid, Problem, UnknownAction
 from ..expressions import as_text, render
 from ..specs import ActionSpec, ConnectorSpec
 
@@ -50,7 +52,11 @@ def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, valu
         validator = _validator(action.input)
     except SchemaError as exc:
         raise ActionInputInvalid(connector.id, name, [Problem("/input", f"the action's input schema is invalid: {exc.message}")]) from None
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    try:
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    except (re.error, TypeError, LookupError, ValueError, Unresolvable) as exc:
+        # An unresolvable $ref or a pattern Python cannot compile, met while validating.
+        raise ActionInputInvalid(connector.id, name, [Problem("/input", f"the action's input schema cannot be applied: {exc}")]) from None
     if errors:
         problems = [Problem(_pointer(e.absolute_path), e.message) for e in errors[:20]]
         raise ActionInputInvalid(connector.id, name, problems)
@@ -177,7 +183,9 @@ def build_request(
             or a path parameter renders to nothing.
         ExpressionError: a template fails, naming its JSON pointer in the action.
     """
-    action = connector.action(name)
+    if name not in connector.actions:
+        raise UnknownAction(connector.id, name, sorted(connector.actions))
+    action = connector.actions[name]
     validate_input(connector, name, action, value)
     context = {"input": value, "connection": dict(connection or {})}
     where = f"/actions/{name}"

@@ -27,6 +27,21 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+def check_json_schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Refuse a JSON Schema that is not one (draft 2020-12 metaschema, patterns that compile)."""
+    if value is None:
+        return value
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(value)
+    except SchemaError as exc:
+        where = "/" + "/".join(str(p) for p in exc.absolute_path) if exc.absolute_path else ""
+        raise ValueError(f"not a valid JSON Schema{' at ' + where if where else ''}: {exc.message}") from None
+    return value
+
+
 class Pagination(_Model):
     """How to walk the pages of a list action; the result is ``{"items": [...], "pages": n}``.
 
@@ -87,6 +102,11 @@ class ActionSpec(_Model):
         description="overrides the connector's auth for this action (an operation the API secures with another scheme)",
     )
 
+    @field_validator("input", "output")
+    @classmethod
+    def _json_schemas(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_json_schema(value)
+
     @field_validator("method", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -133,6 +153,11 @@ class EventSpec(_Model):
     action_input: dict[str, Any] = Field(default_factory=dict)
     key: str | None = Field(default=None, description="polling: expression giving a record's identity, for de-duplication")
     cursor: str | None = Field(default=None, description="polling: expression giving the watermark, e.g. updatedAt")
+
+    @field_validator("payload")
+    @classmethod
+    def _json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_json_schema(value)
 
     @model_validator(mode="after")
     def _polling_needs_action(self) -> "EventSpec":

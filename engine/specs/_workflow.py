@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from ._connector import ID_PATTERN
+from ._connector import ID_PATTERN, check_json_schema
 
 STEP_KINDS = ("action", "map", "filter", "if", "foreach", "sync", "delay", "call")
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -38,6 +38,11 @@ class WebhookTrigger(_Model):
 
     kind: Literal["webhook"] = "webhook"
     payload: dict[str, Any] | None = Field(default=None, description="JSON Schema of the expected body")
+
+    @field_validator("payload")
+    @classmethod
+    def _json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_json_schema(value)
 
 
 class ScheduleTrigger(_Model):
@@ -239,6 +244,11 @@ class WorkflowSpec(_Model):
     input: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, description="JSON Schema of the input")
     steps: list[Step] = Field(min_length=1)
     output: Any = Field(default=None, description="template for the result; default: the last step's output")
+
+    @field_validator("input")
+    @classmethod
+    def _json_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_json_schema(value)
 
     @model_validator(mode="after")
     def _unique_step_ids(self) -> "WorkflowSpec":

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import jsonschema
+from referencing.exceptions import Unresolvable
 from jsonschema.validators import validator_for
 
 from ..errors import Problem, WorkflowInputInvalid
@@ -219,8 +220,9 @@ def validate_input(workflow: WorkflowSpec, value: Any, *, run_id: str | None = N
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         errors = list(cls(schema, format_checker=cls.FORMAT_CHECKER).iter_errors(value))
-    except jsonschema.SchemaError as exc:
-        problem = Problem("/input", f"the workflow's input schema is invalid: {exc.message}")
+    except (jsonschema.SchemaError, re.error, TypeError, LookupError, ValueError, Unresolvable) as exc:
+        # The spec's own check (check_schema) catches most; an unresolvable $ref shows only here.
+        problem = Problem("/input", f"the workflow's input schema is invalid: {getattr(exc, 'message', exc)}")
         raise WorkflowInputInvalid(workflow.id, [problem],
                                    run_id=run_id, step_id=step_id) from None
     if not errors:
