@@ -111,6 +111,11 @@ def target_records(listed: Any, env: SyncEnv, list_action: str) -> list[Any]:
     if isinstance(listed, list):
         return listed
     if isinstance(listed, dict):
+        if listed.get("truncated") is True:
+            # Records past the last page fetched would look new and be created again.
+            raise SyncConfigError(env.run_id, env.step_id, f"list action {list_action} stopped at its page limit "
+                                  f"({listed.get('pages')} pages) with more records to fetch; raise the action's "
+                                  "pagination max_pages rather than sync against part of the target")
         if isinstance(listed.get("items"), list) and "pages" in listed:
             return listed["items"]
         arrays = [k for k, v in listed.items() if isinstance(v, list)]
@@ -124,6 +129,31 @@ def target_records(listed: Any, env: SyncEnv, list_action: str) -> list[Any]:
         f"list action {list_action} gave {shape}; expected a list, paginated items, "
         "or an object with exactly one list property",
     )
+
+
+def _written(result: Any, fallback: dict, keep_id: Any) -> Any:
+    """The record a create or update answered with, for later source records with the same key.
+
+    Apps answer writes in several shapes: the record, an envelope around it (Cin7 Core's
+    ``{"CustomerList": [...]}``), a list, or nothing. The record is taken out of an
+    envelope by the same rule as lists; without one, the written fields stand in,
+    keeping the matched record's id.
+    """
+    record = result
+    if isinstance(result, dict) and _record_id(result) is None:
+        arrays = [v for v in result.values() if isinstance(v, list)]
+        record = arrays[0][0] if len(arrays) == 1 and arrays[0] and isinstance(arrays[0][0], dict) else None
+    elif isinstance(result, list):
+        record = result[0] if len(result) == 1 and isinstance(result[0], dict) else None
+    if isinstance(record, dict) and _record_id(record) is not None:
+        return record
+    merged = dict(fallback)
+    if isinstance(keep_id, dict):
+        for name in ID_FIELDS:
+            if keep_id.get(name) is not None:
+                merged.setdefault(name, keep_id[name])
+                break
+    return merged
 
 
 def _record_id(record: Any) -> Any:
@@ -193,7 +223,7 @@ async def run_sync(spec: SyncSpec, env: SyncEnv) -> dict[str, Any]:
                                       "a target record that needs changes, but target.update names no action")
             write_input = _write_input(target.update_input, write_context, pointer + "/target/update_input")
             result = await env.call(target.update, write_input, f"update/{position}", paginate=False)
-            slot.record = result if isinstance(result, dict) else _merged(current, fields)
+            slot.record = _written(result, _merged(current, fields), keep_id=current)
             op = "updated"
         else:
             if not target.create:
@@ -201,7 +231,7 @@ async def run_sync(spec: SyncSpec, env: SyncEnv) -> dict[str, Any]:
                                       "matching target record, but target.create names no action")
             write_input = _write_input(target.create_input, write_context, pointer + "/target/create_input")
             result = await env.call(target.create, write_input, f"create/{position}", paginate=False)
-            slot = _Slot(result if isinstance(result, dict) else fields)
+            slot = _Slot(_written(result, fields, keep_id=None))
             op = "created"
         for key in normalised:
             index.setdefault(key, slot)
