@@ -46,8 +46,10 @@ CIN7_SEED = {"/customer": [
     # Bob exists under an old name; his email is inside Contacts[], in another case.
     {"ID": BOB_ID, "Name": "Robert Old", "Currency": "NZD", "Contacts": [{"Name": "Robert Old", "Email": "bob@example.com"}]},
     # Carol already holds exactly what the mapping produces: unchanged.
+    # Her email is the second of two contacts; the other one must survive the sync.
     {"ID": CAROL_ID, "Name": "Carol Jones", "Currency": "EUR",
-     "Contacts": [{"Name": "Carol Jones", "Email": "carol@example.com", "Phone": "+1 3", "Default": True}]},
+     "Contacts": [{"Name": "Accounts", "Email": "accounts@carol.example"},
+                  {"Name": "Carol Jones", "Email": "carol@example.com", "Phone": "+1 3", "Default": True}]},
     # A customer with no HubSpot contact is left alone.
     {"ID": ZED_ID, "Name": "Zed Unrelated", "Currency": "AUD", "Contacts": [{"Name": "Zed", "Email": "zed@example.com"}]},
 ]}
@@ -86,7 +88,8 @@ EXPECTED = {
     "Bob Builder": {"ID": BOB_ID, "Currency": "NZD",
                     "Contacts": [{"Name": "Bob Builder", "Email": " Bob@Example.COM", "Phone": "+1 2", "Default": True}]},
     "Carol Jones": {"ID": CAROL_ID, "Currency": "EUR",
-                    "Contacts": [{"Name": "Carol Jones", "Email": "carol@example.com", "Phone": "+1 3", "Default": True}]},
+                    "Contacts": [{"Name": "Accounts", "Email": "accounts@carol.example"},
+                                 {"Name": "Carol Jones", "Email": "carol@example.com", "Phone": "+1 3", "Default": True}]},
     "Dan Brown": {"Currency": "GBP", "Contacts": [{"Name": "Dan Brown", "Email": "dan@example.com", "Default": True}]},
     "Zed Unrelated": {"ID": ZED_ID, "Currency": "AUD", "Contacts": [{"Name": "Zed", "Email": "zed@example.com"}]},
 }
