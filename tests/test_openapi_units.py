@@ -419,12 +419,35 @@ def test_url_source_and_relative_servers(tmp_path: Path, served: str):
     document["servers"] = [{"url": "/v3"}]
     (tmp_path / "api").mkdir()
     (tmp_path / "api" / "openapi.yaml").write_text(yaml.safe_dump(document))
-    loaded = load_openapi(f"{served}/api/openapi.yaml")
+    from engine.errors import EgressDenied
+    from engine.http import EgressPolicy
+
+    # A URL goes through the SSRF guard: loopback is refused unless allow-listed.
+    with pytest.raises(EgressDenied):
+        load_openapi(f"{served}/api/openapi.yaml")
+    local = EgressPolicy(allow=("127.0.0.1",))
+    loaded = load_openapi(f"{served}/api/openapi.yaml", egress=local)
     # relative server URLs are relative to where the document came from
     assert loaded.servers == [f"{served}/v3"]
     assert import_connector(loaded).connector.base_url == f"{served}/v3"
     with pytest.raises(OpenAPIImportError, match="HTTP 404"):
-        load_openapi(f"{served}/missing.yaml")
+        load_openapi(f"{served}/missing.yaml", egress=local)
+
+
+def test_hostile_documents_are_refused_in_one_line(tmp_path: Path):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+    (tmp_path / "bomb.yaml").write_text("openapi: 3.0.0\n" + bomb)
+    with pytest.raises(OpenAPIImportError, match="aliases expand"):
+        load_openapi(tmp_path / "bomb.yaml")
+    deep = {"type": "object"}
+    for _ in range(3000):
+        deep = {"type": "object", "properties": {"x": deep}}
+    document = doc({"/x": {"get": {"responses": ok(deep)}}})
+    (tmp_path / "deep.json").write_text(json.dumps(document))
+    with pytest.raises(OpenAPIImportError, match="nested too deeply"):
+        load_openapi(tmp_path / "deep.json")
 
 
 def test_relative_server_in_a_file_gets_a_placeholder_host_and_a_warning():

@@ -54,8 +54,11 @@ class RequestInvalid(Exception):
 
 def translate_exception(exc: BaseException) -> Exception | None:
     """Map an exception of one attempt to ``AttemptFailed`` or ``RequestInvalid`` (None: not ours)."""
-    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError, OverflowError)):
+        # OverflowError: a port outside 0-65535 reaches the socket layer before anything checks it.
         return RequestInvalid(str(exc) or type(exc).__name__)
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return translate_exception(exc.exceptions[0])
     detail = str(exc).strip() or type(exc).__name__
     if isinstance(exc, httpx.PoolTimeout):
         return AttemptFailed(f"no connection free in the pool: {detail}", before_send=True, timeout=True)

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from ..errors import OpenAPIImportError, Problem
+from ..http import EgressGuard, EgressPolicy
 from ._refs import Resolver, join, jsonable, parse_text
 from ._schemas import checked
 from ._validate import validation_warnings
@@ -127,11 +128,14 @@ class OpenAPIDocument:
         return result if isinstance(result, dict) else {}
 
 
-def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None = None) -> OpenAPIDocument:
+def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None = None,
+                 egress: EgressPolicy | None = None) -> OpenAPIDocument:
     """Load an OpenAPI 2.0, 3.0 or 3.1 document.
 
     ``source`` is a file path, an http(s) URL, YAML or JSON text, bytes, or an
     already-parsed mapping; ``source_name`` names it in errors and warnings.
+    A URL is fetched through the SSRF guard with ``egress`` as its allow-list
+    (default: none), without following redirects.
 
     Returns the document with its operations; problems that still allow a
     safe import are in ``warnings``, each with a JSON pointer.
@@ -139,9 +143,18 @@ def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None =
     Raises:
         OpenAPIImportError: the source cannot be read or parsed, is not an
             OpenAPI/Swagger document, has an unsupported version, has no paths,
-            or has references to other documents that cannot be followed.
+            or has references to other documents that cannot be followed,
+            or is nested too deeply; ``EgressDenied`` for a refused URL.
     """
-    data, name, base_dir, base_url = _read(source, source_name)
+    try:
+        return _load(source, source_name, egress)
+    except RecursionError:
+        name = source_name or (str(source) if isinstance(source, (str, Path)) and len(str(source)) < 300 else "<document>")
+        raise OpenAPIImportError(name, "", "the document is nested too deeply to import") from None
+
+
+def _load(source: Any, source_name: str | None, egress: EgressPolicy | None) -> OpenAPIDocument:
+    data, name, base_dir, base_url = _read(source, source_name, egress)
     if not isinstance(data, dict):
         got = type(data).__name__
         raise OpenAPIImportError(name, "", f"not an OpenAPI document: expected a mapping at the top, got {got}")
@@ -169,7 +182,8 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return list(dict.fromkeys(problems))
 
 
-def _read(source: str | Path | dict | bytes, source_name: str | None) -> tuple[Any, str, Path | None, str | None]:
+def _read(source: str | Path | dict | bytes, source_name: str | None,
+          egress: EgressPolicy | None = None) -> tuple[Any, str, Path | None, str | None]:
     """Return (parsed data, name for messages, directory for external files, URL for relative servers)."""
     if isinstance(source, dict):
         return source, source_name or "<document>", None, None
@@ -179,7 +193,7 @@ def _read(source: str | Path | dict | bytes, source_name: str | None) -> tuple[A
     if isinstance(source, str) and re.match(r"^https?://", source.strip(), re.IGNORECASE):
         url = source.strip()
         name = source_name or url
-        return parse_text(_fetch(url, name), name), name, None, url
+        return parse_text(_fetch(url, name, egress), name), name, None, url
     if isinstance(source, str) and ("\n" in source or source.lstrip().startswith(("{", "openapi:", "swagger:"))):
         name = source_name or "<document>"
         return parse_text(source, name), name, None, None
@@ -201,20 +215,46 @@ def _decode(content: bytes, name: str) -> str:
         raise OpenAPIImportError(name, "", f"not UTF-8 text: {exc}") from None
 
 
-def _fetch(url: str, name: str) -> str:
-    # An operator typed this URL at the CLI (connector import), so it is fetched
-    # directly with plain httpx: it deliberately bypasses the engine's SSRF guard,
-    # which protects outbound calls made on behalf of connectors and agents.
-    # Do not reuse this for URLs that come from tenants, agents or documents.
+MAX_FETCH_BYTES = 20 * 1024 * 1024
+
+
+def _fetch(url: str, name: str, egress: EgressPolicy | None) -> str:
+    # Documents come from operators, tenants and agents alike: the URL goes through the
+    # engine's SSRF guard (every address the name resolves to is vetted) and redirects are
+    # not followed, so a public URL cannot bounce the fetch to a private address.
+    import socket
+
     import httpx
 
+    guard = EgressGuard(egress or EgressPolicy())
     try:
-        response = httpx.get(url, timeout=_FETCH_TIMEOUT_S, follow_redirects=True)
+        parsed = guard.check_url(url)
+    except ValueError as exc:
+        raise OpenAPIImportError(name, "", f"cannot fetch {url}: {exc}") from None
+    host = parsed.host
+    if not guard.policy.allows_hostname(host.lower().rstrip(".")):
+        try:
+            infos = socket.getaddrinfo(host, parsed.port or (443 if parsed.scheme == "https" else 80), type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise OpenAPIImportError(name, "", f"cannot fetch {url}: {exc}") from None
+        for info in infos:
+            guard.check_address(info[4][0], host=host, url=url)
+    try:
+        with httpx.stream("GET", url, timeout=_FETCH_TIMEOUT_S, follow_redirects=False, trust_env=False) as response:
+            if response.is_redirect:
+                where = response.headers.get("location", "")
+                raise OpenAPIImportError(name, "", f"cannot fetch {url}: it redirects to {where}; import that URL instead")
+            if response.status_code >= 400:
+                raise OpenAPIImportError(name, "", f"cannot fetch {url}: HTTP {response.status_code}")
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_FETCH_BYTES:
+                    raise OpenAPIImportError(name, "", f"cannot fetch {url}: larger than {MAX_FETCH_BYTES} bytes")
+                chunks.append(chunk)
     except httpx.HTTPError as exc:
         raise OpenAPIImportError(name, "", f"cannot fetch {url}: {exc}") from None
-    if response.status_code >= 400:
-        raise OpenAPIImportError(name, "", f"cannot fetch {url}: HTTP {response.status_code}")
-    return response.text
+    return _decode(b"".join(chunks), name)
 
 
 def _version(raw: dict, name: str) -> str:

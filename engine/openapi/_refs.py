@@ -121,10 +121,43 @@ def parse_text(text: str, source: str) -> Any:
         if text.lstrip().startswith("{"):
             return json.loads(text)
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        if "&" in text:
+            _check_alias_expansion(text, loader, source)
         return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
     except (json.JSONDecodeError, yaml.YAMLError, ValueError) as exc:
         reason = str(exc).replace("\n", " ")
         raise OpenAPIImportError(source, "", f"not valid YAML or JSON: {reason}") from None
+
+
+MAX_EXPANDED_NODES = 2_000_000
+
+
+def _check_alias_expansion(text: str, loader: Any, source: str) -> None:
+    """Refuse YAML whose aliases expand past MAX_EXPANDED_NODES (a "billion laughs" document).
+
+    PyYAML shares aliased nodes, so loading is cheap, but everything that walks the
+    result (reference resolution, copies) pays the expanded size. The expansion is
+    counted on the node graph, each node once.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a cycle counts once
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        sizes[id(node)] = min(total, MAX_EXPANDED_NODES + 1)
+        return sizes[id(node)]
+
+    root = yaml.compose(text, Loader=loader)
+    if root is not None and size(root) > MAX_EXPANDED_NODES:
+        raise OpenAPIImportError(source, "", f"the document's YAML aliases expand to more than {MAX_EXPANDED_NODES} "
+                                             "nodes; refusing it")
 
 
 class Resolver:

@@ -26,9 +26,14 @@ def import_command(document: str, out: Path | None, connector_id: str | None) ->
     Problems that still allow a safe import are printed as warnings with their
     JSON pointer; a document that cannot be imported safely is refused.
     """
-    from engine.openapi import import_to_file
+    from engine.http import EgressPolicy
+    from engine.openapi import import_to_file, load_openapi
+    from switchboard.engine_runtime import operator_hosts
 
-    result = import_to_file(document, out, connector_id=connector_id)
+    settings = load_settings()
+    # A URL typed here is the operator's choice: its host joins the allow-list for this fetch.
+    egress = EgressPolicy(allow=tuple(dict.fromkeys([*settings.egress_allow, *operator_hosts([document])])))
+    result = import_to_file(load_openapi(document, egress=egress), out, connector_id=connector_id)
     for problem in result.warnings:
         click.echo(f"warning: {problem}", err=True)
     summary = f"imported {result.connector.id}: {len(result.connector.actions)} actions, auth {result.connector.auth.type}"
