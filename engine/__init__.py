@@ -10,6 +10,7 @@ a run can be recorded and replayed. Subpackages hold the parts:
 """
 
 from ._connector_check import ActionCheck, ConnectorCheckReport, check_connector, sample_input
+from ._workflow_check import check_workflow
 from .errors import EngineError
 
-__all__ = ["ActionCheck", "ConnectorCheckReport", "EngineError", "check_connector", "sample_input"]
+__all__ = ["ActionCheck", "ConnectorCheckReport", "EngineError", "check_connector", "check_workflow", "sample_input"]

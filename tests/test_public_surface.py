@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 SURFACES = {
-    "engine": {"ActionCheck", "ConnectorCheckReport", "EngineError", "check_connector", "sample_input"},
+    "engine": {"ActionCheck", "ConnectorCheckReport", "EngineError", "check_connector", "check_workflow", "sample_input"},
     "engine.expressions": {"Expression", "Runtime", "as_text", "bind_runtime", "check_template", "compile_expression",
                            "evaluate", "is_template", "quote_field", "render", "reset_runtime"},
     "engine.actions": {"RAW_REQUEST", "RAW_REQUEST_INPUT", "ActionExecutor", "ActionResponse", "Page", "PreparedRequest",

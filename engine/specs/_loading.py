@@ -84,8 +84,14 @@ def parse_document(text: str, source: str | None = None) -> Any:
         if stripped.startswith(("{", "[")):
             return json.loads(text)
         return yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SpecValidationError("document", [Problem("", f"not valid YAML or JSON: {exc}")], source) from None
+    except json.JSONDecodeError as exc:
+        raise SpecValidationError("document", [Problem("", f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")],
+                                  source) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecValidationError("document", [Problem("", f"not valid YAML or JSON: {reason}{where}")], source) from None
 
 
 def load_model(model: type[M], data: Any, kind: str, source: str | None = None) -> M:
@@ -110,6 +116,8 @@ def _read(source: str | Path | dict) -> tuple[Any, str | None]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecValidationError("document", [Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+    except UnicodeDecodeError:
+        raise SpecValidationError("document", [Problem("", f"{path} is not UTF-8 text")], str(path)) from None
     return parse_document(text, str(path)), str(path)
 
 
@@ -128,12 +136,18 @@ def load_workflow(source: str | Path | dict) -> WorkflowSpec:
 def load_connectors_dir(directory: str | Path) -> dict[str, ConnectorSpec]:
     """Load every ``*.yaml``, ``*.yml`` and ``*.json`` connector in a directory, keyed by id."""
     found: dict[str, ConnectorSpec] = {}
+    origin: dict[str, Path] = {}
     for path in sorted(Path(directory).iterdir()):
         if path.suffix.lower() in {".yaml", ".yml", ".json"}:
-            spec = load_connector(path)
+            data, where = _read(path)
+            if isinstance(data, dict) and ("openapi" in data or "swagger" in data):
+                raise SpecValidationError("connector", [Problem("", "this is an OpenAPI document, not a connector spec; "
+                                                                    "turn it into one with `switchboard connector import`")], where)
+            spec = load_model(ConnectorSpec, data, "connector", where)
             if spec.id in found:
                 raise SpecValidationError(
-                    "connector", [Problem("/id", f"connector id {spec.id!r} is defined twice")], str(path)
+                    "connector", [Problem("/id", f"connector id {spec.id!r} is also defined in {origin[spec.id]}")], str(path)
                 )
             found[spec.id] = spec
+            origin[spec.id] = path
     return found

@@ -45,7 +45,10 @@ def load_connector_or_document(path: str):
     from engine.openapi import import_connector
     from engine.specs import load_connector, parse_document
 
-    data = parse_document(Path(path).read_text(encoding="utf-8"), path) if Path(path).is_file() else None
+    try:
+        data = parse_document(Path(path).read_text(encoding="utf-8"), path) if Path(path).is_file() else None
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{path} is not UTF-8 text", param_hint="CONNECTOR") from None
     if isinstance(data, dict) and ("openapi" in data or "swagger" in data):
         return import_connector(path).connector
     return load_connector(path)
@@ -63,14 +66,20 @@ def test_command(connector_file: str, base_url: str, credentials_file: Path | No
     Exits 1 when an action fails.
     """
     from engine import check_connector
-    from engine.specs import parse_document
     from switchboard.engine_runtime import build_executor, build_http_client, operator_hosts
 
+    from switchboard.commands.workflow import check_base_url, read_mapping
+
     settings = load_settings()
+    check_base_url(base_url)
     spec = load_connector_or_document(connector_file)
     credentials = None
     if credentials_file is not None:
-        credentials = {spec.id: parse_document(credentials_file.read_text(encoding="utf-8"), str(credentials_file))}
+        values = read_mapping(credentials_file, "credential names to values", "--credentials")
+        if not all(isinstance(v, (str, int, float)) for v in values.values()):
+            raise click.BadParameter(f"{credentials_file} must map credential names to values, e.g. "
+                                     f"{{{', '.join(repr(f) + ': ...' for f in spec.credential_fields())}}}", param_hint="--credentials")
+        credentials = {spec.id: values}
 
     async def run():
         http = build_http_client(settings, extra_allow=operator_hosts([base_url]))

@@ -9,7 +9,7 @@ import click
 
 @click.command("sandbox")
 @click.argument("document")
-@click.option("--port", type=int, required=True, help="Port on 127.0.0.1.")
+@click.option("--port", type=click.IntRange(1, 65535), required=True, help="Port on 127.0.0.1.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--seed", "seed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML or JSON records to preload.")
 def sandbox(document: str, port: int, host: str, seed_file: Path | None) -> None:

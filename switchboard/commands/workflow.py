@@ -16,25 +16,54 @@ def workflow() -> None:
     """Run and check workflows."""
 
 
-def _read_mapping(path: Path | None, what: str) -> dict:
+def read_mapping(path: Path | None, what: str, option: str) -> dict:
+    """A YAML/JSON file holding a mapping, or a usage error naming the option and the file."""
     from engine.specs import parse_document
 
     if path is None:
         return {}
-    data = parse_document(path.read_text(encoding="utf-8"), str(path))
-    if not isinstance(data, dict):
-        raise click.BadParameter(f"{path} must hold a mapping of {what}")
+    try:
+        data = parse_document(path.read_text(encoding="utf-8"), str(path))
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{path} is not UTF-8 text", param_hint=option) from None
+    if not isinstance(data, dict) or not data:
+        raise click.BadParameter(f"{path} must hold a non-empty mapping of {what}", param_hint=option)
     return data
+
+
+def check_base_url(url: str, option: str = "--base-url") -> str:
+    """An absolute http(s) URL with a host and a valid port, or a usage error."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise click.BadParameter(f"{url!r} is not a valid URL: {exc}", param_hint=option) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise click.BadParameter(f"{url!r} must be an http(s) URL with a host and no query", param_hint=option)
+    return url
 
 
 def _base_urls(pairs: tuple[str, ...]) -> dict[str, str]:
     urls = {}
     for pair in pairs:
         connector_id, sep, url = pair.partition("=")
-        if not sep or not connector_id or not url.startswith(("http://", "https://")):
+        if not sep or not connector_id:
             raise click.BadParameter(f"expected CONNECTOR=http(s)://..., got {pair!r}", param_hint="--base-url")
-        urls[connector_id] = url
+        urls[connector_id] = check_base_url(url)
     return urls
+
+
+def _credentials(path: Path | None, connectors: dict) -> dict:
+    credentials = read_mapping(path, "credentials by connector id", "--credentials")
+    for connector_id, values in credentials.items():
+        if connector_id not in connectors:
+            raise click.BadParameter(f"{path}: no connector {connector_id!r} is loaded (expected {{connector id: {{name: value}}}})",
+                                     param_hint="--credentials")
+        if not isinstance(values, dict) or not all(isinstance(v, (str, int, float)) for v in values.values()):
+            raise click.BadParameter(f"{path}: {connector_id!r} must map credential names to values", param_hint="--credentials")
+    return credentials
 
 
 @workflow.command("run")
@@ -49,21 +78,33 @@ def _base_urls(pairs: tuple[str, ...]) -> dict[str, str]:
               help="JSON/YAML {name: value} that steps read as secrets.NAME.")
 @click.option("--trace-bodies", is_flag=True, help="Keep request and response bodies in the trace (credentials masked).")
 @click.option("--record", "record_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the run record (replayable) here.")
+@click.option("--workflows", "workflows_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Directory of other workflows that call steps may run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document: status, output, error, trace.")
 def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, base_urls: tuple[str, ...], credentials_file: Path | None,
-                secrets_file: Path | None, trace_bodies: bool, record_file: Path | None, as_json: bool) -> None:
-    """Run WORKFLOW once, inline, and print its result and trace. Exits 1 when the run fails."""
+                secrets_file: Path | None, trace_bodies: bool, record_file: Path | None, workflows_dir: Path | None,
+                as_json: bool) -> None:
+    """Run WORKFLOW once, inline, and print its result and trace. Exits 1 when the run fails.
+
+    Before anything is sent, the workflow is checked against the connectors: unknown
+    actions, expressions that do not parse and references to missing steps are refused.
+    """
+    from engine import check_workflow
+    from engine.errors import SpecValidationError
     from engine.specs import load_connectors_dir, load_workflow
     from engine.workflow import Dependencies, Interpreter, StaticSecrets, WorkflowRegistry
     from switchboard.engine_runtime import build_executor, build_http_client, operator_hosts
 
     settings = load_settings()
     try:
-        run_input = json.loads(input_json)
+        run_input = {} if input_json.strip() == "" else json.loads(input_json)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--input") from None
+    if not isinstance(run_input, dict):
+        raise click.BadParameter("the workflow input must be a JSON object", param_hint="--input")
     spec = load_workflow(workflow_file)
     connectors = load_connectors_dir(connectors_dir)
+    others = [load_workflow(p) for p in sorted(workflows_dir.glob("*")) if p.suffix in (".yaml", ".yml", ".json")] if workflows_dir else []
     missing = sorted(spec.connectors() - set(connectors))
     if missing:
         raise click.ClickException(f"{workflow_file} uses connectors not in {connectors_dir}: {', '.join(missing)}")
@@ -71,22 +112,23 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, base
     unknown = sorted(set(urls) - set(connectors))
     if unknown:
         raise click.BadParameter(f"no connector {', '.join(unknown)} in {connectors_dir}", param_hint="--base-url")
-    credentials = _read_mapping(credentials_file, "credentials by connector")
-    secrets = _read_mapping(secrets_file, "secrets by name")
+    problems = check_workflow(spec, connectors)
+    if problems:
+        raise SpecValidationError("workflow", problems, str(workflow_file))
+    credentials = _credentials(credentials_file, connectors)
+    secrets = read_mapping(secrets_file, "secrets by name", "--secrets")
 
     async def go():
         http = build_http_client(settings, extra_allow=operator_hosts(urls.values()))
         try:
             executor = build_executor(connectors, http, credentials=credentials, base_urls=urls, trace_bodies=trace_bodies)
             deps = Dependencies(invoker=executor, secrets=StaticSecrets({k: str(v) for k, v in secrets.items()}),
-                                workflows=WorkflowRegistry([spec]))
+                                workflows=WorkflowRegistry([spec, *others]))
             return await Interpreter(deps).run(spec, run_input)
         finally:
             await http.aclose()
 
     result = asyncio.run(go())
-    if record_file is not None:
-        record_file.write_text(json.dumps(result.record.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
     error = None
     if result.error is not None:
         # The record's copy of the error has secret values redacted; the exception's text may not.
@@ -106,5 +148,52 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, base
             outcome = t.status if t.status is not None else t.error
             click.echo(f"  {t.seq:>6} {t.step_path:32} {t.connector}.{t.action:24} {t.method:6} {outcome} "
                        f"{t.latency_ms:.1f}ms attempt {t.attempt} {t.url}")
+    if record_file is not None:
+        # Written last, so a bad path cannot hide the run's output.
+        try:
+            record_file.parent.mkdir(parents=True, exist_ok=True)
+            record_file.write_text(json.dumps(result.record.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write the run record to {record_file}: {exc.strerror or exc}") from None
+    if not result.succeeded:
+        raise SystemExit(1)
+
+
+class _NoCallsInvoker:
+    """A replay answers every call from its record; reaching the network would be a bug."""
+
+    async def invoke(self, call):  # noqa: ANN001, ANN201
+        from engine.errors import EngineError
+
+        raise EngineError(f"replay tried to call {call.connector}.{call.action} at {call.step_path}")
+
+
+@workflow.command("replay")
+@click.argument("workflow_file", metavar="WORKFLOW", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--record", "record_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A run record written by `workflow run --record`.")
+@click.option("--workflows", "workflows_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Directory of the other workflows its call steps ran.")
+def replay_command(workflow_file: Path, record_file: Path, workflows_dir: Path | None) -> None:
+    """Replay a recorded run of WORKFLOW without calling out, and print its output.
+
+    A replay that diverges from the record (the workflow or its input changed) fails
+    naming the run, the step, what was expected and what was recorded.
+    """
+    from engine.specs import load_workflow
+    from engine.workflow import Dependencies, Interpreter, RunRecord, WorkflowRegistry
+
+    load_settings()
+    spec = load_workflow(workflow_file)
+    others = [load_workflow(p) for p in sorted(workflows_dir.glob("*")) if p.suffix in (".yaml", ".yml", ".json")] if workflows_dir else []
+    data = read_mapping(record_file, "a run record", "--record")
+    try:
+        record = RunRecord.from_dict(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise click.BadParameter(f"{record_file} is not a run record: {exc}", param_hint="--record") from None
+    deps = Dependencies(invoker=_NoCallsInvoker(), workflows=WorkflowRegistry([spec, *others]))
+    result = asyncio.run(Interpreter(deps).replay(spec, record))
+    click.echo(f"replayed run {result.run_id}: {result.status}")
+    click.echo("output: " + json.dumps(result.output, indent=2, default=str))
     if not result.succeeded:
         raise SystemExit(1)
