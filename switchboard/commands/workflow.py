@@ -129,6 +129,14 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, base
             await http.aclose()
 
     result = asyncio.run(go())
+    record_problem = None
+    if record_file is not None:
+        # A path that cannot be written must not hide the run's output: report it after.
+        try:
+            record_file.parent.mkdir(parents=True, exist_ok=True)
+            record_file.write_text(json.dumps(result.record.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        except OSError as exc:
+            record_problem = f"cannot write the run record to {record_file}: {exc.strerror or exc}"
     error = None
     if result.error is not None:
         # The record's copy of the error has secret values redacted; the exception's text may not.
@@ -148,13 +156,8 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, base
             outcome = t.status if t.status is not None else t.error
             click.echo(f"  {t.seq:>6} {t.step_path:32} {t.connector}.{t.action:24} {t.method:6} {outcome} "
                        f"{t.latency_ms:.1f}ms attempt {t.attempt} {t.url}")
-    if record_file is not None:
-        # Written last, so a bad path cannot hide the run's output.
-        try:
-            record_file.parent.mkdir(parents=True, exist_ok=True)
-            record_file.write_text(json.dumps(result.record.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise click.ClickException(f"cannot write the run record to {record_file}: {exc.strerror or exc}") from None
+    if record_problem:
+        raise click.ClickException(record_problem)
     if not result.succeeded:
         raise SystemExit(1)
 
