@@ -220,3 +220,19 @@ async def test_flagship_sync_replays_and_is_deterministic() -> None:
     assert [c.step_path for c in records[0].calls] == [
         "contacts", "sync_customers/list", "sync_customers/update/0", "sync_customers/create/2"]
     assert [c.seq for c in records[0].calls] == ["2", "4", "5", "6"]
+
+
+async def test_a_record_of_another_version_diverges():
+    from engine.errors import ReplayDivergence
+    from engine.specs import load_workflow
+    from engine.workflow import Dependencies, Interpreter
+
+    class Never:
+        async def invoke(self, call):
+            raise AssertionError("no calls")
+
+    v1 = load_workflow({"id": "w", "version": 1, "steps": [{"id": "a", "map": {"x": 1}}]})
+    result = await Interpreter(Dependencies(invoker=Never())).run(v1, {})
+    v2 = load_workflow({"id": "w", "version": 2, "steps": [{"id": "a", "map": {"x": 1}}]})
+    with pytest.raises(ReplayDivergence, match="workflow version"):
+        await Interpreter(Dependencies(invoker=Never())).replay(v2, result.record)

@@ -126,6 +126,8 @@ def _check_replay_start(record: RunRecord, workflow: WorkflowSpec, input: Any, t
         raise ReplayDivergence(record.run_id, "(run id)", run_id, record.run_id)
     if workflow.id != record.workflow_id:
         raise ReplayDivergence(record.run_id, "(workflow)", workflow.id, record.workflow_id)
+    if record.workflow_version is not None and workflow.version != record.workflow_version:
+        raise ReplayDivergence(record.run_id, "(workflow version)", workflow.version, record.workflow_version)
     if input != record.input:
         raise ReplayDivergence(record.run_id, "(input)", input, record.input)
     if trigger != record.trigger:
