@@ -351,3 +351,15 @@ def test_action_names_cannot_take_the_reserved_prefix():
 
     with pytest.raises(SpecValidationError, match="action names must match"):
         load_connector({**CONNECTOR, "actions": {"_request": {"method": "GET", "path": "/x"}}})
+
+
+async def test_a_response_over_the_size_bound_is_a_typed_failure(base_url):
+    from engine.errors import UpstreamUnavailable
+
+    http = HttpClient(egress=EgressPolicy(allow=("127.0.0.1",)), max_response_bytes=20)
+    try:
+        with pytest.raises(UpstreamUnavailable, match="larger than 20 bytes"):
+            await http.request("GET", base_url + "/offset")
+        assert (await HttpClient(egress=EgressPolicy(allow=("127.0.0.1",))).request("GET", base_url + "/offset")).status_code == 200
+    finally:
+        await http.aclose()

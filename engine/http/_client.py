@@ -41,6 +41,7 @@ from ._retry import (
     AttemptFailed,
     Random,
     RequestInvalid,
+    ResponseTooLarge,
     Sleep,
     build_retrying,
     is_idempotent,
@@ -54,17 +55,19 @@ DEFAULT_SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token"}
 )
 DEFAULT_USER_AGENT = "switchboard-engine/0.1"
+MAX_RESPONSE_BYTES = 50 * 1024 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _BODY_HEADERS = ("content-length", "content-type", "content-encoding", "transfer-encoding")
 
 
 class _LoopState:
-    __slots__ = ("client", "transport", "limiters")
+    __slots__ = ("client", "transport", "limiters", "max_bytes")
 
-    def __init__(self, client: httpx.AsyncClient, transport: GuardedTransport, limiters: RateLimiters):
+    def __init__(self, client: httpx.AsyncClient, transport: GuardedTransport, limiters: RateLimiters, max_bytes: int):
         self.client = client
         self.transport = transport
         self.limiters = limiters
+        self.max_bytes = max_bytes
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """One exchange, body read. Straight to the client's transport: redirects, cookies
@@ -74,7 +77,15 @@ class _LoopState:
         response = await self.transport.handle_async_request(request)
         response.request = request
         try:
-            await response.aread()
+            # Read with a bound (decoded bytes, so a compressed bomb is caught too): one
+            # upstream must not exhaust the memory of a process every tenant shares.
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise ResponseTooLarge(f"the response is larger than {self.max_bytes} bytes")
+                chunks.append(chunk)
+            response._content = b"".join(chunks)
         finally:
             await response.aclose()
         return response
@@ -113,6 +124,8 @@ class HttpClient:
     - ``sleep``, ``random``, ``clock``: injected for deterministic tests (retry waits,
       jitter in [0, 1), latency measurement).
     - ``verify``: TLS verification (an ``ssl.SSLContext`` to trust a private CA).
+    - ``max_response_bytes``: the largest response body (decoded) read; a larger one fails the
+      request without retries, so one upstream cannot exhaust a process every tenant shares.
     """
 
     def __init__(
@@ -128,6 +141,7 @@ class HttpClient:
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = DEFAULT_LIMITS,
         user_agent: str = DEFAULT_USER_AGENT,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         sleep: Sleep = asyncio.sleep,
         random: Random = _random.random,
         clock: Callable[[], float] = time.perf_counter,
@@ -143,6 +157,7 @@ class HttpClient:
         self._verify = verify
         self._limits = limits
         self._user_agent = user_agent
+        self._max_response_bytes = max_response_bytes
         self._sleep = sleep
         self._random = random
         self._clock = clock
@@ -163,7 +178,7 @@ class HttpClient:
                 cookies=_NoCookies(),  # a CookieJar is used as is; httpx.Cookies would be copied
                 headers={"User-Agent": self._user_agent},
             )
-            state = self._states[loop] = _LoopState(client, transport, RateLimiters(self._clock))
+            state = self._states[loop] = _LoopState(client, transport, RateLimiters(self._clock), self._max_response_bytes)
         return state
 
     def shared_client(self) -> httpx.AsyncClient:

@@ -22,6 +22,10 @@ Sleep = Callable[[float], Awaitable[None]]
 Random = Callable[[], float]
 
 
+class ResponseTooLarge(Exception):
+    """A response body over the client's bound (internal; becomes a permanent failed attempt)."""
+
+
 class AttemptFailed(Exception):
     """One attempt ended without a response (internal; never leaves engine.http).
 
@@ -60,6 +64,8 @@ def translate_exception(exc: BaseException) -> Exception | None:
     if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         return translate_exception(exc.exceptions[0])
     detail = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, ResponseTooLarge):
+        return AttemptFailed(detail, before_send=False, timeout=False, permanent=True)
     if isinstance(exc, httpx.PoolTimeout):
         return AttemptFailed(f"no connection free in the pool: {detail}", before_send=True, timeout=True)
     if isinstance(exc, httpx.ConnectTimeout):
