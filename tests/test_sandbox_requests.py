@@ -199,6 +199,9 @@ def test_admin_routes() -> None:
         assert httpx.get(server.base_url + "/pets/8").status_code == 404
         assert httpx.post(server.admin_url + "/seed", json={"cats": []}).status_code == 422
         assert httpx.post(server.admin_url + "/seed", content=b"{").status_code == 400
+        for not_a_seed in ([1], "x"):  # refused, and the records stay
+            assert httpx.post(server.admin_url + "/seed", json=not_a_seed).status_code == 422
+        assert httpx.get(server.base_url + "/pets").json() == [{"id": 7, "name": "Seven"}]
         assert httpx.get(server.admin_url + "/nope").status_code == 404
 
 

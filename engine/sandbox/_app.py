@@ -86,7 +86,9 @@ async def _admin(sandbox: Sandbox, action: str, request: Request) -> Response:
     if action == "seed" and request.method == "POST":
         try:
             data = json.loads(await request.body() or b"{}")
-            sandbox.load_seed(data if isinstance(data, dict) else None)
+            if not isinstance(data, dict):
+                return _problem(422, "seed_invalid", f"a seed is an object of collections to records, not {type(data).__name__}")
+            sandbox.load_seed(data)
         except json.JSONDecodeError as exc:
             return _problem(400, "malformed_request", f"body is not valid JSON: {exc.msg}")
         except SandboxSetupError as exc:
