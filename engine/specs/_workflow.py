@@ -185,6 +185,13 @@ class SyncStep(_Step):
 class DelaySpec(_Model):
     seconds: float | str = Field(description="number of seconds, or a template giving it")
 
+    @field_validator("seconds")
+    @classmethod
+    def _not_negative(cls, value: float | str) -> float | str:
+        if isinstance(value, (int, float)) and value < 0:
+            raise ValueError("a delay cannot be negative")
+        return value
+
 
 class DelayStep(_Step):
     """Wait (on the injected clock)."""
