@@ -174,17 +174,15 @@ def _rest_name(op: Operation, collections: frozenset[str]) -> str:
     segments = [s for s in op.path.split("/") if s]
     # The resource is the deepest collection the path starts with; what follows it
     # (other than its item parameter) is a verb such as /search or /batch/archive.
-    prefix, resource_end = "", -1
+    resource_end = -1
     for index in range(len(segments)):
-        candidate = "/" + "/".join(segments[: index + 1])
-        if candidate in collections:
-            prefix, resource_end = candidate, index
+        if "/" + "/".join(segments[: index + 1]) in collections:
+            resource_end = index
     if resource_end < 0:
         literals = [i for i, s in enumerate(segments) if not s.startswith("{")]
         if not literals:
             return ""
-        resource_end = literals[-1] if not segments[-1].startswith("{") else (literals[-1])
-        prefix = "/" + "/".join(segments[: resource_end + 1])
+        resource_end = literals[-1]
     resource = segments[resource_end]
     if resource.startswith("{") or _VERSION.match(resource):
         return ""
