@@ -113,3 +113,13 @@ def test_run_record_and_replay(tmp_path):
     record.write_text(json.dumps(data))
     diverged = invoke("workflow", "replay", str(WORKFLOW), "--record", str(record))
     assert diverged.exit_code == 1 and "diverged" in diverged.output and "contacts" in diverged.output
+
+
+def test_steps_read_the_trigger_payload(tmp_path):
+    flow = tmp_path / "t.yaml"
+    flow.write_text(yaml.safe_dump({"id": "t", "trigger": {"kind": "webhook"},
+                                    "steps": [{"id": "echo", "map": {"who": "{{ trigger.user.name }}"}}]}))
+    result = invoke("workflow", "run", str(flow), "--connectors", str(CONNECTORS), "--trigger", '{"user": {"name": "ada"}}', "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["output"] == {"who": "ada"}
+    assert invoke("workflow", "run", str(flow), "--connectors", str(CONNECTORS), "--trigger", "{").exit_code == 2

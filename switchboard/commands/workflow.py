@@ -71,6 +71,7 @@ def _credentials(path: Path | None, connectors: dict) -> dict:
 @click.option("--connectors", "connectors_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Directory of connector specs (*.yaml, *.json).")
 @click.option("--input", "input_json", default="{}", show_default=True, help="The workflow input as JSON.")
+@click.option("--trigger", "trigger_json", default=None, help="The trigger's payload as JSON (steps read it as `trigger`).")
 @click.option("--base-url", "base_urls", multiple=True, metavar="CONNECTOR=URL", help="Call CONNECTOR at URL (a sandbox); repeatable.")
 @click.option("--credentials", "credentials_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON/YAML {connector: {credential: value}}; connectors without get placeholders.")
@@ -81,7 +82,7 @@ def _credentials(path: Path | None, connectors: dict) -> dict:
 @click.option("--workflows", "workflows_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Directory of other workflows that call steps may run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document: status, output, error, trace.")
-def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, base_urls: tuple[str, ...], credentials_file: Path | None,
+def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, trigger_json: str | None, base_urls: tuple[str, ...], credentials_file: Path | None,
                 secrets_file: Path | None, trace_bodies: bool, record_file: Path | None, workflows_dir: Path | None,
                 as_json: bool) -> None:
     """Run WORKFLOW once, inline, and print its result and trace. Exits 1 when the run fails.
@@ -102,6 +103,10 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, base
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--input") from None
     if not isinstance(run_input, dict):
         raise click.BadParameter("the workflow input must be a JSON object", param_hint="--input")
+    try:
+        trigger = json.loads(trigger_json) if trigger_json is not None else None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--trigger") from None
     spec = load_workflow(workflow_file)
     connectors = load_connectors_dir(connectors_dir)
     others = [load_workflow(p) for p in sorted(workflows_dir.glob("*")) if p.suffix in (".yaml", ".yml", ".json")] if workflows_dir else []
@@ -124,7 +129,7 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, base
             executor = build_executor(connectors, http, credentials=credentials, base_urls=urls, trace_bodies=trace_bodies)
             deps = Dependencies(invoker=executor, secrets=StaticSecrets({k: str(v) for k, v in secrets.items()}),
                                 workflows=WorkflowRegistry([spec, *others]))
-            return await Interpreter(deps).run(spec, run_input)
+            return await Interpreter(deps).run(spec, run_input, trigger=trigger)
         finally:
             await http.aclose()
 
