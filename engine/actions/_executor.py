@@ -145,7 +145,8 @@ class ActionExecutor:
 
             result = await paginate(action.pagination, request, page_or_stop, connector=connector.id, action=name, max_pages=max_pages)
             if not self._success(action, last["response"].status_code):
-                return self._response(connector, action, name, last, last["body"], attempts, pages=result["pages"] + 1)
+                failed_page = 1
+                return self._response(connector, action, name, last, last["body"], attempts, pages=result["pages"] + failed_page)
             return self._response(connector, action, name, last, result, attempts, pages=result["pages"])
 
         page = await send(request)
@@ -214,7 +215,7 @@ class ActionExecutor:
         if self._success(action, response.status_code):
             return
         detail = body if isinstance(body, str) else json.dumps(body, default=str)
-        raise ActionFailed(connector.id, name, prepared.method, _display_url(prepared), response.status_code, (detail or "")[:MAX_ERROR_DETAIL])
+        raise ActionFailed(connector.id, name, prepared.method, prepared.url, response.status_code, (detail or "")[:MAX_ERROR_DETAIL])
 
     async def _send(self, connector: ConnectorSpec, action: ActionSpec, prepared: PreparedRequest, attempts: list[Attempt],
                     observer: Any) -> tuple[httpx.Response, frozenset[str]]:
@@ -289,10 +290,6 @@ def scrub(value: Any, secrets: frozenset[str]) -> Any:
     if isinstance(value, list):
         return [scrub(v, secrets) for v in value]
     return value
-
-
-def _display_url(prepared: PreparedRequest) -> str:
-    return prepared.url
 
 
 def _read_body(response: httpx.Response, connector: str, action: str, *, strict: bool) -> Any:

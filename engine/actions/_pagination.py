@@ -52,14 +52,6 @@ def _param(request: PreparedRequest, name: str) -> str | None:
     return next((v for k, v in request.params if k == name), None)
 
 
-def prepare_first(pagination: Pagination, request: PreparedRequest) -> PreparedRequest:
-    """A copy of ``request`` with the page size and first position set, as the first page is asked for."""
-    first = copy.deepcopy(request)
-    _initial_size(pagination, first)
-    _initial_position(pagination, first)
-    return first
-
-
 async def paginate(
     pagination: Pagination,
     first: PreparedRequest,
@@ -83,7 +75,8 @@ async def paginate(
     if pagination.style == "cursor" and pagination.cursor_in == "body" and first.json is not None and not isinstance(first.json, dict):
         raise ActionInputInvalid(connector, action, [Problem("/body", "a cursor in the body needs a JSON object body")])
     limit = min(max_pages or pagination.max_pages, pagination.max_pages)
-    request = prepare_first(pagination, first)
+    request = copy.deepcopy(first)
+    # The first page already asks for the size and position (set on the copy here).
     size = _initial_size(pagination, request)
     position = _initial_position(pagination, request)
     items: list[Any] = []

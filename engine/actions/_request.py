@@ -124,20 +124,7 @@ def build_raw_request(
         for one in item if isinstance(item, list) else [item]:
             request.params.append((name, as_text(one)))
     request.headers.update(value.get("headers") or {})
-    body, body_type = value.get("body"), value.get("body_type", "json")
-    if body is not None:
-        if body_type == "json":
-            request.json = body
-        elif body_type in ("form", "multipart"):
-            if not isinstance(body, Mapping):
-                raise ActionInputInvalid(connector.id, RAW_REQUEST, [Problem("/body", f"a {body_type} body must be an object")])
-            fields = {k: as_text(v) for k, v in body.items() if v is not None}
-            if body_type == "form":
-                request.data = fields
-            else:
-                request.content, request.headers["Content-Type"] = encode_multipart(fields)
-        else:
-            request.content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    _set_body(request, value.get("body"), value.get("body_type", "json"), connector.id, RAW_REQUEST)
     return request
 
 
@@ -212,21 +199,26 @@ def build_request(
             request.headers[header] = as_text(rendered)
 
     if action.body is not None:
-        body = render(action.body, context, f"{where}/body")
-        if body is not None:
-            if action.body_type == "json":
-                request.json = body
-            elif action.body_type in ("form", "multipart"):
-                if not isinstance(body, Mapping):
-                    raise ActionInputInvalid(connector.id, name, [Problem("/body", f"a {action.body_type} body must be an object")])
-                fields = {k: as_text(v) for k, v in body.items() if v is not None}
-                if action.body_type == "form":
-                    request.data = fields
-                else:
-                    request.content, request.headers["Content-Type"] = encode_multipart(fields)
-            else:
-                request.content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        _set_body(request, render(action.body, context, f"{where}/body"), action.body_type, connector.id, name)
     return request
+
+
+def _set_body(request: PreparedRequest, body: Any, body_type: str, connector: str, action: str) -> None:
+    """Encode ``body`` into ``request`` as JSON, a form, multipart fields or raw content."""
+    if body is None:
+        return
+    if body_type == "json":
+        request.json = body
+    elif body_type in ("form", "multipart"):
+        if not isinstance(body, Mapping):
+            raise ActionInputInvalid(connector, action, [Problem("/body", f"a {body_type} body must be an object")])
+        fields = {k: as_text(v) for k, v in body.items() if v is not None}
+        if body_type == "form":
+            request.data = fields
+        else:
+            request.content, request.headers["Content-Type"] = encode_multipart(fields)
+    else:
+        request.content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
 
 
 def encode_multipart(fields: Mapping[str, str]) -> tuple[bytes, str]:

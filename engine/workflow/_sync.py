@@ -118,9 +118,10 @@ def target_records(listed: Any, env: SyncEnv, list_action: str) -> list[Any]:
                                   "pagination max_pages rather than sync against part of the target")
         if isinstance(listed.get("items"), list) and "pages" in listed:
             return listed["items"]
+        enveloped = _sole_list(listed)
+        if enveloped is not None:
+            return enveloped
         arrays = [k for k, v in listed.items() if isinstance(v, list)]
-        if len(arrays) == 1:
-            return listed[arrays[0]]
         shape = f"an object with list properties {arrays}" if arrays else f"an object with keys {sorted(listed)[:10]}"
     else:
         shape = f"{type(listed).__name__} {_short(listed)}"
@@ -141,9 +142,8 @@ def _written(result: Any, fallback: dict, keep_id: Any) -> Any:
     """
     record = result
     if isinstance(result, dict) and _record_id(result) is None:
-        arrays = [v for v in result.values() if isinstance(v, list)]
-        record = arrays[0][0] if len(arrays) == 1 and arrays[0] and isinstance(arrays[0][0], dict) else None
-    elif isinstance(result, list):
+        result = _sole_list(result)
+    if isinstance(result, list):
         record = result[0] if len(result) == 1 and isinstance(result[0], dict) else None
     if isinstance(record, dict) and _record_id(record) is not None:
         return record
@@ -154,6 +154,12 @@ def _written(result: Any, fallback: dict, keep_id: Any) -> Any:
                 merged.setdefault(name, keep_id[name])
                 break
     return merged
+
+
+def _sole_list(envelope: dict) -> list | None:
+    """The one list property of an object (``{"Total": 1, "CustomerList": [...]}``), else None."""
+    arrays = [v for v in envelope.values() if isinstance(v, list)]
+    return arrays[0] if len(arrays) == 1 else None
 
 
 def _record_id(record: Any) -> Any:

@@ -45,6 +45,15 @@ def check_base_url(url: str, option: str = "--base-url") -> str:
     return url
 
 
+def _workflows_in(directory: Path | None) -> list:
+    """The workflow specs in ``directory`` (for call steps); none without one."""
+    from engine.specs import load_workflow
+
+    if directory is None:
+        return []
+    return [load_workflow(p) for p in sorted(directory.iterdir()) if p.suffix.lower() in (".yaml", ".yml", ".json")]
+
+
 def _base_urls(pairs: tuple[str, ...]) -> dict[str, str]:
     urls = {}
     for pair in pairs:
@@ -109,7 +118,7 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, trig
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--trigger") from None
     spec = load_workflow(workflow_file)
     connectors = load_connectors_dir(connectors_dir)
-    others = [load_workflow(p) for p in sorted(workflows_dir.glob("*")) if p.suffix in (".yaml", ".yml", ".json")] if workflows_dir else []
+    others = _workflows_in(workflows_dir)
     missing = sorted(spec.connectors() - set(connectors))
     if missing:
         raise click.ClickException(f"{workflow_file} uses connectors not in {connectors_dir}: {', '.join(missing)}")
@@ -193,7 +202,7 @@ def replay_command(workflow_file: Path, record_file: Path, workflows_dir: Path |
 
     load_settings()
     spec = load_workflow(workflow_file)
-    others = [load_workflow(p) for p in sorted(workflows_dir.glob("*")) if p.suffix in (".yaml", ".yml", ".json")] if workflows_dir else []
+    others = _workflows_in(workflows_dir)
     data = read_mapping(record_file, "a run record", "--record")
     try:
         record = RunRecord.from_dict(data)

@@ -12,14 +12,17 @@ import uvicorn
 
 
 @contextmanager
-def serve_app(app) -> Iterator[str]:
-    """Yield the base URL (``http://127.0.0.1:PORT``) of ``app`` served for the block."""
+def serve_app(app, *, lifespan: str = "off") -> Iterator[str]:
+    """Yield the base URL (``http://127.0.0.1:PORT``) of ``app`` served for the block.
+
+    ``lifespan="on"`` runs the app's startup and shutdown (the platform API needs them).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan=lifespan))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("test server did not start")
