@@ -52,9 +52,9 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    # Fields of type SecretStr that production refuses when missing or default. None yet;
-    # the encryption key and OAuth client secrets join this list when they arrive.
-    SECRETS_REQUIRED_IN_PRODUCTION: ClassVar[tuple[str, ...]] = ()
+    # Fields of type SecretStr that production refuses when missing or default. Locally the master
+    # key is generated into a 0600 file instead.
+    SECRETS_REQUIRED_IN_PRODUCTION: ClassVar[tuple[str, ...]] = ("master_key",)
 
     mode: Literal["local", "production"] = "local"
     data_dir: Path = Field(
@@ -86,6 +86,30 @@ class Settings(BaseSettings):
     )
     http_timeout: float = Field(DEFAULT_HTTP_TIMEOUT, gt=0, description="Seconds for a whole outbound request.")
     http_connect_timeout: float = Field(DEFAULT_HTTP_CONNECT_TIMEOUT, gt=0, description="Seconds to connect.")
+
+    master_key: SecretStr | None = Field(
+        None,
+        repr=False,
+        description="Master key (base64 of 32 bytes) that wraps the data keys; required in production. "
+        "Locally, without it, a key is generated into master_key_file.",
+    )
+    master_key_file: Path | None = Field(
+        None, description="Keyring file of master keys; default <data_dir>/master-key.json (mode 0600)."
+    )
+    app_database_url: str | None = Field(
+        None,
+        repr=False,
+        description="Connection for the app role that row-level security binds; default: DATABASE_URL "
+        "with user switchboard_app and app_database_password.",
+    )
+    app_database_password: SecretStr | None = Field(
+        None, repr=False, description="Password set on the switchboard_app role by `db migrate`."
+    )
+    oidc_issuer: str | None = Field(None, description="OIDC issuer whose JWTs console users present as Bearer tokens.")
+    oidc_audience: str | None = Field(None, description="Expected `aud` of those JWTs.")
+    oidc_jwks_url: str | None = Field(None, description="JWKS URL; default <issuer>/.well-known/jwks.json via discovery.")
+    oidc_org_claim: str = Field("org_id", description="JWT claim naming the organization (else x-fastn-account-id).")
+    public_url: str | None = Field(None, description="Base URL the platform is reached at (OAuth redirect URIs).")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -153,6 +177,11 @@ class Settings(BaseSettings):
         if problems:
             raise ConfigurationError(self.mode, tuple(problems))
         return self
+
+    @property
+    def master_key_path(self) -> Path:
+        """Where the local master keyring lives."""
+        return self.master_key_file or self.data_dir / "master-key.json"
 
     @property
     def pg_data_dir(self) -> Path:

@@ -110,9 +110,16 @@ def test_production_refuses_default_database_passwords(url: str) -> None:
 
 
 def test_production_accepts_real_values() -> None:
-    settings = Settings(mode="production", database_url="postgresql://app:Xq9-long-secret@db/app")
+    master = "q0Yk3mB9v1r2T8u4W6x7Z0a1b2c3d4e5f6g7h8i9j0k="
+    settings = Settings(mode="production", database_url="postgresql://app:Xq9-long-secret@db/app", master_key=master)
     assert settings.log_format == "json"
     assert "Xq9-long-secret" not in repr(settings)
+    assert master not in repr(settings)
+
+
+def test_production_requires_the_master_key() -> None:
+    with pytest.raises(ConfigurationError, match="SWITCHBOARD_MASTER_KEY"):
+        Settings(mode="production", database_url="postgresql://app:Xq9-long-secret@db/app")
 
 
 def test_production_guard_covers_declared_secrets() -> None:
