@@ -142,3 +142,50 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_exception)
     app.add_middleware(CodedErrorMiddleware)
+
+
+# --- OIDC (api/_oidc.py) ---
+# ApiError
+#  +-- InvalidToken                 a bearer JWT is refused (401); ``reason`` says why, never the token
+#  +-- IdentityProviderUnavailable  the issuer's discovery document or JWKS cannot be fetched (503)
+#  +-- OidcConfigInvalid            the configured issuer or JWKS URL cannot be used (500)
+class InvalidToken(ApiError):
+    """A bearer token was refused: expired, wrong audience or issuer, unknown key, bad signature,
+    malformed... ``reason`` is safe to show the caller; the token itself is never included."""
+
+    code = "invalid_token"
+    http_status = 401
+    problem_fields = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"invalid bearer token: {reason}")
+
+
+class IdentityProviderUnavailable(ApiError, ConnectionError):
+    """The OIDC issuer's discovery document or key set could not be fetched or used."""
+
+    code = "identity_provider_unavailable"
+    http_status = 503
+    problem_fields = ("issuer",)
+
+    def __init__(self, issuer: str, reason: str) -> None:
+        self.issuer = issuer
+        self.reason = reason
+        super().__init__(f"identity provider {issuer} is unavailable: {reason}")
+
+
+class OidcConfigInvalid(ApiError, ValueError):
+    """An OIDC setting (issuer or JWKS URL) cannot be used as given."""
+
+    code = "oidc_config_invalid"
+    http_status = 500
+
+    def __init__(self, setting: str, value: str, reason: str) -> None:
+        self.setting = setting
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{setting} {value!r} refused: {reason}")
+
+
+# --- end OIDC ---
