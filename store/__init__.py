@@ -1,24 +1,69 @@
 """The store: Postgres access for Switchboard. The only package that speaks SQL.
 
-Public surface: the embedded server, migrations, database administration helpers and the
-error hierarchy. Nothing here touches the database on import.
+Public surface: the embedded server, migrations, database administration helpers, the app's
+connection pool with its tenant transactions, the repositories, paging and the error hierarchy.
+Nothing here touches the database on import.
 """
 
+from store._api_keys import KEY_KINDS, ApiKeys, hash_key
+from store._audit import AuditLog
+from store._database import Database, Tx, app_conninfo, set_app_password
 from store._db import create_database, drop_database, with_database
+from store._idempotency import IdempotencyKeys
+from store._ids import CLIENT_ID_PATTERN, new_id
+from store._orgs import DEFAULT_ENVIRONMENTS, RESIDENCIES, Customers, Environments, Organizations
+from store._paging import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, Page
+from store._people import ACTIONS, AREAS, USER_STATUSES, Roles, Users, check_permissions
+from store._schema import APP_ROLE
 from store._migrations import MIGRATIONS, Migration, current_version, latest_version, migrate
 from store._server import EmbeddedPostgres, resolve_conninfo, start_embedded
 from store.errors import (
     DatabaseUnavailable,
     EmbeddedPostgresError,
+    Conflict,
+    InvalidInput,
     MigrationFailed,
     MigrationMismatch,
+    NotFound,
     QueryFailed,
+    ResourceError,
     SchemaError,
     SchemaTooNew,
     StoreError,
 )
 
 __all__ = [
+    "ACTIONS",
+    "APP_ROLE",
+    "AREAS",
+    "CLIENT_ID_PATTERN",
+    "DEFAULT_ENVIRONMENTS",
+    "DEFAULT_LIMIT",
+    "KEY_KINDS",
+    "MAX_LIMIT",
+    "RESIDENCIES",
+    "USER_STATUSES",
+    "ApiKeys",
+    "AuditLog",
+    "Conflict",
+    "Customers",
+    "Database",
+    "Environments",
+    "IdempotencyKeys",
+    "InvalidInput",
+    "ListQuery",
+    "NotFound",
+    "Organizations",
+    "Page",
+    "ResourceError",
+    "Roles",
+    "Tx",
+    "Users",
+    "app_conninfo",
+    "check_permissions",
+    "hash_key",
+    "new_id",
+    "set_app_password",
     "MIGRATIONS",
     "DatabaseUnavailable",
     "EmbeddedPostgres",

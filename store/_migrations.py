@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import psycopg
 
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
+from store._schema import apply_platform_schema
 from store.errors import MigrationFailed, MigrationMismatch, SchemaTooNew
 
 # Arbitrary constant shared by every Switchboard process: migrate() holds this advisory lock so
@@ -38,6 +39,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     # pgvector backs the connector catalog's semantic search.
     Migration("m001_pgvector", "CREATE EXTENSION IF NOT EXISTS vector"),
+    Migration("m002_platform", apply_platform_schema),
 )
 
 _CREATE_TABLE = """

@@ -7,6 +7,10 @@ Hierarchy::
     ├── DatabaseUnavailable         cannot connect, or the connection dropped; HTTP 503
     ├── EmbeddedPostgresError       the embedded server (pgserver) failed to start; HTTP 503
     ├── QueryFailed                 the database rejected a statement; HTTP 500
+    ├── ResourceError               a request about one resource cannot be served
+    │   ├── NotFound                no such resource in this tenant; HTTP 404
+    │   ├── Conflict                a unique field already has that value, or the state forbids it; HTTP 409
+    │   └── InvalidInput            a field's value is refused (names the field); HTTP 422
     └── SchemaError                 the schema cannot be brought to this code's version; HTTP 500
         ├── MigrationFailed         a migration failed to apply (and was rolled back)
         ├── SchemaTooNew            the database is ahead of this code
@@ -63,6 +67,57 @@ class QueryFailed(StoreError):
         super().__init__(f"query failed ({sqlstate or 'no sqlstate'}): {reason}")
 
 
+class ResourceError(StoreError):
+    """A request about one resource cannot be served; ``field`` names what was wrong (or None)."""
+
+    code = "resource_error"
+    http_status = 400
+    problem_fields = ("resource", "field")
+    resource: str = ""
+    field: str | None = None
+
+
+class NotFound(ResourceError, LookupError):
+    """``resource`` ``id`` does not exist for this tenant. Another tenant's row is reported the same
+    way as a missing one, so its existence is not disclosed."""
+
+    code = "not_found"
+    http_status = 404
+    problem_fields = ("resource", "resource_id")
+
+    def __init__(self, resource: str, resource_id: str) -> None:
+        self.resource = resource
+        self.resource_id = resource_id
+        super().__init__(f"{resource} {resource_id!r} not found")
+
+
+class Conflict(ResourceError):
+    """``field`` of ``resource`` already has ``value`` (a unique key), or ``reason`` says what state forbids it."""
+
+    code = "conflict"
+    http_status = 409
+
+    def __init__(self, resource: str, field: str | None, reason: str) -> None:
+        self.resource = resource
+        self.field = field
+        self.reason = reason
+        where = f"{resource}.{field}" if field else resource
+        super().__init__(f"{where}: {reason}")
+
+
+class InvalidInput(ResourceError, ValueError):
+    """``field`` of ``resource`` has a value the store refuses; ``reason`` says why."""
+
+    code = "invalid_input"
+    http_status = 422
+
+    def __init__(self, resource: str, field: str, reason: str) -> None:
+        self.resource = resource
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{resource}.{field}: {reason}")
+
+
 class SchemaError(StoreError):
     """The database schema cannot be brought to this code's version."""
 
@@ -106,3 +161,86 @@ class MigrationMismatch(SchemaError):
         super().__init__(
             f"migration {version} is recorded as {recorded_name!r} but this code names it {expected_name!r}"
         )
+
+
+# --- encryption (store/_crypto.py) ---
+#
+#   StoreError
+#   └── EncryptionError             root of encryption failures; HTTP 500
+#       ├── MasterKeyMissing        no master key configured, or a data key names one the keyring lacks
+#       ├── MasterKeyInvalid        the master key setting or keyring file is malformed
+#       ├── KeyringInsecure         the keyring file is readable by group or others
+#       ├── KeyRotationRefused      rotation cannot run with this configuration
+#       └── DecryptionFailed        a value or data key failed authentication (never carries key or value bytes)
+
+
+class EncryptionError(StoreError):
+    """Root of the errors of envelope encryption. Messages never contain key material, plaintext or ciphertext."""
+
+    code = "encryption_error"
+    http_status = 500
+
+
+class MasterKeyMissing(EncryptionError):
+    """No master key is available from ``source`` (a setting or keyring path); with ``key_id``, the
+    keyring lacks that key, which a data key is wrapped under."""
+
+    code = "master_key_missing"
+
+    def __init__(self, source: str, key_id: str | None = None, hint: str | None = None) -> None:
+        self.source = source
+        self.key_id = key_id
+        self.hint = hint
+        what = f"master key {key_id} is not in {source}" if key_id else f"no master key: {source} is not set"
+        super().__init__(f"{what}; {hint}" if hint else what)
+
+
+class MasterKeyInvalid(EncryptionError):
+    """The master key in ``source`` (a setting name or keyring path) is malformed; ``reason`` says how."""
+
+    code = "master_key_invalid"
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"invalid master key in {source}: {reason}")
+
+
+class KeyringInsecure(EncryptionError):
+    """The keyring file at ``path`` has permission bits ``mode`` that let group or others read it."""
+
+    code = "keyring_insecure"
+
+    def __init__(self, path: Path, mode: int) -> None:
+        self.path = path
+        self.mode = mode
+        super().__init__(
+            f"master keyring {path} has mode {mode:04o} and is readable by group or others; run: chmod 600 {path}"
+        )
+
+
+class KeyRotationRefused(EncryptionError):
+    """Master key rotation cannot run; ``reason`` says why and what to do instead."""
+
+    code = "key_rotation_refused"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"master key rotation refused: {reason}")
+
+
+class DecryptionFailed(EncryptionError):
+    """``purpose`` (of organization ``org_id``, when known) could not be decrypted; ``reason`` is a
+    fixed description such as "authentication failed", never data."""
+
+    code = "decryption_failed"
+
+    def __init__(self, org_id: str | None, purpose: str, reason: str) -> None:
+        self.org_id = org_id
+        self.purpose = purpose
+        self.reason = reason
+        whose = f" of organization {org_id}" if org_id else ""
+        super().__init__(f"cannot decrypt {purpose}{whose}: {reason}")
+
+
+# --- end encryption ---

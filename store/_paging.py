@@ -1,0 +1,127 @@
+"""Cursor pagination over any list query.
+
+Pages are keyset pages: the cursor records the sort column's value and the id of the last row
+served, so a page is stable while rows are inserted before it (no OFFSET drift). The cursor also
+records the sort it was made for and is refused under another.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from store.errors import InvalidInput
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What a list asks for: ``sort`` names a column (``-name`` for descending) the resource allows."""
+
+    limit: int = DEFAULT_LIMIT
+    cursor: str | None = None
+    sort: str = "-created_at"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows and the cursor of the next (None on the last page)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+@dataclass
+class Filters:
+    """SQL conditions and their parameters, built up by a repository from a request's filters."""
+
+    conditions: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, condition: str, **params: Any) -> None:
+        """Add ``condition`` (with ``%(name)s`` placeholders) and its parameters."""
+        self.conditions.append(condition)
+        self.params.update(params)
+
+    def where(self) -> str:
+        return " AND ".join(self.conditions) if self.conditions else "true"
+
+
+def _encode(sort: str, value: Any, row_id: str) -> str:
+    if isinstance(value, datetime):
+        value = {"t": value.isoformat()}
+    raw = json.dumps([sort, value, row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(resource: str, cursor: str, sort: str) -> tuple[Any, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        made_for, value, row_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidInput(resource, "cursor", "is not a cursor this API issued") from exc
+    if made_for != sort:
+        raise InvalidInput(resource, "cursor", f"was issued for sort {made_for!r}, not {sort!r}")
+    if isinstance(value, dict) and set(value) == {"t"}:
+        value = datetime.fromisoformat(value["t"])
+    if not isinstance(row_id, str):
+        raise InvalidInput(resource, "cursor", "is not a cursor this API issued")
+    return value, row_id
+
+
+def fetch_page(
+    tx: Any,
+    resource: str,
+    table: str,
+    query: ListQuery,
+    sortable: Mapping[str, str],
+    filters: Filters | None = None,
+    *,
+    id_column: str = "id",
+    columns: str = "*",
+) -> Page:
+    """Run one page of ``SELECT columns FROM table WHERE filters`` ordered by ``query.sort``.
+
+    ``sortable`` maps the sort names the API accepts to NOT NULL column expressions; ``id_column``
+    breaks ties. Raises ``InvalidInput`` (field ``sort``, ``limit`` or ``cursor``) for a request
+    this resource cannot serve.
+    """
+    filters = filters or Filters()
+    descending = query.sort.startswith("-")
+    name = query.sort.lstrip("-")
+    if name not in sortable:
+        allowed = ", ".join(sorted(sortable))
+        raise InvalidInput(resource, "sort", f"cannot sort by {name!r}; choose one of {allowed} (prefix - for descending)")
+    if not 1 <= query.limit <= MAX_LIMIT:
+        raise InvalidInput(resource, "limit", f"must be between 1 and {MAX_LIMIT}")
+    expression = sortable[name]
+    params = dict(filters.params)
+    conditions = [filters.where()]
+    if query.cursor:
+        value, row_id = _decode(resource, query.cursor, query.sort)
+        operator = "<" if descending else ">"
+        conditions.append(f"({expression}, {id_column}) {operator} (%(_cursor_value)s, %(_cursor_id)s)")
+        params.update(_cursor_value=value, _cursor_id=row_id)
+    direction = "DESC" if descending else "ASC"
+    statement = (
+        f"SELECT {columns}, {expression} AS _sort_value FROM {table} WHERE {' AND '.join(conditions)} "
+        f"ORDER BY {expression} {direction}, {id_column} {direction} LIMIT %(_limit)s"
+    )
+    params["_limit"] = query.limit + 1
+    rows = tx.execute(statement, params).fetchall()
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        next_cursor = _encode(query.sort, last["_sort_value"], str(last[id_column.split(".")[-1]]))
+    for row in rows:
+        row.pop("_sort_value", None)
+    return Page(items=rows, next_cursor=next_cursor)

@@ -1,0 +1,181 @@
+"""Users of an organization and the roles (permission matrices) they hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from store._ids import new_id
+from store._orgs import unique_conflict
+from store._paging import Filters, ListQuery, Page, fetch_page
+from store._schema import ACTIONS_V1, AREAS_V1
+from store.errors import Conflict, InvalidInput, NotFound, QueryFailed
+
+AREAS = AREAS_V1
+ACTIONS = ACTIONS_V1
+USER_STATUSES = ("invited", "active", "disabled")
+
+
+def check_permissions(permissions: Any) -> dict[str, list[str]]:
+    """Validate a permission matrix ``{area: [action, ...]}``; areas left out get no actions.
+
+    Raises ``InvalidInput`` naming the area or action that is not in the vocabulary.
+    """
+    if not isinstance(permissions, dict):
+        raise InvalidInput("role", "permissions", "must be an object of area -> list of actions")
+    matrix: dict[str, list[str]] = {area: [] for area in AREAS}
+    for area, actions in permissions.items():
+        if area not in AREAS:
+            raise InvalidInput("role", f"permissions/{area}", f"is not an area; areas are {', '.join(AREAS)}")
+        if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+            raise InvalidInput("role", f"permissions/{area}", "must be a list of actions")
+        for action in actions:
+            if action not in ACTIONS:
+                raise InvalidInput("role", f"permissions/{area}", f"{action!r} is not an action; actions are {', '.join(ACTIONS)}")
+        matrix[area] = sorted(set(actions), key=ACTIONS.index)
+    return matrix
+
+
+class Roles:
+    """System roles (shared by every organization, read-only) and an organization's custom roles."""
+
+    def __init__(self, tx: Any) -> None:
+        self.tx = tx
+
+    def get(self, org_id: str, role_id: str) -> dict[str, Any]:
+        row = self.tx.execute(
+            "SELECT * FROM roles WHERE id = %s AND (org_id IS NULL OR org_id = %s)", (role_id, org_id)
+        ).fetchone()
+        if row is None:
+            raise NotFound("role", role_id)
+        return row
+
+    def list(self, org_id: str, query: ListQuery, *, system: bool | None = None) -> Page:
+        filters = Filters()
+        filters.add("(org_id IS NULL OR org_id = %(org)s)", org=org_id)
+        if system is not None:
+            filters.add("system = %(system)s", system=system)
+        return fetch_page(self.tx, "role", "roles", query, {"created_at": "created_at", "name": "name", "id": "id"}, filters)
+
+    def create(self, org_id: str, name: str, permissions: Any, description: str = "") -> dict[str, Any]:
+        matrix = check_permissions(permissions)
+        try:
+            return self.tx.execute(
+                "INSERT INTO roles (org_id, id, name, description, permissions) VALUES (%s, %s, %s, %s, %s) RETURNING *",
+                (org_id, new_id("rol"), name, description, Jsonb(matrix)),
+            ).fetchone()
+        except QueryFailed as exc:
+            raise unique_conflict(exc, "role", "name", name) from exc
+
+    def update(self, org_id: str, role_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        role = self.get(org_id, role_id)
+        if role["system"]:
+            raise Conflict("role", None, f"{role_id!r} is a system role and cannot be changed")
+        unknown = set(changes) - {"name", "description", "permissions"}
+        if unknown:
+            raise InvalidInput("role", sorted(unknown)[0], "cannot be changed")
+        params = dict(changes)
+        if "permissions" in params:
+            params["permissions"] = Jsonb(check_permissions(params["permissions"]))
+        if not params:
+            return role
+        assignments = ", ".join(f"{column} = %({column})s" for column in params)
+        try:
+            return self.tx.execute(
+                f"UPDATE roles SET {assignments}, updated_at = now() WHERE org_id = %(_org)s AND id = %(_id)s RETURNING *",
+                {**params, "_org": org_id, "_id": role_id},
+            ).fetchone()
+        except QueryFailed as exc:
+            raise unique_conflict(exc, "role", "name", changes.get("name")) from exc
+
+    def delete(self, org_id: str, role_id: str) -> None:
+        role = self.get(org_id, role_id)
+        if role["system"]:
+            raise Conflict("role", None, f"{role_id!r} is a system role and cannot be deleted")
+        holders = self.tx.execute(
+            "SELECT (SELECT count(*) FROM users WHERE org_id = %(o)s AND role_id = %(r)s)"
+            " + (SELECT count(*) FROM api_keys WHERE org_id = %(o)s AND role_id = %(r)s AND revoked_at IS NULL) AS n",
+            {"o": org_id, "r": role_id},
+        ).fetchone()["n"]
+        if holders:
+            raise Conflict("role", None, f"{role_id!r} is held by {holders} users or keys; reassign them first")
+        self.tx.execute("DELETE FROM roles WHERE org_id = %s AND id = %s", (org_id, role_id))
+
+
+class Users:
+    """People of an organization: invited, active or disabled, each with one role."""
+
+    def __init__(self, tx: Any) -> None:
+        self.tx = tx
+
+    def invite(self, org_id: str, email: str, role_id: str, name: str = "", *, status: str = "invited") -> dict[str, Any]:
+        if "@" not in email or len(email) > 320:
+            raise InvalidInput("user", "email", "is not an email address")
+        Roles(self.tx).get(org_id, role_id)
+        try:
+            return self.tx.execute(
+                "INSERT INTO users (org_id, id, email, name, role_id, status) VALUES (%s, %s, %s, %s, %s, %s) RETURNING *",
+                (org_id, new_id("usr"), email, name, role_id, status),
+            ).fetchone()
+        except QueryFailed as exc:
+            raise unique_conflict(exc, "user", "email", email) from exc
+
+    def get(self, org_id: str, user_id: str) -> dict[str, Any]:
+        row = self.tx.execute("SELECT * FROM users WHERE org_id = %s AND id = %s", (org_id, user_id)).fetchone()
+        if row is None:
+            raise NotFound("user", user_id)
+        return row
+
+    def by_subject(self, org_id: str, subject: str, email: str | None) -> dict[str, Any] | None:
+        """The user an OIDC identity maps to: by subject, else an invited user with that email
+        (who becomes active and is bound to the subject)."""
+        row = self.tx.execute(
+            "SELECT * FROM users WHERE org_id = %s AND oidc_subject = %s", (org_id, subject)
+        ).fetchone()
+        if row is None and email:
+            row = self.tx.execute(
+                "UPDATE users SET oidc_subject = %s, status = CASE WHEN status = 'invited' THEN 'active' ELSE status END,"
+                " updated_at = now() WHERE org_id = %s AND lower(email) = lower(%s) AND oidc_subject IS NULL RETURNING *",
+                (subject, org_id, email),
+            ).fetchone()
+        if row is not None:
+            self.tx.execute(
+                "UPDATE users SET last_seen_at = now() WHERE org_id = %s AND id = %s", (org_id, row["id"])
+            )
+        return row
+
+    def list(self, org_id: str, query: ListQuery, *, role_id: str | None = None, status: str | None = None) -> Page:
+        filters = Filters()
+        filters.add("org_id = %(org)s", org=org_id)
+        if role_id:
+            filters.add("role_id = %(role)s", role=role_id)
+        if status:
+            if status not in USER_STATUSES:
+                raise InvalidInput("user", "status", f"must be one of {', '.join(USER_STATUSES)}")
+            filters.add("status = %(status)s", status=status)
+        sortable = {"created_at": "created_at", "email": "lower(email)", "name": "name"}
+        return fetch_page(self.tx, "user", "users", query, sortable, filters)
+
+    def update(self, org_id: str, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(changes) - {"name", "role_id", "status"}
+        if unknown:
+            raise InvalidInput("user", sorted(unknown)[0], "cannot be changed")
+        if "role_id" in changes:
+            Roles(self.tx).get(org_id, changes["role_id"])
+        if "status" in changes and changes["status"] not in USER_STATUSES:
+            raise InvalidInput("user", "status", f"must be one of {', '.join(USER_STATUSES)}")
+        if not changes:
+            return self.get(org_id, user_id)
+        assignments = ", ".join(f"{column} = %({column})s" for column in changes)
+        row = self.tx.execute(
+            f"UPDATE users SET {assignments}, updated_at = now() WHERE org_id = %(_org)s AND id = %(_id)s RETURNING *",
+            {**changes, "_org": org_id, "_id": user_id},
+        ).fetchone()
+        if row is None:
+            raise NotFound("user", user_id)
+        return row
+
+    def delete(self, org_id: str, user_id: str) -> None:
+        if self.tx.execute("DELETE FROM users WHERE org_id = %s AND id = %s RETURNING id", (org_id, user_id)).fetchone() is None:
+            raise NotFound("user", user_id)
