@@ -2,46 +2,81 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import anyio.to_thread
 from fastapi import FastAPI
 
 import store
-from api import _health
+from api import _health, _v1
+from api._oidc import OidcVerifier
 from api.errors import install_error_handlers
 from switchboard.settings import Settings, get_settings
 
+API_VERSION = "0.1.0"
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def app_database_url(settings: Settings, admin_conninfo: str) -> str:
+    """The app role's conninfo: ``app_database_url`` when configured, else the admin's server and
+    database with user ``switchboard_app``."""
+    if settings.app_database_url:
+        return settings.app_database_url
+    password = settings.app_database_password.get_secret_value() if settings.app_database_password else None
+    return store.app_conninfo(admin_conninfo, password)
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: ``get_settings()``).
 
     On startup the app uses ``settings.database_url`` or, when it is None, starts (or joins) the
-    embedded Postgres under ``settings.pg_data_dir``, and stops it on shutdown. It does not
-    migrate: that is ``switchboard db migrate`` or ``switchboard run``.
+    embedded Postgres under ``settings.pg_data_dir``, opens a pool as the app role, loads the
+    master keyring, and stops what it started on shutdown. It does not migrate: that is
+    ``switchboard db migrate`` or ``switchboard run``. ``clock`` replaces the wall clock (quotas).
     """
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from store._crypto import Encryptor, MasterKeyring
+
         conninfo, embedded = await anyio.to_thread.run_sync(
             lambda: store.resolve_conninfo(settings.database_url, settings.pg_data_dir)
         )
         app.state.conninfo = conninfo
+        keyring = await anyio.to_thread.run_sync(
+            lambda: MasterKeyring.from_settings(
+                settings.master_key, settings.master_key_path, production=settings.mode == "production"
+            )
+        )
+        app.state.encryptor = Encryptor(keyring)
+        # min_size=0: the pool connects on first use, so /health answers (503, "run db migrate")
+        # on a database the app role cannot use yet.
+        app.state.db = store.Database.open(app_database_url(settings, conninfo), min_size=0)
+        app.state.oidc = OidcVerifier.from_settings(settings)
         try:
             yield
         finally:
+            app.state.db.close()
+            if app.state.oidc is not None:
+                app.state.oidc.close()
             if embedded is not None:
                 await anyio.to_thread.run_sync(embedded.stop)
 
     app = FastAPI(
         title="Switchboard",
-        version="0.1.0",
+        version=API_VERSION,
         summary="Open integration platform: agents build integrations, a deterministic engine runs them.",
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.clock = clock or _now
     install_error_handlers(app)
     app.include_router(_health.router)
+    _v1.install(app)
     return app

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+import store
 from switchboard.settings import Settings
 
 
@@ -19,5 +22,23 @@ def get_conninfo(request: Request) -> str:
     return request.app.state.conninfo
 
 
+def get_database(request: Request) -> store.Database:
+    """The app-role connection pool opened at startup."""
+    return request.app.state.db
+
+
+def get_clock(request: Request) -> Callable[[], datetime]:
+    """The wall clock (tests inject a controllable one through ``create_app(clock=...)``)."""
+    return request.app.state.clock
+
+
+def get_encryptor(request: Request) -> Any:
+    """The envelope encryptor for secrets and credentials."""
+    return request.app.state.encryptor
+
+
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 Conninfo = Annotated[str, Depends(get_conninfo)]
+Db = Annotated[store.Database, Depends(get_database)]
+Clock = Annotated[Callable[[], datetime], Depends(get_clock)]
+Encryptor = Annotated[Any, Depends(get_encryptor)]

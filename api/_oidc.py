@@ -213,8 +213,6 @@ class OidcVerifier:
         if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             shown = alg if isinstance(alg, str) and len(alg) <= 16 else "?"
             raise InvalidToken(f"algorithm {shown!r} is not accepted")
-        if kid is not None and not isinstance(kid, str):
-            raise InvalidToken("malformed token (kid is not a string)")
         key = self._signing_key(kid).for_algorithm(alg)
         try:
             claims = jwt.decode(
@@ -259,7 +257,9 @@ class OidcVerifier:
             if keys is not None and stale_ok and now - keys.fetched_at < self.cache_seconds:
                 return keys  # refreshed by another thread while we waited
             if self._last_attempt is not None and now - self._last_attempt < self.min_refetch_seconds:
-                if keys is not None:
+                # After a failed attempt only a stale-tolerant caller gets the cached keys: a token
+                # with an unknown kid cannot be checked while the issuer is down.
+                if keys is not None and (stale_ok or self._last_failure is None):
                     return keys
                 # Report the last failure again rather than retry on every request.
                 raise self._unavailable(self._last_failure or "the last attempt to fetch its keys failed")
@@ -364,8 +364,10 @@ def _reason(exc: jwt.PyJWTError) -> str:
         return "algorithm not accepted"
     if isinstance(exc, jwt.InvalidIssuedAtError):
         return "claim 'iat' is not a number"
-    if isinstance(exc, jwt.InvalidSubjectError):
+    if isinstance(exc, jwt.exceptions.InvalidSubjectError):
         return "claim 'sub' must be a string"
+    if isinstance(exc, jwt.exceptions.InvalidJTIError):
+        return "claim 'jti' must be a string"
     if isinstance(exc, jwt.DecodeError):
         return "malformed token"
     return "invalid token"

@@ -189,3 +189,46 @@ class OidcConfigInvalid(ApiError, ValueError):
 
 
 # --- end OIDC ---
+
+
+# --- authentication and permissions (api/_auth.py) ---
+
+
+class Unauthenticated(ApiError):
+    """The request carries no usable credentials; ``reason`` says what was missing or wrong."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class Forbidden(ApiError, PermissionError):
+    """The caller's role lacks ``permission`` (``area:action``), or the resource is outside its scope."""
+
+    code = "forbidden"
+    http_status = 403
+    problem_fields = ("permission",)
+
+    def __init__(self, permission: str | None, reason: str) -> None:
+        self.permission = permission
+        self.reason = reason
+        super().__init__(reason)
+
+
+class BadHeader(ApiError, ValueError):
+    """Header ``header`` is malformed or contradicts the credentials."""
+
+    code = "bad_header"
+    http_status = 400
+    problem_fields = ("header",)
+
+    def __init__(self, header: str, reason: str) -> None:
+        self.header = header
+        self.reason = reason
+        super().__init__(f"header {header}: {reason}")
+
+
+# --- end authentication ---

@@ -1,8 +1,9 @@
 """Idempotency keys: a creating POST sent twice with the same key is answered once.
 
-The first request's response is stored under (organization, key). A retry with the same body
-gets the stored response; the same key with a different body or path is refused, since the
-client has mixed up two requests.
+A request first claims its key (organization, key) in its own committed transaction. A retry
+with the same request gets the stored response; one that arrives while the first is still
+running is refused as in progress; the same key with a different request is refused, since the
+client has mixed up two requests. A request that fails releases its claim so it can be retried.
 """
 
 from __future__ import annotations
@@ -15,38 +16,50 @@ from store.errors import Conflict
 
 # How long a key is remembered; long enough to cover any client's retries.
 RETENTION = "24 hours"
+_IN_PROGRESS = 0
 
 
 class IdempotencyKeys:
-    """Stored responses of creating requests, per organization."""
+    """Claims and stored responses of creating requests, per organization."""
 
     def __init__(self, tx: Any) -> None:
         self.tx = tx
 
-    def lookup(self, org_id: str, key: str, method: str, path: str, request_hash: str) -> dict[str, Any] | None:
-        """The stored response for ``key``, or None when the key is new (or expired).
+    def claim(self, org_id: str, key: str, actor_id: str, method: str, path: str, request_hash: str) -> dict[str, Any] | None:
+        """Claim ``key`` for this request. Returns None when the claim is new (go ahead), or the
+        stored ``{"status": ..., "response": ...}`` of the request that already completed.
 
-        Raises ``Conflict`` when the key was used for a different request.
+        Raises ``Conflict`` when the key belongs to a different request or is still in progress.
         """
-        row = self.tx.execute(
-            f"SELECT * FROM idempotency_keys WHERE org_id = %s AND key = %s AND created_at > now() - interval '{RETENTION}'",
+        self.tx.execute(
+            f"DELETE FROM idempotency_keys WHERE org_id = %s AND key = %s AND created_at < now() - interval '{RETENTION}'",
             (org_id, key),
+        )
+        inserted = self.tx.execute(
+            "INSERT INTO idempotency_keys (org_id, key, actor_id, method, path, request_hash, status)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (org_id, key) DO NOTHING RETURNING key",
+            (org_id, key, actor_id, method, path, request_hash, _IN_PROGRESS),
         ).fetchone()
-        if row is None:
+        if inserted is not None:
             return None
-        if (row["method"], row["path"], row["request_hash"]) != (method, path, request_hash):
+        row = self.tx.execute(
+            "SELECT * FROM idempotency_keys WHERE org_id = %s AND key = %s", (org_id, key)
+        ).fetchone()
+        if (row["method"], row["path"], row["request_hash"], row["actor_id"]) != (method, path, request_hash, actor_id):
             raise Conflict("idempotency_key", "Idempotency-Key", "was already used for a different request")
+        if row["status"] == _IN_PROGRESS:
+            raise Conflict("idempotency_key", "Idempotency-Key", "a request with this key is still in progress")
         return row
 
-    def store(
-        self, org_id: str, key: str, actor_id: str, method: str, path: str, request_hash: str, status: int, response: Any
-    ) -> None:
-        """Remember the response of the request made with ``key`` (replacing an expired entry)."""
+    def complete(self, org_id: str, key: str, status: int, response: Any) -> None:
+        """Store the response of the request that claimed ``key``."""
         self.tx.execute(
-            "INSERT INTO idempotency_keys (org_id, key, actor_id, method, path, request_hash, status, response)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (org_id, key) DO UPDATE SET actor_id = excluded.actor_id, method = excluded.method,"
-            " path = excluded.path, request_hash = excluded.request_hash, status = excluded.status,"
-            " response = excluded.response, created_at = now()",
-            (org_id, key, actor_id, method, path, request_hash, status, Jsonb(response)),
+            "UPDATE idempotency_keys SET status = %s, response = %s WHERE org_id = %s AND key = %s",
+            (status, Jsonb(response), org_id, key),
+        )
+
+    def release(self, org_id: str, key: str) -> None:
+        """Forget an unfinished claim (its request failed), so the client can retry."""
+        self.tx.execute(
+            "DELETE FROM idempotency_keys WHERE org_id = %s AND key = %s AND status = %s", (org_id, key, _IN_PROGRESS)
         )

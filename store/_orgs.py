@@ -8,27 +8,20 @@ from psycopg.types.json import Jsonb
 
 from store._ids import CLIENT_ID_PATTERN, new_id
 from store._paging import Filters, ListQuery, Page, fetch_page
-from store.errors import Conflict, InvalidInput, NotFound, QueryFailed
+from psycopg.errors import ForeignKeyViolation, UniqueViolation
+
+from store.errors import Conflict, InvalidInput, NotFound
 
 DEFAULT_ENVIRONMENTS = (("dev", "Development"), ("staging", "Staging"), ("production", "Production"))
 RESIDENCIES = ("US", "EU", "APAC")
 
-_UNIQUE_VIOLATION = "23505"
-_FOREIGN_KEY_VIOLATION = "23503"
 
 ORG_SETTINGS = ("name", "timezone", "email_domains", "auto_approve")
 
 
-def unique_conflict(exc: QueryFailed, resource: str, field: str, value: Any) -> QueryFailed | Conflict:
-    """Turn a unique violation into a ``Conflict`` naming ``field``; leave other failures alone."""
-    if exc.sqlstate == _UNIQUE_VIOLATION:
-        return Conflict(resource, field, f"{value!r} is already taken")
-    return exc
-
-
-def is_foreign_key_violation(exc: QueryFailed) -> bool:
-    """Whether the database refused a reference to a row that does not exist."""
-    return exc.sqlstate == _FOREIGN_KEY_VIOLATION
+def taken(resource: str, field: str, value: Any) -> Conflict:
+    """The error for a unique ``field`` whose ``value`` another row of this tenant has."""
+    return Conflict(resource, field, f"{value!r} is already taken")
 
 
 class Organizations:
@@ -87,8 +80,8 @@ class Environments:
                 "INSERT INTO environments (org_id, id, slug, name) VALUES (%s, %s, %s, %s) RETURNING *",
                 (org_id, new_id("env"), slug, name),
             ).fetchone()
-        except QueryFailed as exc:
-            raise unique_conflict(exc, "environment", "slug", slug) from exc
+        except UniqueViolation as exc:
+            raise taken("environment", "slug", slug) from exc
 
     def get(self, org_id: str, ref: str) -> dict[str, Any]:
         """The environment with id or slug ``ref``."""
@@ -109,10 +102,8 @@ class Environments:
         environment = self.get(org_id, ref)
         try:
             self.tx.execute("DELETE FROM environments WHERE org_id = %s AND id = %s", (org_id, environment["id"]))
-        except QueryFailed as exc:
-            if is_foreign_key_violation(exc):
-                raise Conflict("environment", None, f"{ref!r} still has customers or deployments") from exc
-            raise
+        except ForeignKeyViolation as exc:
+            raise Conflict("environment", None, f"{ref!r} still has customers or deployments") from exc
 
 
 class Customers:
@@ -149,8 +140,8 @@ class Customers:
                     Jsonb(metadata or {}), Jsonb(quota_overrides or {}),
                 ),
             ).fetchone()
-        except QueryFailed as exc:
-            raise unique_conflict(exc, "customer", "id", customer_id) from exc
+        except UniqueViolation as exc:
+            raise taken("customer", "id", customer_id) from exc
 
     def get(self, org_id: str, customer_id: str) -> dict[str, Any]:
         row = self.tx.execute(

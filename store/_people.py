@@ -7,10 +7,12 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from store._ids import new_id
-from store._orgs import unique_conflict
+from store._orgs import taken
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store._schema import ACTIONS_V1, AREAS_V1
-from store.errors import Conflict, InvalidInput, NotFound, QueryFailed
+from psycopg.errors import UniqueViolation
+
+from store.errors import Conflict, InvalidInput, NotFound
 
 AREAS = AREAS_V1
 ACTIONS = ACTIONS_V1
@@ -65,8 +67,8 @@ class Roles:
                 "INSERT INTO roles (org_id, id, name, description, permissions) VALUES (%s, %s, %s, %s, %s) RETURNING *",
                 (org_id, new_id("rol"), name, description, Jsonb(matrix)),
             ).fetchone()
-        except QueryFailed as exc:
-            raise unique_conflict(exc, "role", "name", name) from exc
+        except UniqueViolation as exc:
+            raise taken("role", "name", name) from exc
 
     def update(self, org_id: str, role_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         role = self.get(org_id, role_id)
@@ -86,8 +88,8 @@ class Roles:
                 f"UPDATE roles SET {assignments}, updated_at = now() WHERE org_id = %(_org)s AND id = %(_id)s RETURNING *",
                 {**params, "_org": org_id, "_id": role_id},
             ).fetchone()
-        except QueryFailed as exc:
-            raise unique_conflict(exc, "role", "name", changes.get("name")) from exc
+        except UniqueViolation as exc:
+            raise taken("role", "name", changes.get("name")) from exc
 
     def delete(self, org_id: str, role_id: str) -> None:
         role = self.get(org_id, role_id)
@@ -118,8 +120,8 @@ class Users:
                 "INSERT INTO users (org_id, id, email, name, role_id, status) VALUES (%s, %s, %s, %s, %s, %s) RETURNING *",
                 (org_id, new_id("usr"), email, name, role_id, status),
             ).fetchone()
-        except QueryFailed as exc:
-            raise unique_conflict(exc, "user", "email", email) from exc
+        except UniqueViolation as exc:
+            raise taken("user", "email", email) from exc
 
     def get(self, org_id: str, user_id: str) -> dict[str, Any]:
         row = self.tx.execute("SELECT * FROM users WHERE org_id = %s AND id = %s", (org_id, user_id)).fetchone()

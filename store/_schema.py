@@ -415,7 +415,7 @@ def apply_platform_schema(conn: psycopg.Connection) -> None:
 # The permission vocabulary as of m002. Later migrations may add areas or change system roles;
 # this constant stays as it shipped.
 AREAS_V1 = (
-    "connectors", "connections", "workflows", "agents", "tools",
+    "connectors", "connections", "workflows", "agents", "tools", "customers",
     "people", "keys", "secrets", "billing", "audit", "settings",
 )
 ACTIONS_V1 = ("read", "write", "publish", "execute")
@@ -436,7 +436,11 @@ SYSTEM_ROLES_V1: tuple[tuple[str, str, str, dict[str, list[str]]], ...] = (
         "Developer",
         "Builds connectors, workflows and agents; manages secrets.",
         _READ_ALL
-        | {k: v for k, v in _ALL.items() if k in ("connectors", "connections", "workflows", "agents", "tools", "secrets")},
+        | {
+            k: v
+            for k, v in _ALL.items()
+            if k in ("connectors", "connections", "workflows", "agents", "tools", "customers", "secrets")
+        },
     ),
     (
         "operator",
@@ -445,6 +449,7 @@ SYSTEM_ROLES_V1: tuple[tuple[str, str, str, dict[str, list[str]]], ...] = (
         _READ_ALL
         | {
             "connections": ["read", "write"],
+            "customers": ["read", "write"],
             "workflows": ["read", "execute"],
             "agents": ["read", "execute"],
             "tools": ["read", "execute"],
@@ -462,6 +467,7 @@ SYSTEM_ROLES_V1: tuple[tuple[str, str, str, dict[str, list[str]]], ...] = (
         {area: [] for area in AREAS_V1}
         | {
             "connectors": ["read"],
+            "customers": ["read"],
             "connections": ["read", "write"],
             "workflows": ["read", "execute"],
             "tools": ["read", "execute"],

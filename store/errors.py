@@ -191,7 +191,7 @@ class MasterKeyMissing(EncryptionError):
         self.source = source
         self.key_id = key_id
         self.hint = hint
-        what = f"master key {key_id} is not in {source}" if key_id else f"no master key: {source} is not set"
+        what = f"master key {key_id} is not in {source}" if key_id else f"no master key in {source}"
         super().__init__(f"{what}; {hint}" if hint else what)
 
 

@@ -1,0 +1,19 @@
+"""The /v1 REST API: one module per resource group, each with a ``router``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from api._route import PlatformRoute
+from api._v1 import organization
+
+# Order is the order of the sections in the OpenAPI document.
+MODULES = (organization,)
+
+
+def install(app: FastAPI) -> None:
+    """Mount every /v1 router on ``app``."""
+    v1 = APIRouter(prefix="/v1", route_class=PlatformRoute)
+    for module in MODULES:
+        v1.include_router(module.router)
+    app.include_router(v1)

@@ -1,0 +1,145 @@
+"""Authentication, customers and environments through the API, and isolation in SQL as the app role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+import store
+from support.platform import Tenant, app_database, client, make_tenant, running_platform
+
+
+@pytest.fixture(scope="module")
+def platform(migrated_database_url: str) -> Iterator[str]:
+    with running_platform(migrated_database_url) as (url, _settings):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def db(migrated_database_url: str) -> Iterator[store.Database]:
+    with app_database(migrated_database_url) as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def two(db: store.Database) -> tuple[Tenant, Tenant]:
+    return make_tenant(db, "Acme"), make_tenant(db, "Globex")
+
+
+def test_requests_without_credentials_are_401(platform: str) -> None:
+    with client(platform) as http:
+        response = http.get("/v1/customers")
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "x-fastn-access-key" in response.json()["detail"]
+
+
+def test_a_key_is_refused_for_another_account(platform: str, two: tuple[Tenant, Tenant]) -> None:
+    acme, globex = two
+    with client(platform) as http:
+        response = http.get("/v1/customers", headers={"x-fastn-access-key": acme.key, "x-fastn-account-id": globex.org_id})
+    assert response.status_code == 401
+
+
+def test_customers_are_listed_per_organization(platform: str, two: tuple[Tenant, Tenant]) -> None:
+    acme, globex = two
+    with client(platform) as http:
+        mine = http.get("/v1/customers", headers=acme.headers()).json()["items"]
+        theirs = http.get("/v1/customers", headers=globex.headers()).json()["items"]
+    assert sorted(c["id"] for c in mine) == sorted(acme.customers)
+    assert sorted(c["id"] for c in theirs) == sorted(globex.customers)
+
+
+def test_create_get_update_delete_a_customer(platform: str, two: tuple[Tenant, Tenant]) -> None:
+    acme, globex = two
+    with client(platform) as http:
+        created = http.post("/v1/customers", headers=acme.headers(), json={"name": "Initech", "residency": "EU"})
+        assert created.status_code == 201, created.text
+        customer = created.json()
+        assert customer["residency"] == "EU"
+        path = f"/v1/customers/{customer['id']}"
+        assert http.get(path, headers=globex.headers()).status_code == 404
+        assert http.patch(path, headers=globex.headers(), json={"name": "x"}).status_code == 404
+        assert http.delete(path, headers=globex.headers()).status_code == 404
+        updated = http.patch(path, headers=acme.headers(), json={"tier": "pro"})
+        assert updated.json()["tier"] == "pro"
+        assert http.delete(path, headers=acme.headers()).status_code == 204
+        assert http.get(path, headers=acme.headers()).status_code == 404
+
+
+def test_bad_customer_input_names_the_field(platform: str, two: tuple[Tenant, Tenant]) -> None:
+    acme, _ = two
+    with client(platform) as http:
+        response = http.post("/v1/customers", headers=acme.headers(), json={"name": "X", "residency": "MARS"})
+        assert response.status_code == 422
+        assert any(e["pointer"] == "/body/residency" for e in response.json()["errors"])
+        unknown_env = http.post("/v1/customers", headers=acme.headers(), json={"name": "X", "environment": "nope"})
+        assert unknown_env.status_code == 404
+        assert unknown_env.json()["resource"] == "environment"
+        duplicate = http.post("/v1/customers", headers=acme.headers(), json={"name": "X", "id": acme.customers[0]})
+        assert duplicate.status_code == 409
+        assert duplicate.json()["field"] == "id"
+
+
+def test_pagination_walks_every_customer_once(platform: str, db: store.Database) -> None:
+    tenant = make_tenant(db, "Paged", customers=7)
+    seen: list[str] = []
+    cursor = None
+    with client(platform) as http:
+        while True:
+            params = {"limit": 3, "sort": "name"} | ({"cursor": cursor} if cursor else {})
+            page = http.get("/v1/customers", headers=tenant.headers(), params=params).json()
+            seen += [c["id"] for c in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert sorted(seen) == sorted(tenant.customers) and len(seen) == 7
+        wrong_sort = http.get("/v1/customers", headers=tenant.headers(), params={"sort": "-created_at", "cursor": "abc"})
+        assert wrong_sort.status_code == 422
+        assert wrong_sort.json()["field"] == "cursor"
+        bad_sort = http.get("/v1/customers", headers=tenant.headers(), params={"sort": "secret"})
+        assert bad_sort.status_code == 422 and "name" in bad_sort.json()["detail"]
+
+
+def test_idempotency_key_answers_a_retry_once(platform: str, two: tuple[Tenant, Tenant]) -> None:
+    acme, _ = two
+    headers = acme.headers() | {"Idempotency-Key": "create-hooli-1"}
+    with client(platform) as http:
+        first = http.post("/v1/customers", headers=headers, json={"name": "Hooli"})
+        again = http.post("/v1/customers", headers=headers, json={"name": "Hooli"})
+        other = http.post("/v1/customers", headers=headers, json={"name": "Pied Piper"})
+    assert first.status_code == 201
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert other.status_code == 409
+
+
+def test_app_role_is_bound_by_row_level_security(migrated_database_url: str, two: tuple[Tenant, Tenant]) -> None:
+    acme, globex = two
+    conninfo = store.app_conninfo(migrated_database_url)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        role = conn.execute(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert role == (False, False)
+        owners = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = current_user"
+        ).fetchone()[0]
+        assert owners == 0
+        with conn.transaction():
+            conn.execute("SELECT set_config('app.org_id', %s, true)", (acme.org_id,))
+            orgs = {row[0] for row in conn.execute("SELECT org_id FROM customers")}
+            assert orgs == {acme.org_id}
+            updated = conn.execute("UPDATE customers SET name = 'pwned' WHERE org_id = %s", (globex.org_id,)).rowcount
+            assert updated == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with conn.transaction():
+                conn.execute("SELECT set_config('app.org_id', %s, true)", (acme.org_id,))
+                conn.execute(
+                    "INSERT INTO customers (org_id, id, environment_id, name) VALUES (%s, 'x', 'y', 'z')",
+                    (globex.org_id,),
+                )
+        # Without a tenant for the transaction, nothing is visible.
+        assert conn.execute("SELECT count(*) FROM customers").fetchone()[0] == 0
