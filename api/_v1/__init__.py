@@ -5,10 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from api._route import PlatformRoute
-from api._v1 import organization
+from api._v1 import (
+    audit,
+    billing,
+    connections,
+    connectors,
+    keys,
+    oauth_apps,
+    organization,
+    people,
+    secrets,
+    workflows,
+)
 
 # Order is the order of the sections in the OpenAPI document.
-MODULES = (organization,)
+MODULES = (organization, people, keys, secrets, oauth_apps, connectors, connections, workflows, billing, audit)
 
 
 def install(app: FastAPI) -> None:
