@@ -329,7 +329,8 @@ def _write_keyring(path: Path, active: str, keys: Mapping[str, bytes], *, exclus
     """Write the keyring atomically: a 0600 temporary file in the same directory, then ``os.replace``
     (or ``os.link`` when ``exclusive``, which raises ``FileExistsError`` instead of replacing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"active": active, "keys": {key_id: base64.b64encode(key).decode("ascii") for key_id, key in keys.items()}}
+    encoded = {key_id: base64.b64encode(key).decode("ascii") for key_id, key in keys.items()}
+    document = {"active": active, "keys": encoded}
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates 0600 already; fchmod guards against an unusual umask removing owner bits.
@@ -453,7 +454,9 @@ class Encryptor:
             if row is None:
                 # Shared: rotation waits for this insert. Then one creator per organization.
                 cursor.execute("SELECT pg_advisory_xact_lock_shared(%s::bigint)", (_ROTATION_LOCK,))
-                cursor.execute("SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", (_DATA_KEY_LOCK_CLASS, org_id))
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", (_DATA_KEY_LOCK_CLASS, org_id)
+                )
                 row = _newest_data_key(cursor, org_id)
                 if row is None:
                     return self._create_data_key(cursor, org_id)
