@@ -13,6 +13,7 @@ import store
 from api import _health, _v1
 from api._oidc import OidcVerifier
 from api.errors import install_error_handlers
+from switchboard.platform_db import app_database_url
 from switchboard.settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
@@ -20,15 +21,6 @@ API_VERSION = "0.1.0"
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def app_database_url(settings: Settings, admin_conninfo: str) -> str:
-    """The app role's conninfo: ``app_database_url`` when configured, else the admin's server and
-    database with user ``switchboard_app``."""
-    if settings.app_database_url:
-        return settings.app_database_url
-    password = settings.app_database_password.get_secret_value() if settings.app_database_password else None
-    return store.app_conninfo(admin_conninfo, password)
 
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:

@@ -7,7 +7,7 @@ Nothing here touches the database on import.
 
 from store._api_keys import KEY_KINDS, ApiKeys, hash_key
 from store._audit import AuditLog
-from store._database import Database, Tx, app_conninfo, set_app_password
+from store._database import Database, Tx, app_conninfo, has_organizations, set_app_password
 from store._db import create_database, drop_database, with_database
 from store._idempotency import IdempotencyKeys
 from store._ids import CLIENT_ID_PATTERN, new_id
@@ -61,6 +61,7 @@ __all__ = [
     "Users",
     "app_conninfo",
     "check_permissions",
+    "has_organizations",
     "hash_key",
     "new_id",
     "set_app_password",

@@ -117,3 +117,9 @@ class Database:
                     (org_id, customer_id or ""),
                 )
                 yield conn
+
+
+def has_organizations(admin_conninfo: str) -> bool:
+    """Whether any organization exists (asked as the owner, across tenants: a first-start check)."""
+    with connect(admin_conninfo, autocommit=True) as conn:
+        return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM organizations)").fetchone()[0])

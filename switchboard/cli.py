@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from switchboard.commands import connector, db, run, sandbox, schema, workflow
+from switchboard.commands import connector, db, keys, run, sandbox, schema, tenants, workflow
 
 
 class _Group(click.Group):
@@ -39,6 +39,10 @@ COMMANDS: list[tuple[click.Command, str | None]] = [
     (run.run, None),
     (run.run, "serve"),
     (db.db, None),
+    (tenants.org, None),
+    (tenants.key, "api-key"),
+    (tenants.customer, None),
+    (keys.keys, None),
     (schema.schema, None),
     (connector.connector, None),
     (sandbox.sandbox, None),

@@ -33,6 +33,31 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _first_start(settings, conninfo: str) -> None:
+    # A new user's first `make run`: an empty data directory and a database with no organization
+    # get a local organization, a Live key and a customer, written where curl examples find them.
+    import store
+    from switchboard import bootstrap
+    from switchboard.platform_db import app_database_url
+
+    if (settings.data_dir / bootstrap.DEV_CREDENTIALS_FILE).exists():
+        return
+    with store.Database.from_conn_string(app_database_url(settings, conninfo), max_size=1) as db:
+        if store.has_organizations(conninfo):
+            return
+        credentials = bootstrap.bootstrap_local(db, settings.data_dir)
+    if credentials is None:
+        return
+    path = settings.data_dir / bootstrap.DEV_CREDENTIALS_FILE
+    click.echo(
+        "First start: created a local organization, a Live API key and a customer "
+        f"(saved to {path}):\n"
+        f"  x-fastn-account-id:        {credentials.account_id}\n"
+        f"  x-fastn-access-key:        {credentials.access_key}\n"
+        f"  x-fastn-account-tenant-id: {credentials.tenant_id}"
+    )
+
+
 @click.command("run")
 @click.option("--host", default=None, help="Interface to bind [env SWITCHBOARD_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port; 0 picks a free one [env PORT / SWITCHBOARD_PORT, default 8000].")
@@ -44,14 +69,16 @@ def run(host: str | None, port: int | None, migrate: bool) -> None:
     import store
     from api import create_app
 
+    from switchboard.platform_db import prepare
+
     settings = load_settings(host=host, port=port)
     _exit_on_signals()
     conninfo, embedded = store.resolve_conninfo(settings.database_url, settings.pg_data_dir)
     try:
-        if migrate:
-            applied = store.migrate(conninfo)
-            if applied:
-                click.echo(f"applied migrations {', '.join(map(str, applied))}", err=True)
+        settings, applied = prepare(settings, conninfo, migrate=migrate)
+        if applied:
+            click.echo(f"applied migrations {', '.join(map(str, applied))}", err=True)
+        _first_start(settings, conninfo)
         app = create_app(settings.model_copy(update={"database_url": conninfo}))
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=True, lifespan="on"
