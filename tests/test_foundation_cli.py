@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -73,7 +74,7 @@ def test_production_without_database_url_is_refused() -> None:
 
 
 def test_commands_are_registered() -> None:
-    assert {"run", "serve", "db"} <= set(cli.commands)
+    assert {"run", "serve", "db", "org", "api-key", "customer", "keys"} <= set(cli.commands)
     assert {"migrate", "status", "url"} <= set(cli.commands["db"].commands)  # type: ignore[attr-defined]
 
 
@@ -107,10 +108,23 @@ def test_run_starts_embedded_postgres_and_serves_health(pg_tmp_path: Path) -> No
             time.sleep(0.1)
         assert proc.poll() is None, f"switchboard run exited early:\n{proc.communicate()[1]}"
         assert body == {"status": "ok", "database": "ok", "schema_version": store.latest_version()}
+        # First start: the three header values are written for the README's curl.
+        credentials_file = pg_tmp_path / "data" / "dev-credentials.json"
+        assert credentials_file.stat().st_mode & 0o777 == 0o600
+        credentials = json.loads(credentials_file.read_text())
+        assert set(credentials) == {"account_id", "access_key", "tenant_id"}
+        headers = {
+            "x-fastn-account-id": credentials["account_id"],
+            "x-fastn-access-key": credentials["access_key"],
+        }
+        customers = httpx.get(f"http://127.0.0.1:{port}/v1/customers", headers=headers, timeout=10).json()
+        assert [c["id"] for c in customers["items"]] == [credentials["tenant_id"]]
     finally:
         proc.terminate()
         stdout, stderr = proc.communicate(timeout=60)
     assert f"Switchboard API on http://127.0.0.1:{port}" in stdout
+    assert credentials["access_key"] in stdout  # printed once, for the new user
+    assert credentials["access_key"] not in stderr  # never logged
     assert '"event": "Application shutdown complete."' in stderr
     # The embedded server stops with the process that started it.
     assert not (pg_tmp_path / "data" / "pg" / "postmaster.pid").exists()
@@ -127,3 +141,21 @@ def test_run_on_a_busy_port_is_one_clear_error(migrated_database_url: str) -> No
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_org_key_and_customer_commands_lead_to_a_working_request(fresh_db: str, pg_tmp_path: Path) -> None:
+    env = {"SWITCHBOARD_DATABASE_URL": fresh_db, "SWITCHBOARD_DATA": str(pg_tmp_path)}
+    created = _invoke("org", "create", "Initech", "--json", env=env)
+    assert created.exit_code == 0, created.output
+    org = json.loads(created.output)
+    key = _invoke("api-key", "create", "--org", org["account_id"], "--kind", "test", "--role", "viewer", "--json", env=env)
+    assert key.exit_code == 0, key.output
+    assert json.loads(key.output)["access_key"].startswith("sk_test_")
+    customer = _invoke("customer", "create", "--org", org["account_id"], "--id", "acme-1", "Acme", env=env)
+    assert customer.exit_code == 0 and "acme-1" in customer.output
+    duplicate = _invoke("customer", "create", "--org", org["account_id"], "--id", "acme-1", "Acme", env=env)
+    assert duplicate.exit_code == 1 and "already taken" in duplicate.output
+    missing = _invoke("customer", "create", "--org", "org_nope", "Acme", env=env)
+    assert missing.exit_code == 1 and "organization 'org_nope' not found" in missing.output
+    bad_role = _invoke("api-key", "create", "--org", org["account_id"], "--role", "emperor", env=env)
+    assert bad_role.exit_code == 1 and "role 'emperor' not found" in bad_role.output
