@@ -192,6 +192,25 @@ def test_app_role_under_row_level_security(db: str, keyring_path: Path) -> None:
             conn.execute(f"DROP ROLE {role}")
 
 
+def test_encryptor_on_the_migrated_schema_as_the_app_role(migrated_database_url: str, keyring_path: Path) -> None:
+    # Only encrypts: the session database is shared, so no rotation here.
+    orgs = [f"org_{uuid.uuid4().hex[:24]}" for _ in range(2)]
+    with psycopg.connect(migrated_database_url) as conn:
+        for org in orgs:
+            conn.execute("INSERT INTO organizations (id, name) VALUES (%s, 'crypto test')", (org,))
+    encryptor = Encryptor(MasterKeyring.from_settings(None, keyring_path, production=False))
+    with store.Database.from_conn_string(store.app_conninfo(migrated_database_url)) as database:
+        with database.tenant(orgs[0]) as tx:
+            blob = encryptor.encrypt_json(tx, orgs[0], {"token": "t0"}, "connection:con_1")
+        with database.tenant(orgs[1]) as tx:
+            with pytest.raises(DecryptionFailed, match="not found"):
+                Encryptor(encryptor.keyring).decrypt_json(tx, orgs[0], blob, "connection:con_1")
+            visible = tx.execute("SELECT count(*) AS n FROM data_keys").fetchone()
+            assert (visible["n"] if isinstance(visible, dict) else visible[0]) == 0
+        with database.tenant(orgs[0]) as tx:
+            assert Encryptor(encryptor.keyring).decrypt_json(tx, orgs[0], blob, "connection:con_1") == {"token": "t0"}
+
+
 # -- master keyrings ----------------------------------------------------------------------------
 
 
