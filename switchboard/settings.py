@@ -170,6 +170,12 @@ class Settings(BaseSettings):
             problems.append("DATABASE_URL is required (the embedded Postgres is for local use)")
         elif _url_password(self.database_url) in DEFAULT_SECRETS:
             problems.append("DATABASE_URL has an empty or default password")
+        if self.app_database_url is None and self.app_database_password is None:
+            problems.append(
+                "SWITCHBOARD_APP_DATABASE_PASSWORD (or SWITCHBOARD_APP_DATABASE_URL) is required for the app role"
+            )
+        elif self.app_database_password is not None and self.app_database_password.get_secret_value() in DEFAULT_SECRETS:
+            problems.append("SWITCHBOARD_APP_DATABASE_PASSWORD must be set to a non-default value")
         for name in self.SECRETS_REQUIRED_IN_PRODUCTION:
             secret = getattr(self, name)
             if secret is None or (isinstance(secret, SecretStr) and secret.get_secret_value() in DEFAULT_SECRETS):

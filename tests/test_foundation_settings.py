@@ -111,21 +111,35 @@ def test_production_refuses_default_database_passwords(url: str) -> None:
 
 def test_production_accepts_real_values() -> None:
     master = "q0Yk3mB9v1r2T8u4W6x7Z0a1b2c3d4e5f6g7h8i9j0k="
-    settings = Settings(mode="production", database_url="postgresql://app:Xq9-long-secret@db/app", master_key=master)
+    settings = Settings(
+        mode="production",
+        database_url="postgresql://app:Xq9-long-secret@db/app",
+        master_key=master,
+        app_database_password="Yp4-another-secret",
+    )
     assert settings.log_format == "json"
     assert "Xq9-long-secret" not in repr(settings)
     assert master not in repr(settings)
 
 
-def test_production_requires_the_master_key() -> None:
-    with pytest.raises(ConfigurationError, match="SWITCHBOARD_MASTER_KEY"):
+def test_production_requires_the_master_key_and_the_app_role_password() -> None:
+    with pytest.raises(ConfigurationError, match="SWITCHBOARD_MASTER_KEY") as info:
         Settings(mode="production", database_url="postgresql://app:Xq9-long-secret@db/app")
+    assert "SWITCHBOARD_APP_DATABASE_PASSWORD" in str(info.value)
+    with pytest.raises(ConfigurationError, match="SWITCHBOARD_APP_DATABASE_PASSWORD must be set to a non-default"):
+        Settings(
+            mode="production",
+            database_url="postgresql://app:Xq9-long-secret@db/app",
+            master_key="q0Yk3mB9v1r2T8u4W6x7Z0a1b2c3d4e5f6g7h8i9j0k=",
+            app_database_password="changeme",
+        )
 
 
 def test_production_guard_covers_declared_secrets() -> None:
     class WithSecret(Settings):
         SECRETS_REQUIRED_IN_PRODUCTION: ClassVar[tuple[str, ...]] = ("encryption_key",)
         encryption_key: SecretStr | None = None
+        app_database_url: str | None = "postgresql://switchboard_app:Zz8-secret@db/app"
 
     good_url = "postgresql://app:Xq9-long-secret@db/app"
     with pytest.raises(ConfigurationError, match="SWITCHBOARD_ENCRYPTION_KEY"):
