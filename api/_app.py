@@ -35,18 +35,16 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from store._crypto import Encryptor, MasterKeyring
-
         conninfo, embedded = await anyio.to_thread.run_sync(
             lambda: store.resolve_conninfo(settings.database_url, settings.pg_data_dir)
         )
         app.state.conninfo = conninfo
         keyring = await anyio.to_thread.run_sync(
-            lambda: MasterKeyring.from_settings(
+            lambda: store.MasterKeyring.from_settings(
                 settings.master_key, settings.master_key_path, production=settings.mode == "production"
             )
         )
-        app.state.encryptor = Encryptor(keyring)
+        app.state.encryptor = store.Encryptor(keyring)
         # min_size=0: the pool connects on first use, so /health answers (503, "run db migrate")
         # on a database the app role cannot use yet.
         app.state.db = store.Database.open(app_database_url(settings, conninfo), min_size=0)

@@ -7,12 +7,14 @@ Nothing here touches the database on import.
 
 from store._api_keys import KEY_KINDS, ApiKeys, hash_key
 from store._audit import AuditLog
+from store._crypto import Encryptor, MasterKeyring, RotationReport, master_key_id, rotate_master_key
 from store._database import Database, Tx, app_conninfo, has_organizations, set_app_password
 from store._db import create_database, drop_database, with_database
 from store._idempotency import IdempotencyKeys
 from store._ids import CLIENT_ID_PATTERN, new_id
 from store._orgs import DEFAULT_ENVIRONMENTS, RESIDENCIES, Customers, Environments, Organizations
 from store._paging import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, Page
+from store._quotas import DIMENSIONS, ENFORCEMENT_MODES, PLANS, Charge, Quotas, WindowUsage, check_limits
 from store._people import ACTIONS, AREAS, USER_STATUSES, Roles, Users, check_permissions
 from store._schema import APP_ROLE
 from store._migrations import MIGRATIONS, Migration, current_version, latest_version, migrate
@@ -21,11 +23,18 @@ from store.errors import (
     DatabaseUnavailable,
     EmbeddedPostgresError,
     Conflict,
+    DecryptionFailed,
+    EncryptionError,
+    KeyRotationRefused,
+    KeyringInsecure,
+    MasterKeyInvalid,
+    MasterKeyMissing,
     InvalidInput,
     MigrationFailed,
     MigrationMismatch,
     NotFound,
     QueryFailed,
+    QuotaExceeded,
     ResourceError,
     SchemaError,
     SchemaTooNew,
@@ -33,6 +42,16 @@ from store.errors import (
 )
 
 __all__ = [
+    # quotas
+    "DIMENSIONS",
+    "ENFORCEMENT_MODES",
+    "PLANS",
+    "Charge",
+    "QuotaExceeded",
+    "Quotas",
+    "WindowUsage",
+    "check_limits",
+    # end quotas
     "ACTIONS",
     "APP_ROLE",
     "AREAS",
@@ -48,6 +67,17 @@ __all__ = [
     "Conflict",
     "Customers",
     "Database",
+    "DecryptionFailed",
+    "EncryptionError",
+    "Encryptor",
+    "KeyRotationRefused",
+    "KeyringInsecure",
+    "MasterKeyInvalid",
+    "MasterKeyMissing",
+    "MasterKeyring",
+    "RotationReport",
+    "master_key_id",
+    "rotate_master_key",
     "Environments",
     "IdempotencyKeys",
     "InvalidInput",
