@@ -1,0 +1,190 @@
+"""Row-level security, table by table: as the app role with one tenant set for the transaction,
+SQL can neither read nor change nor create another tenant's rows.
+
+Rows are written as the owner (who is not bound by the policies), one of every table for each of
+two organizations with two customers each; then every statement runs as ``switchboard_app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+import store
+from store._schema import CUSTOMER_TABLES, ORG_TABLES
+
+
+def _seed(conn: psycopg.Connection, org: str) -> None:
+    q = conn.execute
+    q("INSERT INTO organizations (id, name) VALUES (%s, %s)", (org, org))
+    q("INSERT INTO environments (org_id, id, slug, name) VALUES (%s, 'env', 'dev', 'Dev')", (org,))
+    for customer in ("c1", "c2"):
+        q("INSERT INTO customers (org_id, id, environment_id, name) VALUES (%s, %s, 'env', %s)", (org, customer, customer))
+    q("INSERT INTO users (org_id, id, email, role_id) VALUES (%s, 'u', %s, 'owner')", (org, f"a@{org}.test"))
+    q("INSERT INTO roles (org_id, id, name, permissions) VALUES (%s, 'r', 'custom', '{}')", (org,))
+    q(
+        "INSERT INTO api_keys (org_id, id, name, kind, prefix, key_hash, role_id) VALUES (%s, 'k', 'k', 'live', 'sk', %s, 'owner')",
+        (org, f"hash-{org}"),
+    )
+    q("INSERT INTO data_keys (org_id, id, wrapped, master_key_id) VALUES (%s, 'dk', 'x', 'mk')", (org,))
+    q("INSERT INTO secrets (org_id, id, environment_id, name, ciphertext) VALUES (%s, 's', 'env', 'TOKEN', 'x')", (org,))
+    q("INSERT INTO oauth_apps (org_id, id, connector_key, client_id, client_secret) VALUES (%s, 'o', 'hub', 'id', 'x')", (org,))
+    q("INSERT INTO connectors (org_id, id, key, name) VALUES (%s, 'cn', 'hub', 'Hub')", (org,))
+    q("INSERT INTO connector_versions (org_id, id, connector_id, version, spec) VALUES (%s, 'cv', 'cn', 1, '{}')", (org,))
+    q("INSERT INTO workflows (org_id, id, key, name, draft) VALUES (%s, 'w', 'w', 'W', '{}')", (org,))
+    q("INSERT INTO workflow_versions (org_id, id, workflow_id, version, spec) VALUES (%s, 'wv', 'w', 1, '{}')", (org,))
+    q("INSERT INTO deployments (org_id, id, workflow_id, environment_id, version) VALUES (%s, 'd', 'w', 'env', 1)", (org,))
+    q("INSERT INTO triggers (org_id, id, workflow_id, kind) VALUES (%s, 't', 'w', 'webhook')", (org,))
+    q("INSERT INTO quota_tiers (org_id, id, name) VALUES (%s, 'qt', 'gold')", (org,))
+    q("INSERT INTO idempotency_keys (org_id, key, actor_id, method, path, request_hash, status) VALUES (%s, 'i', 'k', 'POST', '/', 'h', 201)", (org,))
+    q(
+        "INSERT INTO audit_log (org_id, actor_type, actor_id, action, resource_type, outcome) VALUES (%s, 'system', 's', 'x.y', 'x', 'success')",
+        (org,),
+    )
+    for customer in ("c1", "c2"):
+        connection = f"conn-{customer}"
+        q(
+            "INSERT INTO connections (org_id, id, customer_id, connector_id, auth_type) VALUES (%s, %s, %s, 'cn', 'api_key')",
+            (org, connection, customer),
+        )
+        q(
+            "INSERT INTO oauth_states (org_id, id, customer_id, connection_id, code_verifier, redirect_uri, expires_at)"
+            " VALUES (%s, %s, %s, %s, 'x', 'http://r', now())",
+            (org, f"st-{customer}", customer, connection),
+        )
+        q(
+            "INSERT INTO executions (org_id, id, customer_id, workflow_id, version, status) VALUES (%s, %s, %s, 'w', 1, 'succeeded')",
+            (org, f"ex-{customer}", customer),
+        )
+        q(
+            "INSERT INTO quota_usage (org_id, customer_id, dimension, window_start, count) VALUES (%s, %s, 'api_calls_per_day', now(), 1)",
+            (org, customer),
+        )
+
+
+@pytest.fixture(scope="module")
+def orgs(migrated_database_url: str) -> Iterator[tuple[str, str]]:
+    suffix = store.new_id("rls")
+    a, b = f"orgA_{suffix}", f"orgB_{suffix}"
+    with psycopg.connect(migrated_database_url, autocommit=True) as owner:
+        with owner.transaction():
+            _seed(owner, a)
+            _seed(owner, b)
+    yield a, b
+
+
+@pytest.fixture(scope="module")
+def app(migrated_database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(store.app_conninfo(migrated_database_url), autocommit=True) as conn:
+        yield conn
+
+
+def _as(conn: psycopg.Connection, org: str, customer: str = "") -> None:
+    conn.execute("SELECT set_config('app.org_id', %s, true), set_config('app.customer_id', %s, true)", (org, customer))
+
+
+ALL_TABLES = ("organizations", *ORG_TABLES)
+
+
+@pytest.mark.parametrize("table", ALL_TABLES)
+def test_a_tenant_reads_only_its_own_rows(app: psycopg.Connection, orgs: tuple[str, str], table: str) -> None:
+    a, b = orgs
+    column = "id" if table == "organizations" else "org_id"
+    with app.transaction():
+        _as(app, a)
+        seen = {row[0] for row in app.execute(f"SELECT {column} FROM {table} WHERE {column} IN (%s, %s)", (a, b))}
+    assert seen == {a}
+
+
+@pytest.mark.parametrize("table", ALL_TABLES)
+def test_a_tenant_cannot_change_or_delete_another_tenants_rows(
+    app: psycopg.Connection, orgs: tuple[str, str], table: str
+) -> None:
+    a, b = orgs
+    column = "id" if table == "organizations" else "org_id"
+    with app.transaction():
+        _as(app, a)
+        if table == "audit_log":
+            # Append-only: the app role has no UPDATE or DELETE at all.
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                with app.transaction():
+                    app.execute("DELETE FROM audit_log WHERE org_id = %s", (a,))
+            return
+        assert app.execute(f"UPDATE {table} SET {column} = {column} WHERE {column} = %s", (b,)).rowcount == 0
+        if table != "organizations":
+            # Moving one's own row into another tenant is refused by the policy's WITH CHECK.
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                with app.transaction():
+                    app.execute(f"UPDATE {table} SET org_id = %s WHERE org_id = %s", (b, a))
+        assert app.execute(f"DELETE FROM {table} WHERE {column} = %s", (b,)).rowcount == 0
+
+
+@pytest.mark.parametrize("table", ORG_TABLES)
+def test_a_tenant_cannot_insert_rows_for_another(app: psycopg.Connection, orgs: tuple[str, str], table: str) -> None:
+    a, b = orgs
+    with app.transaction():
+        _as(app, a)
+        # Copy one of our own rows, relabelled as the other tenant's.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with app.transaction():
+                app.execute(
+                    f"INSERT INTO {table} SELECT (jsonb_populate_record(NULL::{table},"
+                    f" to_jsonb(x) || jsonb_build_object('org_id', %s::text))).* FROM {table} x"
+                    f" WHERE x.org_id = %s LIMIT 1",
+                    (b, a),
+                )
+
+
+@pytest.mark.parametrize("table", (*CUSTOMER_TABLES, "customers"))
+def test_a_customer_scope_sees_only_that_customer(app: psycopg.Connection, orgs: tuple[str, str], table: str) -> None:
+    a, _ = orgs
+    column = "id" if table == "customers" else "customer_id"
+    with app.transaction():
+        _as(app, a, "c1")
+        seen = {row[0] for row in app.execute(f"SELECT {column} FROM {table} WHERE org_id = %s", (a,))}
+        assert seen == {"c1"}
+        assert app.execute(f"DELETE FROM {table} WHERE org_id = %s AND {column} = 'c2'", (a,)).rowcount == 0
+    with app.transaction():
+        _as(app, a)
+        both = {row[0] for row in app.execute(f"SELECT {column} FROM {table} WHERE org_id = %s", (a,))}
+    assert both == {"c1", "c2"}
+
+
+def test_system_roles_are_shared_but_read_only(app: psycopg.Connection, orgs: tuple[str, str]) -> None:
+    a, b = orgs
+    with app.transaction():
+        _as(app, a)
+        ids = {row[0] for row in app.execute("SELECT id FROM roles WHERE org_id IS NULL OR org_id IN (%s, %s)", (a, b))}
+        assert {"owner", "admin", "developer", "operator", "viewer", "end_user"} <= ids
+        assert "r" in ids  # a's custom role
+        assert app.execute("SELECT count(*) FROM roles WHERE org_id = %s", (b,)).fetchone()[0] == 0
+        assert app.execute("UPDATE roles SET name = 'x' WHERE org_id IS NULL").rowcount == 0
+        assert app.execute("DELETE FROM roles WHERE org_id IS NULL").rowcount == 0
+
+
+def test_without_a_tenant_nothing_is_visible(app: psycopg.Connection, orgs: tuple[str, str]) -> None:
+    for table in ALL_TABLES:
+        assert app.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+
+
+def test_the_tenant_setting_ends_with_the_transaction(migrated_database_url: str, orgs: tuple[str, str]) -> None:
+    a, _ = orgs
+    with store.Database.from_conn_string(store.app_conninfo(migrated_database_url), max_size=1) as db:
+        with db.tenant(a) as tx:
+            assert tx.execute("SELECT count(*) AS n FROM customers").fetchone()["n"] == 2
+        # The same pooled connection, outside any tenant transaction: nothing.
+        with db._pool.connection() as conn:
+            assert conn.execute("SELECT count(*) AS n FROM customers").fetchone()["n"] == 0
+
+
+def test_the_audit_log_is_append_only_even_for_the_owner(migrated_database_url: str, orgs: tuple[str, str]) -> None:
+    a, _ = orgs
+    with psycopg.connect(migrated_database_url, autocommit=True) as owner:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            owner.execute("UPDATE audit_log SET action = 'x' WHERE org_id = %s", (a,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            owner.execute("DELETE FROM audit_log WHERE org_id = %s", (a,))
+        assert owner.execute("SELECT count(*) FROM audit_log WHERE org_id = %s", (a,)).fetchone()[0] == 1
