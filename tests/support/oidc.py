@@ -4,9 +4,11 @@
         token = idp.issue("user-1", org_id="org_1", email="ada@example.com")
         OidcVerifier(idp.issuer, idp.audience).verify(token)
 
-The issuer URL is the server's base URL. ``rotate()`` adds a new current key (new ``kid``),
-``retire(kid)`` drops one from the JWKS, ``fail_with(status)`` makes discovery and JWKS answer
-an error, and ``requests`` lists the paths served (to count fetches).
+The issuer URL is the server's base URL. Test switches: ``reset()`` gives a running issuer a
+fresh state (one new kid, serving, no recorded requests) so a module can share one server;
+``rotate()`` adds a new current key (new ``kid``); ``retire(kid)`` drops one from the JWKS;
+``publish_alg = False`` leaves ``alg`` out of the JWKs; ``fail_with(status)`` makes discovery and
+JWKS answer an error; ``requests`` lists the paths served (to count fetches).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.support.servers import serve_app
+from support.servers import serve_app
 
 DEFAULT_AUDIENCE = "switchboard-console"
 JWKS_PATH = "/jwks.json"
@@ -59,9 +61,12 @@ class OidcTestIssuer:
         self._keys: dict[str, tuple[PrivateKey, str]] = {}  # kid -> (private key, alg)
         self._current: str = ""
         self._status: int | None = None
+        self.publish_alg = True  # False: JWKs without "alg", as some providers publish them
         self._stack = ExitStack()
         self.issuer = ""
-        self.rotate(alg)
+        self._first_key = new_private_key(alg)
+        self._first_alg = alg
+        self.reset()
 
     def __enter__(self) -> OidcTestIssuer:
         app = Starlette(routes=[
@@ -89,11 +94,22 @@ class OidcTestIssuer:
 
     # -- test switches -----------------------------------------------------------------------
 
-    def rotate(self, alg: str = "RS256") -> str:
-        """Add a new key for ``alg``, make it the signing key, and return its kid. Old keys stay
-        published until ``retire``."""
+    def reset(self) -> None:
+        """Back to one signing key (the first key under a new kid), serving, no requests recorded."""
+        with self._lock:
+            self._keys.clear()
+            self._status = None
+            self.publish_alg = True
+            self.requests.clear()
+        # Reusing the first key keeps resets cheap (RSA generation is slow); the new kid is what
+        # makes it a key no earlier verifier has cached.
+        self.rotate(self._first_alg, key=self._first_key)
+
+    def rotate(self, alg: str = "RS256", *, key: PrivateKey | None = None) -> str:
+        """Add a new key for ``alg`` (``key``, or a fresh one), make it the signing key, and
+        return its kid. Old keys stay published until ``retire``."""
         kid = f"key-{uuid.uuid4().hex[:8]}"
-        key = new_private_key(alg)
+        key = key or new_private_key(alg)
         with self._lock:
             self._keys[kid] = (key, alg)
             self._current = kid
@@ -109,9 +125,17 @@ class OidcTestIssuer:
         with self._lock:
             self._status = status
 
+    def public_key(self, kid: str) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+        """The public half of key ``kid``."""
+        with self._lock:
+            return self._keys[kid][0].public_key()
+
     def jwks(self) -> dict[str, Any]:
         with self._lock:
-            return {"keys": [public_jwk(key, kid, alg) for kid, (key, alg) in self._keys.items()]}
+            keys = [public_jwk(key, kid, alg) for kid, (key, alg) in self._keys.items()]
+            if not self.publish_alg:
+                keys = [{name: value for name, value in jwk.items() if name != "alg"} for jwk in keys]
+            return {"keys": keys}
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -132,7 +156,7 @@ class OidcTestIssuer:
     ) -> str:
         """A signed JWT: ``iss`` (this issuer unless ``issuer``), ``sub`` (omitted when None),
         ``aud`` (omitted when None), ``iat`` now, ``exp`` now + ``expires_in``, ``org_id`` and
-        ``email`` when given, then ``extra`` (which may override any claim).
+        ``email`` when given, then ``extra`` (which may override any claim, or drop it with None).
 
         Signed with the key ``kid`` (default: the current key) and its algorithm, unless
         ``signing_key`` (and ``alg``) name another key while the header keeps ``kid``.
@@ -148,6 +172,7 @@ class OidcTestIssuer:
         if email is not None:
             claims["email"] = email
         claims.update(extra or {})
+        claims = {name: value for name, value in claims.items() if value is not None}
         kid = kid or self._current
         with self._lock:
             own_key, own_alg = self._keys.get(kid, (None, "RS256"))
