@@ -97,7 +97,10 @@ def _resolve(
         if not org_id or not isinstance(org_id, str):
             raise Unauthenticated(f"the token names no organization; send {ACCOUNT_HEADER}")
         with db.tenant(org_id) as tx:
-            user = store.Users(tx).by_subject(org_id, claims["sub"], claims.get("email"))
+            # An invited user is matched by email only when the issuer vouches for the address;
+            # otherwise anyone could claim an invitation by putting its address in their profile.
+            email = claims.get("email") if claims.get("email_verified") is True else None
+            user = store.Users(tx).by_subject(org_id, claims["sub"], email)
             if user is None or user["status"] == "disabled":
                 raise Unauthenticated("this identity is not an active user of the account")
             role = store.Roles(tx).get(org_id, user["role_id"])

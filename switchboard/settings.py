@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     )
     oidc_issuer: str | None = Field(None, description="OIDC issuer whose JWTs console users present as Bearer tokens.")
     oidc_audience: str | None = Field(None, description="Expected `aud` of those JWTs.")
-    oidc_jwks_url: str | None = Field(None, description="JWKS URL; default <issuer>/.well-known/jwks.json via discovery.")
+    oidc_jwks_url: str | None = Field(None, description="JWKS URL; default: the jwks_uri of <issuer>/.well-known/openid-configuration.")
     oidc_org_claim: str = Field("org_id", description="JWT claim naming the organization (else x-fastn-account-id).")
     public_url: str | None = Field(None, description="Base URL the platform is reached at (OAuth redirect URIs).")
 
