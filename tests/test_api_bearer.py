@@ -1,0 +1,105 @@
+"""Console users: Authorization: Bearer <JWT> from an OIDC issuer, through the API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import store
+from support.oidc import OidcTestIssuer
+from support.platform import Tenant, app_database, client, make_tenant, running_platform
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[OidcTestIssuer]:
+    with OidcTestIssuer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def platform(migrated_database_url: str, issuer: OidcTestIssuer) -> Iterator[str]:
+    with running_platform(
+        migrated_database_url, oidc_issuer=issuer.issuer, oidc_audience=issuer.audience
+    ) as (url, _settings):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tenants(migrated_database_url: str) -> Iterator[tuple[Tenant, Tenant, store.Database]]:
+    with app_database(migrated_database_url) as db:
+        yield make_tenant(db, "Acme"), make_tenant(db, "Globex"), db
+
+
+def _invite(db: store.Database, org_id: str, email: str, role: str, status: str = "invited") -> dict:
+    with db.tenant(org_id) as tx:
+        return store.Users(tx).invite(org_id, email, role, status=status)
+
+
+def test_an_invited_user_signs_in_with_a_verified_email(platform: str, issuer: OidcTestIssuer, tenants) -> None:
+    acme, _, db = tenants
+    _invite(db, acme.org_id, "ada@acme.test", "viewer")
+    token = issuer.issue("sub-ada", org_id=acme.org_id, email="ada@acme.test", extra={"email_verified": True})
+    with client(platform) as http:
+        listed = http.get("/v1/customers", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200, listed.text
+        assert sorted(c["id"] for c in listed.json()["items"]) == sorted(acme.customers)
+        # A viewer reads but does not write; the refusal names the permission.
+        refused = http.post("/v1/customers", headers={"Authorization": f"Bearer {token}"}, json={"name": "X"})
+        assert refused.status_code == 403 and refused.json()["permission"] == "customers:write"
+    with db.tenant(acme.org_id) as tx:
+        user = [u for u in store.Users(tx).list(acme.org_id, store.ListQuery()).items if u["email"] == "ada@acme.test"][0]
+    assert user["status"] == "active" and user["oidc_subject"] == "sub-ada"
+
+
+def test_an_unverified_email_does_not_claim_an_invitation(platform: str, issuer: OidcTestIssuer, tenants) -> None:
+    acme, _, db = tenants
+    _invite(db, acme.org_id, "bob@acme.test", "owner")
+    token = issuer.issue("sub-mallory", org_id=acme.org_id, email="bob@acme.test")
+    with client(platform) as http:
+        response = http.get("/v1/customers", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+
+
+def test_tokens_are_bound_to_their_organization(platform: str, issuer: OidcTestIssuer, tenants) -> None:
+    acme, globex, db = tenants
+    _invite(db, acme.org_id, "cy@acme.test", "owner")
+    token = issuer.issue("sub-cy", org_id=acme.org_id, email="cy@acme.test", extra={"email_verified": True})
+    with client(platform) as http:
+        other = http.get("/v1/customers", headers={"Authorization": f"Bearer {token}", "x-fastn-account-id": globex.org_id})
+        assert other.status_code == 403
+        # Another organization's customer cannot be named as the tenant.
+        foreign = http.get(
+            "/v1/customers",
+            headers={"Authorization": f"Bearer {token}", "x-fastn-account-tenant-id": globex.customers[0]},
+        )
+        assert foreign.status_code == 400 and foreign.json()["header"] == "x-fastn-account-tenant-id"
+        # Without an org claim the account header picks the organization, where the user must exist.
+        no_claim = issuer.issue("sub-cy", email="cy@acme.test", extra={"email_verified": True})
+        stranger = http.get("/v1/customers", headers={"Authorization": f"Bearer {no_claim}", "x-fastn-account-id": globex.org_id})
+        assert stranger.status_code == 401
+        mine = http.get("/v1/customers", headers={"Authorization": f"Bearer {no_claim}", "x-fastn-account-id": acme.org_id})
+        assert mine.status_code == 200
+
+
+def test_bad_tokens_are_401_without_echoing_them(platform: str, issuer: OidcTestIssuer, tenants) -> None:
+    acme, _, db = tenants
+    expired = issuer.issue("sub-ada", org_id=acme.org_id, expires_in=-3600)
+    with client(platform) as http:
+        for token, reason in ((expired, "expired"), ("not.a.jwt", "malformed")):
+            response = http.get("/v1/customers", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 401
+            assert reason in response.json()["detail"]
+            assert token not in response.text
+        basic = http.get("/v1/customers", headers={"Authorization": "Basic YTpi"})
+        assert basic.status_code == 401 and "Bearer" in basic.json()["detail"]
+
+
+def test_a_disabled_user_is_refused(platform: str, issuer: OidcTestIssuer, tenants) -> None:
+    acme, _, db = tenants
+    user = _invite(db, acme.org_id, "dee@acme.test", "owner")
+    with db.tenant(acme.org_id) as tx:
+        store.Users(tx).update(acme.org_id, user["id"], {"status": "disabled"})
+    token = issuer.issue("sub-dee", org_id=acme.org_id, email="dee@acme.test", extra={"email_verified": True})
+    with client(platform) as http:
+        assert http.get("/v1/customers", headers={"Authorization": f"Bearer {token}"}).status_code == 401
