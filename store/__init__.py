@@ -7,6 +7,18 @@ Nothing here touches the database on import.
 
 from store._api_keys import KEY_KINDS, ApiKeys, hash_key
 from store._audit import AuditLog
+from store._connections import (
+    CONNECTION_STATUSES,
+    MAX_CREDENTIAL_LENGTH,
+    OAUTH_STATE_TTL,
+    Connections,
+    ConnectorRef,
+    OAuthStates,
+    connection_purpose,
+    load_connector,
+    oauth_auth,
+    state_org,
+)
 from store._crypto import Encryptor, MasterKeyring, RotationReport, master_key_id, rotate_master_key
 from store._database import Database, Tx, app_conninfo, has_organizations, set_app_password
 from store._db import create_database, drop_database, with_database
@@ -20,6 +32,11 @@ from store._schema import APP_ROLE
 from store._migrations import MIGRATIONS, Migration, current_version, latest_version, migrate
 from store._server import EmbeddedPostgres, resolve_conninfo, start_embedded
 from store.errors import (
+    ConnectionAuthInvalid,
+    ConnectionNeedsReconnect,
+    OAuthAppMissing,
+    OAuthCallbackFailed,
+    OAuthStateInvalid,
     DatabaseUnavailable,
     EmbeddedPostgresError,
     Conflict,
@@ -42,6 +59,23 @@ from store.errors import (
 )
 
 __all__ = [
+    # connections
+    "CONNECTION_STATUSES",
+    "MAX_CREDENTIAL_LENGTH",
+    "OAUTH_STATE_TTL",
+    "ConnectionAuthInvalid",
+    "ConnectionNeedsReconnect",
+    "Connections",
+    "ConnectorRef",
+    "OAuthAppMissing",
+    "OAuthCallbackFailed",
+    "OAuthStateInvalid",
+    "OAuthStates",
+    "connection_purpose",
+    "load_connector",
+    "oauth_auth",
+    "state_org",
+    # end connections
     # quotas
     "DIMENSIONS",
     "ENFORCEMENT_MODES",

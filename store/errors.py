@@ -244,3 +244,93 @@ class DecryptionFailed(EncryptionError):
 
 
 # --- end encryption ---
+
+
+# --- connections (store/_connections.py) ---
+#
+#   ResourceError
+#   ├── ConnectionNeedsReconnect    the connection's grant is gone (invalid_grant, a 401/403); HTTP 409
+#   ├── OAuthStateInvalid           an OAuth callback's state is malformed, unknown, already used or expired; HTTP 400
+#   ├── OAuthCallbackFailed         the provider refused the authorization, or the code exchange failed; HTTP 400
+#   └── InvalidInput
+#       ├── ConnectionAuthInvalid   the credentials sent do not fit the connector's auth (names a JSON pointer); HTTP 422
+#       └── OAuthAppMissing         no OAuth app (managed client id and secret) is configured for the connector; HTTP 422
+
+
+class ConnectionNeedsReconnect(ResourceError):
+    """Connection ``connection_id`` (of connector ``connector``) can no longer authenticate and is
+    marked ``needs_reconnect``; the customer must connect again. ``reason`` never holds a credential."""
+
+    code = "connection_needs_reconnect"
+    http_status = 409
+    problem_fields = ("resource", "connection_id", "connector")
+
+    def __init__(self, connection_id: str, connector: str, reason: str) -> None:
+        self.resource = "connection"
+        self.connection_id = connection_id
+        self.connector = connector
+        self.reason = reason
+        super().__init__(f"connection {connection_id} ({connector}) needs to be reconnected: {reason}")
+
+
+class OAuthStateInvalid(ResourceError):
+    """The ``state`` of an OAuth callback is refused; ``reason`` says why (malformed, unknown or already
+    used, expired). The state itself is not repeated."""
+
+    code = "oauth_state_invalid"
+    http_status = 400
+    problem_fields = ("resource", "field")
+
+    def __init__(self, reason: str) -> None:
+        self.resource = "oauth_state"
+        self.field = "state"
+        self.reason = reason
+        super().__init__(f"OAuth state refused: {reason}")
+
+
+class OAuthCallbackFailed(ResourceError):
+    """The OAuth flow of connection ``connection_id`` ended without tokens: the provider answered
+    ``error`` (``access_denied``, ``invalid_grant``...) to the authorization or the code exchange."""
+
+    code = "oauth_callback_failed"
+    http_status = 400
+    problem_fields = ("resource", "connection_id", "error")
+
+    def __init__(self, connection_id: str, error: str, reason: str) -> None:
+        self.resource = "connection"
+        self.connection_id = connection_id
+        self.error = error
+        self.reason = reason
+        super().__init__(f"OAuth authorization of connection {connection_id} failed ({error}): {reason}")
+
+
+class ConnectionAuthInvalid(InvalidInput):
+    """The credentials sent for a connection do not fit its connector's auth; ``pointer`` is the JSON
+    pointer into the request body (``/auth/type``, ``/auth/values/account_id``)."""
+
+    code = "connection_auth_invalid"
+    problem_fields = ("resource", "field", "pointer")
+
+    def __init__(self, pointer: str, reason: str) -> None:
+        self.resource = "connection"
+        self.field = pointer.strip("/").replace("/", ".")
+        self.pointer = pointer
+        self.reason = reason
+        ResourceError.__init__(self, f"{pointer}: {reason}")
+
+
+class OAuthAppMissing(InvalidInput):
+    """The organization has no OAuth app (managed client id and secret) for connector ``connector``."""
+
+    code = "oauth_app_missing"
+    problem_fields = ("resource", "field", "connector")
+
+    def __init__(self, connector: str) -> None:
+        self.resource = "connection"
+        self.field = "connector"
+        self.connector = connector
+        self.reason = f"no OAuth app configured for connector {connector}"
+        ResourceError.__init__(self, f"{self.reason}: register its client id and secret with POST /v1/oauth-apps")
+
+
+# --- end connections ---
