@@ -7,7 +7,9 @@ Hierarchy::
 Mapping is keyed on attributes, not classes: any exception whose class has ``code`` (str) and
 ``http_status`` (int) becomes a problem response with that status, so ``StoreError``,
 ``EngineError`` and ``SwitchboardError`` subclasses map without api/ importing each one. A class
-may list extra attributes to expose in ``problem_fields`` (e.g. ``("pointer",)``). Any other
+may list extra attributes to expose in ``problem_fields`` (e.g. ``("pointer",)``), and an
+instance may define ``problem_headers() -> dict[str, str]`` for response headers such as
+``Retry-After``. Any other
 exception becomes a generic 500 whose details stay in the log. Framework errors (unknown route,
 wrong method, request validation) are problem responses too.
 """
@@ -19,6 +21,7 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -74,8 +77,11 @@ def coded_error_response(exc: BaseException, instance: str | None = None) -> JSO
         return None
     if not 400 <= status <= 599:
         status = 500
-    extensions = {name: getattr(exc, name, None) for name in getattr(type(exc), "problem_fields", ())}
-    return problem_response(status, code, str(exc), instance=instance, **extensions)
+    # jsonable_encoder: fields may be datetimes (a quota's reset time) and become ISO 8601 text.
+    extensions = jsonable_encoder({name: getattr(exc, name, None) for name in getattr(type(exc), "problem_fields", ())})
+    hook = getattr(exc, "problem_headers", None)
+    headers = hook() if callable(hook) else None
+    return problem_response(status, code, str(exc), instance=instance, headers=headers, **extensions)
 
 
 def json_pointer(location: tuple[Any, ...] | list[Any]) -> str:

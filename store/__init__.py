@@ -26,7 +26,7 @@ from store._idempotency import IdempotencyKeys
 from store._ids import CLIENT_ID_PATTERN, new_id
 from store._orgs import DEFAULT_ENVIRONMENTS, RESIDENCIES, Customers, Environments, Organizations
 from store._paging import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, Page
-from store._quotas import DIMENSIONS, ENFORCEMENT_MODES, PLANS, Charge, Quotas, WindowUsage, check_limits
+from store._quotas import DIMENSIONS, ENFORCEMENT_MODES, PLANS, Charge, Quotas, WindowUsage, charge_quota, check_limits
 from store._people import ACTIONS, AREAS, USER_STATUSES, Roles, Users, check_permissions
 from store._schema import APP_ROLE
 from store._migrations import MIGRATIONS, Migration, current_version, latest_version, migrate
@@ -84,6 +84,7 @@ __all__ = [
     "QuotaExceeded",
     "Quotas",
     "WindowUsage",
+    "charge_quota",
     "check_limits",
     # end quotas
     "ACTIONS",

@@ -22,6 +22,8 @@ which ``api/`` maps to a problem+json response.
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from pathlib import Path
 
 
@@ -244,6 +246,35 @@ class DecryptionFailed(EncryptionError):
 
 
 # --- end encryption ---
+
+
+# --- quotas (store/_quotas.py) ---
+#
+#   StoreError
+#   └── QuotaExceeded               a hard quota limit refused the request (nothing was counted); HTTP 429
+
+
+class QuotaExceeded(StoreError):
+    """The customer reached the hard ``limit`` of ``dimension`` (e.g. ``api_calls_per_minute``);
+    the window resets at ``reset_at``, ``retry_after`` whole seconds after the refusal."""
+
+    code = "quota_exceeded"
+    http_status = 429
+    problem_fields = ("dimension", "limit", "reset_at")
+
+    def __init__(self, dimension: str, limit: int, reset_at: datetime, now: datetime) -> None:
+        self.dimension = dimension
+        self.limit = limit
+        self.reset_at = reset_at
+        self.retry_after = max(1, math.ceil((reset_at - now).total_seconds()))
+        super().__init__(f"quota {dimension} of {limit} reached; it resets at {reset_at.isoformat()}")
+
+    def problem_headers(self) -> dict[str, str]:
+        """Headers for the 429 response: when to retry (RFC 9110 ``Retry-After``, in seconds)."""
+        return {"Retry-After": str(self.retry_after)}
+
+
+# --- end quotas ---
 
 
 # --- connections (store/_connections.py) ---
