@@ -10,7 +10,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 import store
-from api import _health, _quota, _v1
+from api import _health, _openapi, _quota, _v1
 from api._oidc import OidcVerifier
 from api.errors import install_error_handlers
 from switchboard.platform_db import app_database_url
@@ -70,4 +70,5 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     _quota.install(app)
     app.include_router(_health.router)
     _v1.install(app)
+    app.openapi = lambda: _openapi.document_problem_responses(app)  # type: ignore[method-assign]
     return app

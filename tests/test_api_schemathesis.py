@@ -1,0 +1,109 @@
+"""The API keeps the promises of its OpenAPI document: schemathesis generates requests for every
+operation the document lists (whatever routes exist when the tests are collected) and checks
+each response: no 5xx, a documented status code and content type, documented headers, and a body
+that validates against the documented schema.
+
+Real parts only: the platform is served over HTTP on 127.0.0.1 against the session's Postgres,
+and every request carries a real tenant's credentials and customer header, so the cases reach
+the handlers rather than stopping at 401. The cases are generated from the document the app
+builds (one pytest item per operation, collected before any server runs); a test checks that
+the running server serves exactly that document at ``/openapi.json``.
+
+Bounded and reproducible: a few examples per operation, derandomized generation with a fixed
+seed, no example database, no shrinking. A failure names the operation and prints a ``curl`` to
+reproduce it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from support.contract import api_document, contract_config, unlimited_quotas
+from support.platform import Tenant, app_database, make_tenant, running_platform
+
+# Per operation, in the fuzzing phase; the examples and coverage phases add their own cases.
+MAX_EXAMPLES = 5
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+DOCUMENT = api_document()
+schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT), config=contract_config(max_examples=MAX_EXAMPLES))
+
+
+@pytest.fixture(scope="module")
+def platform(migrated_database_url: str) -> Iterator[str]:
+    with running_platform(migrated_database_url) as (url, _settings):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tenant(migrated_database_url: str) -> Tenant:
+    with app_database(migrated_database_url) as db:
+        tenant = make_tenant(db, "Schemathesis")
+        unlimited_quotas(db, tenant.org_id, tenant.customers[0])
+    return tenant
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+def test_the_server_serves_the_document_the_cases_come_from(platform: str, http: requests.Session) -> None:
+    response = http.get(f"{platform}/openapi.json", timeout=30)
+    assert response.status_code == 200
+    assert response.json() == DOCUMENT
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_answers_as_documented(
+    case: schemathesis.Case, platform: str, tenant: Tenant, http: requests.Session
+) -> None:
+    # The tenant's headers replace whatever was generated for the documented auth headers.
+    case.call_and_validate(
+        base_url=platform, session=http, headers=tenant.headers(tenant.customers[0]), checks=CHECKS, timeout=30
+    )
+
+
+def test_the_document_describes_its_problems() -> None:
+    """The run above is only as strict as the document: every /v1 operation must document its
+    error responses as problem+json, or status-code conformance would pass vacuously."""
+    problem = DOCUMENT["components"]["schemas"]["ProblemDetails"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "code"}
+    assert "HTTPValidationError" not in DOCUMENT["components"]["schemas"]
+    operations = [
+        (path, method, operation)
+        for path, item in DOCUMENT["paths"].items()
+        for method, operation in item.items()
+        if path.startswith("/v1/")
+    ]
+    assert operations
+    for path, method, operation in operations:
+        responses = operation["responses"]
+        for status in ("400", "401", "403", "422", "429"):
+            content = responses[status]["content"]
+            assert list(content) == ["application/problem+json"], (method, path, status)
+            assert content["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/ProblemDetails"}
+        if any(p["in"] == "path" for p in operation.get("parameters", ())):
+            assert "404" in responses, (method, path)
+        assert not any(code.startswith("5") or code == "default" for code in responses), (method, path)
