@@ -238,3 +238,73 @@ class BadHeader(ApiError, ValueError):
 
 
 # --- end authentication ---
+
+
+# --- connectors and workflows (api/_v1/connectors.py, api/_v1/workflows.py) ---
+# ApiError
+#  +-- SpecInvalid            a connector or workflow spec is refused (422); ``errors`` lists each JSON pointer
+#  +-- OpenAPIImportRefused   an OpenAPI document cannot be imported (422); ``pointer`` into the document
+#  +-- RunInputInvalid        a run's input does not match the workflow's input schema (422)
+#  +-- RunRefused             a run cannot start: no usable version, connector or connection (409)
+class SpecInvalid(ApiError, ValueError):
+    """A ``kind`` spec (connector, workflow) is refused. ``errors`` are ``{"pointer", "reason"}``
+    with RFC 6901 pointers into the spec document; ``pointer`` is the first of them."""
+
+    code = "spec_invalid"
+    http_status = 422
+    problem_fields = ("kind", "pointer", "errors")
+
+    def __init__(self, kind: str, errors: list[dict[str, str]]) -> None:
+        self.kind = kind
+        self.errors = errors
+        self.pointer = errors[0]["pointer"] if errors else ""
+        shown = "; ".join(f"{e['pointer'] or '/'}: {e['reason']}" for e in errors[:20])
+        more = f" (+{len(errors) - 20} more)" if len(errors) > 20 else ""
+        super().__init__(f"invalid {kind} spec: {shown}{more}")
+
+
+class OpenAPIImportRefused(ApiError, ValueError):
+    """The OpenAPI document cannot be imported: ``reason``, at ``pointer`` in the document ("" for all of it)."""
+
+    code = "openapi_import_failed"
+    http_status = 422
+    problem_fields = ("pointer", "reason")
+
+    def __init__(self, pointer: str, reason: str) -> None:
+        self.pointer = pointer
+        self.reason = reason
+        at = f" at {pointer}" if pointer else ""
+        super().__init__(f"cannot import the OpenAPI document{at}: {reason}")
+
+
+class RunInputInvalid(ApiError, ValueError):
+    """A run's input does not match the workflow's input schema; ``errors`` are ``{"pointer", "reason"}``
+    with pointers into the input."""
+
+    code = "workflow_input_invalid"
+    http_status = 422
+    problem_fields = ("errors",)
+
+    def __init__(self, workflow: str, errors: list[dict[str, str]]) -> None:
+        self.workflow = workflow
+        self.errors = errors
+        shown = "; ".join(f"{e['pointer'] or '/'}: {e['reason']}" for e in errors[:20])
+        super().__init__(f"invalid input for workflow {workflow!r}: {shown}")
+
+
+class RunRefused(ApiError):
+    """A workflow run cannot start for ``reason``; ``field`` names what is missing (``version``,
+    ``connector``, ``connection``) and ``connector`` the connector concerned, when one is."""
+
+    code = "run_refused"
+    http_status = 409
+    problem_fields = ("field", "connector")
+
+    def __init__(self, field: str, reason: str, connector: str | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        self.connector = connector
+        super().__init__(reason)
+
+
+# --- end connectors and workflows ---

@@ -29,6 +29,17 @@ from store._paging import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, Page
 from store._quotas import DIMENSIONS, ENFORCEMENT_MODES, PLANS, Charge, Quotas, WindowUsage, charge_quota, check_limits
 from store._people import ACTIONS, AREAS, USER_STATUSES, Roles, Users, check_permissions
 from store._schema import APP_ROLE
+from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
+from store._workflows import (
+    DRAFT_VERSION,
+    EXECUTION_STATUSES,
+    TRIGGER_KINDS,
+    WORKFLOW_STATUSES,
+    WORKFLOW_TYPES,
+    Executions,
+    Triggers,
+    Workflows,
+)
 from store._migrations import MIGRATIONS, Migration, current_version, latest_version, migrate
 from store._server import EmbeddedPostgres, resolve_conninfo, start_embedded
 from store.errors import (
@@ -59,6 +70,18 @@ from store.errors import (
 )
 
 __all__ = [
+    # connectors and workflows
+    "CONNECTOR_STATUSES",
+    "DRAFT_VERSION",
+    "EXECUTION_STATUSES",
+    "TRIGGER_KINDS",
+    "VERSION_STATES",
+    "WORKFLOW_STATUSES",
+    "WORKFLOW_TYPES",
+    "Connectors",
+    "Executions",
+    "Triggers",
+    "Workflows",
     # connections
     "CONNECTION_STATUSES",
     "MAX_CREDENTIAL_LENGTH",

@@ -1,7 +1,544 @@
-"""/v1 routes: workflows (being built in issue 3)."""
+"""/v1 routes: workflows (draft, validate, publish, versions, deploy), their triggers, and
+executions (run now for a customer, for real or as a dry run)."""
 
 from __future__ import annotations
 
+import base64
+import secrets as _secrets
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+import anyio
+from fastapi import Body, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+import store
+from api._auth import Principal, require
+from api._deps import Clock, Db, Encryptor
+from api._lists import ListParams, PageOut, page_out
+from api._v1 import _runs
+from api._v1._common import in_thread, tenant_tx
 from api._v1._common import router as make_router
+from api._v1._specs import SpecBody, loaded, problems_out, spec_data, stored, validated
+from api.errors import SpecInvalid
+from engine import check_workflow
+from engine.specs import AppEventTrigger, ConnectorSpec, ScheduleTrigger, WebhookTrigger, WorkflowSpec
 
 router = make_router("workflows")
+
+WorkflowStatus = Literal["draft", "published", "archived"]
+WorkflowType = Literal["instant", "standard", "long"]
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="A version number.")]
+HOOK_PATH = "/v1/hooks/"
+
+
+# -- models -------------------------------------------------------------------------
+
+
+class DeploymentOut(BaseModel):
+    environment_id: str
+    environment_slug: str
+    version: int
+    deployed_by: str | None
+    deployed_at: datetime
+
+
+class WorkflowOut(BaseModel):
+    id: str
+    key: str = Field(description="The spec's id; unique in the organization.")
+    name: str
+    type: WorkflowType = Field(description="From the spec's tier: instant, standard or long.")
+    status: WorkflowStatus
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    latest_version: int | None = Field(description="The highest published version, None before the first publish.")
+
+
+class WorkflowDetailOut(WorkflowOut):
+    draft: dict[str, Any]
+    deployments: list[DeploymentOut]
+
+
+class Problem(BaseModel):
+    pointer: str = Field(description="JSON pointer into the spec.")
+    reason: str
+
+
+class ValidationOut(BaseModel):
+    valid: bool
+    problems: list[Problem]
+
+
+class VersionOut(BaseModel):
+    workflow_id: str
+    version: int
+    created_by: str | None
+    created_at: datetime
+
+
+class VersionDetailOut(VersionOut):
+    spec: dict[str, Any]
+
+
+class DeployIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, le=2**31 - 1)
+    environment: str = Field("production", min_length=1, max_length=64, description="Environment id or slug.")
+
+
+class WebhookTriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["webhook"]
+    enabled: bool = True
+    payload: dict[str, Any] | None = Field(None, description="JSON Schema of the expected body.")
+
+
+class ScheduleTriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["schedule"]
+    enabled: bool = True
+    cron: str = Field(min_length=1, max_length=200, description="A cron expression, e.g. */15 * * * *.")
+    timezone: str = Field("UTC", max_length=64, description="IANA time zone the schedule is read in.")
+
+
+class AppEventTriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["app_event"]
+    enabled: bool = True
+    connector: str = Field(min_length=1, max_length=100, description="Connector key.")
+    event: str = Field(min_length=1, max_length=200, description="An event of the connector's spec.")
+
+
+TriggerIn = Annotated[Union[WebhookTriggerIn, ScheduleTriggerIn, AppEventTriggerIn], Field(discriminator="kind")]
+
+
+class TriggerPatch(BaseModel):
+    """What changes; fields of another kind than the trigger's are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool | None = None
+    payload: dict[str, Any] | None = Field(None, description="webhook")
+    cron: str | None = Field(None, min_length=1, max_length=200, description="schedule")
+    timezone: str | None = Field(None, max_length=64, description="schedule")
+    connector: str | None = Field(None, min_length=1, max_length=100, description="app_event")
+    event: str | None = Field(None, min_length=1, max_length=200, description="app_event")
+
+
+class TriggerOut(BaseModel):
+    id: str
+    workflow_id: str
+    kind: Literal["webhook", "schedule", "app_event"]
+    enabled: bool
+    config: dict[str, Any] = Field(description="webhook: path, payload, signing_secret_hint; schedule: cron, "
+                                               "timezone; app_event: connector, event.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class TriggerCreatedOut(TriggerOut):
+    signing_secret: str | None = Field(None, description="webhook only, shown once: senders sign deliveries with it.")
+
+
+class RunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: dict[str, Any] = Field(default_factory=dict, description="The workflow's input.")
+    version: int | None = Field(None, ge=1, le=2**31 - 1, description="Default: the version deployed to the "
+                                                                        "customer's environment, else the latest published.")
+    dry_run: bool = Field(False, description="Send only GET/HEAD requests; answer the others synthetically.")
+    draft: bool = Field(False, description="Run the draft (dry runs only); recorded as version 0.")
+
+    @model_validator(mode="after")
+    def _draft_is_dry(self) -> "RunIn":
+        if self.draft and not self.dry_run:
+            raise ValueError("only a dry run can run the draft (set dry_run: true)")
+        if self.draft and self.version is not None:
+            raise ValueError("send version or draft, not both")
+        return self
+
+
+class ExecutionOut(BaseModel):
+    id: str
+    workflow_id: str
+    customer_id: str
+    version: int = Field(description="The workflow version run; 0 for the draft.")
+    dry_run: bool
+    status: Literal["running", "succeeded", "failed"]
+    input: dict[str, Any]
+    output: Any = None
+    error: dict[str, Any] | None = None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class ExecutionDetailOut(ExecutionOut):
+    trace: list[dict[str, Any]] = Field(description="One record per HTTP attempt; dry runs mark each `sent`.")
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _workflow_spec(body: SpecBody) -> dict[str, Any]:
+    return stored(validated(WorkflowSpec, spec_data(body, "workflow"), "workflow"))
+
+
+def _check(tx: store.Tx, org_id: str, spec: WorkflowSpec) -> list[dict[str, str]]:
+    """Problems of ``spec`` against the organization's connectors (latest version of each)."""
+    connectors = _runs.connector_specs(tx, org_id, set(spec.connectors()), published_only=False)
+    return problems_out(check_workflow(spec, connectors))
+
+
+def _version_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("workflow_id", "version", "created_by", "created_at")} | (
+        {"spec": row["spec"]} if "spec" in row else {}
+    )
+
+
+def _trigger_out(row: dict[str, Any]) -> dict[str, Any]:
+    config = {k: v for k, v in row["config"].items() if k not in ("signing_secret", "token")}
+    return {k: row[k] for k in ("id", "workflow_id", "kind", "enabled", "created_at", "updated_at")} | {"config": config}
+
+
+def _trigger_config(tx: store.Tx, org_id: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate a trigger's settings with the engine's trigger models; an app event must exist."""
+    model = {"webhook": WebhookTrigger, "schedule": ScheduleTrigger, "app_event": AppEventTrigger}[kind]
+    spec = validated(model, {"kind": kind, **fields}, "trigger")
+    config = {k: v for k, v in stored(spec).items() if k != "kind"}
+    if kind == "app_event":
+        connectors = _runs.connector_specs(tx, org_id, {spec.connector}, published_only=False)
+        connector: ConnectorSpec | None = connectors.get(spec.connector)
+        if connector is None:
+            raise SpecInvalid("trigger", [{"pointer": "/connector", "reason": f"no connector {spec.connector!r} in this organization"}])
+        if spec.event not in connector.events:
+            known = ", ".join(sorted(connector.events)) or "none"
+            raise SpecInvalid("trigger", [{"pointer": "/event", "reason": f"connector {spec.connector!r} has no event {spec.event!r} (events: {known})"}])
+    return config
+
+
+def _hint(secret: str) -> str:
+    return f"{secret[:6]}...{secret[-4:]}"
+
+
+# -- workflows ------------------------------------------------------------------------
+
+
+@router.get("/workflows", name="workflow.list", response_model=PageOut[WorkflowOut])
+def list_workflows(
+    db: Db,
+    principal: Annotated[Principal, require("workflows", "read")],
+    page: ListParams,
+    status: WorkflowStatus | None = None,
+    type: WorkflowType | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="Search in key and name.")] = None,
+) -> Any:
+    """Workflows of the organization (sort: created_at, updated_at, key, name)."""
+    with tenant_tx(db, principal) as tx:
+        return page_out(store.Workflows(tx).list(principal.org_id, page.query(), status=status, type=type, search=q), dict)
+
+
+@router.post("/workflows", name="workflow.create", response_model=WorkflowDetailOut, status_code=201)
+def create_workflow(body: SpecBody, db: Db, principal: Annotated[Principal, require("workflows", "write")]) -> Any:
+    """Create a workflow with a WorkflowSpec as its draft (JSON ``spec`` or YAML ``spec_yaml``).
+
+    The spec's ``id`` is the workflow's key; its ``tier`` the type. A spec that does not validate
+    is refused with 422 ``spec_invalid`` listing each JSON pointer in ``errors``. Whether its
+    actions exist is checked by validate and publish, not here: a draft may be unfinished.
+    """
+    spec = _workflow_spec(body)
+    with tenant_tx(db, principal) as tx:
+        return store.Workflows(tx).create(principal.org_id, spec, created_by=principal.actor_id)
+
+
+@router.get("/workflows/{workflow_id}", name="workflow.get", response_model=WorkflowDetailOut)
+def get_workflow(workflow_id: str, db: Db, principal: Annotated[Principal, require("workflows", "read")]) -> Any:
+    """One workflow (by id or key) with its draft and deployments."""
+    with tenant_tx(db, principal) as tx:
+        return store.Workflows(tx).get(principal.org_id, workflow_id)
+
+
+@router.put("/workflows/{workflow_id}/draft", name="workflow.update_draft", response_model=WorkflowDetailOut)
+def replace_draft(
+    workflow_id: str, body: SpecBody, db: Db, principal: Annotated[Principal, require("workflows", "write")]
+) -> Any:
+    """Replace the draft. Its ``id`` must stay the workflow's key; published versions are untouched."""
+    spec = _workflow_spec(body)
+    with tenant_tx(db, principal) as tx:
+        return store.Workflows(tx).replace_draft(principal.org_id, workflow_id, spec)
+
+
+@router.post("/workflows/{workflow_id}/validate", name="workflow.validate", response_model=ValidationOut)
+def validate_workflow(
+    workflow_id: str,
+    db: Db,
+    principal: Annotated[Principal, require("workflows", "write")],
+    body: Annotated[SpecBody | None, Body(description="A spec to check instead of the stored draft.")] = None,
+) -> Any:
+    """Check the draft (or the spec sent) against the organization's connectors without saving:
+    unknown connectors or actions, expressions that do not parse, references to missing steps."""
+    with tenant_tx(db, principal) as tx:
+        workflow = store.Workflows(tx).get(principal.org_id, workflow_id)
+        try:
+            data = spec_data(body, "workflow") if body is not None else workflow["draft"]
+            spec = validated(WorkflowSpec, data, "workflow")
+        except SpecInvalid as exc:
+            return {"valid": False, "problems": exc.errors}
+        problems = _check(tx, principal.org_id, spec)
+    return {"valid": not problems, "problems": problems}
+
+
+@router.post(
+    "/workflows/{workflow_id}/publish", name="workflow.publish", response_model=VersionDetailOut, status_code=201,
+    openapi_extra={"x-idempotent": True},
+)
+def publish_workflow(workflow_id: str, db: Db, principal: Annotated[Principal, require("workflows", "publish")]) -> Any:
+    """Publish the draft as the next immutable version (v1, v2, ...). Refused with 422 when the
+    draft does not check against the connectors, 409 when it is unchanged since the last version."""
+    with tenant_tx(db, principal) as tx:
+        workflows = store.Workflows(tx)
+        workflow = workflows.get(principal.org_id, workflow_id)
+        problems = _check(tx, principal.org_id, loaded(WorkflowSpec, workflow["draft"], "workflow"))
+        if problems:
+            raise SpecInvalid("workflow", problems)
+        return _version_out(workflows.publish(principal.org_id, workflow["id"], created_by=principal.actor_id))
+
+
+@router.get("/workflows/{workflow_id}/versions", name="workflow_version.list", response_model=PageOut[VersionOut])
+def list_versions(
+    workflow_id: str, db: Db, principal: Annotated[Principal, require("workflows", "read")], page: ListParams
+) -> Any:
+    """Published versions, without specs (sort: version, created_at; default newest first)."""
+    with tenant_tx(db, principal) as tx:
+        return page_out(store.Workflows(tx).versions(principal.org_id, workflow_id, page.query("-version")), _version_out)
+
+
+@router.get("/workflows/{workflow_id}/versions/{version}", name="workflow_version.get", response_model=VersionDetailOut)
+def get_version(
+    workflow_id: str, version: VersionNumber, db: Db, principal: Annotated[Principal, require("workflows", "read")]
+) -> Any:
+    """One published version, spec included."""
+    with tenant_tx(db, principal) as tx:
+        return _version_out(store.Workflows(tx).version(principal.org_id, workflow_id, version))
+
+
+@router.post("/workflows/{workflow_id}/deploy", name="workflow.deploy", response_model=DeploymentOut)
+def deploy_workflow(
+    workflow_id: str, body: DeployIn, db: Db, principal: Annotated[Principal, require("workflows", "publish")]
+) -> Any:
+    """Make a published version the one that runs in an environment (replacing the one deployed there)."""
+    with tenant_tx(db, principal) as tx:
+        return store.Workflows(tx).deploy(
+            principal.org_id, workflow_id, body.environment, body.version, deployed_by=principal.actor_id
+        )
+
+
+@router.get("/workflows/{workflow_id}/deployments", name="workflow.deployments", response_model=list[DeploymentOut])
+def list_deployments(workflow_id: str, db: Db, principal: Annotated[Principal, require("workflows", "read")]) -> Any:
+    """Where each version runs, by environment."""
+    with tenant_tx(db, principal) as tx:
+        workflows = store.Workflows(tx)
+        return workflows.deployments(principal.org_id, workflows.get(principal.org_id, workflow_id)["id"])
+
+
+@router.delete("/workflows/{workflow_id}/deployments/{environment}", name="workflow.undeploy", status_code=204)
+def undeploy_workflow(
+    workflow_id: str, environment: str, db: Db, principal: Annotated[Principal, require("workflows", "publish")]
+) -> Response:
+    """Stop running the workflow in an environment (id or slug)."""
+    with tenant_tx(db, principal) as tx:
+        store.Workflows(tx).undeploy(principal.org_id, workflow_id, environment)
+    return Response(status_code=204)
+
+
+@router.delete("/workflows/{workflow_id}", name="workflow.delete", status_code=204)
+def delete_workflow(
+    workflow_id: str,
+    db: Db,
+    principal: Annotated[Principal, require("workflows", "write")],
+    archive: Annotated[bool, Query(description="Archive instead: versions and executions stay; it no longer runs.")] = False,
+) -> Response:
+    """Delete a workflow with its versions, triggers and executions (409 while deployed), or archive it."""
+    with tenant_tx(db, principal) as tx:
+        workflows = store.Workflows(tx)
+        if archive:
+            workflows.archive(principal.org_id, workflow_id)
+        else:
+            workflows.delete(principal.org_id, workflow_id)
+    return Response(status_code=204)
+
+
+# -- triggers -------------------------------------------------------------------------
+# Triggers are stored configuration: nothing fires them yet (webhook delivery, the scheduler and
+# app-event polling come with durable executions).
+
+
+@router.get("/workflows/{workflow_id}/triggers", name="trigger.list", response_model=PageOut[TriggerOut])
+def list_triggers(
+    workflow_id: str,
+    db: Db,
+    principal: Annotated[Principal, require("workflows", "read")],
+    page: ListParams,
+    kind: Literal["webhook", "schedule", "app_event"] | None = None,
+    enabled: bool | None = None,
+) -> Any:
+    """A workflow's triggers (sort: created_at, updated_at)."""
+    with tenant_tx(db, principal) as tx:
+        result = store.Triggers(tx).list(principal.org_id, page.query(), workflow_ref=workflow_id, kind=kind, enabled=enabled)
+    return page_out(result, _trigger_out)
+
+
+@router.post("/workflows/{workflow_id}/triggers", name="trigger.create", response_model=TriggerCreatedOut, status_code=201)
+def create_trigger(
+    workflow_id: str,
+    body: TriggerIn,
+    db: Db,
+    encryptor: Encryptor,
+    principal: Annotated[Principal, require("workflows", "write")],
+) -> Any:
+    """Attach a trigger (stored configuration; nothing fires it yet).
+
+    webhook: gets a delivery path and a signing secret, returned here once and stored encrypted.
+    schedule: ``cron`` (checked with croniter) read in ``timezone``. app_event: ``connector`` (a
+    key) and ``event``, which must be one of the connector's events.
+    """
+    fields = body.model_dump(exclude={"kind", "enabled"}, exclude_none=True)
+    with tenant_tx(db, principal) as tx:
+        store.Workflows(tx).get(principal.org_id, workflow_id)
+        config = _trigger_config(tx, principal.org_id, body.kind, fields)
+        trigger_id = store.new_id("trg")
+        secret = None
+        if body.kind == "webhook":
+            secret = "whsec_" + _secrets.token_urlsafe(32)
+            sealed = encryptor.encrypt(tx, principal.org_id, secret.encode(), f"trigger:{trigger_id}")
+            config |= {"path": HOOK_PATH + "hook_" + _secrets.token_hex(16), "signing_secret_hint": _hint(secret),
+                       "signing_secret": base64.b64encode(sealed).decode()}
+        row = store.Triggers(tx).create(principal.org_id, workflow_id, body.kind, config, enabled=body.enabled,
+                                        trigger_id=trigger_id)
+    return _trigger_out(row) | {"signing_secret": secret}
+
+
+@router.get("/triggers/{trigger_id}", name="trigger.get", response_model=TriggerOut)
+def get_trigger(trigger_id: str, db: Db, principal: Annotated[Principal, require("workflows", "read")]) -> Any:
+    """One trigger (a webhook's signing secret is never shown again)."""
+    with tenant_tx(db, principal) as tx:
+        return _trigger_out(store.Triggers(tx).get(principal.org_id, trigger_id))
+
+
+@router.patch("/triggers/{trigger_id}", name="trigger.update", response_model=TriggerOut)
+def update_trigger(
+    trigger_id: str, patch: TriggerPatch, db: Db, principal: Annotated[Principal, require("workflows", "write")]
+) -> Any:
+    """Switch a trigger on or off, or change its settings (of its own kind only)."""
+    changes = patch.model_dump(exclude_unset=True)
+    enabled = changes.pop("enabled", None)
+    own = {"webhook": {"payload"}, "schedule": {"cron", "timezone"}, "app_event": {"connector", "event"}}
+    with tenant_tx(db, principal) as tx:
+        triggers = store.Triggers(tx)
+        row = triggers.get(principal.org_id, trigger_id)
+        foreign = sorted(set(changes) - own[row["kind"]])
+        if foreign:
+            raise store.InvalidInput("trigger", foreign[0], f"does not apply to a {row['kind']} trigger")
+        config = None
+        if changes:
+            # null clears a setting (a webhook's payload schema); required ones are then refused.
+            current = {k: v for k, v in row["config"].items() if k in own[row["kind"]]}
+            merged = {k: v for k, v in (current | changes).items() if v is not None}
+            settings = _trigger_config(tx, principal.org_id, row["kind"], merged)
+            config = {k: v for k, v in row["config"].items() if k not in own[row["kind"]]} | settings
+        return _trigger_out(triggers.update(principal.org_id, trigger_id, config=config, enabled=enabled))
+
+
+@router.delete("/triggers/{trigger_id}", name="trigger.delete", status_code=204)
+def delete_trigger(trigger_id: str, db: Db, principal: Annotated[Principal, require("workflows", "write")]) -> Response:
+    """Remove a trigger."""
+    with tenant_tx(db, principal) as tx:
+        store.Triggers(tx).delete(principal.org_id, trigger_id)
+    return Response(status_code=204)
+
+
+# -- executions -----------------------------------------------------------------------
+
+
+@router.post("/workflows/{workflow_id}/runs", name="execution.create", response_model=ExecutionDetailOut, status_code=201)
+async def run_workflow(
+    workflow_id: str,
+    body: RunIn,
+    request: Request,
+    db: Db,
+    encryptor: Encryptor,
+    clock: Clock,
+    principal: Annotated[Principal, require("workflows", "execute")],
+) -> Any:
+    """Run a workflow now, inline, for the customer named by ``x-fastn-account-tenant-id``.
+
+    The version is ``version``, else the one deployed to the customer's environment, else the
+    latest published; a dry run may run the ``draft``. The customer's connections give the
+    credentials, the environment's secrets the secrets. One event is charged to the customer's
+    quota before the run starts. A dry run sends only GET and HEAD requests: the others are
+    answered with a synthetic response derived from the request and marked ``sent: false`` in the
+    trace. Answers 201 with the execution, whether the run succeeded or failed.
+    """
+    from api._quota import charge_event
+
+    customer_id = principal.customer()
+    http = _runs.shared_http(request)
+
+    def plan() -> _runs.RunPlan:
+        with tenant_tx(db, principal) as tx:
+            return _runs.plan_run(
+                tx, org_id=principal.org_id, customer_id=customer_id, workflow_ref=workflow_id, version=body.version,
+                draft=body.draft, dry_run=body.dry_run, input=body.input, encryptor=encryptor, http=http, clock=clock,
+            )
+
+    def start(run: _runs.RunPlan) -> dict[str, Any]:
+        with tenant_tx(db, principal) as tx:
+            return store.Executions(tx).start(
+                principal.org_id, customer_id=customer_id, workflow_id=run.workflow_id, version=run.version,
+                dry_run=run.dry_run, input=run.input,
+            )
+
+    def finish(execution_id: str, outcome: _runs.RunOutcome) -> dict[str, Any]:
+        with tenant_tx(db, principal) as tx:
+            return store.Executions(tx).finish(
+                principal.org_id, execution_id, status=outcome.status, output=outcome.output, error=outcome.error,
+                trace=outcome.trace,
+            )
+
+    run = await in_thread(plan)
+    await in_thread(charge_event, request, principal, customer_id)
+    execution = await in_thread(start, run)
+    try:
+        outcome = await _runs.execute(run, http, execution["id"])
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            failed = _runs.RunOutcome("failed", None, {"code": "internal_error", "step": None,
+                                                       "message": "the run stopped unexpectedly"}, [])
+            await in_thread(finish, execution["id"], failed)
+        raise
+    return await in_thread(finish, execution["id"], outcome)
+
+
+@router.get("/executions", name="execution.list", response_model=PageOut[ExecutionOut])
+def list_executions(
+    db: Db,
+    principal: Annotated[Principal, require("workflows", "read")],
+    page: ListParams,
+    workflow_id: Annotated[str | None, Query(max_length=128, description="Workflow id or key.")] = None,
+    status: Literal["running", "succeeded", "failed"] | None = None,
+    dry_run: bool | None = None,
+    customer: Annotated[str | None, Query(max_length=128, description="Customer id (default: the x-fastn-account-tenant-id customer).")] = None,
+) -> Any:
+    """Executions, newest first (sort: started_at), without traces. A key bound to a customer sees
+    only that customer's."""
+    with tenant_tx(db, principal) as tx:
+        result = store.Executions(tx).list(
+            principal.org_id, page.query("-started_at"), workflow_ref=workflow_id, status=status, dry_run=dry_run,
+            customer_id=customer or principal.customer_id,
+        )
+    return page_out(result, dict)
+
+
+@router.get("/executions/{execution_id}", name="execution.get", response_model=ExecutionDetailOut)
+def get_execution(execution_id: str, db: Db, principal: Annotated[Principal, require("workflows", "read")]) -> Any:
+    """One execution with its trace."""
+    with tenant_tx(db, principal) as tx:
+        return store.Executions(tx).get(principal.org_id, execution_id)

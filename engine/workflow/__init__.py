@@ -32,10 +32,12 @@ from ._record import CallRecord, ErrorInfo, Redactor, RunRecord, StepRecord, seq
 from ._replay import ReplayInvoker
 from ._scope import validate_input
 from ._sync import is_subset
+from ._dry_run import DRY_RUN_HEADER, SAFE_METHODS, DryRunHttp, DryRunInvoker, synthetic_response
 
 __all__ = [
     "FAKE_EPOCH", "MAX_CALL_DEPTH", "ActionCall", "ActionInvoker", "CallRecord", "Clock", "Dependencies", "ErrorInfo",
     "FakeClock", "Interpreter", "Redactor", "ReplayInvoker", "RunRecord", "RunResult", "SecretProvider",
     "SequentialIds", "StaticSecrets", "StepRecord", "SystemClock", "TraceRecord", "TraceSink", "WorkflowLookup",
     "WorkflowRegistry", "is_subset", "new_id", "seq_key", "truthy", "validate_input",
+    "DRY_RUN_HEADER", "SAFE_METHODS", "DryRunHttp", "DryRunInvoker", "synthetic_response",
 ]

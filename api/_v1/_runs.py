@@ -1,0 +1,254 @@
+"""Running a workflow inline for one customer ("run now"), for real or as a dry run.
+
+A run is planned in one tenant transaction (``plan_run``): the version (the one deployed to the
+customer's environment, else the latest published, or the draft for a dry run), the workflows
+its call steps reach, the connectors they use (latest published versions; a dry run falls back
+to the latest draft), the customer's credentials for each (``credentials_for``) and the
+environment's secrets. Nothing is sent before the plan holds together: a workflow that does not
+check against its connectors, or a connector without a connection, refuses the run.
+
+``execute`` then composes the engine as the CLI does (``switchboard/engine_runtime.py``): an
+``ActionExecutor`` over the process's guarded HTTP client with the credentials, secrets by name,
+and the ``Interpreter``. A dry run wraps the client in ``engine.workflow.DryRunHttp``: GETs are
+sent, other requests are answered synthetically and marked ``sent: false`` in the trace.
+
+Traces hold no credentials: the executor scrubs echoed credential values and masks
+credential-like fields and query parameters, and the interpreter replaces secret values with
+``[secret:NAME]`` in records, outputs and traces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+
+import store
+from api._v1._specs import loaded, problems_out
+from api.errors import RunInputInvalid, RunRefused, SpecInvalid
+from engine import check_workflow
+from engine.errors import WorkflowInputInvalid
+from engine.specs import CallStep, ConnectorSpec, WorkflowSpec, iter_steps
+
+# An inline run holds a request open; longer work belongs to durable executions (later issues).
+RUN_DEADLINE_SECONDS = 300.0
+MAX_CALL_DEPTH = 10
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, read from the store before anything is sent."""
+
+    org_id: str
+    customer_id: str
+    environment_id: str
+    workflow_id: str
+    version: int  # 0: the draft
+    spec: WorkflowSpec
+    input: dict[str, Any]
+    dry_run: bool
+    connectors: dict[str, ConnectorSpec]
+    called: dict[tuple[str, int | None], WorkflowSpec] = field(default_factory=dict)
+    credentials: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class RunOutcome:
+    status: str  # "succeeded" | "failed"
+    output: Any
+    error: dict[str, Any] | None
+    trace: list[dict[str, Any]]
+
+
+def shared_http(request: Request) -> Any:
+    """The process's guarded HTTP client (``switchboard.engine_runtime.build_http_client``), made on first use."""
+    http = getattr(request.app.state, "http", None)
+    if http is None:
+        from switchboard.engine_runtime import build_http_client
+
+        http = request.app.state.http = build_http_client(request.app.state.settings)
+    return http
+
+
+def credentials_for(tx: store.Tx, org_id: str, customer_id: str, connector_key: str, *, encryptor: Any, http: Any,
+                    clock: Callable[[], datetime]) -> dict[str, Any] | None:
+    """The customer's decrypted (and, for OAuth, refreshed) credentials for ``connector_key``, or
+    None without a connection. Raises ``ConnectionNeedsReconnect`` when the connection can no
+    longer authenticate."""
+    return store.Connections(tx).credentials_for_run(
+        org_id, customer_id, connector_key, encryptor=encryptor, http=http, clock=clock
+    )
+
+
+def secrets_for(tx: store.Tx, org_id: str, environment_id: str, encryptor: Any) -> dict[str, str]:
+    """The environment's secrets, decrypted, by name."""
+    return store.Secrets(tx).values_for_run(org_id, environment_id, encryptor)
+
+
+def placeholders(connector: ConnectorSpec) -> dict[str, Any]:
+    """Credentials of the right shape and no value, for dry runs of connectors the customer has not connected."""
+    from engine.auth import placeholder_credentials
+
+    values = placeholder_credentials(connector.auth)
+    for action in connector.actions.values():
+        if action.auth is not None:
+            values = {**placeholder_credentials(action.auth), **values}
+    return values
+
+
+def _called(tx: store.Tx, org_id: str, environment_id: str, spec: WorkflowSpec,
+            found: dict[tuple[str, int | None], WorkflowSpec], depth: int = 0) -> None:
+    """Collect the workflows ``spec``'s call steps run (published versions), recursively. A call
+    that names nothing known is left out: the run fails at that step, naming it."""
+    if depth >= MAX_CALL_DEPTH:
+        return
+    workflows = store.Workflows(tx)
+    for step in iter_steps(spec.steps):
+        if not isinstance(step, CallStep):
+            continue
+        key = (step.call.workflow, step.call.version)
+        if key in found:
+            continue
+        try:
+            if step.call.version is not None:
+                row = workflows.version(org_id, step.call.workflow, step.call.version)
+            else:
+                row = workflows.version_for(org_id, step.call.workflow, environment_id)
+        except store.NotFound:
+            row = None
+        if row is None:
+            continue
+        found[key] = loaded(WorkflowSpec, row["spec"], "workflow")
+        _called(tx, org_id, environment_id, found[key], found, depth + 1)
+
+
+# Connector versions never change once stored (each edit is a new version), so a parsed spec can
+# be kept by version id; parsing checks every action's JSON Schemas and costs more than the query.
+_PARSED_MAX = 256
+_parsed: OrderedDict[tuple[str, str], ConnectorSpec] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
+def _parsed_spec(org_id: str, row: dict[str, Any]) -> ConnectorSpec:
+    key = (org_id, row["id"])
+    with _parsed_lock:
+        spec = _parsed.get(key)
+        if spec is not None:
+            _parsed.move_to_end(key)
+            return spec
+    spec = loaded(ConnectorSpec, row["spec"], "connector")
+    with _parsed_lock:
+        _parsed[key] = spec
+        while len(_parsed) > _PARSED_MAX:
+            _parsed.popitem(last=False)
+    return spec
+
+
+def connector_specs(tx: store.Tx, org_id: str, keys: set[str], *, published_only: bool) -> dict[str, ConnectorSpec]:
+    """The specs of the connectors ``keys`` that exist (see ``store.Connectors.specs``). The specs
+    are shared between runs: callers must not change them."""
+    rows = store.Connectors(tx).specs(org_id, sorted(keys), published_only=published_only)
+    return {key: _parsed_spec(org_id, row) for key, row in rows.items()}
+
+
+def plan_run(tx: store.Tx, *, org_id: str, customer_id: str, workflow_ref: str, version: int | None, draft: bool,
+             dry_run: bool, input: dict[str, Any], encryptor: Any, http: Any,
+             clock: Callable[[], datetime]) -> RunPlan:
+    """Read everything a run needs. Raises ``NotFound`` (workflow, version, customer), ``RunRefused``
+    (409: nothing published, an archived workflow, a suspended customer, a connector without a
+    published version or a connection), ``SpecInvalid`` (the workflow does not check against its
+    connectors) and ``RunInputInvalid`` (422)."""
+    customer = store.Customers(tx).get(org_id, customer_id)
+    if customer["status"] != "active":
+        raise RunRefused("customer", f"customer {customer_id!r} is {customer['status']}")
+    workflows = store.Workflows(tx)
+    workflow = workflows.get(org_id, workflow_ref)
+    if workflow["status"] == "archived":
+        raise RunRefused("workflow", f"workflow {workflow['key']!r} is archived")
+    if draft:
+        number, data = store.DRAFT_VERSION, workflow["draft"]
+    else:
+        row = (workflows.version(org_id, workflow["id"], version) if version is not None
+               else workflows.version_for(org_id, workflow["id"], customer["environment_id"]))
+        if row is None:
+            raise RunRefused("version", f"workflow {workflow['key']!r} has no published version; publish it, "
+                                        "or dry-run the draft with draft: true")
+        number, data = row["version"], row["spec"]
+    spec = loaded(WorkflowSpec, data, "workflow")
+    try:
+        from engine.workflow import validate_input
+
+        validate_input(spec, input)
+    except WorkflowInputInvalid as exc:
+        raise RunInputInvalid(spec.id, problems_out(exc.problems)) from None
+    called: dict[tuple[str, int | None], WorkflowSpec] = {}
+    _called(tx, org_id, customer["environment_id"], spec, called)
+    keys = set(spec.connectors()).union(*(s.connectors() for s in called.values()))
+    connectors = connector_specs(tx, org_id, keys, published_only=not dry_run)
+    for key in sorted(keys - set(connectors)):
+        what = "no published version" if not dry_run else "no version"
+        raise RunRefused("connector", f"connector {key!r} has {what} in this organization", connector=key)
+    problems = check_workflow(spec, connectors)
+    if problems:
+        raise SpecInvalid("workflow", problems_out(problems))
+    credentials: dict[str, dict[str, Any]] = {}
+    for key, connector in sorted(connectors.items()):
+        values = credentials_for(tx, org_id, customer_id, key, encryptor=encryptor, http=http, clock=clock)
+        if values is None and connector.credential_fields():
+            if not dry_run:
+                raise RunRefused("connection", f"customer {customer_id!r} has no connection to {key!r}", connector=key)
+            values = placeholders(connector)
+        credentials[key] = dict(values or {})
+    return RunPlan(
+        org_id=org_id, customer_id=customer_id, environment_id=customer["environment_id"], workflow_id=workflow["id"],
+        version=number, spec=spec, input=input, dry_run=dry_run, connectors=connectors, called=called,
+        credentials=credentials, secrets=secrets_for(tx, org_id, customer["environment_id"], encryptor),
+    )
+
+
+async def execute(plan: RunPlan, http: Any, run_id: str) -> RunOutcome:
+    """Run ``plan`` inline with id ``run_id``; the outcome holds no secret or credential value."""
+    from engine.actions import ActionExecutor
+    from engine.auth import Authenticator, OAuth2Client, StaticCredentials
+    from engine.workflow import Dependencies, DryRunHttp, DryRunInvoker, Interpreter, StaticSecrets
+
+    auth = Authenticator(StaticCredentials(plan.credentials), OAuth2Client(http))
+    executor = ActionExecutor(
+        plan.connectors, http=DryRunHttp(http) if plan.dry_run else http, auth=auth,
+        trace_bodies=plan.dry_run, connection_scope=plan.customer_id,
+    )
+    invoker = DryRunInvoker(executor, plan.connectors) if plan.dry_run else executor
+
+    def lookup(key: str, version: int | None) -> WorkflowSpec | None:
+        return plan.called.get((key, version))
+
+    deps = Dependencies(invoker=invoker, secrets=StaticSecrets(plan.secrets), workflows=lookup)
+    try:
+        async with asyncio.timeout(RUN_DEADLINE_SECONDS):
+            result = await Interpreter(deps).run(plan.spec, plan.input, run_id=run_id)
+    except TimeoutError:
+        error = {"code": "run_deadline_exceeded", "step": None,
+                 "message": f"the run did not finish within {RUN_DEADLINE_SECONDS:g} seconds"}
+        return RunOutcome("failed", None, error, [])
+    error = None
+    if result.error is not None:
+        # The record's copy of the message has secret values redacted; the exception's may not.
+        recorded = result.record.error
+        error = {
+            "code": result.error.code,
+            "step": getattr(result.error, "step_id", None),
+            "message": recorded.message if recorded is not None else "the run failed",
+            "cause": recorded.cause_code if recorded is not None else None,
+        }
+    if plan.dry_run:
+        trace = invoker.annotate(result.traces)
+    else:
+        trace = [t.to_dict() for t in result.traces]
+    return RunOutcome(result.status, result.record.output if result.succeeded else None, error, trace)

@@ -1,0 +1,371 @@
+"""Workflows: drafts, immutable published versions, deployments to environments, triggers and executions.
+
+A workflow is identified by ``key`` (its spec's ``id``, unique per organization) and holds one
+editable ``draft``. Publishing copies the draft into version 1, 2, 3...; versions never change
+afterwards. A deployment says which version runs in an environment (one per workflow and
+environment). Triggers are stored configuration attached to a workflow. Executions are runs for
+one customer; they belong to that customer, so row-level security shows a customer-bound
+transaction only its own.
+
+Specs are stored as the JSON the caller validated (``api/`` validates them with the engine).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.errors import ForeignKeyViolation, UniqueViolation
+from psycopg.types.json import Jsonb
+
+from store._ids import new_id
+from store._orgs import Environments, _escape_like, taken
+from store._paging import Filters, ListQuery, Page, fetch_page
+from store.errors import Conflict, InvalidInput, NotFound
+
+WORKFLOW_STATUSES = ("draft", "published", "archived")
+WORKFLOW_TYPES = ("instant", "standard", "long")
+TRIGGER_KINDS = ("webhook", "schedule", "app_event")
+EXECUTION_STATUSES = ("running", "succeeded", "failed")
+# Executions record version 0 when they ran the draft (dry runs only).
+DRAFT_VERSION = 0
+
+_SUMMARY = (
+    "w.*, (SELECT max(v.version) FROM workflow_versions v WHERE v.org_id = w.org_id AND v.workflow_id = w.id)"
+    " AS latest_version"
+)
+_VERSION_COLUMNS = "org_id, id, workflow_id, version, created_by, created_at"
+_EXECUTION_SUMMARY = (
+    "org_id, id, customer_id, workflow_id, version, dry_run, status, input, output, error, started_at, finished_at"
+)
+
+
+def _check(resource: str, field: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        raise InvalidInput(resource, field, f"must be one of {', '.join(allowed)}")
+
+
+def _spec_key(spec: dict[str, Any]) -> str:
+    key = spec.get("id")
+    if not isinstance(key, str) or not key:
+        raise InvalidInput("workflow", "spec/id", "is required")
+    return key
+
+
+def _without_version(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k != "version"}
+
+
+class Workflows:
+    """An organization's workflows: drafts, versions and deployments."""
+
+    def __init__(self, tx: Any) -> None:
+        self.tx = tx
+
+    # -- workflows and drafts --------------------------------------------------
+
+    def create(self, org_id: str, spec: dict[str, Any], *, created_by: str | None = None) -> dict[str, Any]:
+        """Create workflow ``spec["id"]`` with ``spec`` as its draft; ``Conflict`` (field ``key``) when taken."""
+        key = _spec_key(spec)
+        tier = spec.get("tier", "standard")
+        _check("workflow", "spec/tier", tier, WORKFLOW_TYPES)
+        workflow_id = new_id("wf")
+        try:
+            self.tx.execute(
+                "INSERT INTO workflows (org_id, id, key, name, type, draft, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (org_id, workflow_id, key, spec.get("name") or key, tier, Jsonb(spec), created_by),
+            )
+        except UniqueViolation as exc:
+            raise taken("workflow", "key", key) from exc
+        return self.get(org_id, workflow_id)
+
+    def get(self, org_id: str, ref: str) -> dict[str, Any]:
+        """The workflow with id or key ``ref``, its draft, ``latest_version`` (None before the
+        first publish) and ``deployments`` (environment id, slug and version)."""
+        row = self.tx.execute(
+            f"SELECT {_SUMMARY} FROM workflows w WHERE w.org_id = %s AND (w.id = %s OR w.key = %s)", (org_id, ref, ref)
+        ).fetchone()
+        if row is None:
+            raise NotFound("workflow", ref)
+        row["deployments"] = self.deployments(org_id, row["id"])
+        return row
+
+    def list(self, org_id: str, query: ListQuery, *, status: str | None = None, type: str | None = None,
+             search: str | None = None) -> Page:
+        """Workflows without their drafts (sort: created_at, updated_at, key, name); ``search`` matches key and name."""
+        _check("workflow", "status", status, WORKFLOW_STATUSES)
+        _check("workflow", "type", type, WORKFLOW_TYPES)
+        filters = Filters()
+        filters.add("w.org_id = %(org)s", org=org_id)
+        if status:
+            filters.add("w.status = %(status)s", status=status)
+        if type:
+            filters.add("w.type = %(type)s", type=type)
+        if search:
+            filters.add("(w.key ILIKE %(q)s OR w.name ILIKE %(q)s)", q=f"%{_escape_like(search)}%")
+        sortable = {"created_at": "w.created_at", "updated_at": "w.updated_at", "key": "w.key", "name": "w.name"}
+        return fetch_page(self.tx, "workflow", "workflows w", query, sortable, filters, id_column="w.id", columns=_SUMMARY)
+
+    def replace_draft(self, org_id: str, ref: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Replace the draft; ``spec["id"]`` must stay the workflow's key. Versions are untouched."""
+        workflow = self._lock(org_id, ref)
+        key = _spec_key(spec)
+        if key != workflow["key"]:
+            raise InvalidInput("workflow", "spec/id", f"must be the workflow's key {workflow['key']!r}, not {key!r}")
+        tier = spec.get("tier", "standard")
+        _check("workflow", "spec/tier", tier, WORKFLOW_TYPES)
+        self.tx.execute(
+            "UPDATE workflows SET draft = %s, name = %s, type = %s, updated_at = now() WHERE org_id = %s AND id = %s",
+            (Jsonb(spec), spec.get("name") or key, tier, org_id, workflow["id"]),
+        )
+        return self.get(org_id, workflow["id"])
+
+    def archive(self, org_id: str, ref: str) -> dict[str, Any]:
+        """Mark the workflow archived: it keeps its versions and history but no longer runs or deploys."""
+        workflow = self._lock(org_id, ref)
+        self.tx.execute(
+            "UPDATE workflows SET status = 'archived', updated_at = now() WHERE org_id = %s AND id = %s",
+            (org_id, workflow["id"]),
+        )
+        return self.get(org_id, workflow["id"])
+
+    def delete(self, org_id: str, ref: str) -> None:
+        """Delete the workflow with its versions, triggers and executions; ``Conflict`` while deployed."""
+        workflow = self._lock(org_id, ref)
+        deployed = self.deployments(org_id, workflow["id"])
+        if deployed:
+            where = ", ".join(d["environment_slug"] for d in deployed)
+            raise Conflict("workflow", None, f"{workflow['key']!r} is deployed to {where}; undeploy it first or archive it")
+        self.tx.execute("DELETE FROM workflows WHERE org_id = %s AND id = %s", (org_id, workflow["id"]))
+
+    # -- versions --------------------------------------------------------------
+
+    def publish(self, org_id: str, ref: str, *, created_by: str | None = None) -> dict[str, Any]:
+        """Copy the draft into the next version (1, 2, ...) and return that version, spec included.
+
+        ``Conflict`` when the workflow is archived, or when the draft is what the latest version holds.
+        """
+        workflow = self._lock(org_id, ref)
+        if workflow["status"] == "archived":
+            raise Conflict("workflow", "status", f"{workflow['key']!r} is archived")
+        latest = self.tx.execute(
+            "SELECT version, spec FROM workflow_versions WHERE org_id = %s AND workflow_id = %s ORDER BY version DESC LIMIT 1",
+            (org_id, workflow["id"]),
+        ).fetchone()
+        if latest is not None and _without_version(latest["spec"]) == _without_version(workflow["draft"]):
+            raise Conflict("workflow", "draft", f"the draft is unchanged since version {latest['version']}")
+        number = (latest["version"] if latest else 0) + 1
+        try:
+            row = self.tx.execute(
+                "INSERT INTO workflow_versions (org_id, id, workflow_id, version, spec, created_by)"
+                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING *",
+                (org_id, new_id("wfv"), workflow["id"], number, Jsonb({**workflow["draft"], "version": number}), created_by),
+            ).fetchone()
+        except UniqueViolation as exc:
+            raise Conflict("workflow_version", "version", f"version {number} was just published; retry") from exc
+        self.tx.execute(
+            "UPDATE workflows SET status = 'published', updated_at = now() WHERE org_id = %s AND id = %s",
+            (org_id, workflow["id"]),
+        )
+        return row
+
+    def versions(self, org_id: str, ref: str, query: ListQuery) -> Page:
+        """The published versions of workflow ``ref``, without specs (sort: version, created_at)."""
+        workflow = self._row(org_id, ref)
+        filters = Filters()
+        filters.add("org_id = %(org)s AND workflow_id = %(wid)s", org=org_id, wid=workflow["id"])
+        sortable = {"version": "version", "created_at": "created_at"}
+        return fetch_page(self.tx, "workflow_version", "workflow_versions", query, sortable, filters, columns=_VERSION_COLUMNS)
+
+    def version(self, org_id: str, ref: str, number: int) -> dict[str, Any]:
+        """Version ``number`` of workflow ``ref``, spec included."""
+        workflow = self._row(org_id, ref)
+        row = self.tx.execute(
+            "SELECT * FROM workflow_versions WHERE org_id = %s AND workflow_id = %s AND version = %s",
+            (org_id, workflow["id"], number),
+        ).fetchone()
+        if row is None:
+            raise NotFound("workflow_version", f"{workflow['key']}@{number}")
+        return row
+
+    def version_for(self, org_id: str, ref: str, environment_id: str) -> dict[str, Any] | None:
+        """The version that runs in ``environment_id``: the one deployed there, else the latest
+        published; None when the workflow has no version."""
+        workflow = self._row(org_id, ref)
+        return self.tx.execute(
+            "SELECT v.* FROM workflow_versions v LEFT JOIN deployments d ON d.org_id = v.org_id"
+            " AND d.workflow_id = v.workflow_id AND d.environment_id = %s AND d.version = v.version"
+            " WHERE v.org_id = %s AND v.workflow_id = %s ORDER BY (d.id IS NOT NULL) DESC, v.version DESC LIMIT 1",
+            (environment_id, org_id, workflow["id"]),
+        ).fetchone()
+
+    # -- deployments -----------------------------------------------------------
+
+    def deploy(self, org_id: str, ref: str, environment: str, number: int, *, deployed_by: str | None = None) -> dict[str, Any]:
+        """Make version ``number`` the one that runs in ``environment`` (id or slug); returns the deployment."""
+        workflow = self._lock(org_id, ref)
+        if workflow["status"] == "archived":
+            raise Conflict("workflow", "status", f"{workflow['key']!r} is archived")
+        self.version(org_id, workflow["id"], number)
+        env = Environments(self.tx).get(org_id, environment)
+        self.tx.execute(
+            "INSERT INTO deployments (org_id, id, workflow_id, environment_id, version, deployed_by)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (org_id, workflow_id, environment_id)"
+            " DO UPDATE SET version = EXCLUDED.version, deployed_by = EXCLUDED.deployed_by, deployed_at = now()",
+            (org_id, new_id("dep"), workflow["id"], env["id"], number, deployed_by),
+        )
+        return next(d for d in self.deployments(org_id, workflow["id"]) if d["environment_id"] == env["id"])
+
+    def deployments(self, org_id: str, workflow_id: str) -> list[dict[str, Any]]:
+        """The deployments of workflow ``workflow_id`` (an id), by environment slug."""
+        return self.tx.execute(
+            "SELECT d.id, d.workflow_id, d.environment_id, e.slug AS environment_slug, d.version, d.deployed_by,"
+            " d.deployed_at FROM deployments d JOIN environments e ON e.org_id = d.org_id AND e.id = d.environment_id"
+            " WHERE d.org_id = %s AND d.workflow_id = %s ORDER BY e.slug",
+            (org_id, workflow_id),
+        ).fetchall()
+
+    def undeploy(self, org_id: str, ref: str, environment: str) -> None:
+        """Remove the deployment of workflow ``ref`` from ``environment``; ``NotFound`` when there is none."""
+        workflow = self._lock(org_id, ref)
+        env = Environments(self.tx).get(org_id, environment)
+        gone = self.tx.execute(
+            "DELETE FROM deployments WHERE org_id = %s AND workflow_id = %s AND environment_id = %s RETURNING id",
+            (org_id, workflow["id"], env["id"]),
+        ).fetchone()
+        if gone is None:
+            raise NotFound("deployment", f"{workflow['key']}@{env['slug']}")
+
+    # -- internals -------------------------------------------------------------
+
+    def _row(self, org_id: str, ref: str) -> dict[str, Any]:
+        row = self.tx.execute(
+            "SELECT * FROM workflows WHERE org_id = %s AND (id = %s OR key = %s)", (org_id, ref, ref)
+        ).fetchone()
+        if row is None:
+            raise NotFound("workflow", ref)
+        return row
+
+    def _lock(self, org_id: str, ref: str) -> dict[str, Any]:
+        row = self.tx.execute(
+            "SELECT * FROM workflows WHERE org_id = %s AND (id = %s OR key = %s) FOR UPDATE", (org_id, ref, ref)
+        ).fetchone()
+        if row is None:
+            raise NotFound("workflow", ref)
+        return row
+
+
+class Triggers:
+    """Triggers attached to workflows: stored configuration (``config`` is the caller's, validated upstream)."""
+
+    def __init__(self, tx: Any) -> None:
+        self.tx = tx
+
+    def create(self, org_id: str, workflow_ref: str, kind: str, config: dict[str, Any], *, enabled: bool = True,
+               trigger_id: str | None = None) -> dict[str, Any]:
+        """Attach a trigger of ``kind`` to workflow ``workflow_ref`` (id or key)."""
+        _check("trigger", "kind", kind, TRIGGER_KINDS)
+        workflow = Workflows(self.tx)._row(org_id, workflow_ref)
+        try:
+            return self.tx.execute(
+                "INSERT INTO triggers (org_id, id, workflow_id, kind, config, enabled) VALUES (%s, %s, %s, %s, %s, %s)"
+                " RETURNING *",
+                (org_id, trigger_id or new_id("trg"), workflow["id"], kind, Jsonb(config), enabled),
+            ).fetchone()
+        except UniqueViolation as exc:
+            raise taken("trigger", "id", trigger_id) from exc
+
+    def get(self, org_id: str, trigger_id: str) -> dict[str, Any]:
+        row = self.tx.execute("SELECT * FROM triggers WHERE org_id = %s AND id = %s", (org_id, trigger_id)).fetchone()
+        if row is None:
+            raise NotFound("trigger", trigger_id)
+        return row
+
+    def list(self, org_id: str, query: ListQuery, *, workflow_ref: str | None = None, kind: str | None = None,
+             enabled: bool | None = None) -> Page:
+        """Triggers (sort: created_at, updated_at), optionally of one workflow (id or key)."""
+        _check("trigger", "kind", kind, TRIGGER_KINDS)
+        filters = Filters()
+        filters.add("org_id = %(org)s", org=org_id)
+        if workflow_ref:
+            filters.add("workflow_id = %(wid)s", wid=Workflows(self.tx)._row(org_id, workflow_ref)["id"])
+        if kind:
+            filters.add("kind = %(kind)s", kind=kind)
+        if enabled is not None:
+            filters.add("enabled = %(enabled)s", enabled=enabled)
+        return fetch_page(self.tx, "trigger", "triggers", query, {"created_at": "created_at", "updated_at": "updated_at"}, filters)
+
+    def update(self, org_id: str, trigger_id: str, *, config: dict[str, Any] | None = None,
+               enabled: bool | None = None) -> dict[str, Any]:
+        """Replace the config and/or switch the trigger on or off."""
+        self.get(org_id, trigger_id)
+        row = self.tx.execute(
+            "UPDATE triggers SET config = coalesce(%s, config), enabled = coalesce(%s, enabled), updated_at = now()"
+            " WHERE org_id = %s AND id = %s RETURNING *",
+            (Jsonb(config) if config is not None else None, enabled, org_id, trigger_id),
+        ).fetchone()
+        return row
+
+    def delete(self, org_id: str, trigger_id: str) -> None:
+        gone = self.tx.execute(
+            "DELETE FROM triggers WHERE org_id = %s AND id = %s RETURNING id", (org_id, trigger_id)
+        ).fetchone()
+        if gone is None:
+            raise NotFound("trigger", trigger_id)
+
+
+class Executions:
+    """Runs of workflows for customers. A customer-bound transaction sees only that customer's."""
+
+    def __init__(self, tx: Any) -> None:
+        self.tx = tx
+
+    def start(self, org_id: str, *, customer_id: str, workflow_id: str, version: int, dry_run: bool,
+              input: Any) -> dict[str, Any]:
+        """Record a run that is starting (status ``running``); ``version`` 0 means the draft."""
+        try:
+            return self.tx.execute(
+                "INSERT INTO executions (org_id, id, customer_id, workflow_id, version, dry_run, status, input)"
+                " VALUES (%s, %s, %s, %s, %s, %s, 'running', %s) RETURNING *",
+                (org_id, new_id("exe"), customer_id, workflow_id, version, dry_run, Jsonb(input)),
+            ).fetchone()
+        except ForeignKeyViolation as exc:
+            raise NotFound("customer", customer_id) from exc
+
+    def finish(self, org_id: str, execution_id: str, *, status: str, output: Any = None, error: Any = None,
+               trace: list[Any] | None = None) -> dict[str, Any]:
+        """Record the outcome of a run: ``succeeded`` or ``failed``, its output or error, and its trace."""
+        _check("execution", "status", status, EXECUTION_STATUSES[1:])
+        row = self.tx.execute(
+            "UPDATE executions SET status = %s, output = %s, error = %s, trace = %s, finished_at = now()"
+            " WHERE org_id = %s AND id = %s RETURNING *",
+            (status, Jsonb(output), Jsonb(error) if error is not None else None, Jsonb(trace or []), org_id, execution_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound("execution", execution_id)
+        return row
+
+    def get(self, org_id: str, execution_id: str) -> dict[str, Any]:
+        """One execution with its trace."""
+        row = self.tx.execute(
+            "SELECT * FROM executions WHERE org_id = %s AND id = %s", (org_id, execution_id)
+        ).fetchone()
+        if row is None:
+            raise NotFound("execution", execution_id)
+        return row
+
+    def list(self, org_id: str, query: ListQuery, *, workflow_ref: str | None = None, status: str | None = None,
+             dry_run: bool | None = None, customer_id: str | None = None) -> Page:
+        """Executions without traces (sort: started_at)."""
+        _check("execution", "status", status, EXECUTION_STATUSES)
+        filters = Filters()
+        filters.add("org_id = %(org)s", org=org_id)
+        if workflow_ref:
+            filters.add("workflow_id = %(wid)s", wid=Workflows(self.tx)._row(org_id, workflow_ref)["id"])
+        if status:
+            filters.add("status = %(status)s", status=status)
+        if dry_run is not None:
+            filters.add("dry_run = %(dry)s", dry=dry_run)
+        if customer_id:
+            filters.add("customer_id = %(customer)s", customer=customer_id)
+        return fetch_page(self.tx, "execution", "executions", query, {"started_at": "started_at"}, filters,
+                          columns=_EXECUTION_SUMMARY)
