@@ -13,12 +13,11 @@ from store._connections import (
     OAUTH_STATE_TTL,
     Connections,
     ConnectorRef,
-    OAuthStates,
     connection_purpose,
     load_connector,
     oauth_auth,
-    state_org,
 )
+from store._oauth_states import OAuthStates, state_org
 from store._crypto import Encryptor, MasterKeyring, RotationReport, master_key_id, rotate_master_key
 from store._database import Database, Tx, app_conninfo, has_organizations, set_app_password
 from store._db import create_database, drop_database, with_database

@@ -1,5 +1,4 @@
-"""Connections: one end customer's authenticated account for one connector, and the OAuth
-authorizations in flight (``oauth_states``).
+"""Connections: one end customer's authenticated account for one connector.
 
 A connection's credentials are one encrypted JSON object (purpose ``connection:<id>``): the
 values its connector's auth reads (``api_key``, ``username`` and ``password``, ``token``...) or,
@@ -22,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import secrets
-import string
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +35,7 @@ from engine.errors import ReauthorizationRequired, TokenEndpointUnavailable
 from engine.specs import ConnectorSpec, OAuth2Auth
 from store._ids import new_id
 from store._oauth_apps import OAuthApps
+from store._oauth_states import OAuthStates
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import (
     Conflict,
@@ -68,10 +66,6 @@ def connection_purpose(connection_id: str) -> str:
     return f"connection:{connection_id}"
 
 
-def _verifier_purpose(connection_id: str) -> str:
-    return f"oauth_state:{connection_id}"
-
-
 def _error_text(text: str) -> str:
     return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
 
@@ -82,6 +76,7 @@ class ConnectorRef:
 
     id: str
     key: str
+    status: str
     version: int
     spec: ConnectorSpec
 
@@ -93,7 +88,7 @@ def load_connector(tx: Any, org_id: str, ref: str) -> ConnectorRef:
     version yet, or its stored spec no longer validates).
     """
     row = tx.execute(
-        "SELECT id, key FROM connectors WHERE org_id = %s AND (id = %s OR key = %s) ORDER BY (id = %s) DESC LIMIT 1",
+        "SELECT id, key, status FROM connectors WHERE org_id = %s AND (id = %s OR key = %s) ORDER BY (id = %s) DESC LIMIT 1",
         (org_id, ref, ref, ref),
     ).fetchone()
     if row is None:
@@ -111,13 +106,13 @@ def load_connector(tx: Any, org_id: str, ref: str) -> ConnectorRef:
         raise InvalidInput(
             "connection", "connector", f"connector {row['key']} version {version['version']} has an invalid spec"
         ) from None
-    return ConnectorRef(row["id"], row["key"], version["version"], spec)
+    return ConnectorRef(row["id"], row["key"], row["status"], version["version"], spec)
 
 
-def _oauth_app(tx: Any, org_id: str, connector_key: str, encryptor: Any) -> dict[str, Any] | None:
-    """The organization's OAuth app for ``connector_key``: client id, decrypted client secret and
-    the authorize URL, token URL and scopes overriding the connector's (None when not set)."""
-    return OAuthApps(tx).get_for_connector(org_id, connector_key, encryptor)
+def _connectable(connector: ConnectorRef) -> ConnectorRef:
+    if connector.status == "archived":
+        raise Conflict("connection", "connector", f"connector {connector.key} is archived and takes no new connections")
+    return connector
 
 
 def oauth_auth(connector: ConnectorRef, app: Mapping[str, Any]) -> OAuth2Auth:
@@ -241,7 +236,7 @@ class Connections:
 
         Raises ``NotFound`` (connector or customer), ``ConnectionAuthInvalid``, ``InvalidInput``.
         """
-        ref = load_connector(self.tx, org_id, connector)
+        ref = _connectable(load_connector(self.tx, org_id, connector))
         values = credential_values(ref, auth)
         connection_id = new_id("conn")
         ciphertext = encryptor.encrypt_json(self.tx, org_id, values, connection_purpose(connection_id)) if values else None
@@ -269,11 +264,12 @@ class Connections:
         is where the callback finally sends the browser. Raises ``NotFound``,
         ``ConnectionAuthInvalid`` (not an authorization code connector), ``OAuthAppMissing``.
         """
-        ref = load_connector(self.tx, org_id, connector)
-        app = _oauth_app(self.tx, org_id, ref.key, encryptor)
-        if app is None and isinstance(ref.spec.auth, OAuth2Auth):
+        ref = _connectable(load_connector(self.tx, org_id, connector))
+        oauth_auth(ref, {})  # refuses a connector without the authorization code flow
+        app = OAuthApps(self.tx).get_for_connector(org_id, ref.key, encryptor)
+        if app is None:
             raise OAuthAppMissing(ref.key)
-        auth = oauth_auth(ref, app or {})
+        auth = oauth_auth(ref, app)
         connection_id = new_id("conn")
         self._insert(org_id, connection_id, customer_id, ref, name, "oauth2", "pending", None)
         verifier = new_code_verifier()
@@ -353,7 +349,7 @@ class Connections:
         """Disconnect (idempotent): status ``disconnected``, credentials and pending OAuth states
         wiped. The row stays so its history remains readable. Raises ``NotFound``."""
         self.get(org_id, connection_id, lock=True)
-        self.tx.execute("DELETE FROM oauth_states WHERE org_id = %s AND connection_id = %s", (org_id, connection_id))
+        OAuthStates(self.tx).discard(org_id, connection_id)
         self.tx.execute(
             "UPDATE connections SET status = 'disconnected', credentials = NULL, expires_at = NULL, updated_at = now()"
             " WHERE org_id = %s AND id = %s",
@@ -471,7 +467,7 @@ class Connections:
         if row["status"] == "needs_reconnect":
             raise ConnectionNeedsReconnect(connection_id, row["connector_key"], row["last_error"] or "the grant is gone")
         ref = load_connector(self.tx, org_id, row["connector_id"])
-        app = _oauth_app(self.tx, org_id, ref.key, encryptor)
+        app = OAuthApps(self.tx).get_for_connector(org_id, ref.key, encryptor)
         if app is None:
             raise OAuthAppMissing(ref.key)
         values.update(client_id=app["client_id"], client_secret=app["client_secret"])
@@ -500,62 +496,3 @@ class Connections:
         self.mark(org_id, row["id"], "needs_reconnect", reason)
         _commit_keeping_tenant(self.tx)
         raise ConnectionNeedsReconnect(row["id"], row["connector_key"], reason)
-
-
-_STATE_RANDOM = frozenset(string.ascii_letters + string.digits + "-_")
-STATE_RANDOM_LENGTH = 43  # secrets.token_urlsafe(32)
-
-
-def state_org(state: str) -> str | None:
-    """The organization an OAuth ``state`` names, or None when it is not ``<org id>.<43 url-safe
-    characters>`` exactly (the format ``OAuthStates.create`` issues)."""
-    org_id, dot, random = state.partition(".")
-    if not dot or len(random) != STATE_RANDOM_LENGTH or not set(random) <= _STATE_RANDOM:
-        return None
-    prefix, _, hex_part = org_id.partition("_")
-    if prefix != "org" or len(hex_part) != 24 or not set(hex_part) <= set(string.hexdigits.lower()):
-        return None
-    return org_id
-
-
-class OAuthStates:
-    """One-time OAuth states, each bound to a pending connection and holding its PKCE verifier."""
-
-    def __init__(self, tx: Any) -> None:
-        self.tx = tx
-
-    def create(
-        self,
-        org_id: str,
-        *,
-        customer_id: str,
-        connection_id: str,
-        code_verifier: str,
-        redirect_uri: str,
-        return_to: str | None,
-        expires_at: datetime,
-        encryptor: Any,
-    ) -> str:
-        """Store a new state for ``connection_id``; returns it (``<org_id>.<random>``)."""
-        state = f"{org_id}.{secrets.token_urlsafe(32)}"
-        verifier = encryptor.encrypt(self.tx, org_id, code_verifier.encode(), _verifier_purpose(connection_id))
-        self.tx.execute(
-            "INSERT INTO oauth_states (org_id, id, customer_id, connection_id, code_verifier, redirect_uri, return_to,"
-            " expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (org_id, state, customer_id, connection_id, verifier, redirect_uri, return_to, expires_at),
-        )
-        return state
-
-    def consume(self, org_id: str, state: str, encryptor: Any) -> dict[str, Any] | None:
-        """Delete ``state`` and return it with its ``code_verifier`` decrypted (None when unknown or
-        already used). Expiry is the caller's to check, against its clock."""
-        row = self.tx.execute(
-            "DELETE FROM oauth_states WHERE org_id = %s AND id = %s RETURNING *", (org_id, state)
-        ).fetchone()
-        if row is None:
-            return None
-        row = dict(row)
-        row["code_verifier"] = encryptor.decrypt(
-            self.tx, org_id, row["code_verifier"], _verifier_purpose(row["connection_id"])
-        ).decode()
-        return row

@@ -241,6 +241,16 @@ def test_other_bad_requests_name_what_is_wrong(http: httpx.Client, acme: Tenant)
     assert http.get("/v1/connections/conn_missing", headers=headers).status_code == 404
 
 
+def test_an_archived_connector_takes_no_new_connections(http: httpx.Client, acme: Tenant, sandbox: str) -> None:
+    spec = _connector("widgets-old", sandbox, {"type": "bearer"})
+    assert http.post("/v1/connectors", headers=acme.headers(), json={"spec": spec}).status_code == 201
+    kept = _connect(http, acme, acme.customers[0], "widgets-old", {"type": "bearer", "token": TOKEN})
+    assert http.delete("/v1/connectors/widgets-old", headers=acme.headers(), params={"archive": "true"}).status_code == 204
+    refused = http.post("/v1/connections", headers=acme.headers(acme.customers[0]), json={"connector": "widgets-old", "auth": {"type": "bearer", "token": TOKEN}})
+    assert (refused.status_code, refused.json()["field"]) == (409, "connector")
+    assert http.post(f"/v1/connections/{kept['id']}/test", headers=acme.headers(acme.customers[0])).json()["ok"] is True
+
+
 def test_a_connector_without_a_test_action_cannot_be_tested(http: httpx.Client, acme: Tenant) -> None:
     customer = acme.customers[0]
     connection = _connect(http, acme, customer, "widgets-writeonly", {"type": "api_key", "api_key": API_KEY})

@@ -390,15 +390,19 @@ async def oauth_callback(
     given at start (303), or answers JSON. An unknown, reused or expired state is a 400; a provider
     ``error`` (such as ``access_denied``) or a refused exchange leaves the connection
     ``disconnected`` with ``last_error`` and is a 400."""
-    org_id = store.state_org(state or "")
+    state = state or ""
+    org_id = store.state_org(state)
     if org_id is None:
         raise store.OAuthStateInvalid("it is missing or not a state this platform issued")
-    assert state is not None
     now = clock()
 
-    def fail(tx: Any, taken: dict[str, Any], kind: str, reason: str, connector: str | None) -> None:
+    def fail(
+        tx: Any, taken: dict[str, Any], kind: str, reason: str, connector: str | None,
+        problem: Any = store.OAuthCallbackFailed,
+    ) -> None:
+        # ``problem``: the error class the browser gets, for the audit entry's code and status.
         store.Connections(tx).mark(org_id, taken["connection_id"], "disconnected", f"OAuth authorization failed ({kind}): {reason}")
-        _audit(tx, org_id, taken, "error", store.OAuthCallbackFailed.code, 400, connector)
+        _audit(tx, org_id, taken, "error", problem.code, problem.http_status, connector)
 
     def begin() -> tuple[dict[str, Any] | None, Any, str | None]:
         with db.tenant(org_id) as tx:
@@ -406,7 +410,7 @@ async def oauth_callback(
             if taken is None:
                 return None, None, "it is unknown or was already used"
             if taken["expires_at"] <= now:
-                fail(tx, taken, "expired", "the authorization was not completed in time; start again", None)
+                fail(tx, taken, "expired", "the authorization was not completed in time; start again", None, store.OAuthStateInvalid)
                 return None, None, "the authorization expired; start again"
             if error or not code:
                 kind = error or "missing_code"
@@ -441,7 +445,7 @@ async def oauth_callback(
 
             def failed() -> None:
                 with db.tenant(org_id) as tx:
-                    fail(tx, taken, kind, str(exc), ref.key)
+                    fail(tx, taken, kind, str(exc), ref.key, store.OAuthCallbackFailed if isinstance(exc, OAuthError) else type(exc))
 
             await in_thread(failed)
             if isinstance(exc, OAuthError):
