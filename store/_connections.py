@@ -30,7 +30,7 @@ from psycopg.errors import ForeignKeyViolation
 from psycopg.rows import tuple_row
 from pydantic import ValidationError
 
-from engine.auth import REFRESH_LEEWAY, OAuth2Client, TokenSet, authorization_url, new_code_verifier
+from engine.auth import REFRESH_LEEWAY, TOKEN_FIELDS, OAuth2Client, TokenSet, authorization_url, new_code_verifier
 from engine.errors import ReauthorizationRequired, TokenEndpointUnavailable
 from engine.specs import ConnectorSpec, OAuth2Auth
 from store._ids import new_id
@@ -374,9 +374,12 @@ class Connections:
 
     def save_tokens(self, org_id: str, connection_id: str, tokens: Mapping[str, Any], encryptor: Any) -> dict[str, Any]:
         """Merge OAuth ``tokens`` (``TokenSet.to_credentials()``; a None value clears a key) into the
-        connection's credentials, set ``expires_at`` from them, and mark it ``connected``."""
+        connection's credentials, set ``expires_at`` from them, and mark it ``connected``. Only the
+        token fields are kept: an OAuth app's client secret never lands in a connection."""
         current = self.credentials(org_id, connection_id, encryptor)
         for name, value in tokens.items():
+            if name not in TOKEN_FIELDS:
+                continue
             if value is None:
                 current.pop(name, None)
             else:
@@ -421,17 +424,35 @@ class Connections:
         ``credentials_for_connection`` for what is returned, refreshed and raised; raises
         ``ConnectionNeedsReconnect`` when the customer's only usable connection needs reconnecting.
         """
-        row = self.tx.execute(
-            f"SELECT c.id, c.status, c.last_error, k.key FROM {_FROM} WHERE c.org_id = %s AND c.customer_id = %s"
-            " AND (k.key = %s OR k.id = %s) AND c.status IN ('connected', 'needs_reconnect')"
-            " ORDER BY (c.status = 'connected') DESC, c.updated_at DESC, c.id DESC LIMIT 1",
-            (org_id, customer_id, connector_key, connector_key),
-        ).fetchone()
+        row = self._run_connection(org_id, customer_id, connector_key)
         if row is None:
             return None
         if row["status"] == "needs_reconnect":
             raise ConnectionNeedsReconnect(row["id"], row["key"], row["last_error"] or "the connection was marked for reconnection")
         return self.credentials_for_connection(org_id, row["id"], encryptor=encryptor, http=http, clock=clock)
+
+    def save_run_tokens(
+        self, org_id: str, customer_id: str, connector_key: str, tokens: Mapping[str, Any], encryptor: Any
+    ) -> dict[str, Any] | None:
+        """Keep OAuth tokens the engine renewed during a run (what ``StaticCredentials.saves``
+        recorded) on the connection ``credentials_for_run`` chose; returns it (None without one).
+
+        Needed because a provider that rotates refresh tokens has revoked the one stored: without
+        this, the next run's refresh would get ``invalid_grant``. Keys other than the token fields
+        (``client_id``, ``client_secret``) are ignored.
+        """
+        row = self._run_connection(org_id, customer_id, connector_key)
+        if row is None:
+            return None
+        return self.save_tokens(org_id, row["id"], tokens, encryptor)
+
+    def _run_connection(self, org_id: str, customer_id: str, connector_key: str) -> dict[str, Any] | None:
+        return self.tx.execute(
+            f"SELECT c.id, c.status, c.last_error, k.key FROM {_FROM} WHERE c.org_id = %s AND c.customer_id = %s"
+            " AND (k.key = %s OR k.id = %s) AND c.status IN ('connected', 'needs_reconnect')"
+            " ORDER BY (c.status = 'connected') DESC, c.updated_at DESC, c.id DESC LIMIT 1",
+            (org_id, customer_id, connector_key, connector_key),
+        ).fetchone()
 
     def credentials_for_connection(
         self,

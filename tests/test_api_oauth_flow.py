@@ -284,6 +284,31 @@ def test_tokens_are_refreshed_before_they_expire(
     assert provider.token_requests.count("refresh_token") == refreshes + 2
 
 
+def test_a_token_revoked_early_is_renewed_after_the_401_and_kept(
+    http: httpx.Client, acme: Tenant, provider: OAuthTestServer, db: store.Database, platform: tuple[str, Settings]
+) -> None:
+    customer = acme.customers[1]
+    connection = _connect(http, acme, customer)
+    first = _tokens(provider)
+    provider.revoke_access_token(first.access_token)
+    tested = http.post(f"/v1/connections/{connection['id']}/test", headers=acme.headers(customer)).json()
+    assert (tested["ok"], tested["status"], tested["connection"]["status"]) == (True, 200, "connected")
+    renewed = _tokens(provider)
+    assert renewed.access_token != first.access_token
+    encryptor = _encryptor(platform[1])
+    with db.tenant(acme.org_id) as tx:
+        stored = store.Connections(tx).credentials(acme.org_id, connection["id"], encryptor)
+        assert (stored["access_token"], stored["refresh_token"]) == (renewed.access_token, renewed.refresh_token)
+        # What a workflow run keeps after the engine renewed tokens: token fields only.
+        kept = store.Connections(tx).save_run_tokens(
+            acme.org_id, customer, CONNECTOR, {"access_token": "at-run", "client_secret": CLIENT_SECRET, "scope": None}, encryptor
+        )
+        assert kept is not None and kept["status"] == "connected"
+        stored = store.Connections(tx).credentials(acme.org_id, kept["id"], encryptor)
+        assert stored["access_token"] == "at-run" and "client_secret" not in stored and "scope" not in stored
+        assert store.Connections(tx).save_run_tokens(acme.org_id, customer, "acme-crm-no-app", {"access_token": "x"}, encryptor) is None
+
+
 def test_invalid_grant_marks_the_connection_needs_reconnect(
     http: httpx.Client, acme: Tenant, provider: OAuthTestServer, db: store.Database, platform: tuple[str, Settings]
 ) -> None:

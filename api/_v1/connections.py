@@ -35,7 +35,7 @@ from api._lists import ListParams, PageOut, page_out
 from api._v1._common import in_thread
 from api._v1._common import router as make_router
 from engine.actions import ActionExecutor
-from engine.auth import TOKEN_FIELDS, Authenticator, OAuth2Client, StaticCredentials
+from engine.auth import Authenticator, OAuth2Client, StaticCredentials
 from engine.errors import EngineError, OAuthError, ReauthorizationRequired
 from engine.specs import ConnectorSpec
 from switchboard.engine_runtime import build_http_client
@@ -269,7 +269,7 @@ async def _probe(http: Any, clock: Any, row: dict[str, Any], ref: store.Connecto
             probe.mark = ("needs_reconnect", f"test call {action} was refused with HTTP {response.status}")
         elif response.ok and (row["status"] != "connected" or row["last_error"]):
             probe.mark = ("connected", None)
-    probe.refreshed = {k: v for _, saved in provider.saves for k, v in saved.items() if k in TOKEN_FIELDS}
+    probe.refreshed = {k: v for _, saved in provider.saves for k, v in saved.items()}
     return probe
 
 
