@@ -24,10 +24,21 @@ from store._db import create_database, drop_database, with_database
 from store._idempotency import IdempotencyKeys
 from store._ids import CLIENT_ID_PATTERN, new_id
 from store._orgs import DEFAULT_ENVIRONMENTS, RESIDENCIES, Customers, Environments, Organizations
+from store._oauth_apps import OAuthApps
 from store._paging import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, Page
 from store._quotas import DIMENSIONS, ENFORCEMENT_MODES, PLANS, Charge, Quotas, WindowUsage, charge_quota, check_limits
-from store._people import ACTIONS, AREAS, USER_STATUSES, Roles, Users, check_permissions
+from store._people import (
+    ACTIONS,
+    AREA_ACTIONS,
+    AREAS,
+    USER_STATUSES,
+    Roles,
+    Users,
+    check_permissions,
+    exceeding_permissions,
+)
 from store._schema import APP_ROLE
+from store._secrets import MAX_SECRET_BYTES, SECRET_NAME_PATTERN, Secrets
 from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
 from store._workflows import (
     DRAFT_VERSION,
@@ -112,12 +123,15 @@ __all__ = [
     "ACTIONS",
     "APP_ROLE",
     "AREAS",
+    "AREA_ACTIONS",
     "CLIENT_ID_PATTERN",
     "DEFAULT_ENVIRONMENTS",
     "DEFAULT_LIMIT",
     "KEY_KINDS",
     "MAX_LIMIT",
+    "MAX_SECRET_BYTES",
     "RESIDENCIES",
+    "SECRET_NAME_PATTERN",
     "USER_STATUSES",
     "ApiKeys",
     "AuditLog",
@@ -140,14 +154,17 @@ __all__ = [
     "InvalidInput",
     "ListQuery",
     "NotFound",
+    "OAuthApps",
     "Organizations",
     "Page",
     "ResourceError",
     "Roles",
+    "Secrets",
     "Tx",
     "Users",
     "app_conninfo",
     "check_permissions",
+    "exceeding_permissions",
     "has_organizations",
     "hash_key",
     "new_id",

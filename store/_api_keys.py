@@ -44,12 +44,19 @@ class ApiKeys:
         customer_id: str | None = None,
         created_by: str | None = None,
     ) -> tuple[dict[str, Any], str]:
-        """Create a key; returns its row and the key itself (the only time it is available)."""
+        """Create a key; returns its row and the key itself (the only time it is available).
+
+        Raises ``InvalidInput`` for an unknown kind and ``NotFound`` for an unknown role or customer.
+        """
         if kind not in KEY_KINDS:
             raise InvalidInput("api_key", "kind", f"must be one of {', '.join(KEY_KINDS)}")
+        from store._orgs import Customers
         from store._people import Roles
 
         Roles(self.tx).get(org_id, role_id)
+        if customer_id is not None:
+            # Checked here rather than left to the foreign key, so the caller hears which customer.
+            Customers(self.tx).get(org_id, customer_id)
         key = f"sk_{kind}_{secrets.token_urlsafe(32)}"
         row = self.tx.execute(
             f"INSERT INTO api_keys (org_id, id, name, kind, prefix, key_hash, role_id, customer_id, created_by)"
@@ -80,9 +87,23 @@ class ApiKeys:
             raise NotFound("api_key", key_id)
         return row
 
-    def list(self, org_id: str, query: ListQuery, *, kind: str | None = None, revoked: bool | None = None) -> Page:
+    def list(
+        self,
+        org_id: str,
+        query: ListQuery,
+        *,
+        kind: str | None = None,
+        revoked: bool | None = None,
+        role_id: str | None = None,
+        customer_id: str | None = None,
+    ) -> Page:
+        """Keys (never the key nor its hash), filtered by kind, revocation, role and bound customer."""
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
+        if role_id:
+            filters.add("role_id = %(role)s", role=role_id)
+        if customer_id:
+            filters.add("customer_id = %(customer)s", customer=customer_id)
         if kind:
             filters.add("kind = %(kind)s", kind=kind)
         if revoked is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from store._paging import Filters, ListQuery, Page, fetch_page
+from store.errors import NotFound
 
 ACTOR_TYPES = ("user", "api_key", "system")
 
@@ -43,6 +44,13 @@ class AuditLog:
             ),
         ).fetchone()
 
+    def get(self, org_id: str, entry_id: int) -> dict[str, Any]:
+        """One entry; ``NotFound`` when this organization has none with that id."""
+        row = self.tx.execute("SELECT * FROM audit_log WHERE org_id = %s AND id = %s", (org_id, entry_id)).fetchone()
+        if row is None:
+            raise NotFound("audit_entry", str(entry_id))
+        return row
+
     def list(
         self,
         org_id: str,
@@ -55,10 +63,14 @@ class AuditLog:
         outcome: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        customer_id: str | None = None,
     ) -> Page:
-        """Entries, newest first by default; ``since`` inclusive, ``until`` exclusive."""
+        """Entries, newest first by default; ``since`` inclusive, ``until`` exclusive; ``customer_id``
+        keeps the entries made for that customer."""
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
+        if customer_id:
+            filters.add("customer_id = %(customer)s", customer=customer_id)
         if actor_id:
             filters.add("actor_id = %(actor)s", actor=actor_id)
         if action:

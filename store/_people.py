@@ -7,9 +7,9 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from store._ids import new_id
-from store._orgs import taken
+from store._orgs import _escape_like, taken
 from store._paging import Filters, ListQuery, Page, fetch_page
-from store._schema import ACTIONS_V1, AREAS_V1
+from store._schema import ACTIONS_V1, AREAS_V1, SYSTEM_ROLES_V1
 from psycopg.errors import UniqueViolation
 
 from store.errors import Conflict, InvalidInput, NotFound
@@ -17,6 +17,18 @@ from store.errors import Conflict, InvalidInput, NotFound
 AREAS = AREAS_V1
 ACTIONS = ACTIONS_V1
 USER_STATUSES = ("invited", "active", "disabled")
+# The actions each area has: read and write everywhere; publish where there is something to
+# publish; execute where something runs. The owner's matrix is exactly this.
+AREA_ACTIONS: dict[str, tuple[str, ...]] = {area: ("read", "write") for area in AREAS} | {
+    "connectors": ("read", "write", "publish"),
+    "workflows": ("read", "write", "publish", "execute"),
+    "agents": ("read", "write", "execute"),
+    "tools": ("read", "write", "execute"),
+}
+OWNER_ROLE = "owner"
+_SYSTEM_ROLE_NAMES = frozenset(name.lower() for _, name, _, _ in SYSTEM_ROLES_V1) | frozenset(
+    role_id for role_id, _, _, _ in SYSTEM_ROLES_V1
+)
 
 
 def check_permissions(permissions: Any) -> dict[str, list[str]]:
@@ -35,8 +47,25 @@ def check_permissions(permissions: Any) -> dict[str, list[str]]:
         for action in actions:
             if action not in ACTIONS:
                 raise InvalidInput("role", f"permissions/{area}", f"{action!r} is not an action; actions are {', '.join(ACTIONS)}")
+            if action not in AREA_ACTIONS[area]:
+                raise InvalidInput(
+                    "role", f"permissions/{area}", f"{action!r} does not apply to {area}; it has {', '.join(AREA_ACTIONS[area])}"
+                )
         matrix[area] = sorted(set(actions), key=ACTIONS.index)
     return matrix
+
+
+def exceeding_permissions(wanted: dict[str, list[str]], held: dict[str, list[str]]) -> list[str]:
+    """The ``area:action`` permissions in matrix ``wanted`` that matrix ``held`` lacks (in vocabulary order).
+
+    Used so nobody hands out (to a key, a user or a custom role) more than they hold themselves.
+    """
+    return [
+        f"{area}:{action}"
+        for area in AREAS
+        for action in ACTIONS
+        if action in wanted.get(area, ()) and action not in held.get(area, ())
+    ]
 
 
 class Roles:
@@ -60,7 +89,19 @@ class Roles:
             filters.add("system = %(system)s", system=system)
         return fetch_page(self.tx, "role", "roles", query, {"created_at": "created_at", "name": "name", "id": "id"}, filters)
 
+    def all(self, org_id: str) -> list[dict[str, Any]]:
+        """Every role the organization can assign: the system roles first (in their fixed order),
+        then its custom roles by name."""
+        rows = self.tx.execute(
+            "SELECT * FROM roles WHERE org_id IS NULL OR org_id = %s ORDER BY system DESC, lower(name), id", (org_id,)
+        ).fetchall()
+        order = {role_id: n for n, (role_id, _, _, _) in enumerate(SYSTEM_ROLES_V1)}
+        return sorted(rows, key=lambda row: (not row["system"], order.get(row["id"], len(order)) if row["system"] else 0))
+
     def create(self, org_id: str, name: str, permissions: Any, description: str = "") -> dict[str, Any]:
+        """Create a custom role; ``Conflict`` (field ``name``) when the organization has a role of
+        that name or it is a system role's; ``InvalidInput`` for a matrix outside the vocabulary."""
+        _check_custom_name(name)
         matrix = check_permissions(permissions)
         try:
             return self.tx.execute(
@@ -78,6 +119,8 @@ class Roles:
         if unknown:
             raise InvalidInput("role", sorted(unknown)[0], "cannot be changed")
         params = dict(changes)
+        if "name" in params:
+            _check_custom_name(params["name"])
         if "permissions" in params:
             params["permissions"] = Jsonb(check_permissions(params["permissions"]))
         if not params:
@@ -105,15 +148,41 @@ class Roles:
         self.tx.execute("DELETE FROM roles WHERE org_id = %s AND id = %s", (org_id, role_id))
 
 
+def _check_custom_name(name: Any) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("role", "name", "must not be empty")
+    if name.strip().lower() in _SYSTEM_ROLE_NAMES:
+        raise Conflict("role", "name", f"{name!r} is the name of a system role")
+
+
+def _email_domain_allowed(email: str, domains: list[str]) -> bool:
+    domain = email.rsplit("@", 1)[-1].lower()
+    return not domains or domain in {d.lower() for d in domains}
+
+
 class Users:
-    """People of an organization: invited, active or disabled, each with one role."""
+    """People of an organization: invited, active or disabled, each with one role.
+
+    An organization that has an active owner always keeps one: a change that would demote,
+    disable or delete the last one is refused (``Conflict``).
+    """
 
     def __init__(self, tx: Any) -> None:
         self.tx = tx
 
     def invite(self, org_id: str, email: str, role_id: str, name: str = "", *, status: str = "invited") -> dict[str, Any]:
+        """Invite ``email`` with role ``role_id``. Refuses (``InvalidInput``, field ``email``) an
+        address outside the organization's ``email_domains`` when that list is not empty;
+        ``NotFound`` for an unknown role; ``Conflict`` when the email is already a user."""
         if "@" not in email or len(email) > 320:
             raise InvalidInput("user", "email", "is not an email address")
+        org = self.tx.execute("SELECT email_domains FROM organizations WHERE id = %s", (org_id,)).fetchone()
+        if org is None:
+            raise NotFound("organization", org_id)
+        if not _email_domain_allowed(email, org["email_domains"]):
+            raise InvalidInput(
+                "user", "email", f"is outside the organization's email domains ({', '.join(org['email_domains'])})"
+            )
         Roles(self.tx).get(org_id, role_id)
         try:
             return self.tx.execute(
@@ -147,9 +216,20 @@ class Users:
             )
         return row
 
-    def list(self, org_id: str, query: ListQuery, *, role_id: str | None = None, status: str | None = None) -> Page:
+    def list(
+        self,
+        org_id: str,
+        query: ListQuery,
+        *,
+        role_id: str | None = None,
+        status: str | None = None,
+        search: str | None = None,
+    ) -> Page:
+        """Users, filtered by role, status and ``search`` (a substring of email or name)."""
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
+        if search:
+            filters.add("(email ILIKE %(search)s OR name ILIKE %(search)s)", search=f"%{_escape_like(search)}%")
         if role_id:
             filters.add("role_id = %(role)s", role=role_id)
         if status:
@@ -169,6 +249,7 @@ class Users:
             raise InvalidInput("user", "status", f"must be one of {', '.join(USER_STATUSES)}")
         if not changes:
             return self.get(org_id, user_id)
+        self._keep_an_owner(org_id, user_id, changes)
         assignments = ", ".join(f"{column} = %({column})s" for column in changes)
         row = self.tx.execute(
             f"UPDATE users SET {assignments}, updated_at = now() WHERE org_id = %(_org)s AND id = %(_id)s RETURNING *",
@@ -179,5 +260,25 @@ class Users:
         return row
 
     def delete(self, org_id: str, user_id: str) -> None:
+        self._keep_an_owner(org_id, user_id, None)
         if self.tx.execute("DELETE FROM users WHERE org_id = %s AND id = %s RETURNING id", (org_id, user_id)).fetchone() is None:
             raise NotFound("user", user_id)
+
+    def _keep_an_owner(self, org_id: str, user_id: str, changes: dict[str, Any] | None) -> None:
+        """Refuse to take away the last active owner; ``changes`` None means deletion."""
+        # Locking every active owner serializes concurrent demotions: the second one waits and
+        # then sees the first one's result, so two requests cannot each remove "the other" owner.
+        owners = [
+            row["id"]
+            for row in self.tx.execute(
+                "SELECT id FROM users WHERE org_id = %s AND role_id = %s AND status = 'active' ORDER BY id FOR UPDATE",
+                (org_id, OWNER_ROLE),
+            )
+        ]
+        if user_id not in owners:
+            return
+        if changes is not None and changes.get("role_id", OWNER_ROLE) == OWNER_ROLE and changes.get("status", "active") == "active":
+            return
+        if len(owners) == 1:
+            raise Conflict("user", None, f"{user_id!r} is the last active owner; make another user owner first")
+
