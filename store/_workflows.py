@@ -360,7 +360,11 @@ class Executions:
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
         if workflow_ref:
-            filters.add("workflow_id = %(wid)s", wid=Workflows(self.tx)._row(org_id, workflow_ref)["id"])
+            # A filter, not a lookup: an unknown workflow lists nothing.
+            filters.add(
+                "workflow_id IN (SELECT w.id FROM workflows w WHERE w.org_id = %(org)s AND (w.id = %(wref)s OR w.key = %(wref)s))",
+                wref=workflow_ref,
+            )
         if status:
             filters.add("status = %(status)s", status=status)
         if dry_run is not None:

@@ -333,6 +333,17 @@ def test_runs_that_cannot_start(platform: str, two: tuple[Tenant, Tenant], publi
         assert unpublished.status_code == 201
         never = http.post("/v1/workflows/unpublished/runs", headers=acme.headers(acme.customers[0]), json={"input": {"name": "x"}})
         assert never.status_code == 409 and never.json()["field"] == "version"
+        # Real runs use published connectors only; a dry run may use a draft.
+        drafty = {"id": "drafty", "base_url": cin7.base_url, "actions": {"list": {"method": "GET", "path": "/customer"}}}
+        assert http.post("/v1/connectors", headers=acme.headers(), json={"spec": drafty}).status_code == 201
+        uses_draft = {**WORKFLOW, "id": "uses-draft", "steps": [{"id": "list", "action": "drafty.list"}], "output": None}
+        http.post("/v1/workflows", headers=acme.headers(), json={"spec": uses_draft})
+        assert http.post("/v1/workflows/uses-draft/publish", headers=acme.headers()).status_code == 201
+        refused = http.post("/v1/workflows/uses-draft/runs", headers=acme.headers(acme.customers[0]), json={"input": {"name": "x"}})
+        assert refused.status_code == 409 and (refused.json()["field"], refused.json()["connector"]) == ("connector", "drafty")
+        dry = http.post("/v1/workflows/uses-draft/runs", headers=acme.headers(acme.customers[0]),
+                        json={"input": {"name": "x"}, "dry_run": True})
+        assert dry.status_code == 201 and dry.json()["trace"][0]["sent"] is True
         # Another organization can neither run the workflow nor name Acme's customer.
         assert run(http, globex, globex.customers[0], {"input": {"name": "x"}}).status_code == 404
         assert run(http, globex, acme.customers[0], {"input": {"name": "x"}}).status_code == 400
@@ -375,6 +386,14 @@ def test_the_deployed_version_runs_by_default(platform: str, two: tuple[Tenant, 
         pinned = http.post(runs, headers=headers, json={"input": {"name": "x"}}).json()
         assert pinned["version"] == 1 and pinned["output"] == {"version": 1}
         assert http.post(runs, headers=headers, json={"input": {"name": "x"}, "version": 2}).json()["version"] == 2
+        # A call step runs the version deployed to the customer's environment too.
+        outer = {"id": "outer", "steps": [{"id": "inner", "call": {"workflow": "pinned", "input": {"name": "y"}}}]}
+        http.post("/v1/workflows", headers=acme.headers(), json={"spec": outer})
+        http.post("/v1/workflows/outer/publish", headers=acme.headers())
+        called = http.post("/v1/workflows/outer/runs", headers=headers, json={})
+        assert called.status_code == 201 and called.json()["output"] == {"version": 1}, called.text
+        unconnected = http.post("/v1/workflows/outer/runs", headers=acme.headers(acme.customers[1]), json={"dry_run": True})
+        assert unconnected.json()["output"] == {"version": 1}
 
 
 def test_executions_are_isolated(platform: str, db: store.Database, two: tuple[Tenant, Tenant],

@@ -58,6 +58,7 @@ def test_public_surface() -> None:
         "ErrorInfo", "FakeClock", "Interpreter", "Redactor", "ReplayInvoker", "RunRecord", "RunResult",
         "SecretProvider", "SequentialIds", "StaticSecrets", "StepRecord", "SystemClock", "TraceRecord", "TraceSink",
         "WorkflowLookup", "WorkflowRegistry", "is_subset", "new_id", "seq_key", "truthy", "validate_input",
+        "DRY_RUN_HEADER", "SAFE_METHODS", "DryRunHttp", "DryRunInvoker", "synthetic_response",
     ])
     for name in workflow_pkg.__all__:
         assert getattr(workflow_pkg, name) is not None
