@@ -33,8 +33,11 @@ import store
 from api._v1._specs import loaded, problems_out
 from api.errors import RunInputInvalid, RunRefused, SpecInvalid
 from engine import check_workflow
+from engine.actions import ActionExecutor
+from engine.auth import Authenticator, OAuth2Client, StaticCredentials, placeholder_credentials
 from engine.errors import WorkflowInputInvalid
 from engine.specs import CallStep, ConnectorSpec, WorkflowSpec, iter_steps
+from engine.workflow import Dependencies, DryRunHttp, DryRunInvoker, Interpreter, StaticSecrets, validate_input
 
 # An inline run holds a request open; longer work belongs to durable executions (later issues).
 RUN_DEADLINE_SECONDS = 300.0
@@ -94,8 +97,6 @@ def secrets_for(tx: store.Tx, org_id: str, environment_id: str, encryptor: Any) 
 
 def placeholders(connector: ConnectorSpec) -> dict[str, Any]:
     """Credentials of the right shape and no value, for dry runs of connectors the customer has not connected."""
-    from engine.auth import placeholder_credentials
-
     values = placeholder_credentials(connector.auth)
     for action in connector.actions.values():
         if action.auth is not None:
@@ -183,8 +184,6 @@ def plan_run(tx: store.Tx, *, org_id: str, customer_id: str, workflow_ref: str, 
         number, data = row["version"], row["spec"]
     spec = loaded(WorkflowSpec, data, "workflow")
     try:
-        from engine.workflow import validate_input
-
         validate_input(spec, input)
     except WorkflowInputInvalid as exc:
         raise RunInputInvalid(spec.id, problems_out(exc.problems)) from None
@@ -215,10 +214,6 @@ def plan_run(tx: store.Tx, *, org_id: str, customer_id: str, workflow_ref: str, 
 
 async def execute(plan: RunPlan, http: Any, run_id: str) -> RunOutcome:
     """Run ``plan`` inline with id ``run_id``; the outcome holds no secret or credential value."""
-    from engine.actions import ActionExecutor
-    from engine.auth import Authenticator, OAuth2Client, StaticCredentials
-    from engine.workflow import Dependencies, DryRunHttp, DryRunInvoker, Interpreter, StaticSecrets
-
     auth = Authenticator(StaticCredentials(plan.credentials), OAuth2Client(http))
     executor = ActionExecutor(
         plan.connectors, http=DryRunHttp(http) if plan.dry_run else http, auth=auth,

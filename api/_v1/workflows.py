@@ -16,6 +16,7 @@ import store
 from api._auth import Principal, require
 from api._deps import Clock, Db, Encryptor
 from api._lists import ListParams, PageOut, page_out
+from api._quota import charge_event
 from api._v1 import _runs
 from api._v1._common import in_thread, tenant_tx
 from api._v1._common import router as make_router
@@ -477,8 +478,6 @@ async def run_workflow(
     answered with a synthetic response derived from the request and marked ``sent: false`` in the
     trace. Answers 201 with the execution, whether the run succeeded or failed.
     """
-    from api._quota import charge_event
-
     customer_id = principal.customer()
     http = _runs.shared_http(request)
 

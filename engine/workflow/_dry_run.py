@@ -86,7 +86,7 @@ def synthetic_response(request: httpx.Request, *, json: Any = None, data: Mappin
     status = _status(request.method, success_statuses)
     headers = {DRY_RUN_HEADER: "withheld"}
     url = str(request.url.copy_with(query=None))
-    if status == 204 or request.method == "HEAD":
+    if status == 204:
         return httpx.Response(status, headers=headers, request=request)
     return httpx.Response(status, json=synthetic_body(request.method, url, json, data), headers=headers, request=request)
 
