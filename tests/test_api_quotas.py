@@ -77,6 +77,21 @@ def counts(http: httpx.Client, tenant: Tenant, customer: str) -> dict[str, int]:
     return {dimension: quota["count"] for dimension, quota in usage(http, tenant, customer).items()}
 
 
+def put_overrides(http: httpx.Client, tenant: Tenant, customer: str, overrides: dict) -> httpx.Response:
+    return http.put(f"/v1/billing/customers/{customer}/overrides", headers=tenant.headers(), json=overrides)
+
+
+def walk(http: httpx.Client, path: str, tenant: Tenant, **params: object) -> list[dict]:
+    """Every item of a list, page by page."""
+    items, cursor = [], None
+    while True:
+        page = http.get(path, headers=tenant.headers(), params=params | ({"cursor": cursor} if cursor else {})).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+
+
 def assert_refused(response: httpx.Response, dimension: str, limit: int, reset_at: datetime, now: datetime) -> None:
     assert response.status_code == 429, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -119,12 +134,13 @@ def test_api_calls_per_day_block_until_utc_midnight(
     tenant = make_tenant(db, "Day")
     first, second = tenant.customers
     headers = tenant.headers(first)
-    # 20 calls a minute for 50 minutes. The first 48 minutes are charged through the function the
-    # API edge calls (an HTTP round trip costs ~50 ms in this harness); the last two go over HTTP,
-    # each minute's 20 in parallel.
+    # 20 calls a minute for 50 minutes. The first 48 minutes are charged through the store's
+    # counter, which the API edge calls (an HTTP round trip costs ~50 ms in this harness); the
+    # last two go over HTTP, each minute's 20 in parallel.
     for _minute in range(48):
-        for _ in range(20):
-            store.charge_quota(db, tenant.org_id, first, "api_calls", clock())
+        with db.tenant(tenant.org_id, first) as tx:
+            for _ in range(20):
+                store.Quotas(tx).charge(tenant.org_id, first, "api_calls", clock())
         clock.advance(minutes=1)
     with httpx.Client(base_url=platform, timeout=30, limits=httpx.Limits(max_connections=20)) as shared:
         with ThreadPoolExecutor(max_workers=20) as pool:
@@ -163,8 +179,9 @@ def test_events_per_minute_and_per_day(http: httpx.Client, db: store.Database, c
     assert [w.count for w in charge(second).usage] == [1, 1]
     for _minute in range(49):
         clock.advance(minutes=1)
-        for _ in range(10):
-            charge(first)
+        with db.tenant(tenant.org_id, first) as tx:
+            for _ in range(10):
+                store.Quotas(tx).charge(tenant.org_id, first, "events", clock())
     clock.advance(minutes=1)
     with pytest.raises(store.QuotaExceeded) as day:
         charge(first)
@@ -211,7 +228,8 @@ def test_warn_mode_counts_and_lets_through(http: httpx.Client, db: store.Databas
     assert (quota["limit"], quota["mode"], quota["source"]) == (2, "warn", "override")
     responses = [http.get(CHEAP, headers=tenant.headers(first)) for _ in range(4)]
     assert [r.status_code for r in responses] == [200] * 4
-    assert [r.headers.get("x-quota-warning") for r in responses] == [None, None, "api_calls_per_minute", "api_calls_per_minute"]
+    warned = [r.headers.get("x-quota-warning") for r in responses]
+    assert warned == [None, None, "api_calls_per_minute", "api_calls_per_minute"]
     assert counts(http, tenant, first)["api_calls_per_minute"] == 4
 
 
@@ -219,7 +237,8 @@ def test_tiers_and_overrides_set_the_limits(http: httpx.Client, db: store.Databa
     tenant = make_tenant(db, "Tiered")
     first, second = tenant.customers
     org = tenant.headers()
-    tier = http.post("/v1/billing/tiers", headers=org, json={"name": "gold", "limits": {"api_calls_per_minute": {"limit": 3, "mode": "hard"}}})
+    gold = {"name": "gold", "limits": {"api_calls_per_minute": {"limit": 3, "mode": "hard"}}}
+    tier = http.post("/v1/billing/tiers", headers=org, json=gold)
     assert tier.status_code == 201, tier.text
     tier_id = tier.json()["id"]
     assert tier.json()["customers"] == 0
@@ -232,14 +251,14 @@ def test_tiers_and_overrides_set_the_limits(http: httpx.Client, db: store.Databa
     assert usage(http, tenant, second)["api_calls_per_minute"]["source"] == "plan"
 
     # An override wins over the tier; null is unlimited.
-    put = http.put(f"/v1/billing/customers/{first}/overrides", headers=org, json={"api_calls_per_minute": {"limit": 5, "mode": "hard"}})
+    put = put_overrides(http, tenant, first, {"api_calls_per_minute": {"limit": 5, "mode": "hard"}})
     assert put.json()["overrides"] == {"api_calls_per_minute": {"limit": 5, "mode": "hard"}}
     assert [http.get(CHEAP, headers=tenant.headers(first)).status_code for _ in range(3)] == [200, 200, 429]
-    put = http.put(f"/v1/billing/customers/{first}/overrides", headers=org, json={"api_calls_per_minute": {"limit": None, "mode": "hard"}})
+    put = put_overrides(http, tenant, first, {"api_calls_per_minute": {"limit": None, "mode": "hard"}})
     quota = put.json()["quotas"]["api_calls_per_minute"]
     assert (quota["limit"], quota["remaining"], quota["source"]) == (None, None, "override")
     assert http.get(CHEAP, headers=tenant.headers(first)).status_code == 200
-    cleared = http.put(f"/v1/billing/customers/{first}/overrides", headers=org, json={})
+    cleared = put_overrides(http, tenant, first, {})
     assert cleared.json()["overrides"] == {} and cleared.json()["quotas"]["api_calls_per_minute"]["source"] == "tier"
 
     # Renaming a tier moves its customers along; changing its limits applies at once.
@@ -337,7 +356,7 @@ def test_bad_limits_are_refused_naming_the_dimension(http: httpx.Client, db: sto
 def test_a_zero_limit_refuses_everything(http: httpx.Client, db: store.Database) -> None:
     tenant = make_tenant(db, "Zero", customers=1)
     (customer,) = tenant.customers
-    put = http.put(f"/v1/billing/customers/{customer}/overrides", headers=tenant.headers(), json={"api_calls_per_day": {"limit": 0, "mode": "hard"}})
+    put = put_overrides(http, tenant, customer, {"api_calls_per_day": {"limit": 0, "mode": "hard"}})
     assert put.status_code == 200
     assert_refused(http.get(CHEAP, headers=tenant.headers(customer)), "api_calls_per_day", 0, NEXT_MIDNIGHT, START)
     assert counts(http, tenant, customer)["api_calls_per_day"] == 0
@@ -348,24 +367,9 @@ def test_lists_page_and_filter(http: httpx.Client, db: store.Database) -> None:
     org = tenant.headers()
     for name in ("bronze", "silver", "gold"):
         assert http.post("/v1/billing/tiers", headers=org, json={"name": name}).status_code == 201
-    seen, cursor = [], None
-    while True:
-        page = http.get("/v1/billing/tiers", headers=org, params={"limit": 2, "sort": "name"} | ({"cursor": cursor} if cursor else {})).json()
-        seen += [t["name"] for t in page["items"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            break
-    assert seen == ["bronze", "gold", "silver"]
-    assert [t["name"] for t in http.get("/v1/billing/tiers", headers=org, params={"name": "gold"}).json()["items"]] == ["gold"]
-
-    seen, cursor = [], None
-    while True:
-        page = http.get("/v1/billing/usage", headers=org, params={"limit": 2, "sort": "id"} | ({"cursor": cursor} if cursor else {})).json()
-        seen += [c["customer_id"] for c in page["items"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            break
-    assert seen == sorted(tenant.customers)
+    assert [t["name"] for t in walk(http, "/v1/billing/tiers", tenant, limit=2, sort="name")] == ["bronze", "gold", "silver"]
+    assert [t["name"] for t in walk(http, "/v1/billing/tiers", tenant, name="gold")] == ["gold"]
+    assert [c["customer_id"] for c in walk(http, "/v1/billing/usage", tenant, limit=2, sort="id")] == sorted(tenant.customers)
     one = http.get("/v1/billing/usage", headers=org, params={"customer": tenant.customers[1]}).json()["items"]
     assert [c["customer_id"] for c in one] == [tenant.customers[1]]
     # Naming a customer in the header scopes the list to it (and charges that customer one call).
@@ -406,3 +410,25 @@ def test_other_tenants_cannot_see_or_change_quotas(http: httpx.Client, db: store
     # End users have no billing rights at all.
     _, end_user = bootstrap.create_api_key(db, acme.org_id, "end user", role_id="end_user", customer_id=customer)
     assert http.get("/v1/billing", headers=acme.headers(key=end_user)).status_code == 403
+
+
+def test_workflow_runs_are_charged_as_events(http: httpx.Client, db: store.Database) -> None:
+    tenant = make_tenant(db, "Runs")
+    first, second = tenant.customers
+    org = tenant.headers()
+    spec = {"id": "echo", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
+    assert http.post("/v1/workflows", headers=org, json={"spec": spec}).status_code == 201
+    assert http.post("/v1/workflows/echo/publish", headers=org).status_code == 201
+
+    def run(customer: str) -> httpx.Response:
+        return http.post("/v1/workflows/echo/runs", headers=tenant.headers(customer), json={"input": {"name": "Ada"}})
+
+    for _ in range(10):
+        response = run(first)
+        assert response.status_code == 201 and response.json()["status"] == "succeeded", response.text
+    assert_refused(run(first), "events_per_minute", 10, NEXT_MINUTE, START)
+    assert run(second).status_code == 201
+    assert counts(http, tenant, first)["events_per_minute"] == 10
+    # The refused run never started.
+    executions = http.get("/v1/executions", headers=org, params={"customer": first, "limit": 50}).json()["items"]
+    assert len(executions) == 10
