@@ -84,7 +84,8 @@ class SandboxServer:
         if self._thread is not None:
             return self
         try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (no Nagle stalls).
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # accepted connections inherit this; without it Nagle meets delayed ACK and every reply waits ~40 ms
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

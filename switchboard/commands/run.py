@@ -23,7 +23,8 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     # Bound here rather than by uvicorn so that a busy port is one clear error and the printed
     # address carries the real port when PORT=0.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (no Nagle stalls).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
