@@ -429,3 +429,29 @@ def test_executions_are_isolated(platform: str, db: store.Database, two: tuple[T
         # Another organization sees none of them.
         assert http.get("/v1/executions", headers=globex.headers()).json()["items"] == []
         assert http.get(f"/v1/executions/{theirs['id']}", headers=globex.headers()).status_code == 404
+
+
+def test_the_flagship_dry_runs_through_the_api(platform: str, db: store.Database) -> None:
+    """HubSpot contacts to Cin7 customers, as examples/ ship it, dry-run for a customer with no
+    connections: the reads reach both sandboxes, the creates and updates are withheld."""
+    tenant = make_tenant(db, "Flagship", customers=1)
+    seeds = ROOT / "examples" / "seeds"
+    with running_sandbox("hubspot-crm-contacts-v3.json", seed=seeds / "hubspot.yaml") as hubspot, \
+            running_sandbox("cin7-core-v2-subset.yaml", seed=seeds / "cin7.yaml") as cin7_app, client(platform) as http:
+        for name, server in (("hubspot", hubspot), ("cin7", cin7_app)):
+            spec = yaml.safe_load((ROOT / "examples" / "connectors" / f"{name}.yaml").read_text()) | {"base_url": server.base_url}
+            assert http.post("/v1/connectors", headers=tenant.headers(), json={"spec": spec}).status_code == 201
+        workflow_yaml = (ROOT / "examples" / "hubspot-contacts-to-cin7.yaml").read_text()
+        created = http.post("/v1/workflows", headers=tenant.headers(), json={"spec_yaml": workflow_yaml})
+        assert created.status_code == 201, created.text
+        assert created.json()["type"] == "standard"
+        before = httpx.get(cin7_app.admin_url + "/state").json()
+        dry = http.post(f"/v1/workflows/{created.json()['key']}/runs", headers=tenant.headers(tenant.customers[0]),
+                        json={"input": {"currency": "EUR"}, "dry_run": True, "draft": True})
+        assert dry.status_code == 201, dry.text
+        execution = dry.json()
+        assert execution["status"] == "succeeded", execution["error"]
+        assert httpx.get(cin7_app.admin_url + "/state").json() == before
+        withheld = sorted({t["method"] for t in execution["trace"] if not t["sent"]})
+        assert withheld == ["POST", "PUT"] and {t["method"] for t in execution["trace"] if t["sent"]} == {"GET"}
+        assert execution["output"]["created"] and execution["output"]["updated"]
