@@ -197,13 +197,6 @@ RETURNING count
 """
 
 
-class _Refused(Exception):
-    """Rolls the savepoint of a charge back; carries the refusal out of it."""
-
-    def __init__(self, error: QuotaExceeded) -> None:
-        self.error = error
-
-
 class Quotas:
     """Plans, tiers, overrides and usage of one organization's customers."""
 
@@ -416,37 +409,37 @@ class Quotas:
         limits = self.limits(org_id, customer_id)
         usage: list[WindowUsage] = []
         warnings: list[str] = []
-        try:
-            with self.tx.transaction():
-                # Always day before minute: one lock order for every request, so no deadlocks.
-                for window in ("day", "minute"):
-                    dimension = dimension_of(kind, window)
-                    entry = limits[dimension]
-                    start, reset_at = window_bounds(dimension, now)
-                    hard = entry["mode"] == "hard" and entry["limit"] is not None
-                    if hard and entry["limit"] == 0:
-                        raise _Refused(QuotaExceeded(dimension, 0, reset_at, now))
-                    row = self.tx.execute(
-                        _INCREMENT,
-                        {
-                            "org": org_id, "customer": customer_id, "dimension": dimension, "start": start,
-                            "ceiling": entry["limit"] if hard else None,
-                        },
-                    ).fetchone()
-                    if row is None:
-                        raise _Refused(QuotaExceeded(dimension, entry["limit"], reset_at, now))
-                    count = row["count"]
-                    if window == "minute" and count == 1:
-                        # A new minute: the customer's earlier minute counters are no longer needed.
-                        self.tx.execute(
-                            "DELETE FROM quota_usage WHERE org_id = %s AND customer_id = %s AND dimension = %s AND window_start < %s",
-                            (org_id, customer_id, dimension, start),
-                        )
-                    if entry["limit"] is not None and count > entry["limit"]:
-                        warnings.append(dimension)
-                    usage.append(WindowUsage(dimension, entry["limit"], entry["mode"], entry["source"], start, reset_at, count))
-        except _Refused as refused:
-            raise refused.error from None
+        # A savepoint: an exception raised in it (the refusal) undoes both windows' increments,
+        # even when the caller's transaction goes on.
+        with self.tx.transaction():
+            # Always day before minute: one lock order for every request, so no deadlocks.
+            for window in ("day", "minute"):
+                dimension = dimension_of(kind, window)
+                entry = limits[dimension]
+                start, reset_at = window_bounds(dimension, now)
+                hard = entry["mode"] == "hard" and entry["limit"] is not None
+                if hard and entry["limit"] == 0:
+                    raise QuotaExceeded(dimension, 0, reset_at, now)
+                row = self.tx.execute(
+                    _INCREMENT,
+                    {
+                        "org": org_id, "customer": customer_id, "dimension": dimension, "start": start,
+                        "ceiling": entry["limit"] if hard else None,
+                    },
+                ).fetchone()
+                if row is None:
+                    raise QuotaExceeded(dimension, entry["limit"], reset_at, now)
+                count = row["count"]
+                if window == "minute" and count == 1:
+                    # A new minute: the customer's earlier minute counters are no longer needed.
+                    self.tx.execute(
+                        "DELETE FROM quota_usage"
+                        " WHERE org_id = %s AND customer_id = %s AND dimension = %s AND window_start < %s",
+                        (org_id, customer_id, dimension, start),
+                    )
+                if entry["limit"] is not None and count > entry["limit"]:
+                    warnings.append(dimension)
+                usage.append(WindowUsage(dimension, entry["limit"], entry["mode"], entry["source"], start, reset_at, count))
         return Charge(tuple(usage), tuple(warnings))
 
 

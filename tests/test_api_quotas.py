@@ -432,3 +432,21 @@ def test_workflow_runs_are_charged_as_events(http: httpx.Client, db: store.Datab
     # The refused run never started.
     executions = http.get("/v1/executions", headers=org, params={"customer": first, "limit": 50}).json()["items"]
     assert len(executions) == 10
+
+
+def test_a_refusal_undoes_both_windows_inside_a_longer_transaction(http: httpx.Client, db: store.Database) -> None:
+    tenant = make_tenant(db, "Savepoint", customers=1)
+    (customer,) = tenant.customers
+    put = put_overrides(http, tenant, customer, {"events_per_minute": {"limit": 3, "mode": "hard"}})
+    assert put.status_code == 200
+    with db.tenant(tenant.org_id, customer) as tx:
+        quotas = store.Quotas(tx)
+        for _ in range(3):
+            quotas.charge(tenant.org_id, customer, "events", START)
+        # The day window is incremented before the minute refuses; the refusal takes it back.
+        with pytest.raises(store.QuotaExceeded) as refused:
+            quotas.charge(tenant.org_id, customer, "events", START)
+        assert refused.value.dimension == "events_per_minute"
+        # The caller's transaction goes on and commits.
+        tx.execute("SELECT 1")
+    assert counts(http, tenant, customer)["events_per_day"] == 3
