@@ -67,7 +67,18 @@ def _response_body(response: Response) -> Any:
 
 
 class PlatformRoute(APIRoute):
-    """APIRoute that audits mutations and replays idempotent creations."""
+    """APIRoute that audits mutations and replays idempotent creations.
+
+    In the OpenAPI document the route's name is its ``operationId`` and the first line of its
+    docstring its summary, so the document reads like the code.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if kwargs.get("summary") is None and endpoint.__doc__:
+            kwargs["summary"] = endpoint.__doc__.strip().splitlines()[0].rstrip(".")
+        if kwargs.get("operation_id") is None and kwargs.get("name"):
+            kwargs["operation_id"] = kwargs["name"]
+        super().__init__(path, endpoint, **kwargs)
 
     def _idempotent(self) -> bool:
         extra = self.openapi_extra or {}
