@@ -13,6 +13,7 @@ import store
 from api import _health, _openapi, _quota, _v1
 from api._oidc import OidcVerifier
 from api.errors import install_error_handlers
+from switchboard.engine_runtime import build_http_client
 from switchboard.platform_db import app_database_url
 from switchboard.settings import Settings, get_settings
 
@@ -49,9 +50,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         # on a database the app role cannot use yet.
         app.state.db = store.Database.open(app_database_url(settings, conninfo), min_size=0)
         app.state.oidc = OidcVerifier.from_settings(settings)
+        # One guarded outbound client for the process: connection tests, OAuth and runs share
+        # its connection pool (a client per request costs ~18 ms).
+        app.state.http = build_http_client(settings)
         try:
             yield
         finally:
+            await app.state.http.aclose()
             app.state.db.close()
             if app.state.oidc is not None:
                 app.state.oidc.close()

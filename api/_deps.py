@@ -37,8 +37,14 @@ def get_encryptor(request: Request) -> Any:
     return request.app.state.encryptor
 
 
+def get_http(request: Request) -> Any:
+    """The process's SSRF-guarded outbound client (``engine.http.HttpClient``)."""
+    return request.app.state.http
+
+
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 Conninfo = Annotated[str, Depends(get_conninfo)]
 Db = Annotated[store.Database, Depends(get_database)]
 Clock = Annotated[Callable[[], datetime], Depends(get_clock)]
 Encryptor = Annotated[Any, Depends(get_encryptor)]
+Http = Annotated[Any, Depends(get_http)]

@@ -71,13 +71,8 @@ class RunOutcome:
 
 
 def shared_http(request: Request) -> Any:
-    """The process's guarded HTTP client (``switchboard.engine_runtime.build_http_client``), made on first use."""
-    http = getattr(request.app.state, "http", None)
-    if http is None:
-        from switchboard.engine_runtime import build_http_client
-
-        http = request.app.state.http = build_http_client(request.app.state.settings)
-    return http
+    """The process's guarded HTTP client, opened and closed by the app's lifespan."""
+    return request.app.state.http
 
 
 def credentials_for(tx: store.Tx, org_id: str, customer_id: str, connector_key: str, *, encryptor: Any, http: Any,

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 import store
 from api._auth import Principal, require
-from api._deps import AppSettings, Clock, Db, Encryptor
+from api._deps import AppSettings, Clock, Db, Encryptor, Http
 from api._lists import ListParams, PageOut, page_out
 from api._v1._common import in_thread
 from api._v1._common import router as make_router
@@ -38,7 +38,6 @@ from engine.actions import ActionExecutor
 from engine.auth import Authenticator, OAuth2Client, StaticCredentials
 from engine.errors import EngineError, OAuthError, ReauthorizationRequired
 from engine.specs import ConnectorSpec
-from switchboard.engine_runtime import build_http_client
 
 router = make_router("connections")
 
@@ -279,7 +278,7 @@ async def test_connection(
     db: Db,
     encryptor: Encryptor,
     clock: Clock,
-    settings: AppSettings,
+    http_client: Http,
     principal: Annotated[Principal, require("connections", "write")],
 ) -> Any:
     """Make one real authenticated call: the connector's ``test`` action, else its first GET action
@@ -288,30 +287,30 @@ async def test_connection(
     OAuth tokens expiring within a minute are refreshed first (``invalid_grant`` marks the
     connection ``needs_reconnect``). 409 for a pending or disconnected connection."""
     org_id = principal.org_id
-    async with build_http_client(settings) as http:
+    http = http_client
 
-        def prepare() -> tuple[dict[str, Any], store.ConnectorRef, str, dict[str, Any] | None, str | None]:
-            with _tx(db, principal) as tx:
-                repo = store.Connections(tx)
-                row = repo.get(org_id, connection_id)
-                ref = store.load_connector(tx, org_id, row["connector_id"])
-                action = _test_action(ref.spec)
-                if action is None:
-                    raise store.InvalidInput(
-                        "connection", "connector",
-                        f"connector {ref.key} has no action to test with: name one 'test' or add a GET action without required input",
-                    )
-                try:
-                    values = repo.credentials_for_connection(org_id, connection_id, encryptor=encryptor, http=http, clock=clock)
-                except store.ConnectionNeedsReconnect as exc:  # marked and committed already
-                    return row, ref, action, None, exc.reason
-                return row, ref, action, values, None
+    def prepare() -> tuple[dict[str, Any], store.ConnectorRef, str, dict[str, Any] | None, str | None]:
+        with _tx(db, principal) as tx:
+            repo = store.Connections(tx)
+            row = repo.get(org_id, connection_id)
+            ref = store.load_connector(tx, org_id, row["connector_id"])
+            action = _test_action(ref.spec)
+            if action is None:
+                raise store.InvalidInput(
+                    "connection", "connector",
+                    f"connector {ref.key} has no action to test with: name one 'test' or add a GET action without required input",
+                )
+            try:
+                values = repo.credentials_for_connection(org_id, connection_id, encryptor=encryptor, http=http, clock=clock)
+            except store.ConnectionNeedsReconnect as exc:  # marked and committed already
+                return row, ref, action, None, exc.reason
+            return row, ref, action, values, None
 
-        row, ref, action, values, refused = await in_thread(prepare)
-        if values is None:
-            probe = _Probe(detail=f"the connection needs to be reconnected: {refused}")
-        else:
-            probe = await _probe(http, clock, row, ref, action, values)
+    row, ref, action, values, refused = await in_thread(prepare)
+    if values is None:
+        probe = _Probe(detail=f"the connection needs to be reconnected: {refused}")
+    else:
+        probe = await _probe(http, clock, row, ref, action, values)
 
     def record() -> dict[str, Any]:
         with _tx(db, principal) as tx:
@@ -378,7 +377,7 @@ async def oauth_callback(
     db: Db,
     encryptor: Encryptor,
     clock: Clock,
-    settings: AppSettings,
+    http_client: Http,
     state: Annotated[str | None, Query(max_length=300)] = None,
     code: Annotated[str | None, Query(max_length=4096)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
@@ -433,24 +432,24 @@ async def oauth_callback(
     if flow is None:
         raise store.OAuthCallbackFailed(taken["connection_id"], refused or "error", error_description or "the authorization was refused")
     ref, auth, app = flow
-    async with build_http_client(settings) as http:
-        client = OAuth2Client(http, clock=lambda: clock().timestamp())
-        try:
-            tokens = await client.exchange_code(
-                auth, client_id=app["client_id"], client_secret=app["client_secret"], code=code or "",
-                redirect_uri=taken["redirect_uri"], code_verifier=taken["code_verifier"] if auth.pkce else None,
-            )
-        except EngineError as exc:
-            kind = exc.error if isinstance(exc, OAuthError) else exc.code
+    http = http_client
+    client = OAuth2Client(http, clock=lambda: clock().timestamp())
+    try:
+        tokens = await client.exchange_code(
+            auth, client_id=app["client_id"], client_secret=app["client_secret"], code=code or "",
+            redirect_uri=taken["redirect_uri"], code_verifier=taken["code_verifier"] if auth.pkce else None,
+        )
+    except EngineError as exc:
+        kind = exc.error if isinstance(exc, OAuthError) else exc.code
 
-            def failed() -> None:
-                with db.tenant(org_id) as tx:
-                    fail(tx, taken, kind, str(exc), ref.key, store.OAuthCallbackFailed if isinstance(exc, OAuthError) else type(exc))
+        def failed() -> None:
+            with db.tenant(org_id) as tx:
+                fail(tx, taken, kind, str(exc), ref.key, store.OAuthCallbackFailed if isinstance(exc, OAuthError) else type(exc))
 
-            await in_thread(failed)
-            if isinstance(exc, OAuthError):
-                raise store.OAuthCallbackFailed(taken["connection_id"], exc.error, exc.description or str(exc)) from None
-            raise
+        await in_thread(failed)
+        if isinstance(exc, OAuthError):
+            raise store.OAuthCallbackFailed(taken["connection_id"], exc.error, exc.description or str(exc)) from None
+        raise
 
     def connected() -> None:
         with db.tenant(org_id) as tx:
