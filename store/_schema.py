@@ -430,7 +430,7 @@ _READ_ALL = {area: ["read"] for area in AREAS_V1}
 
 SYSTEM_ROLES_V1: tuple[tuple[str, str, str, dict[str, list[str]]], ...] = (
     ("owner", "Owner", "Everything, including billing and people.", _ALL),
-    ("admin", "Admin", "Everything except changing the plan.", _ALL | {"billing": ["read"]}),
+    ("admin", "Admin", "Everything an owner can; an organization always keeps at least one owner.", _ALL),
     (
         "developer",
         "Developer",
