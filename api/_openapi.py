@@ -8,7 +8,7 @@ generated document so it matches the wire:
   with ``errors[{pointer, reason}]``;
 * every /v1 operation documents the problems any /v1 request can get: 400 (a malformed or
   contradicting auth header), 401, 403, 422 and 429 (a customer's quota; with ``Retry-After``),
-  plus 404 where the operation names a resource (path parameters or a body that refers to one)
+  plus 404 where the request can name a resource (path parameters, a body, list filters)
   and 409 on writes (uniqueness, resources in use, idempotency keys);
 * idempotent creations (``PlatformRoute``) document the ``Idempotency-Key`` header.
 
@@ -29,6 +29,7 @@ from api.errors import PROBLEM_MEDIA_TYPE
 PROBLEM_SCHEMA_NAME = "ProblemDetails"
 _PROBLEM_REF = {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA_NAME}"}
 _WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
+_PAGING_PARAMETERS = frozenset({"limit", "cursor", "sort"})
 # FastAPI's schemas for its 422 body (ValidationError is used only by HTTPValidationError),
 # dropped once no operation refers to them.
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
@@ -94,10 +95,20 @@ def _is_fastapi_422(response: dict[str, Any]) -> bool:
     return schema.get("$ref") == "#/components/schemas/HTTPValidationError"
 
 
+def _names_resource(operation: dict[str, Any]) -> bool:
+    """Whether the request can name another resource: a path parameter, a body, or a query
+    parameter other than paging (list filters take ids or slugs, and an unknown one is a 404)."""
+    if "requestBody" in operation:
+        return True
+    return any(
+        p.get("in") == "path" or (p.get("in") == "query" and p.get("name") not in _PAGING_PARAMETERS)
+        for p in operation.get("parameters", ())
+    )
+
+
 def _statuses(method: str, operation: dict[str, Any]) -> list[str]:
     statuses = ["400", "401", "403", "422", "429"]
-    names_resource = "requestBody" in operation or any(p.get("in") == "path" for p in operation.get("parameters", ()))
-    if names_resource:
+    if _names_resource(operation):
         statuses.append("404")
     if method in _WRITE_METHODS:
         statuses.append("409")
