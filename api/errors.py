@@ -167,6 +167,10 @@ class InvalidToken(ApiError):
         self.reason = reason
         super().__init__(f"invalid bearer token: {reason}")
 
+    def problem_headers(self) -> dict[str, str]:
+        # RFC 6750 section 3: a refused bearer token is answered with its challenge.
+        return {"WWW-Authenticate": 'Bearer realm="switchboard", error="invalid_token"'}
+
 
 class IdentityProviderUnavailable(ApiError, ConnectionError):
     """The OIDC issuer's discovery document or key set could not be fetched or used."""
@@ -209,6 +213,11 @@ class Unauthenticated(ApiError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+    def problem_headers(self) -> dict[str, str]:
+        # A 401 must name how to authenticate (RFC 9110 section 15.5.2): the API key headers,
+        # or a console user's bearer token.
+        return {"WWW-Authenticate": 'Bearer realm="switchboard"'}
 
 
 class Forbidden(ApiError, PermissionError):

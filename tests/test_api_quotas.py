@@ -297,8 +297,8 @@ def test_billing_plan_and_quota_table(http: httpx.Client, db: store.Database) ->
     assert datetime.fromisoformat(body["quotas"]["api_calls_per_day"]["reset_at"]) == NEXT_MIDNIGHT
     assert set(body["plans"]) == {"free", "pro", "enterprise"}
 
-    _, admin_key = bootstrap.create_api_key(db, tenant.org_id, "admin", role_id="admin")
-    forbidden = http.patch("/v1/billing", headers=tenant.headers(key=admin_key), json={"plan": "pro"})
+    _, developer_key = bootstrap.create_api_key(db, tenant.org_id, "developer", role_id="developer")
+    forbidden = http.patch("/v1/billing", headers=tenant.headers(key=developer_key), json={"plan": "pro"})
     assert forbidden.status_code == 403 and forbidden.json()["permission"] == "billing:write"
     changed = http.patch("/v1/billing", headers=org, json={"plan": "pro"})
     assert changed.status_code == 200 and changed.json()["quotas"]["api_calls_per_minute"]["limit"] == 1000

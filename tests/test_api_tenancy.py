@@ -34,6 +34,7 @@ def test_requests_without_credentials_are_401(platform: str) -> None:
     assert response.status_code == 401
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "x-fastn-access-key" in response.json()["detail"]
+    assert response.headers["www-authenticate"] == 'Bearer realm="switchboard"'
 
 
 def test_a_key_is_refused_for_another_account(platform: str, two: tuple[Tenant, Tenant]) -> None:
