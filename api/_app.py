@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 import store
 from api import _health, _openapi, _quota, _v1
@@ -63,7 +64,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             if embedded is not None:
                 await anyio.to_thread.run_sync(embedded.stop)
 
-    app = FastAPI(
+    # FastAPIOffline serves the Swagger UI and ReDoc assets from the package instead of a CDN,
+    # so /docs works on a machine without internet.
+    app = FastAPIOffline(
         title="Switchboard",
         version=API_VERSION,
         summary="Open integration platform: agents build integrations, a deterministic engine runs them.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import psycopg
@@ -144,3 +145,16 @@ def test_app_role_is_bound_by_row_level_security(migrated_database_url: str, two
                 )
         # Without a tenant for the transaction, nothing is visible.
         assert conn.execute("SELECT count(*) FROM customers").fetchone()[0] == 0
+
+
+def test_the_docs_page_and_its_assets_are_served_locally(platform: str) -> None:
+    with client(platform) as http:
+        page = http.get("/docs")
+        assert page.status_code == 200
+        assets = re.findall(r"""(?:src|href)=["']([^"']+\.(?:js|css))["']""", page.text)
+        assert assets and all(asset.startswith("/") for asset in assets), assets
+        for asset in assets:
+            assert http.get(asset).status_code == 200, asset
+        document = http.get("/openapi.json").json()
+    assert document["info"]["title"] == "Switchboard"
+    assert "/v1/customers" in document["paths"]
