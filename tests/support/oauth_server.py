@@ -7,9 +7,9 @@ credentials. Storage is in memory. A test user approves every authorization requ
 
 Test switches (methods, called from the test's thread):
 ``expires_in`` (token lifetime), ``revoke_refresh_token``, ``revoke_access_token``,
-``fail_next_token_requests(n, status)``, ``answer_next_token_requests(n, status, body)``;
-``token_requests`` lists the grant type of
-every request that reached ``/token``.
+``fail_next_token_requests(n, status)``, ``answer_next_token_requests(n, status, body)``,
+``hold_next_token_request()`` (the next ``/token`` request waits until the test releases it);
+``token_requests`` lists the grant type of every request that reached ``/token``.
 
     with OAuthTestServer() as server:
         server.add_client("app", "s3cret", redirect_uris=["http://127.0.0.1/cb"])
@@ -36,6 +36,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 TEST_USER = {"id": "user-1", "email": "ada@example.com", "name": "Ada Lovelace"}
 SCOPES = ("contacts.read", "contacts.write", "offline_access")
+HOLD_LIMIT = 30.0  # seconds a held token request waits at most
 
 
 @dataclass
@@ -146,6 +147,7 @@ class OAuthTestServer:
         self.tokens: list[Token] = []
         self.token_requests: list[str] = []
         self._canned: tuple[int, tuple[str, int, dict[str, str]]] = (0, ("", 200, {}))
+        self._hold: tuple[threading.Event, threading.Event] | None = None
         self._lock = threading.Lock()
         self.app = self._build_app()
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler)
@@ -226,6 +228,15 @@ class OAuthTestServer:
         """Answer the next ``count`` requests to ``/token`` with this response instead of the real one."""
         with self._lock:
             self._canned = (count, (body, status, {"Content-Type": content_type}))
+
+    def hold_next_token_request(self) -> tuple[threading.Event, threading.Event]:
+        """Make the next request to ``/token`` wait before it is answered. Returns ``(held,
+        release)``: ``held`` is set once the request waits, and it is answered (for real) once the
+        test sets ``release``, or after HOLD_LIMIT seconds so a failing test cannot hang."""
+        held, release = threading.Event(), threading.Event()
+        with self._lock:
+            self._hold = (held, release)
+        return held, release
 
     def token(self, access_token: str) -> Token | None:
         return next((t for t in self.tokens if t.access_token == access_token), None)
@@ -339,6 +350,10 @@ class OAuthTestServer:
                 count, canned = harness._canned
                 if count > 0:
                     harness._canned = (count - 1, canned)
+                hold, harness._hold = harness._hold, None
+            if hold is not None:
+                hold[0].set()
+                hold[1].wait(HOLD_LIMIT)
             if count > 0:
                 return canned
             return server.create_token_response()
