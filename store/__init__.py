@@ -10,14 +10,13 @@ from store._audit import AuditLog
 from store._connections import (
     CONNECTION_STATUSES,
     MAX_CREDENTIAL_LENGTH,
-    OAUTH_STATE_TTL,
+    OAUTH_TOKEN_FIELDS,
     Connections,
     ConnectorRef,
     connection_purpose,
     load_connector,
-    oauth_auth,
 )
-from store._oauth_states import OAuthStates, state_org
+from store._oauth_states import OAUTH_STATE_TTL, OAuthStates, state_org
 from store._crypto import Encryptor, MasterKeyring, RotationReport, master_key_id, rotate_master_key
 from store._database import Database, Tx, app_conninfo, has_organizations, set_app_password
 from store._db import create_database, drop_database, with_database
@@ -96,6 +95,7 @@ __all__ = [
     "CONNECTION_STATUSES",
     "MAX_CREDENTIAL_LENGTH",
     "OAUTH_STATE_TTL",
+    "OAUTH_TOKEN_FIELDS",
     "ConnectionAuthInvalid",
     "ConnectionNeedsReconnect",
     "Connections",
@@ -106,7 +106,6 @@ __all__ = [
     "OAuthStates",
     "connection_purpose",
     "load_connector",
-    "oauth_auth",
     "state_org",
     # end connections
     # quotas

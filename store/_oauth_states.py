@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import secrets
 import string
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+# How long an end customer has between the authorize URL and the provider's callback.
+OAUTH_STATE_TTL = timedelta(minutes=10)
 
 
 def _verifier_purpose(connection_id: str) -> str:

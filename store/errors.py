@@ -277,7 +277,7 @@ class QuotaExceeded(StoreError):
 # --- end quotas ---
 
 
-# --- connections (store/_connections.py) ---
+# --- connections (store/_connections.py; raised by switchboard/credentials.py, which composes them) ---
 #
 #   ResourceError
 #   ├── ConnectionNeedsReconnect    the connection's grant is gone (invalid_grant, a 401/403); HTTP 409

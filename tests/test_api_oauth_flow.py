@@ -1,14 +1,19 @@
 """The OAuth 2.0 connection flow through the API against a real local authorization server
 (authlib, tests/support/oauth_server.py): authorize with PKCE, callback, tokens stored encrypted,
-refresh before expiry, ``invalid_grant`` -> needs reconnect, one-time and expiring states."""
+refresh before expiry (once, when two workers race), ``invalid_grant`` -> needs reconnect, tokens
+the engine renews during a run kept, one-time and expiring states."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import urllib.parse
 from collections.abc import Iterator
+from functools import partial
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import psycopg
 import pytest
@@ -17,6 +22,7 @@ import store
 from engine.http import EgressPolicy, HttpClient
 from support.oauth_server import OAuthTestServer
 from support.platform import Tenant, app_database, make_tenant, running_platform
+from switchboard import credentials
 from switchboard.settings import Settings
 
 CLIENT_ID = "switchboard-app"
@@ -143,6 +149,10 @@ def _encryptor(settings: Settings) -> store.Encryptor:
     return store.Encryptor(store.MasterKeyring.from_settings(settings.master_key, settings.master_key_path, production=False))
 
 
+def _local_http() -> HttpClient:
+    return HttpClient(egress=EgressPolicy(allow=("127.0.0.1",)))
+
+
 def test_authorize_callback_and_tokens_stored_encrypted(
     http: httpx.Client, acme: Tenant, provider: OAuthTestServer, migrated_database_url: str
 ) -> None:
@@ -246,7 +256,7 @@ def test_the_provider_checks_the_pkce_verifier(http: httpx.Client, acme: Tenant)
     assert "invalid_grant" in connection["last_error"]
 
 
-def test_tokens_are_refreshed_before_they_expire(
+async def test_tokens_are_refreshed_before_they_expire(
     http: httpx.Client, acme: Tenant, provider: OAuthTestServer, db: store.Database, platform: tuple[str, Settings]
 ) -> None:
     customer = acme.customers[0]
@@ -256,9 +266,9 @@ def test_tokens_are_refreshed_before_they_expire(
     refreshes = provider.token_requests.count("refresh_token")
 
     encryptor = _encryptor(platform[1])
-    with db.tenant(acme.org_id, customer) as tx:
-        values = store.Connections(tx).credentials_for_connection(
-            acme.org_id, connection["id"], encryptor=encryptor, http=HttpClient(egress=EgressPolicy(allow=("127.0.0.1",))), clock=clock
+    async with _local_http() as client:
+        values = await credentials.credentials_for_connection(
+            db, acme.org_id, connection["id"], customer_id=customer, encryptor=encryptor, http=client, clock=clock
         )
     assert values["access_token"] == first.access_token  # an hour left: no refresh
     assert (values["client_id"], values["client_secret"]) == (CLIENT_ID, CLIENT_SECRET)
@@ -275,13 +285,56 @@ def test_tokens_are_refreshed_before_they_expire(
 
     # The run contract: the customer's connection for the connector, refreshed when it must be.
     clock.offset = refreshed - datetime.now(UTC) - timedelta(seconds=10)
-    with db.tenant(acme.org_id) as tx:
-        run = store.Connections(tx).credentials_for_run(
-            acme.org_id, customer, CONNECTOR, encryptor=encryptor, http=HttpClient(egress=EgressPolicy(allow=("127.0.0.1",))), clock=clock
-        )
-        assert run is not None and run["access_token"] == _tokens(provider).access_token != second.access_token
-        assert store.Connections(tx).credentials_for_run(acme.org_id, customer, "acme-crm-no-app", encryptor=encryptor, http=None, clock=clock) is None
+    async with _local_http() as client:
+        run = await credentials.credentials_for_run(db, acme.org_id, customer, CONNECTOR, encryptor=encryptor, http=client, clock=clock)
+    assert run is not None and run["access_token"] == _tokens(provider).access_token != second.access_token
+    assert await credentials.credentials_for_run(db, acme.org_id, customer, "acme-crm-no-app", encryptor=encryptor, http=None, clock=clock) is None
     assert provider.token_requests.count("refresh_token") == refreshes + 2
+    with db.tenant(acme.org_id) as tx:
+        stored = store.Connections(tx).credentials(acme.org_id, connection["id"], encryptor)
+    assert stored["refresh_token"] == _tokens(provider).refresh_token and "client_secret" not in stored
+
+
+def _blocked(owner_url: str, provider: OAuthTestServer, held: Any, refreshes: int, limit: float = 20.0) -> None:
+    """Wait until the held refresh is in flight and the other caller is stuck: waiting on a row lock
+    (what the store's lock does) or having sent a refresh of its own (what it would do without one).
+    Gives up after ``limit`` seconds; the assertions that follow then decide."""
+    deadline = time.monotonic() + limit
+    with psycopg.connect(owner_url, autocommit=True) as owner:
+        while time.monotonic() < deadline:
+            waiting = owner.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+            if held.is_set() and (waiting or provider.token_requests.count("refresh_token") > refreshes + 1):
+                return
+            time.sleep(0.02)
+
+
+async def test_two_workers_refreshing_at_once_spend_the_refresh_token_once(
+    http: httpx.Client, globex: Tenant, provider: OAuthTestServer, db: store.Database, platform: tuple[str, Settings],
+    migrated_database_url: str,
+) -> None:
+    customer = globex.customers[1]
+    connection = _connect(http, globex, customer)
+    clock.offset = datetime.fromisoformat(connection["expires_at"]) - datetime.now(UTC) - timedelta(seconds=30)
+    refreshes = provider.token_requests.count("refresh_token")
+    held, release = provider.hold_next_token_request()
+    async with _local_http() as client:
+        # Separate calls, as from two workers: nothing in memory is shared between them but the database.
+        fetch = partial(
+            credentials.credentials_for_connection, db, globex.org_id, connection["id"], customer_id=customer,
+            encryptor=_encryptor(platform[1]), http=client, clock=clock,
+        )
+        racing = [asyncio.ensure_future(fetch()), asyncio.ensure_future(fetch())]
+        try:
+            await anyio.to_thread.run_sync(_blocked, migrated_database_url, provider, held, refreshes)
+        finally:
+            release.set()
+        first, second = await asyncio.gather(*racing)
+    assert provider.token_requests.count("refresh_token") == refreshes + 1
+    assert first["access_token"] == second["access_token"] == _tokens(provider).access_token
+    shown = http.get(f"/v1/connections/{connection['id']}", headers=globex.headers(customer)).json()
+    assert (shown["status"], shown["last_error"]) == ("connected", None)
 
 
 def test_a_token_revoked_early_is_renewed_after_the_401_and_kept(
@@ -299,17 +352,56 @@ def test_a_token_revoked_early_is_renewed_after_the_401_and_kept(
     with db.tenant(acme.org_id) as tx:
         stored = store.Connections(tx).credentials(acme.org_id, connection["id"], encryptor)
         assert (stored["access_token"], stored["refresh_token"]) == (renewed.access_token, renewed.refresh_token)
-        # What a workflow run keeps after the engine renewed tokens: token fields only.
-        kept = store.Connections(tx).save_run_tokens(
-            acme.org_id, customer, CONNECTOR, {"access_token": "at-run", "client_secret": CLIENT_SECRET, "scope": None}, encryptor
+        # What the engine hands back after renewing (the credentials it was given merged with the
+        # new tokens): only the token fields are stored, a None clears one.
+        kept = store.Connections(tx).save_tokens(
+            acme.org_id, connection["id"], {"access_token": "at-run", "client_secret": CLIENT_SECRET, "scope": None}, encryptor
         )
-        assert kept is not None and kept["status"] == "connected"
-        stored = store.Connections(tx).credentials(acme.org_id, kept["id"], encryptor)
+        assert kept["status"] == "connected"
+        stored = store.Connections(tx).credentials(acme.org_id, connection["id"], encryptor)
         assert stored["access_token"] == "at-run" and "client_secret" not in stored and "scope" not in stored
-        assert store.Connections(tx).save_run_tokens(acme.org_id, customer, "acme-crm-no-app", {"access_token": "x"}, encryptor) is None
+        tx.rollback()  # the connection keeps its real tokens
+    with db.tenant(acme.org_id) as tx:
+        gone = store.Connections(tx).disconnect(acme.org_id, _connect(http, acme, customer)["id"])
+        with pytest.raises(store.Conflict):
+            store.Connections(tx).save_tokens(acme.org_id, gone["id"], {"access_token": "late"}, encryptor)
+        assert store.Connections(tx).credentials(acme.org_id, gone["id"], encryptor) == {}
 
 
-def test_invalid_grant_marks_the_connection_needs_reconnect(
+def test_a_run_keeps_the_tokens_the_engine_renewed(
+    http: httpx.Client, globex: Tenant, provider: OAuthTestServer, db: store.Database, platform: tuple[str, Settings]
+) -> None:
+    """The provider refuses the stored access token (401) during a run: the engine refreshes, which
+    rotates the refresh token, and the run's credential provider stores the new tokens at once, so
+    the next refresh works instead of getting invalid_grant."""
+    customer = globex.customers[0]
+    workflow = {"id": "whoami", "name": "Who am I", "steps": [{"id": "me", "action": f"{CONNECTOR}.me"}],
+                "output": {"me": "{{ steps.me }}"}}
+    assert http.post("/v1/workflows", headers=globex.headers(), json={"spec": workflow}).status_code == 201
+    connection = _connect(http, globex, customer)
+    first = _tokens(provider)
+    provider.revoke_access_token(first.access_token)
+    refreshes = provider.token_requests.count("refresh_token")
+
+    ran = http.post("/v1/workflows/whoami/runs", headers=globex.headers(customer), json={"draft": True, "dry_run": True, "input": {}})
+    assert ran.status_code == 201, ran.text
+    assert ran.json()["status"] == "succeeded", ran.json()["error"]
+    assert provider.token_requests.count("refresh_token") == refreshes + 1
+    renewed = _tokens(provider)
+    assert provider.token(first.access_token) is not None and renewed.refresh_token != first.refresh_token
+    with db.tenant(globex.org_id) as tx:
+        stored = store.Connections(tx).credentials(globex.org_id, connection["id"], _encryptor(platform[1]))
+    assert (stored["access_token"], stored["refresh_token"]) == (renewed.access_token, renewed.refresh_token)
+    assert set(stored) <= set(store.OAUTH_TOKEN_FIELDS)
+
+    # The next refresh spends the refresh token the run stored; the one before it is revoked.
+    clock.offset = datetime.fromtimestamp(stored["expires_at"], UTC) - datetime.now(UTC) - timedelta(seconds=30)
+    tested = http.post(f"/v1/connections/{connection['id']}/test", headers=globex.headers(customer)).json()
+    assert (tested["ok"], tested["connection"]["status"]) == (True, "connected"), tested["detail"]
+    assert provider.token_requests.count("refresh_token") == refreshes + 2
+
+
+async def test_invalid_grant_marks_the_connection_needs_reconnect(
     http: httpx.Client, acme: Tenant, provider: OAuthTestServer, db: store.Database, platform: tuple[str, Settings]
 ) -> None:
     customer = acme.customers[1]
@@ -325,11 +417,10 @@ def test_invalid_grant_marks_the_connection_needs_reconnect(
     listed = http.get("/v1/connections", headers=acme.headers(), params={"status": "needs_reconnect"}).json()["items"]
     assert connection["id"] in [c["id"] for c in listed]
 
-    with db.tenant(acme.org_id) as tx:
-        with pytest.raises(store.ConnectionNeedsReconnect) as raised:
-            store.Connections(tx).credentials_for_connection(
-                acme.org_id, connection["id"], encryptor=_encryptor(platform[1]), http=None, clock=clock
-            )
+    with pytest.raises(store.ConnectionNeedsReconnect) as raised:
+        await credentials.credentials_for_connection(
+            db, acme.org_id, connection["id"], encryptor=_encryptor(platform[1]), http=None, clock=clock
+        )
     assert (raised.value.connection_id, raised.value.http_status) == (connection["id"], 409)
 
 

@@ -1,15 +1,20 @@
 """Running a workflow inline for one customer ("run now"), for real or as a dry run.
 
-A run is planned in one tenant transaction (``plan_run``): the version (the one deployed to the
-customer's environment, else the latest published, or the draft for a dry run), the workflows
-its call steps reach, the connectors they use (latest published versions; a dry run falls back
-to the latest draft), the customer's credentials for each (``credentials_for``) and the
-environment's secrets. Nothing is sent before the plan holds together: a workflow that does not
-check against its connectors, or a connector without a connection, refuses the run.
+A run is prepared (``prepare_run``) in two parts. First one tenant transaction (``plan_run``)
+reads the version (the one deployed to the customer's environment, else the latest published,
+or the draft for a dry run), the workflows its call steps reach, the connectors they use (latest
+published versions; a dry run falls back to the latest draft), the customer's connection for
+each and the environment's secrets. Then each connection's credentials are read
+(``switchboard.credentials``), OAuth tokens refreshed where they expire, each refresh committed
+in its own transaction. Nothing is sent to a connector before the plan holds together: a
+workflow that does not check against its connectors, or a connector without a usable
+connection, refuses the run.
 
 ``execute`` then composes the engine as the CLI does (``switchboard/engine_runtime.py``): an
 ``ActionExecutor`` over the process's guarded HTTP client with the credentials, secrets by name,
-and the ``Interpreter``. A dry run wraps the client in ``engine.workflow.DryRunHttp``: GETs are
+and the ``Interpreter``. The credentials come from a ``ConnectionCredentials`` provider: tokens
+the engine renews mid-run (after a 401, or at expiry) are stored on their connection as soon as
+they are issued, since the provider has revoked the refresh token the connection held. A dry run wraps the client in ``engine.workflow.DryRunHttp``: GETs are
 sent, other requests are answered synthetically and marked ``sent: false`` in the trace.
 
 Traces hold no credentials: the executor scrubs echoed credential values and masks
@@ -30,6 +35,8 @@ from typing import Any
 from fastapi import Request
 
 import store
+from api._auth import Principal
+from api._v1._common import in_thread, tenant_tx
 from api._v1._specs import loaded, problems_out
 from api.errors import RunInputInvalid, RunRefused, SpecInvalid
 from engine import check_workflow
@@ -38,6 +45,7 @@ from engine.auth import Authenticator, OAuth2Client, StaticCredentials, placehol
 from engine.errors import WorkflowInputInvalid
 from engine.specs import CallStep, ConnectorSpec, WorkflowSpec, iter_steps
 from engine.workflow import Dependencies, DryRunHttp, DryRunInvoker, Interpreter, StaticSecrets, validate_input
+from switchboard.credentials import ConnectionCredentials, connection_for_run, credentials_for_connection
 
 # An inline run holds a request open; longer work belongs to durable executions (later issues).
 RUN_DEADLINE_SECONDS = 300.0
@@ -58,8 +66,12 @@ class RunPlan:
     dry_run: bool
     connectors: dict[str, ConnectorSpec]
     called: dict[tuple[str, int | None], WorkflowSpec] = field(default_factory=dict)
+    # connector key -> the customer's connection it runs with (absent: none, or placeholders in a dry run)
+    connections: dict[str, str] = field(default_factory=dict)
     credentials: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    # Where the engine gets credentials and stores renewed tokens (``prepare_run`` sets it).
+    provider: Any = field(default=None, repr=False)
 
 
 @dataclass
@@ -73,16 +85,6 @@ class RunOutcome:
 def shared_http(request: Request) -> Any:
     """The process's guarded HTTP client, opened and closed by the app's lifespan."""
     return request.app.state.http
-
-
-def credentials_for(tx: store.Tx, org_id: str, customer_id: str, connector_key: str, *, encryptor: Any, http: Any,
-                    clock: Callable[[], datetime]) -> dict[str, Any] | None:
-    """The customer's decrypted (and, for OAuth, refreshed) credentials for ``connector_key``, or
-    None without a connection. Raises ``ConnectionNeedsReconnect`` when the connection can no
-    longer authenticate."""
-    return store.Connections(tx).credentials_for_run(
-        org_id, customer_id, connector_key, encryptor=encryptor, http=http, clock=clock
-    )
 
 
 def secrets_for(tx: store.Tx, org_id: str, environment_id: str, encryptor: Any) -> dict[str, str]:
@@ -155,12 +157,12 @@ def connector_specs(tx: store.Tx, org_id: str, keys: set[str], *, published_only
 
 
 def plan_run(tx: store.Tx, *, org_id: str, customer_id: str, workflow_ref: str, version: int | None, draft: bool,
-             dry_run: bool, input: dict[str, Any], encryptor: Any, http: Any,
-             clock: Callable[[], datetime]) -> RunPlan:
-    """Read everything a run needs. Raises ``NotFound`` (workflow, version, customer), ``RunRefused``
-    (409: nothing published, an archived workflow, a suspended customer, a connector without a
-    published version or a connection), ``SpecInvalid`` (the workflow does not check against its
-    connectors) and ``RunInputInvalid`` (422)."""
+             dry_run: bool, input: dict[str, Any], encryptor: Any) -> RunPlan:
+    """Read everything a run needs from the store, all but the connections' credentials (see
+    ``prepare_run``). Raises ``NotFound`` (workflow, version, customer), ``RunRefused`` (409:
+    nothing published, an archived workflow, a suspended customer, a connector without a
+    published version or a connection), ``ConnectionNeedsReconnect`` (409), ``SpecInvalid`` (the
+    workflow does not check against its connectors) and ``RunInputInvalid`` (422)."""
     customer = store.Customers(tx).get(org_id, customer_id)
     if customer["status"] != "active":
         raise RunRefused("customer", f"customer {customer_id!r} is {customer['status']}")
@@ -192,24 +194,54 @@ def plan_run(tx: store.Tx, *, org_id: str, customer_id: str, workflow_ref: str, 
     problems = check_workflow(spec, connectors)
     if problems:
         raise SpecInvalid("workflow", problems_out(problems))
+    connections: dict[str, str] = {}
     credentials: dict[str, dict[str, Any]] = {}
     for key, connector in sorted(connectors.items()):
-        values = credentials_for(tx, org_id, customer_id, key, encryptor=encryptor, http=http, clock=clock)
-        if values is None and connector.credential_fields():
+        connection_id = connection_for_run(tx, org_id, customer_id, key)
+        if connection_id is not None:
+            connections[key] = connection_id
+        elif connector.credential_fields():
             if not dry_run:
                 raise RunRefused("connection", f"customer {customer_id!r} has no connection to {key!r}", connector=key)
-            values = placeholders(connector)
-        credentials[key] = dict(values or {})
+            credentials[key] = placeholders(connector)
+        else:
+            credentials[key] = {}
     return RunPlan(
         org_id=org_id, customer_id=customer_id, environment_id=customer["environment_id"], workflow_id=workflow["id"],
         version=number, spec=spec, input=input, dry_run=dry_run, connectors=connectors, called=called,
-        credentials=credentials, secrets=secrets_for(tx, org_id, customer["environment_id"], encryptor),
+        connections=connections, credentials=credentials,
+        secrets=secrets_for(tx, org_id, customer["environment_id"], encryptor),
     )
+
+
+async def prepare_run(db: store.Database, principal: Principal, *, customer_id: str, workflow_ref: str,
+                      version: int | None, draft: bool, dry_run: bool, input: dict[str, Any], encryptor: Any,
+                      http: Any, clock: Callable[[], datetime]) -> RunPlan:
+    """``plan_run`` in the caller's tenant transaction, then the credentials of each connection the
+    run uses (``credentials_for_connection``: OAuth tokens expiring within a minute of ``clock()``
+    are refreshed through ``http``, each refresh committed before the run goes on) and the provider
+    that keeps tokens the engine renews. Raises what ``plan_run`` raises, and
+    ``ConnectionNeedsReconnect`` (a refresh got ``invalid_grant``), ``OAuthAppMissing`` and the
+    engine's ``TokenEndpointUnavailable`` and ``OAuthError``."""
+
+    def plan() -> RunPlan:
+        with tenant_tx(db, principal) as tx:
+            return plan_run(tx, org_id=principal.org_id, customer_id=customer_id, workflow_ref=workflow_ref,
+                            version=version, draft=draft, dry_run=dry_run, input=input, encryptor=encryptor)
+
+    run = await in_thread(plan)
+    for key, connection_id in sorted(run.connections.items()):
+        run.credentials[key] = await credentials_for_connection(
+            db, run.org_id, connection_id, customer_id=customer_id, encryptor=encryptor, http=http, clock=clock
+        )
+    run.provider = ConnectionCredentials(db, run.org_id, customer_id, encryptor, run.credentials, run.connections)
+    return run
 
 
 async def execute(plan: RunPlan, http: Any, run_id: str) -> RunOutcome:
     """Run ``plan`` inline with id ``run_id``; the outcome holds no secret or credential value."""
-    auth = Authenticator(StaticCredentials(plan.credentials), OAuth2Client(http))
+    provider = plan.provider if plan.provider is not None else StaticCredentials(plan.credentials)
+    auth = Authenticator(provider, OAuth2Client(http))
     executor = ActionExecutor(
         plan.connectors, http=DryRunHttp(http) if plan.dry_run else http, auth=auth,
         trace_bodies=plan.dry_run, connection_scope=plan.customer_id,

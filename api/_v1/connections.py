@@ -38,6 +38,7 @@ from engine.actions import ActionExecutor
 from engine.auth import Authenticator, OAuth2Client, StaticCredentials
 from engine.errors import EngineError, OAuthError, ReauthorizationRequired
 from engine.specs import ConnectorSpec
+from switchboard import credentials
 
 router = make_router("connections")
 
@@ -186,8 +187,8 @@ def create_connection(
     credentials; the auth type must be the connector's (else 422 naming ``/auth/type``)."""
     customer_id = principal.customer()
     with _tx(db, principal) as tx:
-        return store.Connections(tx).create(
-            principal.org_id, customer_id, body.connector, name=body.name, auth=body.auth.plain(), encryptor=encryptor
+        return credentials.create_connection(
+            tx, principal.org_id, customer_id, body.connector, name=body.name, auth=body.auth.plain(), encryptor=encryptor
         )
 
 
@@ -247,7 +248,9 @@ class _Probe:
     refreshed: dict[str, Any] = field(default_factory=dict)  # tokens the engine renewed after a 401
 
 
-async def _probe(http: Any, clock: Any, row: dict[str, Any], ref: store.ConnectorRef, action: str, values: dict[str, Any]) -> _Probe:
+async def _probe(
+    http: Any, clock: Any, row: dict[str, Any], ref: credentials.Connector, action: str, values: dict[str, Any]
+) -> _Probe:
     provider = StaticCredentials({ref.spec.id: values})
     executor = ActionExecutor(
         {ref.spec.id: ref.spec}, http=http, connection_scope=row["customer_id"],
@@ -289,26 +292,25 @@ async def test_connection(
     org_id = principal.org_id
     http = http_client
 
-    def prepare() -> tuple[dict[str, Any], store.ConnectorRef, str, dict[str, Any] | None, str | None]:
+    def prepare() -> tuple[dict[str, Any], credentials.Connector, str]:
         with _tx(db, principal) as tx:
-            repo = store.Connections(tx)
-            row = repo.get(org_id, connection_id)
-            ref = store.load_connector(tx, org_id, row["connector_id"])
+            row = store.Connections(tx).get(org_id, connection_id)
+            ref = credentials.load_connector(tx, org_id, row["connector_id"])
             action = _test_action(ref.spec)
             if action is None:
                 raise store.InvalidInput(
                     "connection", "connector",
                     f"connector {ref.key} has no action to test with: name one 'test' or add a GET action without required input",
                 )
-            try:
-                values = repo.credentials_for_connection(org_id, connection_id, encryptor=encryptor, http=http, clock=clock)
-            except store.ConnectionNeedsReconnect as exc:  # marked and committed already
-                return row, ref, action, None, exc.reason
-            return row, ref, action, values, None
+            return row, ref, action
 
-    row, ref, action, values, refused = await in_thread(prepare)
-    if values is None:
-        probe = _Probe(detail=f"the connection needs to be reconnected: {refused}")
+    row, ref, action = await in_thread(prepare)
+    try:
+        values = await credentials.credentials_for_connection(
+            db, org_id, connection_id, customer_id=principal.customer_id, encryptor=encryptor, http=http, clock=clock
+        )
+    except store.ConnectionNeedsReconnect as exc:  # marked and committed already
+        probe = _Probe(detail=f"the connection needs to be reconnected: {exc.reason}")
     else:
         probe = await _probe(http, clock, row, ref, action, values)
 
@@ -353,8 +355,8 @@ def start_oauth(
     (422 without one). The provider redirects to ``/v1/oauth/callback``."""
     customer_id = principal.customer()
     with _tx(db, principal) as tx:
-        return store.Connections(tx).start_oauth(
-            principal.org_id, customer_id, body.connector, name=body.name, callback_url=_callback_url(request, settings),
+        return credentials.start_oauth(
+            tx, principal.org_id, customer_id, body.connector, name=body.name, callback_url=_callback_url(request, settings),
             return_to=body.redirect_uri, encryptor=encryptor, now=clock(),
         )
 
@@ -403,7 +405,7 @@ async def oauth_callback(
         store.Connections(tx).mark(org_id, taken["connection_id"], "disconnected", f"OAuth authorization failed ({kind}): {reason}")
         _audit(tx, org_id, taken, "error", problem.code, problem.http_status, connector)
 
-    def begin() -> tuple[dict[str, Any] | None, Any, str | None]:
+    def begin() -> tuple[dict[str, Any] | None, credentials.OAuthSetup | None, str | None]:
         with db.tenant(org_id) as tx:
             taken = store.OAuthStates(tx).consume(org_id, state, encryptor)
             if taken is None:
@@ -417,27 +419,23 @@ async def oauth_callback(
                 return taken, None, kind
             try:
                 connection = store.Connections(tx).get(org_id, taken["connection_id"])
-                ref = store.load_connector(tx, org_id, connection["connector_id"])
-                app = store.OAuthApps(tx).get_for_connector(org_id, ref.key, encryptor)
-                if app is None:
-                    raise store.OAuthAppMissing(ref.key)
-                return taken, (ref, store.oauth_auth(ref, app), app), None
+                ref = credentials.load_connector(tx, org_id, connection["connector_id"])
+                return taken, credentials.oauth_setup(tx, org_id, ref, encryptor), None
             except store.ResourceError as exc:
                 fail(tx, taken, exc.code, str(exc), None)
                 return taken, None, exc.code
 
-    taken, flow, refused = await in_thread(begin)
+    taken, setup, refused = await in_thread(begin)
     if taken is None:
         raise store.OAuthStateInvalid(refused or "it is unknown")
-    if flow is None:
+    if setup is None:
         raise store.OAuthCallbackFailed(taken["connection_id"], refused or "error", error_description or "the authorization was refused")
-    ref, auth, app = flow
-    http = http_client
-    client = OAuth2Client(http, clock=lambda: clock().timestamp())
+    ref = setup.connector
+    client = OAuth2Client(http_client, clock=lambda: clock().timestamp())
     try:
         tokens = await client.exchange_code(
-            auth, client_id=app["client_id"], client_secret=app["client_secret"], code=code or "",
-            redirect_uri=taken["redirect_uri"], code_verifier=taken["code_verifier"] if auth.pkce else None,
+            setup.auth, client_id=setup.client_id, client_secret=setup.client_secret, code=code or "",
+            redirect_uri=taken["redirect_uri"], code_verifier=taken["code_verifier"] if setup.auth.pkce else None,
         )
     except EngineError as exc:
         kind = exc.error if isinstance(exc, OAuthError) else exc.code

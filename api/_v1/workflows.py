@@ -481,13 +481,6 @@ async def run_workflow(
     customer_id = principal.customer()
     http = _runs.shared_http(request)
 
-    def plan() -> _runs.RunPlan:
-        with tenant_tx(db, principal) as tx:
-            return _runs.plan_run(
-                tx, org_id=principal.org_id, customer_id=customer_id, workflow_ref=workflow_id, version=body.version,
-                draft=body.draft, dry_run=body.dry_run, input=body.input, encryptor=encryptor, http=http, clock=clock,
-            )
-
     def start(run: _runs.RunPlan) -> dict[str, Any]:
         with tenant_tx(db, principal) as tx:
             return store.Executions(tx).start(
@@ -502,7 +495,10 @@ async def run_workflow(
                 trace=outcome.trace,
             )
 
-    run = await in_thread(plan)
+    run = await _runs.prepare_run(
+        db, principal, customer_id=customer_id, workflow_ref=workflow_id, version=body.version, draft=body.draft,
+        dry_run=body.dry_run, input=body.input, encryptor=encryptor, http=http, clock=clock,
+    )
     await in_thread(charge_event, request, principal, customer_id)
     execution = await in_thread(start, run)
     try:
