@@ -401,7 +401,8 @@ class ConnectionCredentials(StaticCredentials):
     """The engine's credential provider for one customer's run, over that customer's connections.
 
     ``credentials`` are the values loaded before the run (``credentials_for_connection``) by
-    connector id; ``connections`` names the connection each came from. ``get`` serves them from
+    connector id; ``connections`` names the connection each came from; ``customer_id`` binds the
+    tenant transactions that store tokens (None: the organization). ``get`` serves them from
     memory. ``save`` (the engine renewed OAuth tokens mid-run, after a 401 or at expiry) merges
     the tokens in memory, as ``StaticCredentials`` does, and stores them on the connection at
     once: a provider that rotates refresh tokens has already revoked the one stored, so the next
@@ -414,7 +415,7 @@ class ConnectionCredentials(StaticCredentials):
         self,
         db: store.Database,
         org_id: str,
-        customer_id: str,
+        customer_id: str | None,
         encryptor: Any,
         credentials: Mapping[str, Mapping[str, Any]],
         connections: Mapping[str, str],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
@@ -35,7 +35,7 @@ from api._lists import ListParams, PageOut, page_out
 from api._v1._common import in_thread
 from api._v1._common import router as make_router
 from engine.actions import ActionExecutor
-from engine.auth import Authenticator, OAuth2Client, StaticCredentials
+from engine.auth import Authenticator, CredentialProvider, OAuth2Client
 from engine.errors import EngineError, OAuthError, ReauthorizationRequired
 from engine.specs import ConnectorSpec
 from switchboard import credentials
@@ -245,13 +245,11 @@ class _Probe:
     status: int | None = None
     detail: str = ""
     mark: tuple[str, str | None] | None = None  # the status (and last_error) the outcome sets
-    refreshed: dict[str, Any] = field(default_factory=dict)  # tokens the engine renewed after a 401
 
 
 async def _probe(
-    http: Any, clock: Any, row: dict[str, Any], ref: credentials.Connector, action: str, values: dict[str, Any]
+    http: Any, clock: Any, row: dict[str, Any], ref: credentials.Connector, action: str, provider: CredentialProvider
 ) -> _Probe:
-    provider = StaticCredentials({ref.spec.id: values})
     executor = ActionExecutor(
         {ref.spec.id: ref.spec}, http=http, connection_scope=row["customer_id"],
         auth=Authenticator(provider, OAuth2Client(http, clock=lambda: clock().timestamp())),
@@ -271,7 +269,6 @@ async def _probe(
             probe.mark = ("needs_reconnect", f"test call {action} was refused with HTTP {response.status}")
         elif response.ok and (row["status"] != "connected" or row["last_error"]):
             probe.mark = ("connected", None)
-    probe.refreshed = {k: v for _, saved in provider.saves for k, v in saved.items()}
     return probe
 
 
@@ -312,13 +309,15 @@ async def test_connection(
     except store.ConnectionNeedsReconnect as exc:  # marked and committed already
         probe = _Probe(detail=f"the connection needs to be reconnected: {exc.reason}")
     else:
-        probe = await _probe(http, clock, row, ref, action, values)
+        # Tokens the engine renews after a 401 are stored on the connection as they are issued.
+        provider = credentials.ConnectionCredentials(
+            db, org_id, principal.customer_id, encryptor, {ref.spec.id: values}, {ref.spec.id: connection_id}
+        )
+        probe = await _probe(http, clock, row, ref, action, provider)
 
     def record() -> dict[str, Any]:
         with _tx(db, principal) as tx:
             repo = store.Connections(tx)
-            if probe.refreshed:
-                repo.save_tokens(org_id, connection_id, probe.refreshed, encryptor)
             if probe.mark is not None:
                 repo.mark(org_id, connection_id, *probe.mark)
             return repo.get(org_id, connection_id)
