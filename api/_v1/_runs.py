@@ -14,8 +14,9 @@ connection, refuses the run.
 ``ActionExecutor`` over the process's guarded HTTP client with the credentials, secrets by name,
 and the ``Interpreter``. The credentials come from a ``ConnectionCredentials`` provider: tokens
 the engine renews mid-run (after a 401, or at expiry) are stored on their connection as soon as
-they are issued, since the provider has revoked the refresh token the connection held. A dry run wraps the client in ``engine.workflow.DryRunHttp``: GETs are
-sent, other requests are answered synthetically and marked ``sent: false`` in the trace.
+they are issued, since the provider has revoked the refresh token the connection held. A dry
+run wraps the client in ``engine.workflow.DryRunHttp``: GETs are sent, other requests are
+answered synthetically and marked ``sent: false`` in the trace.
 
 Traces hold no credentials: the executor scrubs echoed credential values and masks
 credential-like fields and query parameters, and the interpreter replaces secret values with
