@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 import store
 from store._schema import CUSTOMER_TABLES, ORG_TABLES
