@@ -44,3 +44,15 @@ def test_engine_imports_nothing_above_it():
         if re.match(r"\s*(from|import)\s+(api|store|switchboard|agents|tools)\b", line)
     ]
     assert offenders == []
+
+
+def test_api_surface() -> None:
+    import api
+
+    assert sorted(api.__all__) == [
+        "ApiError",
+        "coded_error_response",
+        "create_app",
+        "install_error_handlers",
+        "problem_response",
+    ]
