@@ -26,7 +26,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-
 from support.platform import app_database, client, make_tenant, running_platform
 from support.sandbox import running_sandbox
 from support.seed import SeededTenant, seed_tenant
@@ -169,7 +168,7 @@ def is_list(operation: Operation) -> bool:
 
 def normalized(value: Any) -> Any:
     if isinstance(value, dict):
-        if value.get("window") == "minute":  # a new minute starts counting from zero
+        if "window" in value:  # a new minute (or day) starts counting from zero
             value = {k: v for k, v in value.items() if k not in ("count", "remaining")}
         return {k: normalized(v) for k, v in value.items() if k not in VOLATILE}
     if isinstance(value, list):
@@ -353,8 +352,7 @@ def attack(http: httpx.Client, two: tuple[SeededTenant, SeededTenant], operation
 # -- tests ----------------------------------------------------------------------------------------------------
 
 
-def test_no_operation_reaches_another_organizations_rows(attack: Attack, two: tuple[SeededTenant, SeededTenant]) -> None:
-    a, _ = two
+def test_no_operation_reaches_another_organizations_rows(attack: Attack) -> None:
     wrong = []
     for made in attack.calls:
         body = made.body if isinstance(made.body, dict) else {}
@@ -528,7 +526,7 @@ def test_idempotency_keys_are_per_organization(http: httpx.Client, two: tuple[Se
         headers = b.tenant.headers(b.tenant.customers[0] if customer else None) | {"Idempotency-Key": key}
         response = http.post(path, headers=headers, json=body)
         sent = [*path.split("/"), *strings(body)]
-        if response.headers.get("idempotent-replayed") or (found := foreign(response.text, a, sent)):
+        if response.headers.get("idempotent-replayed") or foreign(response.text, a, sent):
             problems.append(f"POST {path} with A's key {key!r} -> {response.status_code} {response.text[:300]}")
     assert not problems, "\n".join(problems)
     assert len(a.idempotent) >= 10

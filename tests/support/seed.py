@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 import yaml
-
 from support.platform import Tenant
 
 ROOT = Path(__file__).resolve().parents[2]
