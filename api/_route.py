@@ -6,8 +6,8 @@ The entry is written after the handler, in its own transaction, with the outcome
 the error code the client received. Unauthenticated requests are not attributable to a tenant
 and are not audited.
 
-Idempotency: a POST whose name ends in ``.create`` (or that sets ``openapi_extra={"x-idempotent": true}``)
-accepts an ``Idempotency-Key`` header. The key is claimed before the handler runs (in its own
+Idempotency: a POST whose name ends in ``.create`` (or that sets ``openapi_extra={"x-idempotent": true}``;
+``false`` opts a creating route out) accepts an ``Idempotency-Key`` header. The key is claimed before the handler runs (in its own
 transaction, so a concurrent retry sees it), the 2xx response is stored, and a failure releases
 the claim.
 """
@@ -82,7 +82,11 @@ class PlatformRoute(APIRoute):
 
     def _idempotent(self) -> bool:
         extra = self.openapi_extra or {}
-        return "POST" in self.methods and (self.name.endswith(".create") or bool(extra.get("x-idempotent")))
+        if "x-idempotent" in extra:
+            # Explicit either way: a route whose response shows a secret once opts out, since a
+            # stored response would keep that secret in plaintext.
+            return "POST" in self.methods and bool(extra["x-idempotent"])
+        return "POST" in self.methods and self.name.endswith(".create")
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()

@@ -387,7 +387,15 @@ def list_triggers(
     return page_out(result, _trigger_out)
 
 
-@router.post("/workflows/{workflow_id}/triggers", name="trigger.create", response_model=TriggerCreatedOut, status_code=201)
+# Not idempotency-stored: a webhook trigger's signing secret is shown once, and a stored response
+# would keep it in plaintext (a retry creates a second trigger instead).
+@router.post(
+    "/workflows/{workflow_id}/triggers",
+    name="trigger.create",
+    response_model=TriggerCreatedOut,
+    status_code=201,
+    openapi_extra={"x-idempotent": False},
+)
 def create_trigger(
     workflow_id: str,
     body: TriggerIn,

@@ -257,7 +257,10 @@ MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words in bodies
 
 def applied_secrets(request: OutgoingRequest) -> frozenset[str]:
     """The credential values an authorized request carries (header and query values, a bearer
-    token without its scheme word, a basic password), for scrubbing echoes of them."""
+    token without its scheme word, a basic username and password), for scrubbing echoes of them.
+
+    The basic username counts: many APIs (Stripe, Chargebee, Recurly, Freshdesk) take the API
+    key as the username with an empty password."""
     values: set[str] = set()
     for name, value in request.headers.items():
         if name.lower() not in request.sensitive_headers:
@@ -269,7 +272,7 @@ def applied_secrets(request: OutgoingRequest) -> frozenset[str]:
         if scheme.lower() == "basic" and rest:
             try:
                 user, _, password = base64.b64decode(rest.strip()).decode("utf-8").partition(":")
-                values.update({f"{user}:{password}", password})
+                values.update({f"{user}:{password}", user, password})
             except (ValueError, UnicodeDecodeError):
                 pass
     values.update(value for name, value in request.params if name in request.sensitive_params)
