@@ -42,6 +42,13 @@ SENSITIVE_KEYS = frozenset(
     }
 )
 
+# Query parameters whose values are credentials when they appear in a URL (an access log line,
+# say): the sensitive keys plus OAuth's authorization ``code`` and common API-key spellings.
+SENSITIVE_QUERY_PARAMS = SENSITIVE_KEYS | {"code", "key", "hapikey", "sig", "signature", "auth"}
+_QUERY_SECRET = re.compile(
+    r"(?P<prefix>[?&](?P<name>[A-Za-z0-9_.-]+)=)(?P<value>[^&\s\"'#]+)"
+)
+
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s/]+)(?=@)", re.IGNORECASE)
 
 _configured: tuple[str, str] | None = None
@@ -54,8 +61,19 @@ def is_sensitive_key(key: str) -> bool:
 
 
 def redact_url(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@host`` in ``text``."""
-    return _URL_PASSWORD.sub(lambda m: m.group("prefix") + REDACTED, text)
+    """Replace the password of every ``scheme://user:password@host`` in ``text``, and the values
+    of credential query parameters (``?code=...``, ``&access_token=...``)."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("prefix") + REDACTED, text)
+    if "=" not in text:
+        return text
+
+    def query(match: re.Match[str]) -> str:
+        name = match.group("name").lower().replace("-", "_")
+        if name in SENSITIVE_QUERY_PARAMS or is_sensitive_key(name):
+            return match.group("prefix") + REDACTED
+        return match.group(0)
+
+    return _QUERY_SECRET.sub(query, text)
 
 
 def redact(value: Any) -> Any:

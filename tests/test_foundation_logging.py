@@ -81,3 +81,17 @@ def test_level_filters(json_logs: pytest.CaptureFixture[str]) -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log format"):
         configure_logging("INFO", "xml")
+
+
+def test_credential_query_parameters_are_redacted(json_logs: pytest.CaptureFixture[str]) -> None:
+    assert redact_url("/cb?state=s1&code=abc123&x=1") == f"/cb?state=s1&code={REDACTED}&x=1"
+    assert redact_url("https://h/p?hapikey=k1&limit=5") == f"https://h/p?hapikey={REDACTED}&limit=5"
+    # An access log line, as uvicorn writes it for an OAuth callback.
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/v1/oauth/callback?state=org_1.x&code=c0de-9", "1.1", 303
+    )
+    (line,) = _lines(json_logs)
+    assert "c0de-9" not in json.dumps(line)
+    assert f"code={REDACTED}" in line["event"]
+    # An error code in an event is not a credential.
+    assert redact({"code": "quota_exceeded"}) == {"code": "quota_exceeded"}
