@@ -185,9 +185,10 @@ def configure_logging(level: str = "INFO", fmt: str = "console", *, force: bool 
             "root": {"handlers": ["stderr"], "level": level},
             "loggers": {
                 # uvicorn installs its own handlers unless told otherwise; route it through ours.
-                "uvicorn": {"handlers": [], "propagate": True},
-                "uvicorn.error": {"handlers": [], "propagate": True},
-                "uvicorn.access": {"handlers": [], "propagate": True},
+                # NOTSET: inherit the root's level, whatever an earlier server in this process set.
+                "uvicorn": {"handlers": [], "propagate": True, "level": "NOTSET"},
+                "uvicorn.error": {"handlers": [], "propagate": True, "level": "NOTSET"},
+                "uvicorn.access": {"handlers": [], "propagate": True, "level": "NOTSET"},
                 # pgserver logs each pg_ctl step at INFO; only its warnings are news.
                 "pgserver": {"level": "WARNING"},
                 # httpx logs every request URL at INFO; a connector's query may carry an API key,
