@@ -243,9 +243,11 @@ async def execute(plan: RunPlan, http: Any, run_id: str) -> RunOutcome:
     """Run ``plan`` inline with id ``run_id``; the outcome holds no secret or credential value."""
     provider = plan.provider if plan.provider is not None else StaticCredentials(plan.credentials)
     auth = Authenticator(provider, OAuth2Client(http))
+    # Rate limits are per connection: the customer's, qualified by the organization because
+    # customer ids are chosen by each organization and may repeat across them.
     executor = ActionExecutor(
         plan.connectors, http=DryRunHttp(http) if plan.dry_run else http, auth=auth,
-        trace_bodies=plan.dry_run, connection_scope=plan.customer_id,
+        trace_bodies=plan.dry_run, connection_scope=f"{plan.org_id}/{plan.customer_id}",
     )
     invoker = DryRunInvoker(executor, plan.connectors) if plan.dry_run else executor
 

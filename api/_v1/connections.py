@@ -251,7 +251,7 @@ async def _probe(
     http: Any, clock: Any, row: dict[str, Any], ref: credentials.Connector, action: str, provider: CredentialProvider
 ) -> _Probe:
     executor = ActionExecutor(
-        {ref.spec.id: ref.spec}, http=http, connection_scope=row["customer_id"],
+        {ref.spec.id: ref.spec}, http=http, connection_scope=f"{row['org_id']}/{row['customer_id']}",
         auth=Authenticator(provider, OAuth2Client(http, clock=lambda: clock().timestamp())),
     )
     probe = _Probe()
