@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from store.errors import DatabaseUnavailable, QueryFailed
+from store.errors import DatabaseUnavailable, OutsideTenantScope, QueryFailed, ValueNotStorable
 
 DEFAULT_CONNECT_TIMEOUT = 10
 
@@ -19,6 +19,27 @@ _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # SQLSTATE classes that mean "the server is not there for you" rather than "your statement is wrong":
 # 08 connection exception, 57P admin shutdown / cannot connect now, 53 insufficient resources.
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P", "53")
+# Data exceptions that mean "this text cannot be stored": a value the client sent, never a bug of
+# ours. 22P02 comes from jsonb given an unpaired surrogate escape (only that one is taken: other
+# 22P02s are malformed numbers and dates); 22P05 and 22021 from text.
+_UNSTORABLE_SQLSTATES = frozenset({"22P05", "22021"})
+_UNSTORABLE_REASON = "text must be valid Unicode without NUL characters"
+_RLS_TABLE = re.compile(r'row-level security policy .* for table "([^"]+)"')
+
+
+def _refusal(exc: psycopg.Error) -> Exception | None:
+    """The client error a driver error stands for, or None when it is the server's."""
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        # A WITH CHECK policy refused a row outside the transaction's tenant; any other 42501
+        # (a missing grant, the append-only audit log) is a server fault.
+        found = _RLS_TABLE.search(exc.diag.message_primary or "")
+        return OutsideTenantScope(found.group(1)) if found else None
+    if isinstance(exc, psycopg.DataError):
+        # psycopg itself refuses a NUL in text before sending (no SQLSTATE).
+        json_text = exc.sqlstate == "22P02" and "type json" in (exc.diag.message_primary or "")
+        if json_text or exc.sqlstate in _UNSTORABLE_SQLSTATES or (exc.sqlstate is None and "NUL" in str(exc)):
+            return ValueNotStorable(_UNSTORABLE_REASON)
+    return None
 
 
 def error_reason(exc: BaseException) -> str:
@@ -31,8 +52,9 @@ def error_reason(exc: BaseException) -> str:
 def translate_errors() -> Iterator[None]:
     """Turn psycopg exceptions raised inside the block into ``StoreError`` subclasses.
 
-    Connection-level failures become ``DatabaseUnavailable``; everything else the driver raises
-    becomes ``QueryFailed`` with its SQLSTATE.
+    Connection-level failures become ``DatabaseUnavailable``; a row refused by row-level security
+    ``OutsideTenantScope`` (403); text Postgres cannot store (a NUL, an unpaired surrogate)
+    ``ValueNotStorable`` (422); everything else the driver raises ``QueryFailed`` with its SQLSTATE.
     """
     try:
         yield
@@ -42,7 +64,14 @@ def translate_errors() -> Iterator[None]:
             sqlstate is None or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
         ):
             raise DatabaseUnavailable(error_reason(exc)) from exc
+        refusal = _refusal(exc)
+        if refusal is not None:
+            raise refusal from exc
         raise QueryFailed(sqlstate, error_reason(exc)) from exc
+    except UnicodeEncodeError:
+        # psycopg encodes str parameters as UTF-8, which an unpaired surrogate cannot be. The
+        # exception would quote the text, so it is not chained.
+        raise ValueNotStorable(_UNSTORABLE_REASON) from None
 
 
 @contextmanager

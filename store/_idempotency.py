@@ -17,6 +17,7 @@ from store.errors import Conflict
 # How long a key is remembered; long enough to cover any client's retries.
 RETENTION = "24 hours"
 _IN_PROGRESS = 0
+_CLAIM_ATTEMPTS = 3
 
 
 class IdempotencyKeys:
@@ -35,16 +36,24 @@ class IdempotencyKeys:
             f"DELETE FROM idempotency_keys WHERE org_id = %s AND key = %s AND created_at < now() - interval '{RETENTION}'",
             (org_id, key),
         )
-        inserted = self.tx.execute(
-            "INSERT INTO idempotency_keys (org_id, key, actor_id, method, path, request_hash, status)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (org_id, key) DO NOTHING RETURNING key",
-            (org_id, key, actor_id, method, path, request_hash, _IN_PROGRESS),
-        ).fetchone()
-        if inserted is not None:
-            return None
-        row = self.tx.execute(
-            "SELECT * FROM idempotency_keys WHERE org_id = %s AND key = %s", (org_id, key)
-        ).fetchone()
+        row = None
+        # The first request with this key may release its claim (it failed) between this one's
+        # INSERT and SELECT; then the key is free again and this request claims it.
+        for _ in range(_CLAIM_ATTEMPTS):
+            inserted = self.tx.execute(
+                "INSERT INTO idempotency_keys (org_id, key, actor_id, method, path, request_hash, status)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (org_id, key) DO NOTHING RETURNING key",
+                (org_id, key, actor_id, method, path, request_hash, _IN_PROGRESS),
+            ).fetchone()
+            if inserted is not None:
+                return None
+            row = self.tx.execute(
+                "SELECT * FROM idempotency_keys WHERE org_id = %s AND key = %s", (org_id, key)
+            ).fetchone()
+            if row is not None:
+                break
+        if row is None:
+            raise Conflict("idempotency_key", "Idempotency-Key", "a request with this key is still in progress")
         if (row["method"], row["path"], row["request_hash"], row["actor_id"]) != (method, path, request_hash, actor_id):
             raise Conflict("idempotency_key", "Idempotency-Key", "was already used for a different request")
         if row["status"] == _IN_PROGRESS:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 from store.errors import InvalidInput
 
 DEFAULT_LIMIT = 50
@@ -69,8 +71,15 @@ def _decode(resource: str, cursor: str, sort: str) -> tuple[Any, str]:
         raise InvalidInput(resource, "cursor", "is not a cursor this API issued") from exc
     if made_for != sort:
         raise InvalidInput(resource, "cursor", f"was issued for sort {made_for!r}, not {sort!r}")
-    if isinstance(value, dict) and set(value) == {"t"}:
-        value = datetime.fromisoformat(value["t"])
+    # Only what _encode writes: a text or a number, or a time as {"t": ISO 8601}. The sort columns
+    # are NOT NULL, so null never comes from a row either.
+    if isinstance(value, dict) and set(value) == {"t"} and isinstance(value["t"], str):
+        try:
+            value = datetime.fromisoformat(value["t"])
+        except ValueError:
+            raise InvalidInput(resource, "cursor", "is not a cursor this API issued") from None
+    elif isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidInput(resource, "cursor", "is not a cursor this API issued")
     if not isinstance(row_id, str):
         raise InvalidInput(resource, "cursor", "is not a cursor this API issued")
     return value, row_id
@@ -115,7 +124,14 @@ def fetch_page(
         f"ORDER BY {expression} {direction}, {id_column} {direction} LIMIT %(_limit)s"
     )
     params["_limit"] = query.limit + 1
-    rows = tx.execute(statement, params).fetchall()
+    try:
+        rows = tx.execute(statement, params).fetchall()
+    except (psycopg.errors.DataError, psycopg.errors.UndefinedFunction) as exc:
+        # Only a cursor's values can have the wrong type for the sort column or the id (a forged
+        # cursor, or one from another list): refuse it rather than fail as the server.
+        if not query.cursor:
+            raise
+        raise InvalidInput(resource, "cursor", "is not a cursor this API issued") from exc
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     next_cursor = None

@@ -365,3 +365,41 @@ class OAuthAppMissing(InvalidInput):
 
 
 # --- end connections ---
+
+
+# --- refused writes and values (store/_db.py translate_errors; added in review) ---
+#
+#   ResourceError
+#   ├── OutsideTenantScope          a row-level security policy refused a row of another organization or customer; HTTP 403
+#   └── ValueNotStorable            a text value Postgres cannot store (a NUL character, invalid Unicode); HTTP 422
+
+
+class OutsideTenantScope(ResourceError, PermissionError):
+    """A write to ``resource`` (a table) was refused by row-level security: the row belongs to
+    another organization or customer than the transaction is limited to (a key bound to one
+    customer creating a customer, say)."""
+
+    code = "outside_tenant_scope"
+    http_status = 403
+    problem_fields = ("resource",)
+
+    def __init__(self, resource: str) -> None:
+        self.resource = resource
+        super().__init__(f"{resource}: this request is limited to one organization or customer, and the row is outside it")
+
+
+class ValueNotStorable(ResourceError, ValueError):
+    """A value sent cannot be stored; ``reason`` is a fixed description (never the value)."""
+
+    code = "value_not_storable"
+    http_status = 422
+    problem_fields = ("resource", "field")
+
+    def __init__(self, reason: str) -> None:
+        self.resource = "request"
+        self.field = None
+        self.reason = reason
+        super().__init__(f"a value in the request cannot be stored: {reason}")
+
+
+# --- end refused writes and values ---

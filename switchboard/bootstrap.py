@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import store
@@ -22,7 +22,7 @@ class DevCredentials:
     """The values of the three headers a request needs."""
 
     account_id: str  # x-fastn-account-id
-    access_key: str  # x-fastn-access-key
+    access_key: str = field(repr=False)  # x-fastn-access-key: a secret, kept out of reprs and tracebacks
     tenant_id: str  # x-fastn-account-tenant-id
 
 
