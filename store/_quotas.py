@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 from store._ids import new_id
 from store._orgs import taken
 from store._paging import Filters, ListQuery, Page, fetch_page
-from store.errors import InvalidInput, NotFound, QuotaExceeded
+from store.errors import InvalidInput, NotFound, OutsideTenantScope, QuotaExceeded
 
 # What is counted (the prefix of a dimension) and the windows it is counted in.
 KINDS = ("events", "api_calls")
@@ -275,12 +275,20 @@ class Quotas:
         return fetch_page(self.tx, "quota_tier", "quota_tiers", query, {"created_at": "created_at", "name": "name"}, filters)
 
     def update_tier(self, org_id: str, tier_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Rename a tier and/or replace its ``limits``. Customers on the tier follow a rename."""
+        """Rename a tier and/or replace its ``limits``. Customers on the tier follow a rename.
+
+        Raises ``OutsideTenantScope`` for a rename in a transaction limited to one customer: it
+        would move only that customer, and the tier's other customers would fall off it.
+        """
         unknown = set(changes) - {"name", "limits"}
         if unknown:
             raise InvalidInput("quota_tier", sorted(unknown)[0], "cannot be changed")
         tier = self.get_tier(org_id, tier_id)
         name = changes.get("name", tier["name"])
+        if name != tier["name"]:
+            scoped = self.tx.execute("SELECT current_setting('app.customer_id', true) AS customer").fetchone()
+            if scoped["customer"]:
+                raise OutsideTenantScope("customers")
         limits = check_limits("quota_tier", "limits", changes["limits"]) if "limits" in changes else tier["limits"]
         try:
             row = self.tx.execute(
