@@ -16,6 +16,10 @@ from store.errors import Conflict
 
 # How long a key is remembered; long enough to cover any client's retries.
 RETENTION = "24 hours"
+# An unfinished claim this old belongs to a request that died (a crash or restart between claim
+# and completion): longer than any request runs (a workflow run's deadline is 5 minutes), so a
+# retry may claim the key again rather than be refused as in progress for the whole retention.
+ABANDONED_AFTER = "15 minutes"
 _IN_PROGRESS = 0
 _CLAIM_ATTEMPTS = 3
 
@@ -33,8 +37,10 @@ class IdempotencyKeys:
         Raises ``Conflict`` when the key belongs to a different request or is still in progress.
         """
         self.tx.execute(
-            f"DELETE FROM idempotency_keys WHERE org_id = %s AND key = %s AND created_at < now() - interval '{RETENTION}'",
-            (org_id, key),
+            "DELETE FROM idempotency_keys WHERE org_id = %s AND key = %s"
+            f" AND (created_at < now() - interval '{RETENTION}'"
+            f" OR (status = %s AND created_at < now() - interval '{ABANDONED_AFTER}'))",
+            (org_id, key, _IN_PROGRESS),
         )
         row = None
         # The first request with this key may release its claim (it failed) between this one's

@@ -124,6 +124,26 @@ def test_a_claim_released_while_a_retry_looks_at_it_is_claimed_again(db: store.D
         store.IdempotencyKeys(tx).claim(org, "race", "key_a", "POST", "/v1/x", "h")
 
 
+
+def test_a_claim_abandoned_by_a_crashed_request_is_claimed_again(db: store.Database, acme: Tenant) -> None:
+    # A process that dies between claim and completion never releases its claim; a client's
+    # retry (what the key is for) must not be refused as "in progress" for the whole retention.
+    org = acme.org_id
+    with db.tenant(org) as tx:
+        assert store.IdempotencyKeys(tx).claim(org, "crashed", "key_a", "POST", "/v1/x", "h") is None
+    with db.tenant(org) as tx, pytest.raises(store.Conflict, match="in progress"):
+        store.IdempotencyKeys(tx).claim(org, "crashed", "key_a", "POST", "/v1/x", "h")
+    with db.tenant(org) as tx:
+        tx.execute("UPDATE idempotency_keys SET created_at = now() - interval '1 hour' WHERE org_id = %s AND key = 'crashed'", (org,))
+    with db.tenant(org) as tx:
+        assert store.IdempotencyKeys(tx).claim(org, "crashed", "key_a", "POST", "/v1/x", "h") is None
+    # A completed request an hour ago is still replayed.
+    with db.tenant(org) as tx:
+        store.IdempotencyKeys(tx).complete(org, "crashed", 201, {"id": "x"})
+        tx.execute("UPDATE idempotency_keys SET created_at = now() - interval '1 hour' WHERE org_id = %s AND key = 'crashed'", (org,))
+    with db.tenant(org) as tx:
+        assert store.IdempotencyKeys(tx).claim(org, "crashed", "key_a", "POST", "/v1/x", "h")["response"] == {"id": "x"}
+
 # -- cursors -------------------------------------------------------------------------------------
 
 
