@@ -138,7 +138,9 @@ class PlatformRoute(APIRoute):
             request.headers.get("authorization"),
         )
         body = await request.body()
-        digest = hashlib.sha256(body).hexdigest()
+        # The customer is part of the request: an organization key retrying for one customer must
+        # not be answered with what it created for another (nor create nothing for it).
+        digest = hashlib.sha256((principal.customer_id or "").encode() + b"\0" + body).hexdigest()
         db: store.Database = request.app.state.db
 
         def claim() -> Any:
