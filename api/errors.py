@@ -136,9 +136,20 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _validation_problem(err: dict[str, Any]) -> dict[str, str]:
+    location = tuple(err.get("loc", ()))
+    if err.get("type") == "json_invalid" and location[:1] == ("body",):
+        # FastAPI locates a JSON syntax error by character offset: ("body", 12) is no member of
+        # the body, so the pointer names the body and the reason says where it broke.
+        error = (err.get("ctx") or {}).get("error") or "invalid syntax"
+        at = f" at character {location[1]}" if len(location) > 1 else ""
+        return {"pointer": "/body", "reason": f"is not valid JSON: {error}{at}"}
+    return {"pointer": json_pointer(location), "reason": err.get("msg", "")}
+
+
 async def _validation_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"pointer": json_pointer(err.get("loc", ())), "reason": err.get("msg", "")} for err in exc.errors()]
+    errors = [_validation_problem(err) for err in exc.errors()]
     detail = "; ".join(f"{e['pointer'] or '/'}: {e['reason']}" for e in errors) or "invalid request"
     return problem_response(422, "request_invalid", detail, instance=request.url.path, errors=errors)
 

@@ -121,8 +121,11 @@ def get_key(key_id: str, db: Db, principal: Annotated[Principal, require("keys",
 
 @router.post("/api-keys/{key_id}/revoke", name="api_key.revoke", response_model=ApiKeyOut)
 def revoke_key(key_id: str, db: Db, principal: Annotated[Principal, require("keys", "write")]) -> Any:
-    """Revoke a key: it is refused (401) from the next request on. Revoking again changes nothing."""
+    """Revoke a key: it is refused (401) from the next request on. Revoking again changes nothing.
+    A key whose role grants more than the caller's cannot be revoked by them (403), as with users."""
     with tenant_tx(db, principal) as tx:
         keys = store.ApiKeys(tx)
-        _visible(principal, keys.get(principal.org_id, key_id), key_id)
+        row = _visible(principal, keys.get(principal.org_id, key_id), key_id)
+        role = store.Roles(tx).get(principal.org_id, row["role_id"])
+        ensure_grantable(principal, role["permissions"], f"key {key_id!r}'s role")
         return keys.revoke(principal.org_id, key_id)

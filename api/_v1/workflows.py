@@ -271,11 +271,12 @@ def replace_draft(
 def validate_workflow(
     workflow_id: str,
     db: Db,
-    principal: Annotated[Principal, require("workflows", "write")],
+    principal: Annotated[Principal, require("workflows", "read")],
     body: Annotated[SpecBody | None, Body(description="A spec to check instead of the stored draft.")] = None,
 ) -> Any:
     """Check the draft (or the spec sent) against the organization's connectors without saving:
-    unknown connectors or actions, expressions that do not parse, references to missing steps."""
+    unknown connectors or actions, expressions that do not parse, references to missing steps.
+    Needs only ``workflows:read``: it changes nothing and shows nothing a reader cannot see."""
     with tenant_tx(db, principal) as tx:
         workflow = store.Workflows(tx).get(principal.org_id, workflow_id)
         try:
@@ -525,16 +526,21 @@ def list_executions(
     db: Db,
     principal: Annotated[Principal, require("workflows", "read")],
     page: ListParams,
-    workflow_id: Annotated[str | None, Query(max_length=128, description="Workflow id or key.")] = None,
+    workflow: Annotated[str | None, Query(max_length=128, description="Workflow id or key.")] = None,
     status: Literal["running", "succeeded", "failed"] | None = None,
     dry_run: bool | None = None,
     customer: Annotated[str | None, Query(max_length=128, description="Customer id (default: the x-fastn-account-tenant-id customer).")] = None,
+    workflow_id: Annotated[
+        str | None, Query(max_length=128, deprecated=True, description="The former name of `workflow`.")
+    ] = None,
 ) -> Any:
     """Executions, newest first (sort: started_at), without traces. A key bound to a customer sees
     only that customer's."""
+    if workflow and workflow_id and workflow != workflow_id:
+        raise store.InvalidInput("execution", "workflow", "send workflow or its former name workflow_id, not both")
     with tenant_tx(db, principal) as tx:
         result = store.Executions(tx).list(
-            principal.org_id, page.query("-started_at"), workflow_ref=workflow_id, status=status, dry_run=dry_run,
+            principal.org_id, page.query("-started_at"), workflow_ref=workflow or workflow_id, status=status, dry_run=dry_run,
             customer_id=customer or principal.customer_id,
         )
     return page_out(result, dict)
