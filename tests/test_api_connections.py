@@ -274,8 +274,13 @@ def test_lists_filter_sort_and_page(http: httpx.Client, acme: Tenant) -> None:
     assert len(page["items"]) == 1 and page["next_cursor"]
     following = http.get("/v1/connections", headers=org, params={"limit": 1, "sort": "-created_at", "cursor": page["next_cursor"]}).json()
     assert following["items"][0]["id"] != page["items"][0]["id"]
-    needs = http.get("/v1/connections", headers=org, params={"status": "disconnected"}).json()["items"]
-    assert all(c["status"] == "disconnected" for c in needs)
+    assert http.delete(f"/v1/connections/{b['id']}", headers=org).status_code == 200
+    by_status = {
+        status: [c["id"] for c in http.get("/v1/connections", headers=org, params={"status": status, "connector": "widgets-basic"}).json()["items"]]
+        for status in ("disconnected", "connected")
+    }
+    assert by_status["disconnected"] == [b["id"]]
+    assert a["id"] in by_status["connected"] and b["id"] not in by_status["connected"]
 
 
 def test_disconnect_wipes_the_credentials(

@@ -76,7 +76,10 @@ def test_a_key_is_shown_once_and_works_until_revoked(http: httpx.Client, two: tu
     assert revoked_ids == [issued["id"]]
     usable = http.get("/v1/api-keys", headers=acme.headers(), params={"revoked": "false", "limit": 200}).json()["items"]
     assert issued["id"] not in [k["id"] for k in usable] and usable
-    assert all(k["kind"] == "test" for k in http.get("/v1/api-keys", headers=acme.headers(), params={"kind": "test"}).json()["items"])
+    tests = http.get("/v1/api-keys", headers=acme.headers(), params={"kind": "test", "limit": 200}).json()["items"]
+    assert issued["id"] in [k["id"] for k in tests] and all(k["kind"] == "test" for k in tests)
+    lives = http.get("/v1/api-keys", headers=acme.headers(), params={"kind": "live", "limit": 200}).json()["items"]
+    assert lives and issued["id"] not in [k["id"] for k in lives]
 
 
 def test_issuing_is_never_replayed_from_a_stored_response(

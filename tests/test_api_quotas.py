@@ -20,6 +20,7 @@ NEXT_MINUTE = datetime(2031, 3, 4, 10, 1, tzinfo=UTC)
 NEXT_MIDNIGHT = datetime(2031, 3, 5, tzinfo=UTC)
 # A cheap request that names a customer, so it is charged as an API call.
 CHEAP = "/v1/organization"
+ECHO = {"id": "echo", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
 
 
 class FakeClock:
@@ -189,6 +190,14 @@ def test_events_per_minute_and_per_day(http: httpx.Client, db: store.Database, c
     assert counts(http, tenant, first) == {
         "events_per_day": 500, "events_per_minute": 0, "api_calls_per_day": 0, "api_calls_per_minute": 0,
     }
+    # Through the API: a run for the customer is refused with the day's reset time; the other runs.
+    org = tenant.headers()
+    assert http.post("/v1/workflows", headers=org, json={"spec": ECHO}).status_code == 201
+    assert http.post("/v1/workflows/echo/publish", headers=org).status_code == 201
+    refused = http.post("/v1/workflows/echo/runs", headers=tenant.headers(first), json={"input": {"name": "Ada"}})
+    assert_refused(refused, "events_per_day", 500, NEXT_MIDNIGHT, clock())
+    assert http.post("/v1/workflows/echo/runs", headers=tenant.headers(second), json={"input": {"name": "Ada"}}).status_code == 201
+    assert counts(http, tenant, first)["events_per_day"] == 500
     clock.set(NEXT_MIDNIGHT)
     assert [w.count for w in charge(first).usage] == [1, 1]
 
