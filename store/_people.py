@@ -210,6 +210,12 @@ class Users:
                 " updated_at = now() WHERE org_id = %s AND lower(email) = lower(%s) AND oidc_subject IS NULL RETURNING *",
                 (subject, org_id, email),
             ).fetchone()
+            if row is None:
+                # A concurrent first sign-in of the same identity (a console firing several
+                # requests at once) may have bound it since the lookup above.
+                row = self.tx.execute(
+                    "SELECT * FROM users WHERE org_id = %s AND oidc_subject = %s", (org_id, subject)
+                ).fetchone()
         if row is not None:
             self.tx.execute(
                 "UPDATE users SET last_seen_at = now() WHERE org_id = %s AND id = %s", (org_id, row["id"])
