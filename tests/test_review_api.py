@@ -172,3 +172,17 @@ def test_environments_and_their_bad_input(http: httpx.Client, db: store.Database
         assert http.request(method, f"/v1/environments/{qa['id']}", headers=other.headers()).status_code == 404
     assert http.delete(f"/v1/environments/{qa['id']}", headers=headers).status_code == 204
     assert http.get("/v1/environments/qa", headers=headers).status_code == 404
+
+
+def test_an_execution_is_read_in_the_scope_the_header_names(http: httpx.Client, acme: Tenant) -> None:
+    """As with connections and the executions list: naming a customer scopes the request to it."""
+    first, second = acme.customers
+    ran = http.post("/v1/workflows/echo/runs", headers=acme.headers(second), json={"input": {"name": "Grace"}})
+    assert ran.status_code == 201, ran.text
+    path = f"/v1/executions/{ran.json()['id']}"
+    assert http.get(path, headers=acme.headers()).status_code == 200
+    assert http.get(path, headers=acme.headers(second)).json()["customer_id"] == second
+    listed = http.get("/v1/executions", headers=acme.headers(first), params={"limit": 200}).json()["items"]
+    assert ran.json()["id"] not in [e["id"] for e in listed]
+    hidden = http.get(path, headers=acme.headers(first))
+    assert hidden.status_code == 404 and hidden.json()["resource"] == "execution"

@@ -548,6 +548,8 @@ def list_executions(
 
 @router.get("/executions/{execution_id}", name="execution.get", response_model=ExecutionDetailOut)
 def get_execution(execution_id: str, db: Db, principal: Annotated[Principal, require("workflows", "read")]) -> Any:
-    """One execution with its trace."""
-    with tenant_tx(db, principal) as tx:
+    """One execution with its trace. Naming a customer in x-fastn-account-tenant-id scopes the
+    request to it, as it scopes the list: another customer's execution is then a 404."""
+    # Bound to the customer the request names (any caller), not only to a key's bound customer.
+    with db.tenant(principal.org_id, principal.customer_id) as tx:
         return store.Executions(tx).get(principal.org_id, execution_id)
