@@ -24,7 +24,9 @@ _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P", "53")
 # 22P02s are malformed numbers and dates); 22P05 and 22021 from text.
 _UNSTORABLE_SQLSTATES = frozenset({"22P05", "22021"})
 _UNSTORABLE_REASON = "text must be valid Unicode without NUL characters"
-_RLS_TABLE = re.compile(r'row-level security policy .* for table "([^"]+)"')
+# Postgres names the policy only when a restrictive one refused: 'policy "customer" for table "x"'
+# or 'policy for table "x"' (and '(USING expression)' for an upsert).
+_RLS_TABLE = re.compile(r'row-level security policy\b.* for table "([^"]+)"')
 
 
 def _refusal(exc: psycopg.Error) -> Exception | None:

@@ -237,6 +237,10 @@ def test_rows_outside_the_transactions_customer_are_refused_in_sql(db: store.Dat
     assert refused.value.http_status == 403 and refused.value.resource == "customers"
     with pytest.raises(OutsideTenantScope), db.tenant(acme.org_id, first) as tx:
         store.Executions(tx).start(acme.org_id, customer_id=second, workflow_id="wf_x", version=1, dry_run=True, input={})
+    # Another organization's row fails the permissive policy, whose refusal names no policy.
+    with pytest.raises(OutsideTenantScope) as refused, db.tenant(acme.org_id) as tx:
+        store.Environments(tx).create("org_000000000000000000000000", "qa", "QA")
+    assert refused.value.resource == "environments"
 
 
 
