@@ -186,3 +186,7 @@ def test_an_execution_is_read_in_the_scope_the_header_names(http: httpx.Client, 
     assert ran.json()["id"] not in [e["id"] for e in listed]
     hidden = http.get(path, headers=acme.headers(first))
     assert hidden.status_code == 404 and hidden.json()["resource"] == "execution"
+    asked = http.get("/v1/executions", headers=acme.headers(first), params={"customer": second}).json()["items"]
+    assert asked == []
+    theirs = http.get("/v1/executions", headers=acme.headers(), params={"customer": second, "limit": 200}).json()["items"]
+    assert ran.json()["id"] in [e["id"] for e in theirs]

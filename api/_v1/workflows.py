@@ -534,11 +534,12 @@ def list_executions(
         str | None, Query(max_length=128, deprecated=True, description="The former name of `workflow`.")
     ] = None,
 ) -> Any:
-    """Executions, newest first (sort: started_at), without traces. A key bound to a customer sees
-    only that customer's."""
+    """Executions, newest first (sort: started_at), without traces. A request naming a customer
+    in x-fastn-account-tenant-id (and a key bound to one) sees only that customer's; ``customer``
+    filters an organization-level caller's list."""
     if workflow and workflow_id and workflow != workflow_id:
         raise store.InvalidInput("execution", "workflow", "send workflow or its former name workflow_id, not both")
-    with tenant_tx(db, principal) as tx:
+    with db.tenant(principal.org_id, principal.customer_id) as tx:
         result = store.Executions(tx).list(
             principal.org_id, page.query("-started_at"), workflow_ref=workflow or workflow_id, status=status, dry_run=dry_run,
             customer_id=customer or principal.customer_id,
