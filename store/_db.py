@@ -10,7 +10,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from store.errors import DatabaseUnavailable, OutsideTenantScope, QueryFailed, ValueNotStorable
+from store.errors import (
+    DatabaseUnavailable,
+    OutsideTenantScope,
+    QueryFailed,
+    ValueNotStorable,
+)
 
 DEFAULT_CONNECT_TIMEOUT = 10
 

@@ -12,6 +12,7 @@ Specs are stored as the JSON the caller validated (``api/`` validates them with 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from psycopg.errors import ForeignKeyViolation, UniqueViolation
@@ -37,6 +38,21 @@ _VERSION_COLUMNS = "org_id, id, workflow_id, version, created_by, created_at"
 _EXECUTION_SUMMARY = (
     "org_id, id, customer_id, workflow_id, version, dry_run, status, input, output, error, started_at, finished_at"
 )
+
+
+# What jsonb cannot hold: NUL and unpaired surrogates (JSON escapes allow both; Postgres refuses them).
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any) -> Any:
+    """``value`` (JSON data) with each character jsonb cannot hold replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _UNSTORABLE_TEXT.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    return value
 
 
 def _check(resource: str, field: str, value: str | None, allowed: tuple[str, ...]) -> None:
@@ -333,8 +349,13 @@ class Executions:
 
     def finish(self, org_id: str, execution_id: str, *, status: str, output: Any = None, error: Any = None,
                trace: list[Any] | None = None) -> dict[str, Any]:
-        """Record the outcome of a run: ``succeeded`` or ``failed``, its output or error, and its trace."""
+        """Record the outcome of a run: ``succeeded`` or ``failed``, its output or error, and its trace.
+
+        They hold what third-party APIs answered, so text jsonb cannot store (a NUL, an unpaired
+        surrogate) is replaced by U+FFFD rather than leave the run unrecorded.
+        """
         _check("execution", "status", status, EXECUTION_STATUSES[1:])
+        output, error, trace = _storable(output), _storable(error), _storable(trace)
         row = self.tx.execute(
             "UPDATE executions SET status = %s, output = %s, error = %s, trace = %s, finished_at = now()"
             " WHERE org_id = %s AND id = %s RETURNING *",

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from support.platform import Tenant, app_database, client, make_tenant, running_platform
 
 import store
-from support.platform import Tenant, app_database, client, make_tenant, running_platform
 from store.errors import OutsideTenantScope, ValueNotStorable
 from switchboard.bootstrap import DevCredentials
 
@@ -287,6 +287,31 @@ def test_other_database_errors_stay_server_errors(db: store.Database, acme: Tena
         tx.execute("DELETE FROM audit_log")  # the app role has no DELETE on the append-only log
     assert refused.value.sqlstate == "42501"
 
+
+
+def test_a_run_whose_third_party_data_postgres_cannot_store_is_still_recorded(db: store.Database) -> None:
+    # Outputs and traces hold what third-party APIs answered: a NUL or an unpaired surrogate
+    # escape there must not leave the execution "running" forever.
+    tenant = make_tenant(db, "Runs")
+    spec = {"id": "review-wf", "name": "Review", "steps": []}
+    with db.tenant(tenant.org_id) as tx:
+        workflow = store.Workflows(tx).create(tenant.org_id, spec)
+        started = store.Executions(tx).start(
+            tenant.org_id, customer_id=tenant.customers[0], workflow_id=workflow["id"], version=0, dry_run=True, input={}
+        )
+    with db.tenant(tenant.org_id) as tx:
+        finished = store.Executions(tx).finish(
+            tenant.org_id, started["id"], status="failed",
+            output={"name": "bad \x00 and \ud800", "k\udfff": ["\x00"]},
+            error={"message": "answered \ud83d"}, trace=[{"body": "\x00"}],
+        )
+    assert finished["status"] == "failed"
+    assert finished["output"] == {"name": "bad \ufffd and \ufffd", "k\ufffd": ["\ufffd"]}
+    assert finished["error"] == {"message": "answered \ufffd"} and finished["trace"] == [{"body": "\ufffd"}]
+    # A valid pair (an emoji) is kept.
+    with db.tenant(tenant.org_id) as tx:
+        kept = store.Executions(tx).finish(tenant.org_id, started["id"], status="succeeded", output={"e": "\U0001f600"})
+    assert kept["output"] == {"e": "\U0001f600"}
 
 # -- secrets in reprs ----------------------------------------------------------------------------
 
