@@ -7,7 +7,8 @@ Hierarchy::
 Mapping is keyed on attributes, not classes: any exception whose class has ``code`` (str) and
 ``http_status`` (int) becomes a problem response with that status, so ``StoreError``,
 ``EngineError`` and ``SwitchboardError`` subclasses map without api/ importing each one. A class
-may list extra attributes to expose in ``problem_fields`` (e.g. ``("pointer",)``), and an
+may list extra attributes to expose in ``problem_fields`` (e.g. ``("pointer",)``), may set
+``public_detail`` to answer with that text instead of its message (the log keeps the message), and an
 instance may define ``problem_headers() -> dict[str, str]`` for response headers such as
 ``Retry-After``. Any other
 exception becomes a generic 500 whose details stay in the log. Framework errors (unknown route,
@@ -81,7 +82,9 @@ def coded_error_response(exc: BaseException, instance: str | None = None) -> JSO
     extensions = jsonable_encoder({name: getattr(exc, name, None) for name in getattr(type(exc), "problem_fields", ())})
     hook = getattr(exc, "problem_headers", None)
     headers = hook() if callable(hook) else None
-    return problem_response(status, code, str(exc), instance=instance, headers=headers, **extensions)
+    # A class may keep its message (internal details) out of the response with ``public_detail``.
+    detail = getattr(type(exc), "public_detail", None) or str(exc)
+    return problem_response(status, code, detail, instance=instance, headers=headers, **extensions)
 
 
 def json_pointer(location: tuple[Any, ...] | list[Any]) -> str:

@@ -98,8 +98,14 @@ class Environments:
         return fetch_page(self.tx, "environment", "environments", query, {"created_at": "created_at", "slug": "slug"}, filters)
 
     def delete(self, org_id: str, ref: str) -> None:
-        """Delete an environment that no customer uses."""
+        """Delete an environment that no customer, deployment or secret uses (``Conflict`` otherwise:
+        deleting one must not take stored secrets with it)."""
         environment = self.get(org_id, ref)
+        secrets = self.tx.execute(
+            "SELECT count(*) AS n FROM secrets WHERE org_id = %s AND environment_id = %s", (org_id, environment["id"])
+        ).fetchone()["n"]
+        if secrets:
+            raise Conflict("environment", None, f"{ref!r} still has {secrets} secret(s); delete them first")
         try:
             self.tx.execute("DELETE FROM environments WHERE org_id = %s AND id = %s", (org_id, environment["id"]))
         except ForeignKeyViolation as exc:

@@ -62,6 +62,8 @@ class QueryFailed(StoreError):
 
     code = "query_failed"
     http_status = 500
+    # What a client is told: the database's own words (table and constraint names) stay in the log.
+    public_detail = "the database refused the request; the server log has the details"
 
     def __init__(self, sqlstate: str | None, reason: str) -> None:
         self.sqlstate = sqlstate

@@ -158,3 +158,26 @@ def test_the_docs_page_and_its_assets_are_served_locally(platform: str) -> None:
         document = http.get("/openapi.json").json()
     assert document["info"]["title"] == "Switchboard"
     assert "/v1/customers" in document["paths"]
+
+
+def test_a_database_failure_is_answered_without_the_databases_words() -> None:
+    from api import coded_error_response
+
+    response = coded_error_response(store.QueryFailed("42P01", 'relation "secret_table" does not exist'))
+    assert response is not None and response.status_code == 500
+    assert b"secret_table" not in response.body
+    assert b"query_failed" in response.body
+
+
+def test_an_environment_with_secrets_is_not_deleted(platform: str, db: store.Database) -> None:
+    tenant = make_tenant(db, "Envs")
+    with client(platform) as http:
+        created = http.post("/v1/environments", headers=tenant.headers(), json={"slug": "qa", "name": "QA"})
+        assert created.status_code == 201
+        secret = http.post("/v1/secrets", headers=tenant.headers(), json={"name": "TOKEN", "value": "s3cr3t-value", "environment": "qa"})
+        assert secret.status_code == 201, secret.text
+        refused = http.delete("/v1/environments/qa", headers=tenant.headers())
+        assert refused.status_code == 409 and "secret" in refused.json()["detail"]
+        assert http.get(f"/v1/secrets/{secret.json()['id']}", headers=tenant.headers()).status_code == 200
+        assert http.delete(f"/v1/secrets/{secret.json()['id']}", headers=tenant.headers()).status_code == 204
+        assert http.delete("/v1/environments/qa", headers=tenant.headers()).status_code == 204
