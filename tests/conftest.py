@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import store
+from support.platform import app_database, running_platform
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,3 +62,19 @@ def migrated_database_url(database_url: str) -> str:
     """``database_url`` with every migration applied."""
     store.migrate(database_url)
     return database_url
+
+
+@pytest.fixture(scope="module")
+def platform(migrated_database_url: str) -> Iterator[str]:
+    """The platform API served over real HTTP on 127.0.0.1 for one test module; yields its base URL.
+
+    Modules that need other settings (an OIDC issuer, a fake clock) define their own."""
+    with running_platform(migrated_database_url) as (url, _settings):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def db(migrated_database_url: str) -> Iterator[store.Database]:
+    """A pool as the app role, the one the API uses, for setting up tenants."""
+    with app_database(migrated_database_url) as database:
+        yield database

@@ -16,7 +16,7 @@ import pytest
 
 import store
 from support.oauth_server import OAuthTestServer
-from support.platform import Tenant, app_database, make_tenant, running_platform
+from support.platform import Tenant, make_tenant, running_platform
 from support.sandbox import running_sandbox
 
 WIDGETS_API = """
@@ -82,12 +82,6 @@ def provider() -> Iterator[OAuthTestServer]:
 def platform(migrated_database_url: str) -> Iterator[str]:
     with running_platform(migrated_database_url, egress_allow=["127.0.0.1"]) as (url, _settings):
         yield url
-
-
-@pytest.fixture(scope="module")
-def db(migrated_database_url: str) -> Iterator[store.Database]:
-    with app_database(migrated_database_url) as database:
-        yield database
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import store
-from support.platform import Tenant, app_database, client, make_tenant, running_platform
+from support.platform import Tenant, client, make_tenant, running_platform
 from support.sandbox import SPECS_DIR
 from support.servers import serve_app
 from switchboard import bootstrap
@@ -35,12 +35,6 @@ TINY = {
 def platform(migrated_database_url: str) -> Iterator[str]:
     with running_platform(migrated_database_url, egress_allow=["127.0.0.1"]) as (url, _settings):
         yield url
-
-
-@pytest.fixture(scope="module")
-def db(migrated_database_url: str) -> Iterator[store.Database]:
-    with app_database(migrated_database_url) as database:
-        yield database
 
 
 @pytest.fixture(scope="module")

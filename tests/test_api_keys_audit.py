@@ -10,19 +10,7 @@ import psycopg
 import pytest
 
 import store
-from support.platform import Tenant, app_database, client, make_tenant, running_platform
-
-
-@pytest.fixture(scope="module")
-def platform(migrated_database_url: str) -> Iterator[str]:
-    with running_platform(migrated_database_url) as (url, _settings):
-        yield url
-
-
-@pytest.fixture(scope="module")
-def db(migrated_database_url: str) -> Iterator[store.Database]:
-    with app_database(migrated_database_url) as database:
-        yield database
+from support.platform import Tenant, client, make_tenant
 
 
 @pytest.fixture(scope="module")

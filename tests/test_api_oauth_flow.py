@@ -21,7 +21,7 @@ import pytest
 import store
 from engine.http import EgressPolicy, HttpClient
 from support.oauth_server import OAuthTestServer
-from support.platform import Tenant, app_database, make_tenant, running_platform
+from support.platform import Tenant, make_tenant, running_platform
 from switchboard import credentials
 from switchboard.settings import Settings
 
@@ -68,12 +68,6 @@ def platform(migrated_database_url: str, provider: OAuthTestServer) -> Iterator[
         provider.add_client(CLIENT_ID, CLIENT_SECRET, redirect_uris=[f"{url}/v1/oauth/callback"],
                             grant_types=("authorization_code", "refresh_token"))
         yield url, settings
-
-
-@pytest.fixture(scope="module")
-def db(migrated_database_url: str) -> Iterator[store.Database]:
-    with app_database(migrated_database_url) as database:
-        yield database
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import store
-from support.platform import Tenant, app_database, client, make_tenant, running_platform
+from support.platform import Tenant, client, make_tenant, running_platform
 from switchboard import bootstrap
 
 START = datetime(2031, 3, 4, 10, 0, 30, tzinfo=UTC)
@@ -52,12 +52,6 @@ def clock() -> FakeClock:
 def platform(migrated_database_url: str, clock: FakeClock) -> Iterator[str]:
     with running_platform(migrated_database_url, clock=clock) as (url, _settings):
         yield url
-
-
-@pytest.fixture(scope="module")
-def db(migrated_database_url: str) -> Iterator[store.Database]:
-    with app_database(migrated_database_url) as database:
-        yield database
 
 
 @pytest.fixture

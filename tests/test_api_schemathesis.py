@@ -39,7 +39,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api._openapi import add_problem_responses
 from support.contract import CONTRACT_SEED, api_document, contract_config, unlimited_quotas, without_auth_parameters
-from support.platform import Tenant, app_database, make_tenant, running_platform
+from support.platform import Tenant, app_database, make_tenant
 
 # Per operation: with some 90 operations, each case costs about 0.1 s of generation, request and
 # validation, so 3 keeps the module near 20 s (5 took near 40 s). For hunting defects by hand:
@@ -64,12 +64,6 @@ DOCUMENT = api_document()
 schema = schemathesis.openapi.from_dict(
     without_auth_parameters(DOCUMENT), config=contract_config(max_examples=MAX_EXAMPLES, coverage=DEEP, seed=SEED)
 )
-
-
-@pytest.fixture(scope="module")
-def platform(migrated_database_url: str) -> Iterator[str]:
-    with running_platform(migrated_database_url) as (url, _settings):
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import store
-from support.platform import Tenant, app_database, make_tenant, running_platform
+from support.platform import Tenant, make_tenant, running_platform
 
 MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
 SECRET_VALUE = "hunter2-" + os.urandom(8).hex()
@@ -26,12 +26,6 @@ PLAINTEXTS = (SECRET_VALUE, NEW_SECRET_VALUE, CLIENT_SECRET, NEW_CLIENT_SECRET)
 def platform(migrated_database_url: str) -> Iterator[str]:
     with running_platform(migrated_database_url, master_key=MASTER_KEY) as (url, _settings):
         yield url
-
-
-@pytest.fixture(scope="module")
-def db(migrated_database_url: str) -> Iterator[store.Database]:
-    with app_database(migrated_database_url) as database:
-        yield database
 
 
 @pytest.fixture(scope="module")

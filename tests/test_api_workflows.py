@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import store
-from support.platform import Tenant, app_database, client, make_tenant, running_platform
+from support.platform import Tenant, client, make_tenant, running_platform
 from support.sandbox import running_sandbox
 from switchboard import bootstrap
 
@@ -43,12 +43,6 @@ WORKFLOW: dict[str, Any] = {
 def platform(migrated_database_url: str) -> Iterator[str]:
     with running_platform(migrated_database_url, egress_allow=["127.0.0.1"]) as (url, _settings):
         yield url
-
-
-@pytest.fixture(scope="module")
-def db(migrated_database_url: str) -> Iterator[store.Database]:
-    with app_database(migrated_database_url) as database:
-        yield database
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import store
-from support.platform import Tenant, app_database, client, make_tenant, running_platform
+from support.platform import Tenant, client, make_tenant
 
 TINY = {
     "id": "tiny",
@@ -19,18 +19,6 @@ TINY = {
     "actions": {"list_things": {"method": "GET", "path": "/things"}},
 }
 ECHO = {"id": "echo", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
-
-
-@pytest.fixture(scope="module")
-def platform(migrated_database_url: str) -> Iterator[str]:
-    with running_platform(migrated_database_url) as (url, _settings):
-        yield url
-
-
-@pytest.fixture(scope="module")
-def db(migrated_database_url: str) -> Iterator[store.Database]:
-    with app_database(migrated_database_url) as database:
-        yield database
 
 
 @pytest.fixture(scope="module")
