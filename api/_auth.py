@@ -29,6 +29,31 @@ ACCOUNT_HEADER = "x-fastn-account-id"
 TENANT_HEADER = "x-fastn-account-tenant-id"
 
 
+# What a key bound to one customer may ever do, whatever its role: read in that customer's scope,
+# connect its accounts and run. Organization-wide changes (settings, people, secrets, specs,
+# plans) and org-wide reads (people, secrets, settings) stay with unbound credentials, so a key
+# handed to an end customer's widget cannot reach beyond that customer.
+CUSTOMER_CEILING: dict[str, tuple[str, ...]] = {
+    "connectors": ("read",),
+    "customers": ("read",),
+    "connections": ("read", "write"),
+    "workflows": ("read", "execute"),
+    "tools": ("read", "execute"),
+    "agents": ("read", "execute"),
+    "billing": ("read",),
+    "audit": ("read",),
+    "keys": ("read",),
+}
+
+
+def customer_ceiling(permissions: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``permissions`` cut down to ``CUSTOMER_CEILING``."""
+    return {
+        area: [action for action in actions if action in CUSTOMER_CEILING.get(area, ())]
+        for area, actions in permissions.items()
+    }
+
+
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller: organization, actor, role and (optionally) the customer in scope."""
@@ -49,6 +74,10 @@ class Principal:
     def require(self, area: str, action: str) -> None:
         """Raise ``Forbidden`` unless the role grants ``action`` on ``area``."""
         if not self.can(area, action):
+            if self.bound_customer and action not in CUSTOMER_CEILING.get(area, ()):
+                raise Forbidden(
+                    f"{area}:{action}", f"a key bound to one customer may not use permission {area}:{action}"
+                )
             raise Forbidden(f"{area}:{action}", f"role {self.role_id!r} lacks permission {area}:{action}")
 
     def customer(self) -> str:
@@ -76,7 +105,7 @@ def _resolve(
             actor_type="api_key",
             actor_id=key["id"],
             role_id=role["id"],
-            permissions=role["permissions"],
+            permissions=customer_ceiling(role["permissions"]) if key["customer_id"] else role["permissions"],
             customer_id=customer_id,
             bound_customer=key["customer_id"] is not None,
             key_kind=key["kind"],

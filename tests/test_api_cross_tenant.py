@@ -26,6 +26,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+
+from api._auth import CUSTOMER_CEILING
 from support.platform import app_database, client, make_tenant, running_platform
 from support.sandbox import running_sandbox
 from support.seed import SeededTenant, seed_tenant
@@ -399,6 +401,13 @@ def test_lists_show_only_ones_own_rows(b_lists: list[Call], two: tuple[SeededTen
         assert not absent, f"B's own {parameter} {absent} is in none of B's lists"
 
 
+def _beyond_ceiling(permission: Any) -> bool:
+    if not isinstance(permission, str) or ":" not in permission:
+        return False
+    area, action = permission.split(":", 1)
+    return action not in CUSTOMER_CEILING.get(area, ())
+
+
 def test_a_key_bound_to_one_customer_reaches_no_other_customer(
     http: httpx.Client, two: tuple[SeededTenant, SeededTenant], operations: list[Operation], document: dict[str, Any],
     attack: Attack,
@@ -418,6 +427,8 @@ def test_a_key_bound_to_one_customer_reaches_no_other_customer(
             for who, headers in (("bound key", a.tenant.headers(key=key)), ("bound key naming its customer", a.tenant.headers(first, key=key))):
                 made = call(http, who, headers, operation, values, body=body)
                 walked += 1
+                if made.status == 403 and _beyond_ceiling((made.body or {}).get("permission")):
+                    continue  # refused before any lookup: the key may never do this, for any customer
                 if made.status != 404:
                     problems.append(f"{made}: expected 404")
         if not is_list(operation):

@@ -168,3 +168,26 @@ def test_an_environment_with_secrets_is_not_deleted(platform: str, db: store.Dat
         assert http.get(f"/v1/secrets/{secret.json()['id']}", headers=tenant.headers()).status_code == 200
         assert http.delete(f"/v1/secrets/{secret.json()['id']}", headers=tenant.headers()).status_code == 204
         assert http.delete("/v1/environments/qa", headers=tenant.headers()).status_code == 204
+
+
+def test_a_key_bound_to_a_customer_never_changes_the_organization(platform: str, db: store.Database) -> None:
+    tenant = make_tenant(db, "Ceiling")
+    with client(platform) as http:
+        issued = http.post(
+            "/v1/api-keys", headers=tenant.headers(), json={"name": "widget", "role": "owner", "customer": tenant.customers[0]}
+        )
+        assert issued.status_code == 201, issued.text
+        bound = tenant.headers(key=issued.json()["key"])
+        for method, path, body in (
+            ("PATCH", "/v1/organization", {"name": "Taken over"}),
+            ("POST", "/v1/secrets", {"name": "X", "value": "v", "environment": "dev"}),
+            ("POST", "/v1/users", {"email": "eve@example.com", "role": "owner"}),
+            ("PATCH", "/v1/billing", {"plan": "pro"}),
+        ):
+            refused = http.request(method, path, headers=bound, json=body)
+            assert refused.status_code == 403, (path, refused.text)
+            assert "bound to one customer" in refused.json()["detail"]
+        assert http.get("/v1/users", headers=bound).status_code == 403  # the organization's people stay private
+        own = http.get("/v1/customers", headers=bound).json()["items"]
+        assert [c["id"] for c in own] == [tenant.customers[0]]
+        assert http.get("/v1/organization", headers=tenant.headers()).json()["name"] == "Ceiling"
