@@ -52,6 +52,8 @@ from store._workflows import (
 from store._migrations import MIGRATIONS, Migration, current_version, latest_version, migrate
 from store._server import EmbeddedPostgres, resolve_conninfo, start_embedded
 from store.errors import (
+    OutsideTenantScope,
+    ValueNotStorable,
     ConnectionAuthInvalid,
     ConnectionNeedsReconnect,
     OAuthAppMissing,
@@ -153,10 +155,12 @@ __all__ = [
     "InvalidInput",
     "ListQuery",
     "NotFound",
+    "OutsideTenantScope",
     "OAuthApps",
     "Organizations",
     "Page",
     "ResourceError",
+    "ValueNotStorable",
     "Roles",
     "Secrets",
     "Tx",
