@@ -149,14 +149,23 @@ def _tenant(tx: Any, org_id: str, requested: str | None, bound: str | None) -> s
     if bound is not None:
         if requested and requested != bound:
             raise Forbidden(None, f"this key is limited to one customer; {TENANT_HEADER} names another")
+        _active(store.Customers(tx).get(org_id, bound))
         return bound
     if requested:
         try:
-            store.Customers(tx).get(org_id, requested)
+            customer = store.Customers(tx).get(org_id, requested)
         except store.NotFound:
             raise BadHeader(TENANT_HEADER, f"customer {requested!r} does not exist in this account") from None
+        _active(customer)
         return requested
     return None
+
+
+def _active(customer: dict[str, Any]) -> None:
+    # A suspended customer's widget and runs stop; the organization still manages (and can
+    # reactivate) it through the customer routes, which name no tenant.
+    if customer["status"] == "suspended":
+        raise Forbidden(None, f"customer {customer['id']!r} is suspended")
 
 
 async def authenticate(

@@ -191,3 +191,20 @@ def test_a_key_bound_to_a_customer_never_changes_the_organization(platform: str,
         own = http.get("/v1/customers", headers=bound).json()["items"]
         assert [c["id"] for c in own] == [tenant.customers[0]]
         assert http.get("/v1/organization", headers=tenant.headers()).json()["name"] == "Ceiling"
+
+
+def test_a_suspended_customer_is_refused_until_reactivated(platform: str, db: store.Database) -> None:
+    tenant = make_tenant(db, "Suspend")
+    customer = tenant.customers[0]
+    with client(platform) as http:
+        issued = http.post("/v1/api-keys", headers=tenant.headers(), json={"name": "w", "customer": customer})
+        bound = tenant.headers(key=issued.json()["key"])
+        assert http.get("/v1/connections", headers=bound).status_code == 200
+        assert http.patch(f"/v1/customers/{customer}", headers=tenant.headers(), json={"status": "suspended"}).status_code == 200
+        for headers in (bound, tenant.headers(customer)):
+            refused = http.get("/v1/connections", headers=headers)
+            assert refused.status_code == 403 and "suspended" in refused.json()["detail"]
+        # The other customer is unaffected; the organization reactivates.
+        assert http.get("/v1/connections", headers=tenant.headers(tenant.customers[1])).status_code == 200
+        assert http.patch(f"/v1/customers/{customer}", headers=tenant.headers(), json={"status": "active"}).status_code == 200
+        assert http.get("/v1/connections", headers=bound).status_code == 200
