@@ -76,7 +76,7 @@ class Principal:
         if not self.can(area, action):
             if self.bound_customer and action not in CUSTOMER_CEILING.get(area, ()):
                 raise Forbidden(
-                    f"{area}:{action}", f"a key bound to one customer may not use permission {area}:{action}"
+                    f"{area}:{action}", f"credentials bound to one customer may not use permission {area}:{action}"
                 )
             raise Forbidden(f"{area}:{action}", f"role {self.role_id!r} lacks permission {area}:{action}")
 
@@ -133,14 +133,17 @@ def _resolve(
             if user is None or user["status"] == "disabled":
                 raise Unauthenticated("this identity is not an active user of the account")
             role = store.Roles(tx).get(org_id, user["role_id"])
-            customer_id = _tenant(tx, org_id, tenant_id, None)
+            # An end customer's own user is bound to that customer exactly like a key issued for it.
+            bound = user.get("customer_id")
+            customer_id = _tenant(tx, org_id, tenant_id, bound)
         return Principal(
             org_id=org_id,
             actor_type="user",
             actor_id=user["id"],
             role_id=role["id"],
-            permissions=role["permissions"],
+            permissions=customer_ceiling(role["permissions"]) if bound else role["permissions"],
             customer_id=customer_id,
+            bound_customer=bound is not None,
         )
     raise Unauthenticated(f"send {ACCESS_KEY_HEADER} and {ACCOUNT_HEADER}, or Authorization: Bearer <token>")
 
@@ -148,7 +151,7 @@ def _resolve(
 def _tenant(tx: Any, org_id: str, requested: str | None, bound: str | None) -> str | None:
     if bound is not None:
         if requested and requested != bound:
-            raise Forbidden(None, f"this key is limited to one customer; {TENANT_HEADER} names another")
+            raise Forbidden(None, f"these credentials are limited to one customer; {TENANT_HEADER} names another")
         _active(store.Customers(tx).get(org_id, bound))
         return bound
     if requested:

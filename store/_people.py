@@ -17,6 +17,7 @@ from store.errors import Conflict, InvalidInput, NotFound
 AREAS = AREAS_V1
 ACTIONS = ACTIONS_V1
 USER_STATUSES = ("invited", "active", "disabled")
+END_USER_ROLE = "end_user"
 # The actions each area has: read and write everywhere; publish where there is something to
 # publish; execute where something runs. The owner's matrix is exactly this.
 AREA_ACTIONS: dict[str, tuple[str, ...]] = {area: ("read", "write") for area in AREAS} | {
@@ -170,10 +171,28 @@ class Users:
     def __init__(self, tx: Any) -> None:
         self.tx = tx
 
-    def invite(self, org_id: str, email: str, role_id: str, name: str = "", *, status: str = "invited") -> dict[str, Any]:
+    def invite(
+        self,
+        org_id: str,
+        email: str,
+        role_id: str,
+        name: str = "",
+        *,
+        status: str = "invited",
+        customer_id: str | None = None,
+    ) -> dict[str, Any]:
         """Invite ``email`` with role ``role_id``. Refuses (``InvalidInput``, field ``email``) an
         address outside the organization's ``email_domains`` when that list is not empty;
-        ``NotFound`` for an unknown role; ``Conflict`` when the email is already a user."""
+        ``NotFound`` for an unknown role or customer; ``Conflict`` when the email is already a user.
+
+        ``customer_id`` makes the user one end customer's own (the End User role requires one):
+        such a user acts only for that customer, like a key bound to it."""
+        if role_id == END_USER_ROLE and customer_id is None:
+            raise InvalidInput("user", "customer", "an End User belongs to one customer: name it")
+        if customer_id is not None:
+            from store._orgs import Customers
+
+            Customers(self.tx).get(org_id, customer_id)
         if "@" not in email or len(email) > 320:
             raise InvalidInput("user", "email", "is not an email address")
         org = self.tx.execute("SELECT email_domains FROM organizations WHERE id = %s", (org_id,)).fetchone()
@@ -186,8 +205,9 @@ class Users:
         Roles(self.tx).get(org_id, role_id)
         try:
             return self.tx.execute(
-                "INSERT INTO users (org_id, id, email, name, role_id, status) VALUES (%s, %s, %s, %s, %s, %s) RETURNING *",
-                (org_id, new_id("usr"), email, name, role_id, status),
+                "INSERT INTO users (org_id, id, email, name, role_id, status, customer_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                (org_id, new_id("usr"), email, name, role_id, status, customer_id),
             ).fetchone()
         except UniqueViolation as exc:
             raise taken("user", "email", email) from exc
@@ -251,6 +271,8 @@ class Users:
             raise InvalidInput("user", sorted(unknown)[0], "cannot be changed")
         if "role_id" in changes:
             Roles(self.tx).get(org_id, changes["role_id"])
+            if changes["role_id"] == END_USER_ROLE and self.get(org_id, user_id)["customer_id"] is None:
+                raise InvalidInput("user", "role", "an End User belongs to one customer; invite them with one")
         if "status" in changes and changes["status"] not in USER_STATUSES:
             raise InvalidInput("user", "status", f"must be one of {', '.join(USER_STATUSES)}")
         if not changes:

@@ -80,10 +80,13 @@ CREATE TABLE users (
     role_id      text NOT NULL,
     status       text NOT NULL DEFAULT 'invited' CHECK (status IN ('invited', 'active', 'disabled')),
     oidc_subject text,
+    -- An end customer's own user (End User role, signing in to the widget) belongs to it.
+    customer_id  text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     last_seen_at timestamptz,
-    PRIMARY KEY (org_id, id)
+    PRIMARY KEY (org_id, id),
+    FOREIGN KEY (org_id, customer_id) REFERENCES customers(org_id, id) ON DELETE CASCADE
 );
 CREATE UNIQUE INDEX users_email ON users (org_id, lower(email));
 CREATE UNIQUE INDEX users_subject ON users (org_id, oidc_subject) WHERE oidc_subject IS NOT NULL;

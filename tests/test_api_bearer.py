@@ -103,3 +103,26 @@ def test_a_disabled_user_is_refused(platform: str, issuer: OidcTestIssuer, tenan
     token = issuer.issue("sub-dee", org_id=acme.org_id, email="dee@acme.test", extra={"email_verified": True})
     with client(platform) as http:
         assert http.get("/v1/customers", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_an_end_user_acts_only_for_their_own_customer(platform: str, issuer: OidcTestIssuer, tenants) -> None:
+    acme, _, db = tenants
+    mine, other = acme.customers
+    with client(platform) as http:
+        owner = acme.headers()
+        unbound = http.post("/v1/users", headers=owner, json={"email": "eu@acme.test", "role": "end_user"})
+        assert unbound.status_code == 422 and unbound.json()["field"] == "customer"
+        invited = http.post(
+            "/v1/users", headers=owner, json={"email": "eu@acme.test", "role": "end_user", "customer": mine}
+        )
+        assert invited.status_code == 201 and invited.json()["customer_id"] == mine
+        token = issuer.issue("sub-eu", org_id=acme.org_id, email="eu@acme.test", extra={"email_verified": True})
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert [c["id"] for c in http.get("/v1/customers", headers=bearer).json()["items"]] == [mine]
+        refused = http.get("/v1/connections", headers=bearer | {"x-fastn-account-tenant-id": other})
+        assert refused.status_code == 403
+        assert http.get(f"/v1/customers/{other}", headers=bearer).status_code == 404
+        # An existing console user cannot be turned into an End User without a customer.
+        viewer = http.post("/v1/users", headers=owner, json={"email": "v2@acme.test", "role": "viewer"}).json()
+        demoted = http.patch(f"/v1/users/{viewer['id']}", headers=owner, json={"role": "end_user"})
+        assert demoted.status_code == 422 and demoted.json()["field"] == "role"

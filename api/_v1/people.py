@@ -46,6 +46,7 @@ class UserOut(BaseModel):
     name: str
     role_id: str
     status: Literal["invited", "active", "disabled"]
+    customer_id: str | None = Field(None, description="The end customer this user belongs to (End Users).")
     sso_linked: bool = Field(description="Whether the user has signed in through the identity provider.")
     created_at: datetime
     updated_at: datetime
@@ -59,6 +60,9 @@ class UserIn(BaseModel):
     email: str = Field(max_length=320, pattern=_EMAIL)
     role: str = Field("viewer", min_length=1, max_length=64, description="Role id (system or custom).")
     name: str = Field("", max_length=200)
+    customer: str | None = Field(
+        None, min_length=1, max_length=128, description="Make the user one end customer's own (required for end_user)."
+    )
 
 
 class UserPatch(BaseModel):
@@ -142,7 +146,9 @@ def invite_user(body: UserIn, db: Db, principal: Annotated[Principal, require("p
     only addresses in them may be invited (422 naming ``email``)."""
     with tenant_tx(db, principal) as tx:
         ensure_grantable(principal, _role_permissions(tx, principal, body.role), f"role {body.role!r}")
-        return _user(store.Users(tx).invite(principal.org_id, body.email, body.role, body.name))
+        return _user(
+            store.Users(tx).invite(principal.org_id, body.email, body.role, body.name, customer_id=body.customer)
+        )
 
 
 @router.get("/users/{user_id}", name="user.get", response_model=UserOut)
