@@ -16,7 +16,7 @@ from psycopg.errors import ForeignKeyViolation, UniqueViolation
 from psycopg.types.json import Jsonb
 
 from store._ids import new_id
-from store._orgs import _escape_like, taken
+from store._orgs import taken
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import Conflict, InvalidInput, NotFound
 
@@ -93,7 +93,7 @@ class Connectors:
                 raise InvalidInput("connector", "status", f"must be one of {', '.join(CONNECTOR_STATUSES)}")
             filters.add("c.status = %(status)s", status=status)
         if search:
-            filters.add("(c.key ILIKE %(q)s OR c.name ILIKE %(q)s)", q=f"%{_escape_like(search)}%")
+            filters.add_search(search, "c.key", "c.name")
         sortable = {"created_at": "c.created_at", "key": "c.key", "name": "c.name"}
         return fetch_page(self.tx, "connector", "connectors c", query, sortable, filters, id_column="c.id", columns=_SUMMARY)
 

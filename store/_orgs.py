@@ -180,7 +180,7 @@ class Customers:
         if status:
             filters.add("status = %(status)s", status=status)
         if search:
-            filters.add("(name ILIKE %(search)s OR id ILIKE %(search)s)", search=f"%{_escape_like(search)}%")
+            filters.add_search(search, "name", "id")
         sortable = {"created_at": "created_at", "name": "name", "id": "id"}
         return fetch_page(self.tx, "customer", "customers", query, sortable, filters)
 
@@ -212,7 +212,3 @@ class Customers:
         ).fetchone()
         if deleted is None:
             raise NotFound("customer", customer_id)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -52,6 +52,12 @@ class Filters:
         self.conditions.append(condition)
         self.params.update(params)
 
+    def add_search(self, text: str, *columns: str) -> None:
+        """Match rows where any of ``columns`` contains ``text`` (case-insensitive); ``%`` and
+        ``_`` in ``text`` are literal, not wildcards."""
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        self.add("(" + " OR ".join(f"{column} ILIKE %(_search)s" for column in columns) + ")", _search=f"%{escaped}%")
+
     def where(self) -> str:
         return " AND ".join(self.conditions) if self.conditions else "true"
 

@@ -7,7 +7,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from store._ids import new_id
-from store._orgs import _escape_like, taken
+from store._orgs import taken
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store._schema import ACTIONS_V1, AREAS_V1, SYSTEM_ROLES_V1
 from psycopg.errors import UniqueViolation
@@ -255,7 +255,7 @@ class Users:
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
         if search:
-            filters.add("(email ILIKE %(search)s OR name ILIKE %(search)s)", search=f"%{_escape_like(search)}%")
+            filters.add_search(search, "email", "name")
         if role_id:
             filters.add("role_id = %(role)s", role=role_id)
         if status:

@@ -14,7 +14,7 @@ from typing import Any
 from psycopg.errors import UniqueViolation
 
 from store._ids import new_id
-from store._orgs import Environments, _escape_like, taken
+from store._orgs import Environments, taken
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import InvalidInput, NotFound
 
@@ -108,7 +108,7 @@ class Secrets:
             env = Environments(self.tx).get(org_id, environment)
             filters.add("environment_id = %(env)s", env=env["id"])
         if search:
-            filters.add("name ILIKE %(search)s", search=f"%{_escape_like(search)}%")
+            filters.add_search(search, "name")
         sortable = {"created_at": "created_at", "updated_at": "updated_at", "name": "name"}
         return fetch_page(self.tx, "secret", "secrets", query, sortable, filters, columns=_PUBLIC_COLUMNS)
 

@@ -19,7 +19,7 @@ from psycopg.errors import ForeignKeyViolation, UniqueViolation
 from psycopg.types.json import Jsonb
 
 from store._ids import new_id
-from store._orgs import Environments, _escape_like, taken
+from store._orgs import Environments, taken
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import Conflict, InvalidInput, NotFound
 
@@ -117,7 +117,7 @@ class Workflows:
         if type:
             filters.add("w.type = %(type)s", type=type)
         if search:
-            filters.add("(w.key ILIKE %(q)s OR w.name ILIKE %(q)s)", q=f"%{_escape_like(search)}%")
+            filters.add_search(search, "w.key", "w.name")
         sortable = {"created_at": "w.created_at", "updated_at": "w.updated_at", "key": "w.key", "name": "w.name"}
         return fetch_page(self.tx, "workflow", "workflows w", query, sortable, filters, id_column="w.id", columns=_SUMMARY)
 

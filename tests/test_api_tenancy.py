@@ -208,3 +208,14 @@ def test_a_suspended_customer_is_refused_until_reactivated(platform: str, db: st
         assert http.get("/v1/connections", headers=tenant.headers(tenant.customers[1])).status_code == 200
         assert http.patch(f"/v1/customers/{customer}", headers=tenant.headers(), json={"status": "active"}).status_code == 200
         assert http.get("/v1/connections", headers=bound).status_code == 200
+
+
+def test_search_treats_wildcards_literally(platform: str, db: store.Database) -> None:
+    tenant = make_tenant(db, "Search", customers=0)
+    with client(platform) as http:
+        for name in ("100% Cotton", "Plain_Name", "Plainly"):
+            assert http.post("/v1/customers", headers=tenant.headers(), json={"name": name}).status_code == 201
+        found = lambda q: sorted(c["name"] for c in http.get("/v1/customers", headers=tenant.headers(), params={"q": q}).json()["items"])  # noqa: E731
+        assert found("%") == ["100% Cotton"]
+        assert found("n_n") == ["Plain_Name"]
+        assert found("PLAIN") == ["Plain_Name", "Plainly"]
