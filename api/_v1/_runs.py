@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fastapi import Request
 
 import store
 from api._auth import Principal
@@ -81,11 +80,6 @@ class RunOutcome:
     output: Any
     error: dict[str, Any] | None
     trace: list[dict[str, Any]]
-
-
-def shared_http(request: Request) -> Any:
-    """The process's guarded HTTP client, opened and closed by the app's lifespan."""
-    return request.app.state.http
 
 
 def secrets_for(tx: store.Tx, org_id: str, environment_id: str, encryptor: Any) -> dict[str, str]:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import store
 from api._auth import Principal, require
-from api._deps import Clock, Db, Encryptor
+from api._deps import Clock, Db, Encryptor, Http
 from api._lists import ListParams, PageOut, page_out
 from api._quota import charge_event
 from api._v1 import _runs
@@ -476,6 +476,7 @@ async def run_workflow(
     db: Db,
     encryptor: Encryptor,
     clock: Clock,
+    http: Http,
     principal: Annotated[Principal, require("workflows", "execute")],
 ) -> Any:
     """Run a workflow now, inline, for the customer named by ``x-fastn-account-tenant-id``.
@@ -488,7 +489,6 @@ async def run_workflow(
     trace. Answers 201 with the execution, whether the run succeeded or failed.
     """
     customer_id = principal.customer()
-    http = _runs.shared_http(request)
 
     def start(run: _runs.RunPlan) -> dict[str, Any]:
         with tenant_tx(db, principal) as tx:
