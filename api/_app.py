@@ -3,66 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import anyio.to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-import store
 from api import _health, _openapi, _quota, _v1
-from api._oidc import OidcVerifier
 from api.errors import install_error_handlers
-from switchboard.engine_runtime import build_http_client
-from switchboard.platform_db import app_database_url
-from switchboard.settings import Settings, get_settings
+from runtime import Config, Platform
 
 API_VERSION = "0.1.0"
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+PlatformOpener = Callable[[], AbstractAsyncContextManager[Platform]]
 
 
-def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
-    """Build the API for ``settings`` (default: ``get_settings()``).
+def create_app(open_platform: PlatformOpener, config: Config | None = None) -> FastAPI:
+    """Build the API over the platform ``open_platform()`` yields while the app runs.
 
-    On startup the app uses ``settings.database_url`` or, when it is None, starts (or joins) the
-    embedded Postgres under ``settings.pg_data_dir``, opens a pool as the app role, loads the
-    master keyring, and stops what it started on shutdown. It does not migrate: that is
-    ``switchboard db migrate`` or ``switchboard run``. ``clock`` replaces the wall clock (quotas).
+    The process shell (``switchboard.app.create_app``) passes an opener that starts or joins the
+    database, loads the keyring and opens the HTTP client; tests may pass their own. Nothing is
+    opened before the app starts, so the OpenAPI document can be built without a database.
+    ``config`` is what the routes read of the settings (it must match the platform's).
     """
-    settings = settings or get_settings()
+    config = config or Config()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        conninfo, embedded = await anyio.to_thread.run_sync(
-            lambda: store.resolve_conninfo(settings.database_url, settings.pg_data_dir)
-        )
-        app.state.conninfo = conninfo
-        keyring = await anyio.to_thread.run_sync(
-            lambda: store.MasterKeyring.from_settings(
-                settings.master_key, settings.master_key_path, production=settings.mode == "production"
-            )
-        )
-        app.state.encryptor = store.Encryptor(keyring)
-        # min_size=0: the pool connects on first use, so /health answers (503, "run db migrate")
-        # on a database the app role cannot use yet.
-        app.state.db = store.Database.open(app_database_url(settings, conninfo), min_size=0)
-        app.state.oidc = OidcVerifier.from_settings(settings)
-        # One guarded outbound client for the process: connection tests, OAuth and runs share
-        # its connection pool (a client per request costs ~18 ms).
-        app.state.http = build_http_client(settings)
-        try:
+        async with open_platform() as platform:
+            app.state.platform = platform
+            app.state.config = platform.config
+            # The route class audits through the pool directly.
+            app.state.db = platform.db
             yield
-        finally:
-            await app.state.http.aclose()
-            app.state.db.close()
-            if app.state.oidc is not None:
-                app.state.oidc.close()
-            if embedded is not None:
-                await anyio.to_thread.run_sync(embedded.stop)
 
     # FastAPIOffline serves the Swagger UI and ReDoc assets from the package instead of a CDN,
     # so /docs works on a machine without internet.
@@ -72,8 +44,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         summary="Open integration platform: agents build integrations, a deterministic engine runs them.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.clock = clock or _now
+    app.state.config = config
     install_error_handlers(app)
     _quota.install(app)
     app.include_router(_health.router)

@@ -1,12 +1,10 @@
-"""Quota enforcement at the API edge.
+"""Quota enforcement at the API edge, over runtime's :class:`~runtime.Quotas`.
 
 * ``charge_api_call(request, principal)``: called by ``api._auth.authenticate`` (through
   ``app.state.charge_api_call``, set by ``install``) for every request that names a customer;
   counts one API call for that customer, or raises ``store.QuotaExceeded`` (HTTP 429, with
   ``Retry-After``) without counting when a hard limit is reached.
-* ``charge_event(request, principal, customer_id)``: called by whatever starts a workflow run
-  (run now, webhooks, schedules) before it starts; counts one event or raises ``QuotaExceeded``.
-* ``charge(db, org_id, customer_id, kind, now)``: the same without a request (schedulers, workers).
+* ``note_warnings(request, warnings)``: what a route that charged an event (a run) reports.
 
 Warn-mode limits let the request through; the dimensions over their limit are kept in
 ``request.state.quota_warnings`` and ``QuotaWarningMiddleware`` reports them in the
@@ -15,31 +13,23 @@ Warn-mode limits let the request through; the dimensions over their limit are ke
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
 
 from fastapi import FastAPI, Request
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import store
-from api._auth import Principal
-from api.errors import Forbidden
+from api._deps import get_platform
+from runtime import Principal
 
 WARNING_HEADER = "X-Quota-Warning"
 _STATE_KEY = "quota_warnings"
 
 
-def charge(db: store.Database, org_id: str, customer_id: str, kind: str, now: datetime) -> store.Charge:
-    """Count one ``kind`` (``api_calls`` or ``events``) for ``customer_id`` of ``org_id`` at ``now``,
-    in its own transaction. Raises ``store.QuotaExceeded`` (nothing counted) at a hard limit and
-    ``store.NotFound`` for an unknown customer."""
-    return store.charge_quota(db, org_id, customer_id, kind, now)
-
-
-def _note_warnings(request: Request, result: store.Charge) -> None:
-    if result.warnings:
-        noted = getattr(request.state, _STATE_KEY, None) or []
-        request.state.quota_warnings = noted + [w for w in result.warnings if w not in noted]
+def note_warnings(request: Request, warnings: Iterable[str]) -> None:
+    """Keep warn-mode dimensions for the ``X-Quota-Warning`` header of this request's response."""
+    noted = getattr(request.state, _STATE_KEY, None) or []
+    request.state.quota_warnings = noted + [w for w in warnings if w not in noted]
 
 
 def charge_api_call(request: Request, principal: Principal) -> None:
@@ -48,23 +38,9 @@ def charge_api_call(request: Request, principal: Principal) -> None:
     Blocking (runs SQL): call it from a worker thread. Raises ``store.QuotaExceeded`` when a hard
     limit refuses the call.
     """
-    if not principal.customer_id:
-        return
-    result = charge(request.app.state.db, principal.org_id, principal.customer_id, "api_calls", request.app.state.clock())
-    _note_warnings(request, result)
-
-
-def charge_event(request: Request, principal: Principal, customer_id: str) -> None:
-    """Count one event (a workflow run about to start) for ``customer_id``.
-
-    Blocking (runs SQL). Raises ``store.QuotaExceeded`` at a hard limit (the run must not start),
-    ``store.NotFound`` for a customer not in the caller's organization, and ``Forbidden`` when the
-    caller's key is limited to another customer.
-    """
-    if principal.bound_customer and principal.customer_id != customer_id:
-        raise Forbidden(None, "this key is limited to one customer and cannot run workflows for another")
-    result = charge(request.app.state.db, principal.org_id, customer_id, "events", request.app.state.clock())
-    _note_warnings(request, result)
+    result = get_platform(request).quotas.charge_api_call(principal)
+    if result is not None and result.warnings:
+        note_warnings(request, result.warnings)
 
 
 class QuotaWarningMiddleware:

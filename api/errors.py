@@ -2,11 +2,18 @@
 
 Hierarchy::
 
-    ApiError        root of errors raised by api/ itself; code "api_error", HTTP 500
+    ApiError                         root of errors raised by api/ itself; code "api_error", HTTP 500
+     +-- InvalidToken                a bearer JWT is refused (401)
+     +-- IdentityProviderUnavailable the OIDC issuer's keys cannot be fetched (503)
+     +-- OidcConfigInvalid           the configured issuer or JWKS URL cannot be used (500)
+     +-- OpenAPIImportRefused        an OpenAPI document cannot be imported (422)
 
+Access and run errors (``Unauthenticated``, ``Forbidden``, ``BadHeader``, ``SpecInvalid``,
+``RunRefused``) are ``runtime.errors``'; the engine's and the store's are their own packages'.
 Mapping is keyed on attributes, not classes: any exception whose class has ``code`` (str) and
-``http_status`` (int) becomes a problem response with that status, so ``StoreError``,
-``EngineError`` and ``SwitchboardError`` subclasses map without api/ importing each one. A class
+``http_status`` (int) becomes a problem response with that status (an instance's own
+``http_status`` wins, as ``StepFailed`` sets its cause's), so ``StoreError``, ``EngineError``,
+``ServiceError`` and ``SwitchboardError`` subclasses map without api/ importing each one. A class
 may list extra attributes to expose in ``problem_fields`` (e.g. ``("pointer",)``), may set
 ``public_detail`` to answer with that text instead of its message (the log keeps the message), and an
 instance may define ``problem_headers() -> dict[str, str]`` for response headers such as
@@ -76,6 +83,9 @@ def coded_error_response(exc: BaseException, instance: str | None = None) -> JSO
     status = getattr(type(exc), "http_status", None)
     if not isinstance(code, str) or not isinstance(status, int):
         return None
+    # An instance may set its own status (``StepFailed`` takes its cause's).
+    own = getattr(exc, "http_status", status)
+    status = own if isinstance(own, int) else status
     if not 400 <= status <= 599:
         status = 500
     # jsonable_encoder: fields may be datetimes (a quota's reset time) and become ISO 8601 text.
@@ -215,77 +225,12 @@ class OidcConfigInvalid(ApiError, ValueError):
 # --- end OIDC ---
 
 
-# --- authentication and permissions (api/_auth.py) ---
 
-
-class Unauthenticated(ApiError):
-    """The request carries no usable credentials; ``reason`` says what was missing or wrong."""
-
-    code = "unauthenticated"
-    http_status = 401
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-    def problem_headers(self) -> dict[str, str]:
-        # A 401 must name how to authenticate (RFC 9110 section 15.5.2): the API key headers,
-        # or a console user's bearer token.
-        return {"WWW-Authenticate": 'Bearer realm="switchboard"'}
-
-
-class Forbidden(ApiError, PermissionError):
-    """The caller's role lacks ``permission`` (``area:action``), or the resource is outside its scope."""
-
-    code = "forbidden"
-    http_status = 403
-    problem_fields = ("permission",)
-
-    def __init__(self, permission: str | None, reason: str) -> None:
-        self.permission = permission
-        self.reason = reason
-        super().__init__(reason)
-
-
-class BadHeader(ApiError, ValueError):
-    """Header ``header`` is malformed or contradicts the credentials."""
-
-    code = "bad_header"
-    http_status = 400
-    problem_fields = ("header",)
-
-    def __init__(self, header: str, reason: str) -> None:
-        self.header = header
-        self.reason = reason
-        super().__init__(f"header {header}: {reason}")
-
-
-# --- end authentication ---
 
 
 # --- connectors and workflows (api/_v1/connectors.py, api/_v1/workflows.py) ---
 # ApiError
-#  +-- SpecInvalid            a connector or workflow spec is refused (422); ``errors`` lists each JSON pointer
 #  +-- OpenAPIImportRefused   an OpenAPI document cannot be imported (422); ``pointer`` into the document
-#  +-- RunInputInvalid        a run's input does not match the workflow's input schema (422)
-#  +-- RunRefused             a run cannot start: no usable version, connector or connection (409)
-class SpecInvalid(ApiError, ValueError):
-    """A ``kind`` spec (connector, workflow) is refused. ``errors`` are ``{"pointer", "reason"}``
-    with RFC 6901 pointers into the spec document; ``pointer`` is the first of them."""
-
-    code = "spec_invalid"
-    http_status = 422
-    problem_fields = ("kind", "pointer", "errors")
-
-    def __init__(self, kind: str, errors: list[dict[str, str]]) -> None:
-        self.kind = kind
-        self.errors = errors
-        self.pointer = errors[0]["pointer"] if errors else ""
-        shown = "; ".join(f"{e['pointer'] or '/'}: {e['reason']}" for e in errors[:20])
-        more = f" (+{len(errors) - 20} more)" if len(errors) > 20 else ""
-        super().__init__(f"invalid {kind} spec: {shown}{more}")
-
-
 class OpenAPIImportRefused(ApiError, ValueError):
     """The OpenAPI document cannot be imported: ``reason``, at ``pointer`` in the document ("" for all of it)."""
 
@@ -298,36 +243,6 @@ class OpenAPIImportRefused(ApiError, ValueError):
         self.reason = reason
         at = f" at {pointer}" if pointer else ""
         super().__init__(f"cannot import the OpenAPI document{at}: {reason}")
-
-
-class RunInputInvalid(ApiError, ValueError):
-    """A run's input does not match the workflow's input schema; ``errors`` are ``{"pointer", "reason"}``
-    with pointers into the input."""
-
-    code = "workflow_input_invalid"
-    http_status = 422
-    problem_fields = ("errors",)
-
-    def __init__(self, workflow: str, errors: list[dict[str, str]]) -> None:
-        self.workflow = workflow
-        self.errors = errors
-        shown = "; ".join(f"{e['pointer'] or '/'}: {e['reason']}" for e in errors[:20])
-        super().__init__(f"invalid input for workflow {workflow!r}: {shown}")
-
-
-class RunRefused(ApiError):
-    """A workflow run cannot start for ``reason``; ``field`` names what is missing (``version``,
-    ``connector``, ``connection``) and ``connector`` the connector concerned, when one is."""
-
-    code = "run_refused"
-    http_status = 409
-    problem_fields = ("field", "connector")
-
-    def __init__(self, field: str, reason: str, connector: str | None = None) -> None:
-        self.field = field
-        self.reason = reason
-        self.connector = connector
-        super().__init__(reason)
 
 
 # --- end connectors and workflows ---

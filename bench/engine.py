@@ -322,7 +322,7 @@ def build_sides(base_url: str, *, default_rate_limit: bool) -> tuple[list[Any], 
     """The four sides (baseline first, workflow last) and the engine's HttpClient."""
     from engine.http import DEFAULT_RATE_LIMIT, EgressPolicy, HttpClient, RateLimit
     from engine.specs import load_connectors_dir
-    from switchboard.engine_runtime import build_executor
+    from runtime import build_executor
 
     limit = DEFAULT_RATE_LIMIT if default_rate_limit else RateLimit(per_second=1e9, burst=1_000_000_000)
     http = HttpClient(egress=EgressPolicy(allow=("127.0.0.1",)), rate_limit=limit)

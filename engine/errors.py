@@ -502,11 +502,14 @@ class WorkflowInputInvalid(WorkflowError, ValueError):
 
     code = "workflow_input_invalid"
     http_status = 422
+    problem_fields = ("errors",)
 
     def __init__(self, workflow_id: str, problems: list[Problem], *, run_id: str | None = None,
                  step_id: str | None = None):
         self.workflow_id = workflow_id
         self.problems = list(problems)
+        # What an API caller is shown: each problem's JSON pointer into the input and its reason.
+        self.errors = [{"pointer": p.pointer, "reason": p.message} for p in self.problems]
         detail = "; ".join(str(p) for p in self.problems[:20])
         super().__init__(f"{_where(run_id, step_id)}invalid input for workflow {workflow_id!r}: {detail}",
                          run_id=run_id, step_id=step_id)

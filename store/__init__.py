@@ -14,11 +14,11 @@ from store._connections import (
     Connections,
     ConnectorRef,
     connection_purpose,
-    load_connector,
+    connector_ref,
 )
 from store._oauth_states import OAUTH_STATE_TTL, OAuthStates, state_org
 from store._crypto import Encryptor, MasterKeyring, RotationReport, master_key_id, rotate_master_key
-from store._database import Database, Tx, app_conninfo, has_organizations, set_app_password
+from store._database import Database, Tx, app_conninfo, execution_org, has_organizations, set_app_password
 from store._db import create_database, drop_database, with_database
 from store._idempotency import IdempotencyKeys
 from store._ids import CLIENT_ID_PATTERN, new_id
@@ -107,7 +107,7 @@ __all__ = [
     "OAuthStateInvalid",
     "OAuthStates",
     "connection_purpose",
-    "load_connector",
+    "connector_ref",
     "state_org",
     # end connections
     # quotas
@@ -168,6 +168,7 @@ __all__ = [
     "app_conninfo",
     "check_permissions",
     "exceeding_permissions",
+    "execution_org",
     "has_organizations",
     "hash_key",
     "new_id",

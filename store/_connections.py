@@ -12,7 +12,7 @@ Statuses: ``pending`` (an OAuth authorization was started), ``connected``, ``nee
 
 This module stores and encrypts; it knows nothing of specs or of OAuth. What a connector's auth
 accepts, the authorization flow and token refreshes are composed in ``switchboard.credentials``
-from the engine and these primitives: ``load_connector`` (the raw spec), ``create`` and
+from the engine and these primitives: ``connector_ref`` (the raw spec), ``create`` and
 ``create_pending``, ``for_run``, ``lock_for_refresh`` (the row lock that keeps two workers from
 spending one rotating refresh token), ``save_tokens`` and ``mark``.
 """
@@ -67,7 +67,7 @@ class ConnectorRef:
     spec: dict[str, Any]
 
 
-def load_connector(tx: Any, org_id: str, ref: str) -> ConnectorRef:
+def connector_ref(tx: Any, org_id: str, ref: str) -> ConnectorRef:
     """The connector ``ref`` (its key or id) with the spec document connections use.
 
     Raises ``NotFound`` (no such connector) and ``InvalidInput`` (field ``connector``: it has no

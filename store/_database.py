@@ -119,6 +119,14 @@ class Database:
                 yield conn
 
 
+def execution_org(admin_conninfo: str, execution_id: str) -> str | None:
+    """The organization execution ``execution_id`` belongs to, or None (asked as the owner, across
+    tenants: the operator's ``workflow replay --execution`` names only the execution)."""
+    with connect(admin_conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT org_id FROM executions WHERE id = %s", (execution_id,)).fetchone()
+    return row[0] if row else None
+
+
 def has_organizations(admin_conninfo: str) -> bool:
     """Whether any organization exists (asked as the owner, across tenants: a first-start check)."""
     with connect(admin_conninfo, autocommit=True) as conn:

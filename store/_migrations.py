@@ -40,6 +40,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # pgvector backs the connector catalog's semantic search.
     Migration("m001_pgvector", "CREATE EXTENSION IF NOT EXISTS vector"),
     Migration("m002_platform", apply_platform_schema),
+    # The interpreter's run record, kept with the execution so a run can be replayed offline.
+    Migration("m003_execution_records", "ALTER TABLE executions ADD COLUMN record jsonb"),
 )
 
 _CREATE_TABLE = """

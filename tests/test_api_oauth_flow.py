@@ -22,7 +22,7 @@ import store
 from engine.http import EgressPolicy, HttpClient
 from support.oauth_server import OAuthTestServer
 from support.platform import Tenant, make_tenant, running_platform
-from switchboard import credentials
+import runtime as credentials
 from switchboard.settings import Settings
 
 CLIENT_ID = "switchboard-app"
@@ -279,10 +279,14 @@ async def test_tokens_are_refreshed_before_they_expire(
 
     # The run contract: the customer's connection for the connector, refreshed when it must be.
     clock.offset = refreshed - datetime.now(UTC) - timedelta(seconds=10)
+    with db.tenant(acme.org_id, customer) as tx:
+        chosen = credentials.connection_for_run(tx, acme.org_id, customer, CONNECTOR)
+        assert credentials.connection_for_run(tx, acme.org_id, customer, "acme-crm-no-app") is None
+    assert chosen == connection["id"]
     async with _local_http() as client:
-        run = await credentials.credentials_for_run(db, acme.org_id, customer, CONNECTOR, encryptor=encryptor, http=client, clock=clock)
-    assert run is not None and run["access_token"] == _tokens(provider).access_token != second.access_token
-    assert await credentials.credentials_for_run(db, acme.org_id, customer, "acme-crm-no-app", encryptor=encryptor, http=None, clock=clock) is None
+        run = await credentials.credentials_for_connection(db, acme.org_id, chosen, customer_id=customer,
+                                                           encryptor=encryptor, http=client, clock=clock)
+    assert run["access_token"] == _tokens(provider).access_token != second.access_token
     assert provider.token_requests.count("refresh_token") == refreshes + 2
     with db.tenant(acme.org_id) as tx:
         stored = store.Connections(tx).credentials(acme.org_id, connection["id"], encryptor)

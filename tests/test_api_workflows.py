@@ -15,6 +15,7 @@ import yaml
 
 import store
 from support.platform import Tenant, client, make_tenant, running_platform
+from support.seed import UNLIMITED
 from support.sandbox import running_sandbox
 from switchboard import bootstrap
 
@@ -449,3 +450,81 @@ def test_the_flagship_dry_runs_through_the_api(platform: str, db: store.Database
         withheld = sorted({t["method"] for t in execution["trace"] if not t["sent"]})
         assert withheld == ["POST", "PUT"] and {t["method"] for t in execution["trace"] if t["sent"]} == {"GET"}
         assert execution["output"]["created"] and execution["output"]["updated"]
+
+
+def test_a_run_is_replayed_offline_from_its_stored_record(
+    platform: str, two: tuple[Tenant, Tenant], published: dict[str, Any], cin7, db: store.Database,
+    migrated_database_url: str,
+) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import runtime
+
+    acme, _ = two
+    with client(platform) as http:
+        unlimited = http.put(f"/v1/billing/customers/{acme.customers[0]}/overrides", headers=acme.headers(), json=UNLIMITED)
+        assert unlimited.status_code == 200, unlimited.text
+        real = run(http, acme, acme.customers[0], {"input": {"name": "Replay Rosalind"}})
+        assert real.status_code == 201 and real.json()["status"] == "succeeded", real.text
+    execution = real.json()
+    with db.tenant(acme.org_id) as tx:
+        stored_record = store.Executions(tx).record(acme.org_id, execution["id"])
+    assert stored_record["format"] == runtime.RECORD_FORMAT and stored_record["workflow"]["id"] == "add-customer"
+    recorded = json.dumps(stored_record)
+    assert ACCOUNT not in recorded and APP_KEY not in recorded and NOTE not in recorded
+    # Offline: the sandbox is asked nothing (its state is the same before and after).
+    state = httpx.get(cin7.admin_url + "/state").json()
+    replayed = asyncio.run(runtime.replay_record(stored_record, execution["id"]))
+    assert replayed.succeeded and replayed.run_id == execution["id"]
+    assert replayed.output == execution["output"]
+    assert httpx.get(cin7.admin_url + "/state").json() == state
+    # The operator's command does the same from the database.
+    env = {**os.environ, "DATABASE_URL": migrated_database_url, "SWITCHBOARD_DATA": tempfile.mkdtemp(prefix="replay-")}
+    cli = subprocess.run([sys.executable, "-m", "switchboard", "workflow", "replay", "--execution", execution["id"], "--json"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout) == {"run_id": execution["id"], "status": "succeeded", "output": execution["output"]}
+    unknown = subprocess.run([sys.executable, "-m", "switchboard", "workflow", "replay", "--execution", "exe_nope"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert unknown.returncode == 1 and "no execution 'exe_nope'" in unknown.stderr
+
+
+def test_a_test_key_reaches_only_non_production_environments(
+    platform: str, two: tuple[Tenant, Tenant], published: dict[str, Any], db: store.Database
+) -> None:
+    acme, _ = two
+    _, test_key = bootstrap.create_api_key(db, acme.org_id, "test key", kind="test")
+    live_customer = bootstrap.create_customer(db, acme.org_id, "Live customer", environment="production")["id"]
+    with client(platform) as http:
+        assert http.put(f"/v1/billing/customers/{acme.customers[0]}/overrides", headers=acme.headers(),
+                        json=UNLIMITED).status_code == 200
+        test = acme.headers(key=test_key)
+        # A production customer is out of reach, whatever the route.
+        for method, path, body in [
+            ("POST", "/v1/workflows/add-customer/runs", {"input": {"name": "x"}}),
+            ("GET", "/v1/connections", None),
+            ("GET", "/v1/executions", None),
+        ]:
+            refused = http.request(method, path, headers=acme.headers(live_customer, key=test_key), json=body)
+            assert refused.status_code == 403, (path, refused.text)
+            assert "Test key" in refused.json()["detail"]
+        # Production's deployments and secrets too.
+        deploy = http.post("/v1/workflows/add-customer/deploy", headers=test, json={"version": 1, "environment": "production"})
+        assert deploy.status_code == 403
+        secret = http.post("/v1/secrets", headers=test, json={"name": "prod_only", "value": "v", "environment": "production"})
+        assert secret.status_code == 403
+        assert http.get("/v1/secrets", headers=test, params={"environment": "production"}).status_code == 403
+        # The same key works in dev; a Live key reaches production.
+        assert http.post("/v1/workflows/add-customer/deploy", headers=test, json={"version": 1, "environment": "dev"}).status_code == 200
+        dev_run = run(http, acme, acme.customers[0], {"input": {"name": "From a test key"}, "dry_run": True}, key=test_key)
+        assert dev_run.status_code == 201
+        assert http.get("/v1/executions", headers=acme.headers(acme.customers[0], key=test_key)).status_code == 200
+        live = http.post("/v1/secrets", headers=acme.headers(), json={"name": "prod_only", "value": "v", "environment": "production"})
+        assert live.status_code == 201
+        assert http.get(f"/v1/secrets/{live.json()['id']}", headers=test).status_code == 403
+        assert http.delete(f"/v1/secrets/{live.json()['id']}", headers=test).status_code == 403
+        assert http.get("/v1/connections", headers=acme.headers(live_customer)).status_code == 200

@@ -12,7 +12,7 @@ from engine.http import EgressPolicy, HttpClient
 from engine.openapi import import_connector
 from support.sandbox import SPECS_DIR, load_spec, running_sandbox
 from switchboard.cli import cli
-from switchboard.engine_runtime import build_executor
+from runtime import build_executor
 
 REFUSED = {"oai-petstore-separate-extref-v2.json"}
 DOCUMENTS = sorted(

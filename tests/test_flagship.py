@@ -21,7 +21,7 @@ from engine.workflow import Dependencies, FakeClock, Interpreter, RunRecord, Seq
 from engine.http import EgressPolicy, HttpClient
 from support.sandbox import running_sandbox
 from switchboard.cli import cli
-from switchboard.engine_runtime import build_executor
+from runtime import build_executor
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "examples" / "hubspot-contacts-to-cin7.yaml"

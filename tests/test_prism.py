@@ -39,7 +39,7 @@ from support.prism import (
 from engine.http import EgressPolicy, HttpClient, RateLimit, RetryPolicy
 from engine.openapi import import_connector
 from engine.specs import ConnectorSpec, NoAuth
-from switchboard.engine_runtime import build_executor
+from runtime import build_executor
 
 pytestmark = pytest.mark.prism
 

@@ -51,8 +51,20 @@ def test_api_surface() -> None:
 
     assert sorted(api.__all__) == [
         "ApiError",
+        "OidcVerifier",
         "coded_error_response",
         "create_app",
         "install_error_handlers",
         "problem_response",
     ]
+
+
+def test_runtime_surface() -> None:
+    import runtime
+
+    assert sorted(runtime.__all__) == sorted(name for name in dir(runtime) if not name.startswith("_") and name not in (
+        "errors",)), "runtime.__all__ lists exactly what the package exports"
+    assert {"Platform", "Principal", "Runs", "build_engine", "replay_record", "tenant_tx"} <= set(runtime.__all__)
+    for name in runtime.__all__:
+        value = getattr(runtime, name)
+        assert name.isupper() or value.__module__.startswith("runtime"), name

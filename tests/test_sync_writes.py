@@ -8,7 +8,7 @@ from engine.http import EgressPolicy, HttpClient
 from engine.specs import load_connectors_dir, load_workflow
 from engine.workflow import Dependencies, FakeClock, Interpreter, SequentialIds
 from support.sandbox import running_sandbox
-from switchboard.engine_runtime import build_executor
+from runtime import build_executor
 from test_flagship import CONNECTORS, WORKFLOW, contact
 
 

@@ -1,18 +1,16 @@
 """Reading connector and workflow specs from request bodies: JSON objects or YAML text, validated
-with the engine's models, refused with JSON pointers into the spec."""
+with the engine's models (``runtime._specs``), refused with JSON pointers into the spec."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.errors import SpecInvalid
-from engine.errors import Problem, SpecValidationError
-from engine.specs import load_model, parse_document
-
-M = TypeVar("M", bound=BaseModel)
+from engine.errors import SpecValidationError
+from engine.specs import parse_document
+from runtime import SpecInvalid, loaded, problems_out, stored, validated
 
 MAX_SPEC_TEXT = 2_000_000
 # YAML aliases are shared when loaded but expanded by everything that walks the result
@@ -32,11 +30,6 @@ class SpecBody(BaseModel):
         if (self.spec is None) == (self.spec_yaml is None):
             raise ValueError("send exactly one of spec (an object) and spec_yaml (text)")
         return self
-
-
-def problems_out(problems: list[Problem]) -> list[dict[str, str]]:
-    """Engine problems as ``{"pointer", "reason"}`` (the shape of every API validation error)."""
-    return [{"pointer": p.pointer, "reason": p.message} for p in problems]
 
 
 def _yaml_nodes(text: str) -> int:
@@ -79,21 +72,4 @@ def spec_data(body: SpecBody, kind: str) -> dict[str, Any]:
     return data
 
 
-def validated(model: type[M], data: dict[str, Any], kind: str) -> M:
-    """``data`` validated as ``model``; ``SpecInvalid`` naming each JSON pointer otherwise."""
-    try:
-        return load_model(model, data, kind)
-    except SpecValidationError as exc:
-        raise SpecInvalid(kind, problems_out(exc.problems)) from None
-    except (RecursionError, ValidationError) as exc:
-        raise SpecInvalid(kind, [{"pointer": "", "reason": f"cannot be validated: {type(exc).__name__}"}]) from None
-
-
-def stored(spec: BaseModel) -> dict[str, Any]:
-    """The JSON a validated spec is stored as (aliases, defaults left implicit)."""
-    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def loaded(model: type[M], data: dict[str, Any], kind: str) -> M:
-    """A stored spec read back; a spec that no longer validates (the engine's models changed) is a 422."""
-    return validated(model, data, kind)
+__all__ = ["MAX_SPEC_TEXT", "SpecBody", "loaded", "problems_out", "spec_data", "stored", "validated"]

@@ -15,10 +15,8 @@ own audit entry (actor ``system``/``oauth_callback``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
@@ -28,24 +26,17 @@ from fastapi import Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+import runtime
 import store
 from api._auth import Principal, require
-from api._deps import AppSettings, Clock, Db, Encryptor, Http
+from api._deps import AppConfig, Clock, Db, Encryptor, PlatformDep
 from api._lists import ListParams, PageOut, page_out
-from api._v1._common import in_thread
 from api._v1._common import router as make_router
-from engine.actions import ActionExecutor
-from engine.auth import Authenticator, CredentialProvider, OAuth2Client
-from engine.errors import EngineError, OAuthError, ReauthorizationRequired
-from engine.specs import ConnectorSpec
-from switchboard import credentials
 
 router = make_router("connections")
 
 Status = Literal["pending", "connected", "needs_reconnect", "disconnected"]
 CALLBACK_PATH = "/v1/oauth/callback"
-TEST_ACTION = "test"
-MAX_DETAIL = 300
 MAX_URL = 2048
 Credential = Annotated[SecretStr, Field(min_length=1, max_length=store.MAX_CREDENTIAL_LENGTH)]
 CredentialName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")]
@@ -187,7 +178,7 @@ def create_connection(
     credentials; the auth type must be the connector's (else 422 naming ``/auth/type``)."""
     customer_id = principal.customer()
     with _tx(db, principal) as tx:
-        return credentials.create_connection(
+        return runtime.create_connection(
             tx, principal.org_id, customer_id, body.connector, name=body.name, auth=body.auth.plain(), encryptor=encryptor
         )
 
@@ -225,108 +216,21 @@ def disconnect_connection(
         return store.Connections(tx).disconnect(principal.org_id, connection_id)
 
 
-def _test_action(spec: ConnectorSpec) -> str | None:
-    if TEST_ACTION in spec.actions:
-        return TEST_ACTION
-    for name, action in spec.actions.items():
-        if action.method == "GET" and not action.input.get("required") and not action.path_placeholders():
-            return name
-    return None
-
-
-def _excerpt(body: Any) -> str:
-    text = body if isinstance(body, str) else json.dumps(body, default=str)
-    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
-
-
-@dataclass
-class _Probe:
-    ok: bool = False
-    status: int | None = None
-    detail: str = ""
-    mark: tuple[str, str | None] | None = None  # the status (and last_error) the outcome sets
-
-
-async def _probe(
-    http: Any, clock: Any, row: dict[str, Any], ref: credentials.Connector, action: str, provider: CredentialProvider
-) -> _Probe:
-    executor = ActionExecutor(
-        {ref.spec.id: ref.spec}, http=http, connection_scope=f"{row['org_id']}/{row['customer_id']}",
-        auth=Authenticator(provider, OAuth2Client(http, clock=lambda: clock().timestamp())),
-    )
-    probe = _Probe()
-    try:
-        response = await executor.call(ref.spec.id, action, {}, paginate_pages=False, raise_for_status=False)
-    except ReauthorizationRequired as exc:
-        probe.detail = f"the connection needs to be reconnected: {exc.reason}"
-        probe.mark = ("needs_reconnect", exc.reason)
-    except EngineError as exc:
-        probe.detail = str(exc)
-    else:
-        probe.ok, probe.status = response.ok, response.status
-        probe.detail = f"{action} answered HTTP {response.status}" + ("" if response.ok else f": {_excerpt(response.body)}")
-        if response.status in (401, 403):
-            probe.mark = ("needs_reconnect", f"test call {action} was refused with HTTP {response.status}")
-        elif response.ok and (row["status"] != "connected" or row["last_error"]):
-            probe.mark = ("connected", None)
-    return probe
-
-
 @router.post("/connections/{connection_id}/test", name="connection.test", response_model=ConnectionTestOut)
 async def test_connection(
-    connection_id: str,
-    db: Db,
-    encryptor: Encryptor,
-    clock: Clock,
-    http_client: Http,
-    principal: Annotated[Principal, require("connections", "write")],
+    connection_id: str, platform: PlatformDep, principal: Annotated[Principal, require("connections", "write")]
 ) -> Any:
     """Make one real authenticated call: the connector's ``test`` action, else its first GET action
     that needs no input. ``status`` is the provider's HTTP status. A 401 or 403 marks the
     connection ``needs_reconnect``; a success marks a ``needs_reconnect`` one ``connected`` again.
     OAuth tokens expiring within a minute are refreshed first (``invalid_grant`` marks the
     connection ``needs_reconnect``). 409 for a pending or disconnected connection."""
-    org_id = principal.org_id
-    http = http_client
-
-    def prepare() -> tuple[dict[str, Any], credentials.Connector, str]:
-        with _tx(db, principal) as tx:
-            row = store.Connections(tx).get(org_id, connection_id)
-            ref = credentials.load_connector(tx, org_id, row["connector_id"])
-            action = _test_action(ref.spec)
-            if action is None:
-                raise store.InvalidInput(
-                    "connection", "connector",
-                    f"connector {ref.key} has no action to test with: name one 'test' or add a GET action without required input",
-                )
-            return row, ref, action
-
-    row, ref, action = await in_thread(prepare)
-    try:
-        values = await credentials.credentials_for_connection(
-            db, org_id, connection_id, customer_id=principal.customer_id, encryptor=encryptor, http=http, clock=clock
-        )
-    except store.ConnectionNeedsReconnect as exc:  # marked and committed already
-        probe = _Probe(detail=f"the connection needs to be reconnected: {exc.reason}")
-    else:
-        # Tokens the engine renews after a 401 are stored on the connection as they are issued.
-        provider = credentials.ConnectionCredentials(
-            db, org_id, principal.customer_id, encryptor, {ref.spec.id: values}, {ref.spec.id: connection_id}
-        )
-        probe = await _probe(http, clock, row, ref, action, provider)
-
-    def record() -> dict[str, Any]:
-        with _tx(db, principal) as tx:
-            repo = store.Connections(tx)
-            if probe.mark is not None:
-                repo.mark(org_id, connection_id, *probe.mark)
-            return repo.get(org_id, connection_id)
-
-    connection = await in_thread(record)
-    return {"ok": probe.ok, "status": probe.status, "detail": probe.detail, "action": action, "connection": connection}
+    result = await platform.connections.test(principal, connection_id)
+    return {"ok": result.ok, "status": result.status, "detail": result.detail, "action": result.action,
+            "connection": result.connection}
 
 
-def _callback_url(request: Request, settings: Any) -> str:
+def _callback_url(request: Request, settings: runtime.Config) -> str:
     if settings.public_url:
         return settings.public_url.rstrip("/") + CALLBACK_PATH
     return str(request.url_for("connection.oauth_callback"))
@@ -345,7 +249,7 @@ def start_oauth(
     db: Db,
     encryptor: Encryptor,
     clock: Clock,
-    settings: AppSettings,
+    settings: AppConfig,
     principal: Annotated[Principal, require("connections", "write")],
 ) -> Any:
     """Start connecting the customer named by ``x-fastn-account-tenant-id`` with OAuth 2.0: creates
@@ -354,18 +258,10 @@ def start_oauth(
     (422 without one). The provider redirects to ``/v1/oauth/callback``."""
     customer_id = principal.customer()
     with _tx(db, principal) as tx:
-        return credentials.start_oauth(
+        return runtime.start_oauth(
             tx, principal.org_id, customer_id, body.connector, name=body.name, callback_url=_callback_url(request, settings),
             return_to=body.redirect_uri, encryptor=encryptor, now=clock(),
         )
-
-
-def _audit(tx: Any, org_id: str, state: dict[str, Any], outcome: str, code: str | None, status: int, connector: str | None) -> None:
-    store.AuditLog(tx).record(
-        org_id, actor_type="system", actor_id="oauth_callback", action="connection.oauth_callback",
-        resource_type="connection", resource_id=state["connection_id"], customer_id=state["customer_id"],
-        outcome=outcome, error_code=code, status=status, detail={"connector": connector} if connector else {},
-    )
 
 
 @router.get(
@@ -375,10 +271,7 @@ def _audit(tx: Any, org_id: str, state: dict[str, Any], outcome: str, code: str 
     responses={303: {"description": "Connected; the browser goes on to the redirect_uri given at start."}},
 )
 async def oauth_callback(
-    db: Db,
-    encryptor: Encryptor,
-    clock: Clock,
-    http_client: Http,
+    platform: PlatformDep,
     state: Annotated[str | None, Query(max_length=300)] = None,
     code: Annotated[str | None, Query(max_length=4096)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
@@ -390,71 +283,10 @@ async def oauth_callback(
     given at start (303), or answers JSON. An unknown, reused or expired state is a 400; a provider
     ``error`` (such as ``access_denied``) or a refused exchange leaves the connection
     ``disconnected`` with ``last_error`` and is a 400."""
-    state = state or ""
-    org_id = store.state_org(state)
-    if org_id is None:
-        raise store.OAuthStateInvalid("it is missing or not a state this platform issued")
-    now = clock()
-
-    def fail(
-        tx: Any, taken: dict[str, Any], kind: str, reason: str, connector: str | None,
-        problem: Any = store.OAuthCallbackFailed,
-    ) -> None:
-        # ``problem``: the error class the browser gets, for the audit entry's code and status.
-        store.Connections(tx).mark(org_id, taken["connection_id"], "disconnected", f"OAuth authorization failed ({kind}): {reason}")
-        _audit(tx, org_id, taken, "error", problem.code, problem.http_status, connector)
-
-    def begin() -> tuple[dict[str, Any] | None, credentials.OAuthSetup | None, str | None]:
-        with db.tenant(org_id) as tx:
-            taken = store.OAuthStates(tx).consume(org_id, state, encryptor)
-            if taken is None:
-                return None, None, "it is unknown or was already used"
-            if taken["expires_at"] <= now:
-                fail(tx, taken, "expired", "the authorization was not completed in time; start again", None, store.OAuthStateInvalid)
-                return None, None, "the authorization expired; start again"
-            if error or not code:
-                kind = error or "missing_code"
-                fail(tx, taken, kind, error_description or f"the provider answered {kind}", None)
-                return taken, None, kind
-            try:
-                connection = store.Connections(tx).get(org_id, taken["connection_id"])
-                ref = credentials.load_connector(tx, org_id, connection["connector_id"])
-                return taken, credentials.oauth_setup(tx, org_id, ref, encryptor), None
-            except store.ResourceError as exc:
-                fail(tx, taken, exc.code, str(exc), None)
-                return taken, None, exc.code
-
-    taken, setup, refused = await in_thread(begin)
-    if taken is None:
-        raise store.OAuthStateInvalid(refused or "it is unknown")
-    if setup is None:
-        raise store.OAuthCallbackFailed(taken["connection_id"], refused or "error", error_description or "the authorization was refused")
-    ref = setup.connector
-    client = OAuth2Client(http_client, clock=lambda: clock().timestamp())
-    try:
-        tokens = await client.exchange_code(
-            setup.auth, client_id=setup.client_id, client_secret=setup.client_secret, code=code or "",
-            redirect_uri=taken["redirect_uri"], code_verifier=taken["code_verifier"] if setup.auth.pkce else None,
-        )
-    except EngineError as exc:
-        kind = exc.error if isinstance(exc, OAuthError) else exc.code
-
-        def failed() -> None:
-            with db.tenant(org_id) as tx:
-                fail(tx, taken, kind, str(exc), ref.key, store.OAuthCallbackFailed if isinstance(exc, OAuthError) else type(exc))
-
-        await in_thread(failed)
-        if isinstance(exc, OAuthError):
-            raise store.OAuthCallbackFailed(taken["connection_id"], exc.error, exc.description or str(exc)) from None
-        raise
-
-    def connected() -> None:
-        with db.tenant(org_id) as tx:
-            store.Connections(tx).save_tokens(org_id, taken["connection_id"], tokens.to_credentials(), encryptor)
-            _audit(tx, org_id, taken, "success", None, 303 if taken["return_to"] else 200, ref.key)
-
-    await in_thread(connected)
-    result = {"connection_id": taken["connection_id"], "status": "connected"}
-    if taken["return_to"]:
-        return RedirectResponse(add_params_to_uri(taken["return_to"], list(result.items())), status_code=303)
+    done = await platform.connections.oauth_callback(
+        state or "", code=code, error=error, error_description=error_description
+    )
+    result = {"connection_id": done.connection_id, "status": "connected"}
+    if done.return_to:
+        return RedirectResponse(add_params_to_uri(done.return_to, list(result.items())), status_code=303)
     return result

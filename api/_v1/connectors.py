@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import store
 from api._auth import Principal, require
-from api._deps import AppSettings, Db
+from api._deps import AppConfig, Db
 from api._lists import ListParams, PageOut, page_out
 from api._v1._common import router as make_router
 from api._v1._common import tenant_tx
@@ -123,7 +123,7 @@ def create_connector(body: SpecBody, db: Db, principal: Annotated[Principal, req
     openapi_extra={"x-idempotent": True},
 )
 def import_connector(
-    body: ImportIn, db: Db, settings: AppSettings, principal: Annotated[Principal, require("connectors", "write")]
+    body: ImportIn, db: Db, settings: AppConfig, principal: Annotated[Principal, require("connectors", "write")]
 ) -> Any:
     """Create a connector from an OpenAPI 2.0/3.0/3.1 document (draft version 1), with the import's warnings.
 

@@ -21,7 +21,7 @@ from api._lists import ListParams, PageOut, page_out
 from api._v1._common import router as make_router
 from api._v1._common import tenant_tx
 from api._v1.people import ensure_grantable
-from api.errors import Forbidden
+from runtime.errors import Forbidden
 
 router = make_router("keys")
 

@@ -18,6 +18,7 @@ from api._deps import Db, Encryptor
 from api._lists import ListParams, PageOut, page_out
 from api._v1._common import router as make_router
 from api._v1._common import tenant_tx
+from runtime import check_environment
 
 router = make_router("secrets")
 
@@ -47,6 +48,13 @@ class SecretValueIn(BaseModel):
     value: SecretStr = Field(min_length=1, max_length=_MAX_VALUE, description="Write-only.")
 
 
+def _reachable(tx: store.Tx, principal: Principal, secret_id: str) -> dict[str, Any]:
+    """The secret, refused (403) when a Test key would reach production's."""
+    row = store.Secrets(tx).get(principal.org_id, secret_id)
+    check_environment(tx, principal, row["environment_id"])
+    return row
+
+
 @router.get("/secrets", name="secret.list", response_model=PageOut[SecretOut])
 def list_secrets(
     db: Db,
@@ -57,6 +65,8 @@ def list_secrets(
 ) -> Any:
     """Secrets' names and times, never values (sort: created_at, updated_at, name)."""
     with tenant_tx(db, principal) as tx:
+        if environment is not None:
+            check_environment(tx, principal, environment)
         result = store.Secrets(tx).list(principal.org_id, page.query(), environment=environment, search=q)
     return page_out(result, dict)
 
@@ -66,8 +76,9 @@ def create_secret(
     body: SecretIn, db: Db, encryptor: Encryptor, principal: Annotated[Principal, require("secrets", "write")]
 ) -> Any:
     """Store a secret in an environment; its value is encrypted and never returned. A name an
-    environment has already is 409."""
+    environment has already is 409. A Test key cannot write production's (403)."""
     with tenant_tx(db, principal) as tx:
+        check_environment(tx, principal, body.environment)
         return store.Secrets(tx).create(
             principal.org_id, environment=body.environment, name=body.name, value=body.value.get_secret_value(),
             encryptor=encryptor, created_by=principal.actor_id,
@@ -78,7 +89,7 @@ def create_secret(
 def get_secret(secret_id: str, db: Db, principal: Annotated[Principal, require("secrets", "read")]) -> Any:
     """One secret's name and times."""
     with tenant_tx(db, principal) as tx:
-        return store.Secrets(tx).get(principal.org_id, secret_id)
+        return _reachable(tx, principal, secret_id)
 
 
 @router.put("/secrets/{secret_id}", name="secret.update", response_model=SecretOut)
@@ -91,6 +102,7 @@ def set_secret_value(
 ) -> Any:
     """Replace a secret's value."""
     with tenant_tx(db, principal) as tx:
+        _reachable(tx, principal, secret_id)
         return store.Secrets(tx).update(principal.org_id, secret_id, body.value.get_secret_value(), encryptor)
 
 
@@ -98,5 +110,6 @@ def set_secret_value(
 def delete_secret(secret_id: str, db: Db, principal: Annotated[Principal, require("secrets", "write")]) -> Response:
     """Delete a secret; workflows that read it fail from their next run."""
     with tenant_tx(db, principal) as tx:
+        _reachable(tx, principal, secret_id)
         store.Secrets(tx).delete(principal.org_id, secret_id)
     return Response(status_code=204)

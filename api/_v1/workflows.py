@@ -8,21 +8,19 @@ import secrets as _secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-import anyio
 from fastapi import Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import store
 from api._auth import Principal, require
-from api._deps import Clock, Db, Encryptor, Http
+from api._deps import Db, Encryptor, RunsDep
 from api._lists import ListParams, PageOut, page_out
-from api._quota import charge_event
-from api._v1 import _runs
-from api._v1._common import in_thread, tenant_tx
+from api._quota import note_warnings
+from api._v1._common import tenant_tx
 from api._v1._common import router as make_router
 from api._v1._specs import SpecBody, loaded, problems_out, spec_data, stored, validated
-from api.errors import SpecInvalid
 from engine import check_workflow
+from runtime import Runs, SpecInvalid, check_environment
 from engine.specs import AppEventTrigger, ConnectorSpec, ScheduleTrigger, WebhookTrigger, WorkflowSpec
 
 router = make_router("workflows")
@@ -183,9 +181,9 @@ def _workflow_spec(body: SpecBody) -> dict[str, Any]:
     return stored(validated(WorkflowSpec, spec_data(body, "workflow"), "workflow"))
 
 
-def _check(tx: store.Tx, org_id: str, spec: WorkflowSpec) -> list[dict[str, str]]:
+def _check(runs: Runs, tx: store.Tx, org_id: str, spec: WorkflowSpec) -> list[dict[str, str]]:
     """Problems of ``spec`` against the organization's connectors (latest version of each)."""
-    connectors = _runs.connector_specs(tx, org_id, set(spec.connectors()), published_only=False)
+    connectors = runs.specs.connectors(tx, org_id, spec.connectors(), published_only=False)
     return problems_out(check_workflow(spec, connectors))
 
 
@@ -200,13 +198,13 @@ def _trigger_out(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("id", "workflow_id", "kind", "enabled", "created_at", "updated_at")} | {"config": config}
 
 
-def _trigger_config(tx: store.Tx, org_id: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+def _trigger_config(runs: Runs, tx: store.Tx, org_id: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Validate a trigger's settings with the engine's trigger models; an app event must exist."""
     model = {"webhook": WebhookTrigger, "schedule": ScheduleTrigger, "app_event": AppEventTrigger}[kind]
     spec = validated(model, {"kind": kind, **fields}, "trigger")
     config = {k: v for k, v in stored(spec).items() if k != "kind"}
     if kind == "app_event":
-        connectors = _runs.connector_specs(tx, org_id, {spec.connector}, published_only=False)
+        connectors = runs.specs.connectors(tx, org_id, {spec.connector}, published_only=False)
         connector: ConnectorSpec | None = connectors.get(spec.connector)
         if connector is None:
             raise SpecInvalid("trigger", [{"pointer": "/connector", "reason": f"no connector {spec.connector!r} in this organization"}])
@@ -271,6 +269,7 @@ def replace_draft(
 def validate_workflow(
     workflow_id: str,
     db: Db,
+    runs: RunsDep,
     principal: Annotated[Principal, require("workflows", "read")],
     body: Annotated[SpecBody | None, Body(description="A spec to check instead of the stored draft.")] = None,
 ) -> Any:
@@ -284,7 +283,7 @@ def validate_workflow(
             spec = validated(WorkflowSpec, data, "workflow")
         except SpecInvalid as exc:
             return {"valid": False, "problems": exc.errors}
-        problems = _check(tx, principal.org_id, spec)
+        problems = _check(runs, tx, principal.org_id, spec)
     return {"valid": not problems, "problems": problems}
 
 
@@ -292,13 +291,15 @@ def validate_workflow(
     "/workflows/{workflow_id}/publish", name="workflow.publish", response_model=VersionDetailOut, status_code=201,
     openapi_extra={"x-idempotent": True},
 )
-def publish_workflow(workflow_id: str, db: Db, principal: Annotated[Principal, require("workflows", "publish")]) -> Any:
+def publish_workflow(
+    workflow_id: str, db: Db, runs: RunsDep, principal: Annotated[Principal, require("workflows", "publish")]
+) -> Any:
     """Publish the draft as the next immutable version (v1, v2, ...). Refused with 422 when the
     draft does not check against the connectors, 409 when it is unchanged since the last version."""
     with tenant_tx(db, principal) as tx:
         workflows = store.Workflows(tx)
         workflow = workflows.get(principal.org_id, workflow_id)
-        problems = _check(tx, principal.org_id, loaded(WorkflowSpec, workflow["draft"], "workflow"))
+        problems = _check(runs, tx, principal.org_id, loaded(WorkflowSpec, workflow["draft"], "workflow"))
         if problems:
             raise SpecInvalid("workflow", problems)
         return _version_out(workflows.publish(principal.org_id, workflow["id"], created_by=principal.actor_id))
@@ -326,8 +327,10 @@ def get_version(
 def deploy_workflow(
     workflow_id: str, body: DeployIn, db: Db, principal: Annotated[Principal, require("workflows", "publish")]
 ) -> Any:
-    """Make a published version the one that runs in an environment (replacing the one deployed there)."""
+    """Make a published version the one that runs in an environment (replacing the one deployed there).
+    A Test key cannot deploy to production (403)."""
     with tenant_tx(db, principal) as tx:
+        check_environment(tx, principal, body.environment)
         return store.Workflows(tx).deploy(
             principal.org_id, workflow_id, body.environment, body.version, deployed_by=principal.actor_id
         )
@@ -345,8 +348,9 @@ def list_deployments(workflow_id: str, db: Db, principal: Annotated[Principal, r
 def undeploy_workflow(
     workflow_id: str, environment: str, db: Db, principal: Annotated[Principal, require("workflows", "publish")]
 ) -> Response:
-    """Stop running the workflow in an environment (id or slug)."""
+    """Stop running the workflow in an environment (id or slug). A Test key cannot touch production (403)."""
     with tenant_tx(db, principal) as tx:
+        check_environment(tx, principal, environment)
         store.Workflows(tx).undeploy(principal.org_id, workflow_id, environment)
     return Response(status_code=204)
 
@@ -401,6 +405,7 @@ def create_trigger(
     workflow_id: str,
     body: TriggerIn,
     db: Db,
+    runs: RunsDep,
     encryptor: Encryptor,
     principal: Annotated[Principal, require("workflows", "write")],
 ) -> Any:
@@ -413,7 +418,7 @@ def create_trigger(
     fields = body.model_dump(exclude={"kind", "enabled"}, exclude_none=True)
     with tenant_tx(db, principal) as tx:
         store.Workflows(tx).get(principal.org_id, workflow_id)
-        config = _trigger_config(tx, principal.org_id, body.kind, fields)
+        config = _trigger_config(runs, tx, principal.org_id, body.kind, fields)
         trigger_id = store.new_id("trg")
         secret = None
         if body.kind == "webhook":
@@ -435,7 +440,8 @@ def get_trigger(trigger_id: str, db: Db, principal: Annotated[Principal, require
 
 @router.patch("/triggers/{trigger_id}", name="trigger.update", response_model=TriggerOut)
 def update_trigger(
-    trigger_id: str, patch: TriggerPatch, db: Db, principal: Annotated[Principal, require("workflows", "write")]
+    trigger_id: str, patch: TriggerPatch, db: Db, runs: RunsDep,
+    principal: Annotated[Principal, require("workflows", "write")],
 ) -> Any:
     """Switch a trigger on or off, or change its settings (of its own kind only)."""
     changes = patch.model_dump(exclude_unset=True)
@@ -452,7 +458,7 @@ def update_trigger(
             # null clears a setting (a webhook's payload schema); required ones are then refused.
             current = {k: v for k, v in row["config"].items() if k in own[row["kind"]]}
             merged = {k: v for k, v in (current | changes).items() if v is not None}
-            settings = _trigger_config(tx, principal.org_id, row["kind"], merged)
+            settings = _trigger_config(runs, tx, principal.org_id, row["kind"], merged)
             config = {k: v for k, v in row["config"].items() if k not in own[row["kind"]]} | settings
         return _trigger_out(triggers.update(principal.org_id, trigger_id, config=config, enabled=enabled))
 
@@ -473,10 +479,7 @@ async def run_workflow(
     workflow_id: str,
     body: RunIn,
     request: Request,
-    db: Db,
-    encryptor: Encryptor,
-    clock: Clock,
-    http: Http,
+    runs: RunsDep,
     principal: Annotated[Principal, require("workflows", "execute")],
 ) -> Any:
     """Run a workflow now, inline, for the customer named by ``x-fastn-account-tenant-id``.
@@ -486,39 +489,15 @@ async def run_workflow(
     credentials, the environment's secrets the secrets. One event is charged to the customer's
     quota before the run starts. A dry run sends only GET and HEAD requests: the others are
     answered with a synthetic response derived from the request and marked ``sent: false`` in the
-    trace. Answers 201 with the execution, whether the run succeeded or failed.
+    trace. Answers 201 with the execution, whether the run succeeded or failed. The run itself is
+    ``runtime.Runs.run``, shared with every other way of starting one.
     """
-    customer_id = principal.customer()
-
-    def start(run: _runs.RunPlan) -> dict[str, Any]:
-        with tenant_tx(db, principal) as tx:
-            return store.Executions(tx).start(
-                principal.org_id, customer_id=customer_id, workflow_id=run.workflow_id, version=run.version,
-                dry_run=run.dry_run, input=run.input,
-            )
-
-    def finish(execution_id: str, outcome: _runs.RunOutcome) -> dict[str, Any]:
-        with tenant_tx(db, principal) as tx:
-            return store.Executions(tx).finish(
-                principal.org_id, execution_id, status=outcome.status, output=outcome.output, error=outcome.error,
-                trace=outcome.trace,
-            )
-
-    run = await _runs.prepare_run(
-        db, principal, customer_id=customer_id, workflow_ref=workflow_id, version=body.version, draft=body.draft,
-        dry_run=body.dry_run, input=body.input, encryptor=encryptor, http=http, clock=clock,
+    started = await runs.run(
+        principal, workflow_id, customer_id=principal.customer(), version=body.version, draft=body.draft,
+        dry_run=body.dry_run, input=body.input,
     )
-    await in_thread(charge_event, request, principal, customer_id)
-    execution = await in_thread(start, run)
-    try:
-        outcome = await _runs.execute(run, http, execution["id"])
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            failed = _runs.RunOutcome("failed", None, {"code": "internal_error", "step": None,
-                                                       "message": "the run stopped unexpectedly"}, [])
-            await in_thread(finish, execution["id"], failed)
-        raise
-    return await in_thread(finish, execution["id"], outcome)
+    note_warnings(request, started.warnings)
+    return started.execution
 
 
 @router.get("/executions", name="execution.list", response_model=PageOut[ExecutionOut])

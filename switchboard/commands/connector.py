@@ -66,7 +66,8 @@ def test_command(connector_file: str, base_url: str, credentials_file: Path | No
     Exits 1 when an action fails.
     """
     from engine import check_connector
-    from switchboard.engine_runtime import build_executor, build_http_client, operator_hosts
+    from runtime import build_executor
+    from switchboard.engine_runtime import build_http_client, operator_hosts
 
     from switchboard.commands.workflow import check_base_url, read_mapping
 

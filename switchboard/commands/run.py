@@ -68,8 +68,7 @@ def run(host: str | None, port: int | None, migrate: bool) -> None:
     import uvicorn
 
     import store
-    from api import create_app
-
+    from switchboard.app import create_app
     from switchboard.platform_db import prepare
 
     settings = load_settings(host=host, port=port)

@@ -102,8 +102,9 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, trig
     from engine import check_workflow
     from engine.errors import SpecValidationError
     from engine.specs import load_connectors_dir, load_workflow
-    from engine.workflow import Dependencies, Interpreter, StaticSecrets, WorkflowRegistry
-    from switchboard.engine_runtime import build_executor, build_http_client, operator_hosts
+    from engine.workflow import Interpreter, WorkflowRegistry
+    from runtime import build_engine, static_credentials
+    from switchboard.engine_runtime import build_http_client, operator_hosts
 
     settings = load_settings()
     try:
@@ -135,10 +136,11 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, trig
     async def go():
         http = build_http_client(settings, extra_allow=operator_hosts(urls.values()))
         try:
-            executor = build_executor(connectors, http, credentials=credentials, base_urls=urls, trace_bodies=trace_bodies)
-            deps = Dependencies(invoker=executor, secrets=StaticSecrets({k: str(v) for k, v in secrets.items()}),
-                                workflows=WorkflowRegistry([spec, *others]))
-            return await Interpreter(deps).run(spec, run_input, trigger=trigger)
+            engine = build_engine(connectors, http, credentials=static_credentials(connectors, credentials),
+                                  base_urls=urls, trace_bodies=trace_bodies,
+                                  secrets={k: str(v) for k, v in secrets.items()},
+                                  workflows=WorkflowRegistry([spec, *others]))
+            return await Interpreter(engine.deps).run(spec, run_input, trigger=trigger)
         finally:
             await http.aclose()
 
@@ -176,41 +178,66 @@ def run_command(workflow_file: Path, connectors_dir: Path, input_json: str, trig
         raise SystemExit(1)
 
 
-class _NoCallsInvoker:
-    """A replay answers every call from its record; reaching the network would be a bug."""
+def _replay_execution(execution_id: str) -> object:
+    """Replay a stored execution: its record (with the specs it ran) read from the platform database."""
+    import store
+    from runtime import replay_record
+    from switchboard.platform_db import open_platform
 
-    async def invoke(self, call):  # noqa: ANN001, ANN201
-        from engine.errors import EngineError
-
-        raise EngineError(f"replay tried to call {call.connector}.{call.action} at {call.step_path}")
+    settings = load_settings()
+    with open_platform(settings) as (db, conninfo, _):
+        org_id = store.execution_org(conninfo, execution_id)
+        if org_id is None:
+            raise click.ClickException(f"no execution {execution_id!r} in this database")
+        with db.tenant(org_id) as tx:
+            stored = store.Executions(tx).record(org_id, execution_id)
+    return asyncio.run(replay_record(stored, execution_id))
 
 
 @workflow.command("replay")
-@click.argument("workflow_file", metavar="WORKFLOW", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--record", "record_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A run record written by `workflow run --record`.")
+@click.argument("workflow_file", metavar="[WORKFLOW]", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--record", "record_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A run record written by `workflow run --record` (with WORKFLOW).")
+@click.option("--execution", "execution_id", help="An execution of the platform: replay its stored record.")
 @click.option("--workflows", "workflows_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Directory of the other workflows its call steps ran.")
-def replay_command(workflow_file: Path, record_file: Path, workflows_dir: Path | None) -> None:
-    """Replay a recorded run of WORKFLOW without calling out, and print its output.
+              help="Directory of the other workflows its call steps ran (with --record).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: run_id, status, output.")
+def replay_command(workflow_file: Path | None, record_file: Path | None, execution_id: str | None,
+                   workflows_dir: Path | None, as_json: bool) -> None:
+    """Replay a recorded run without calling out, and print its output: WORKFLOW with a record file
+    (``--record``), or a platform execution (``--execution ID``) with the specs stored with it.
 
     A replay that diverges from the record (the workflow or its input changed) fails
     naming the run, the step, what was expected and what was recorded.
     """
     from engine.specs import load_workflow
-    from engine.workflow import Dependencies, Interpreter, RunRecord, WorkflowRegistry
+    from engine.workflow import RunRecord, WorkflowRegistry
+    from runtime import replay_offline
 
-    load_settings()
-    spec = load_workflow(workflow_file)
-    others = _workflows_in(workflows_dir)
-    data = read_mapping(record_file, "a run record", "--record")
-    try:
-        record = RunRecord.from_dict(data)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise click.BadParameter(f"{record_file} is not a run record: {exc}", param_hint="--record") from None
-    deps = Dependencies(invoker=_NoCallsInvoker(), workflows=WorkflowRegistry([spec, *others]))
-    result = asyncio.run(Interpreter(deps).replay(spec, record))
-    click.echo(f"replayed run {result.run_id}: {result.status}")
-    click.echo("output: " + json.dumps(result.output, indent=2, default=str))
+    if (execution_id is None) == (record_file is None):
+        raise click.UsageError("give --execution ID, or WORKFLOW with --record FILE")
+    if execution_id is not None:
+        if workflow_file is not None or workflows_dir is not None:
+            raise click.UsageError("--execution replays the specs stored with the execution: give no WORKFLOW or --workflows")
+        result = _replay_execution(execution_id)
+    else:
+        if workflow_file is None:
+            raise click.UsageError("--record needs the WORKFLOW it recorded")
+        load_settings()
+        spec = load_workflow(workflow_file)
+        others = _workflows_in(workflows_dir)
+        data = read_mapping(record_file, "a run record", "--record")
+        try:
+            record = RunRecord.from_dict(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise click.BadParameter(f"{record_file} is not a run record: {exc}", param_hint="--record") from None
+        result = asyncio.run(replay_offline(spec, record, WorkflowRegistry([spec, *others])))
+    if as_json:
+        click.echo(json.dumps({"run_id": result.run_id, "status": result.status, "output": result.output},
+                              indent=2, default=str))
+    else:
+        click.echo(f"replayed run {result.run_id}: {result.status}")
+        click.echo("output: " + json.dumps(result.output, indent=2, default=str))
     if not result.succeeded:
         raise SystemExit(1)

@@ -9,7 +9,7 @@ from typing import Any
 import schemathesis
 
 import store
-from api import create_app
+from switchboard.app import create_app
 from api._auth import ACCESS_KEY_HEADER, ACCOUNT_HEADER, TENANT_HEADER
 from switchboard.settings import Settings
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 import store
-from api import create_app
+from switchboard.app import create_app
 from support.servers import serve_app
 from switchboard import bootstrap
 from switchboard.settings import Settings

@@ -2,12 +2,12 @@
 
 ``store/`` keeps connections (SQL, encryption, row locks) and knows nothing of specs or HTTP;
 ``engine/`` knows specs and the OAuth 2.0 protocol and nothing of the store. This module joins
-them, for ``api/`` and for the agents' ``tools/``:
+them, for every caller (routes, the agents' tools, workers):
 
 - connecting: ``credential_values`` (what a connector's auth accepts), ``create_connection``,
   ``start_oauth``, ``oauth_setup`` (the connector's OAuth 2.0 auth with the organization's app);
-- using: ``credentials_for_connection`` and ``credentials_for_run`` (decrypted, OAuth tokens
-  refreshed before they expire), ``connection_for_run``;
+- using: ``credentials_for_connection`` (decrypted, OAuth tokens refreshed before they expire),
+  ``connection_for_run``;
 - running: ``ConnectionCredentials``, the engine's credential provider over a customer's
   connections, which stores tokens the engine renews mid-run.
 
@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 import store
 from engine.auth import REFRESH_LEEWAY, OAuth2Client, StaticCredentials, TokenSet, authorization_url, new_code_verifier
+from engine.http import HttpClient
 from engine.errors import ReauthorizationRequired, TokenEndpointUnavailable
 from engine.specs import ConnectorSpec, OAuth2Auth
 
@@ -59,13 +60,13 @@ class Connector:
     spec: ConnectorSpec
 
 
-def load_connector(tx: store.Tx, org_id: str, ref: str) -> Connector:
+def connector_for_connections(tx: store.Tx, org_id: str, ref: str) -> Connector:
     """The connector ``ref`` (key or id) with its spec parsed.
 
     Raises ``NotFound`` and ``InvalidInput`` (field ``connector``: no version yet, or its stored
     spec no longer validates).
     """
-    row = store.load_connector(tx, org_id, ref)
+    row = store.connector_ref(tx, org_id, ref)
     try:
         spec = ConnectorSpec.model_validate(row.spec)
     except ValidationError:
@@ -114,7 +115,7 @@ class OAuthSetup:
         return {"client_id": self.client_id, "client_secret": self.client_secret}
 
 
-def oauth_setup(tx: store.Tx, org_id: str, connector: Connector, encryptor: Any) -> OAuthSetup:
+def oauth_setup(tx: store.Tx, org_id: str, connector: Connector, encryptor: store.Encryptor) -> OAuthSetup:
     """The OAuth 2.0 setup of ``connector`` from the organization's OAuth app.
 
     Raises ``ConnectionAuthInvalid`` (not an authorization code connector) and ``OAuthAppMissing``.
@@ -183,7 +184,7 @@ def credential_values(connector: Connector, auth: Mapping[str, Any]) -> dict[str
 
 
 def create_connection(
-    tx: store.Tx, org_id: str, customer_id: str, connector: str, *, name: str, auth: Mapping[str, Any], encryptor: Any
+    tx: store.Tx, org_id: str, customer_id: str, connector: str, *, name: str, auth: Mapping[str, Any], encryptor: store.Encryptor
 ) -> dict[str, Any]:
     """Create a ``connected`` connection for ``customer_id`` to ``connector`` (key or id) with the
     credentials in ``auth`` (see ``credential_values``), stored encrypted; ``name`` defaults to
@@ -192,7 +193,7 @@ def create_connection(
     Raises ``NotFound`` (connector or customer), ``Conflict`` (archived connector),
     ``ConnectionAuthInvalid``, ``InvalidInput``.
     """
-    ref = _connectable(load_connector(tx, org_id, connector))
+    ref = _connectable(connector_for_connections(tx, org_id, connector))
     values = credential_values(ref, auth)
     return store.Connections(tx).create(
         org_id, customer_id, ref.id, name=name or ref.spec.name or ref.key, auth_type=ref.spec.auth.type,
@@ -209,7 +210,7 @@ def start_oauth(
     name: str,
     callback_url: str,
     return_to: str | None,
-    encryptor: Any,
+    encryptor: store.Encryptor,
     now: datetime,
 ) -> dict[str, Any]:
     """Begin an OAuth 2.0 authorization: a ``pending`` connection, a one-time state carrying the
@@ -222,7 +223,7 @@ def start_oauth(
     Raises ``NotFound``, ``Conflict`` (archived connector), ``ConnectionAuthInvalid`` (not an
     authorization code connector), ``OAuthAppMissing``.
     """
-    ref = _connectable(load_connector(tx, org_id, connector))
+    ref = _connectable(connector_for_connections(tx, org_id, connector))
     setup = oauth_setup(tx, org_id, ref, encryptor)
     connection = store.Connections(tx).create_pending(org_id, customer_id, ref.id, name=name or ref.spec.name or ref.key)
     verifier = new_code_verifier()
@@ -267,40 +268,14 @@ def connection_for_run(tx: store.Tx, org_id: str, customer_id: str, connector: s
     return row["id"]
 
 
-async def credentials_for_run(
-    db: store.Database,
-    org_id: str,
-    customer_id: str,
-    connector: str,
-    *,
-    encryptor: Any,
-    http: Any,
-    clock: Clock,
-) -> dict[str, Any] | None:
-    """The credentials a run for ``customer_id`` uses with ``connector`` (key or id), or None when
-    the customer has no connection to it. The connection is ``connection_for_run``'s; see
-    ``credentials_for_connection`` for what is returned, refreshed and raised."""
-
-    def choose() -> str | None:
-        with db.tenant(org_id, customer_id) as tx:
-            return connection_for_run(tx, org_id, customer_id, connector)
-
-    connection_id = await anyio.to_thread.run_sync(choose)
-    if connection_id is None:
-        return None
-    return await credentials_for_connection(
-        db, org_id, connection_id, customer_id=customer_id, encryptor=encryptor, http=http, clock=clock
-    )
-
-
 async def credentials_for_connection(
     db: store.Database,
     org_id: str,
     connection_id: str,
     *,
     customer_id: str | None = None,
-    encryptor: Any,
-    http: Any,
+    encryptor: store.Encryptor,
+    http: HttpClient,
     clock: Clock,
     leeway: float = REFRESH_LEEWAY,
 ) -> dict[str, Any]:
@@ -341,7 +316,7 @@ class _Refresh:
     org_id: str
     customer_id: str | None
     connection_id: str
-    encryptor: Any = field(repr=False)
+    encryptor: store.Encryptor = field(repr=False)
     oauth: OAuth2Client
     clock: Clock
     leeway: float
@@ -361,7 +336,7 @@ class _Refresh:
         values = connections.credentials(self.org_id, self.connection_id, self.encryptor)
         if row["auth_type"] != "oauth2":
             return values
-        setup = oauth_setup(tx, self.org_id, load_connector(tx, self.org_id, row["connector_id"]), self.encryptor)
+        setup = oauth_setup(tx, self.org_id, connector_for_connections(tx, self.org_id, row["connector_id"]), self.encryptor)
         tokens = TokenSet.from_credentials(values)
         if tokens is not None and not tokens.expires_within(self.leeway, self.clock().timestamp()):
             return values | setup.client()
@@ -416,7 +391,7 @@ class ConnectionCredentials(StaticCredentials):
         db: store.Database,
         org_id: str,
         customer_id: str | None,
-        encryptor: Any,
+        encryptor: store.Encryptor,
         credentials: Mapping[str, Mapping[str, Any]],
         connections: Mapping[str, str],
     ) -> None:

@@ -1,0 +1,74 @@
+"""The Platform: what every caller of the runtime shares, built once per process by the shell
+(``switchboard``) and handed to the API, workers and tools.
+
+It holds the seams (database pool, encryptor, outbound HTTP client, clock, OIDC verifier), the
+configuration the use cases read (:class:`Config`) and the services built on them (``runs``,
+``connections``, ``quotas``), so a route, a tool and a worker run the same code with the same
+caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import store
+from engine.http import HttpClient
+
+# An inline run holds a request open; longer work belongs to durable executions (later issues).
+RUN_DEADLINE_SECONDS = 300.0
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+class TokenVerifier(Protocol):
+    """Verifies a console user's bearer token (the API's OIDC verifier)."""
+
+    def verify(self, token: str) -> Mapping[str, Any]:
+        """The token's claims; raises a coded error (401, 503) when it is refused."""
+        ...
+
+    def close(self) -> None:
+        """Release what the verifier holds."""
+        ...
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the use cases and the API read from the process settings (the shell fills it in)."""
+
+    mode: str = "local"
+    egress_allow: tuple[str, ...] = ()
+    public_url: str | None = None
+    oidc_org_claim: str = "org_id"
+    run_deadline: float = RUN_DEADLINE_SECONDS
+    max_request_bytes: int = 1 << 20
+    max_spec_request_bytes: int = 16 << 20
+
+
+@dataclass
+class Platform:
+    """The process's shared parts and the services over them."""
+
+    db: store.Database
+    encryptor: store.Encryptor
+    http: HttpClient
+    conninfo: str = ""  # the owner's conninfo (migrations, /health)
+    clock: Callable[[], datetime] = utc_now
+    oidc: TokenVerifier | None = None
+    config: Config = field(default_factory=Config)
+
+    def __post_init__(self) -> None:
+        # Imported here: the services import this module for the type.
+        from runtime._connections import ConnectionService
+        from runtime._quotas import Quotas
+        from runtime._runs import Runs
+
+        self.quotas = Quotas(self.db, self.clock)
+        self.runs = Runs(self)
+        self.connections = ConnectionService(self)

@@ -1,0 +1,376 @@
+"""Running a workflow for one customer: the use case every trigger shares (the run route, the CLI,
+later webhooks, schedules, MCP calls and agents' tools).
+
+:meth:`Runs.run` authorizes the caller, plans the run, charges one event to the customer's quota,
+records the execution, runs the engine and records the outcome with its run record. Each part is
+also callable alone (:meth:`Runs.plan`, :meth:`Runs.execute`) for callers that compose them
+differently (a dry run from an agent's tool, a durable worker).
+
+Planning reads, in one tenant transaction, the version (``version``; else the one deployed to the
+customer's environment, else the latest published; or the draft for a dry run), the workflows its
+call steps reach, the connectors they use (latest published versions; a dry run falls back to the
+latest draft), the customer's connection for each and the environment's secrets. Then each
+connection's credentials are read (OAuth tokens refreshed where they expire, each refresh committed
+in its own transaction). Nothing is sent to a connector before the plan holds together.
+
+Traces and records hold no credentials: the executor scrubs echoed credential values and masks
+credential-like fields, and the interpreter replaces secret values with ``[secret:NAME]``. The
+stored run record (with the specs the run used) lets :meth:`Runs.replay` re-run an execution
+offline, answering every call from the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+import store
+from engine import check_workflow
+from engine.auth import StaticCredentials
+from engine.errors import EngineError
+from engine.specs import CallStep, ConnectorSpec, WorkflowSpec, iter_steps
+from engine.workflow import (
+    MAX_CALL_DEPTH,
+    ActionCall,
+    Dependencies,
+    Interpreter,
+    Redactor,
+    RunRecord,
+    RunResult,
+    WorkflowLookup,
+    WorkflowRegistry,
+    validate_input,
+)
+from runtime._access import Principal, check_customer, tenant_tx
+from runtime._credentials import ConnectionCredentials, connection_for_run, credentials_for_connection
+from runtime._engine import build_engine, lookup_in, placeholders
+from runtime._specs import SpecCache, loaded, problems_out, stored
+from runtime.errors import RunRefused, SpecInvalid
+
+if TYPE_CHECKING:
+    from runtime._platform import Platform
+
+# What the run record column holds, so a stored record stays readable as the format evolves.
+RECORD_FORMAT = 1
+# Shorter credential values (a region code, "US") would redact ordinary words out of the record.
+MIN_SCRUBBED = 4
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, read from the store before anything is sent."""
+
+    org_id: str
+    customer_id: str
+    environment_id: str
+    workflow_id: str
+    version: int  # 0: the draft
+    spec: WorkflowSpec
+    input: dict[str, Any]
+    dry_run: bool
+    connectors: dict[str, ConnectorSpec]
+    called: dict[tuple[str, int | None], WorkflowSpec] = field(default_factory=dict)
+    # connector key -> the customer's connection it runs with (absent: none, or placeholders in a dry run)
+    connections: dict[str, str] = field(default_factory=dict)
+    credentials: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    # Where the engine gets credentials and stores renewed tokens (``Runs.plan`` sets it).
+    provider: ConnectionCredentials | None = field(default=None, repr=False)
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended, with nothing secret in it: ``status`` ``succeeded`` or ``failed``."""
+
+    status: str
+    output: Any
+    error: dict[str, Any] | None
+    trace: list[dict[str, Any]]
+    record: dict[str, Any] | None = None  # the stored run record (``RECORD_FORMAT``), None when the run never started
+
+
+@dataclass
+class Started:
+    """What :meth:`Runs.run` answers: the finished execution row and the quota warnings charged."""
+
+    execution: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
+def _failure(code: str, message: str) -> RunOutcome:
+    return RunOutcome("failed", None, {"code": code, "step": None, "message": message}, [])
+
+
+class _NoCalls:
+    """A replay answers every call from its record; reaching the network would be a bug."""
+
+    async def invoke(self, call: ActionCall) -> Any:
+        raise EngineError(f"replay tried to call {call.connector}.{call.action} at {call.step_path}")
+
+
+class Runs:
+    """Workflow runs for customers, over one :class:`~runtime.Platform`."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        # Parsed connector specs, shared by the runs (and checks) of this process.
+        self.specs = SpecCache()
+
+    # -- the whole use case ------------------------------------------------------------------
+
+    async def run(
+        self,
+        principal: Principal,
+        workflow_ref: str,
+        *,
+        customer_id: str | None = None,
+        version: int | None = None,
+        draft: bool = False,
+        dry_run: bool = False,
+        input: dict[str, Any] | None = None,
+        **seams: Any,
+    ) -> Started:
+        """Run ``workflow_ref`` (id or key) now, inline, for ``customer_id`` (default: the customer
+        the principal acts for) and record it as an execution.
+
+        Needs ``workflows:execute``. Raises before anything is recorded or charged: ``Forbidden``,
+        ``BadHeader`` (no customer), ``NotFound``, ``RunRefused``, ``SpecInvalid``,
+        ``WorkflowInputInvalid``, ``ConnectionNeedsReconnect`` and the OAuth errors of
+        ``credentials_for_connection``; ``store.QuotaExceeded`` when the event quota refuses.
+        Whether the run then succeeds or fails, the finished execution is returned. ``seams``
+        (an observer) go to the engine's ``Dependencies``.
+        """
+        principal.require("workflows", "execute")
+        customer_id = customer_id or principal.customer()
+        principal.may_act_for(customer_id)
+        plan = await self.plan(principal, customer_id, workflow_ref, version=version, draft=draft,
+                               dry_run=dry_run, input=input or {})
+        charge = await anyio.to_thread.run_sync(self.platform.quotas.charge_event, principal, customer_id)
+        execution = await anyio.to_thread.run_sync(self._start, principal, plan)
+        try:
+            outcome = await self.execute(plan, execution["id"], **seams)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    self._finish, principal, execution["id"], _failure("internal_error", "the run stopped unexpectedly")
+                )
+            raise
+        finished = await anyio.to_thread.run_sync(self._finish, principal, execution["id"], outcome)
+        return Started(finished, tuple(charge.warnings))
+
+    def _start(self, principal: Principal, plan: RunPlan) -> dict[str, Any]:
+        with tenant_tx(self.platform.db, principal) as tx:
+            return store.Executions(tx).start(
+                plan.org_id, customer_id=plan.customer_id, workflow_id=plan.workflow_id, version=plan.version,
+                dry_run=plan.dry_run, input=plan.input,
+            )
+
+    def _finish(self, principal: Principal, execution_id: str, outcome: RunOutcome) -> dict[str, Any]:
+        with tenant_tx(self.platform.db, principal) as tx:
+            return store.Executions(tx).finish(
+                principal.org_id, execution_id, status=outcome.status, output=outcome.output, error=outcome.error,
+                trace=outcome.trace, record=outcome.record,
+            )
+
+    # -- planning ------------------------------------------------------------------------------
+
+    async def plan(
+        self, principal: Principal, customer_id: str, workflow_ref: str, *, version: int | None = None,
+        draft: bool = False, dry_run: bool = False, input: dict[str, Any] | None = None,
+    ) -> RunPlan:
+        """Read everything a run needs (see the module docstring), then the credentials of each
+        connection it uses and the provider that keeps tokens the engine renews.
+
+        Raises ``NotFound`` (workflow, version, customer), ``Forbidden`` (a Test key and a
+        production customer), ``RunRefused`` (409: nothing published, an archived workflow, a
+        suspended customer, a connector without a published version or a connection),
+        ``ConnectionNeedsReconnect`` (409), ``SpecInvalid`` (the workflow does not check against its
+        connectors), ``WorkflowInputInvalid`` (422), ``OAuthAppMissing`` and the engine's
+        ``TokenEndpointUnavailable`` and ``OAuthError``.
+        """
+        if draft and not dry_run:
+            raise RunRefused("version", "only a dry run can run the draft")
+
+        def read() -> RunPlan:
+            with tenant_tx(self.platform.db, principal) as tx:
+                return self._read_plan(tx, principal, customer_id, workflow_ref, version, draft, dry_run, input or {})
+
+        plan = await anyio.to_thread.run_sync(read)
+        db, encryptor, clock = self.platform.db, self.platform.encryptor, self.platform.clock
+        for key, connection_id in sorted(plan.connections.items()):
+            plan.credentials[key] = await credentials_for_connection(
+                db, plan.org_id, connection_id, customer_id=customer_id, encryptor=encryptor,
+                http=self.platform.http, clock=clock,
+            )
+        plan.provider = ConnectionCredentials(db, plan.org_id, customer_id, encryptor, plan.credentials, plan.connections)
+        return plan
+
+    def _read_plan(self, tx: store.Tx, principal: Principal, customer_id: str, workflow_ref: str,
+                   version: int | None, draft: bool, dry_run: bool, input: dict[str, Any]) -> RunPlan:
+        org_id = principal.org_id
+        customer = store.Customers(tx).get(org_id, customer_id)
+        if customer["status"] != "active":
+            raise RunRefused("customer", f"customer {customer_id!r} is {customer['status']}")
+        check_customer(tx, principal, customer)
+        workflows = store.Workflows(tx)
+        workflow = workflows.get(org_id, workflow_ref)
+        if workflow["status"] == "archived":
+            raise RunRefused("workflow", f"workflow {workflow['key']!r} is archived")
+        if draft:
+            number, data = store.DRAFT_VERSION, workflow["draft"]
+        else:
+            row = (workflows.version(org_id, workflow["id"], version) if version is not None
+                   else workflows.version_for(org_id, workflow["id"], customer["environment_id"]))
+            if row is None:
+                raise RunRefused("version", f"workflow {workflow['key']!r} has no published version; publish it, "
+                                            "or dry-run the draft with draft: true")
+            number, data = row["version"], row["spec"]
+        spec = loaded(WorkflowSpec, data, "workflow")
+        validate_input(spec, input)
+        called: dict[tuple[str, int | None], WorkflowSpec] = {}
+        self._called(tx, org_id, customer["environment_id"], spec, called)
+        keys = set(spec.connectors()).union(*(s.connectors() for s in called.values()))
+        connectors = self.specs.connectors(tx, org_id, keys, published_only=not dry_run)
+        for key in sorted(keys - set(connectors)):
+            what = "no published version" if not dry_run else "no version"
+            raise RunRefused("connector", f"connector {key!r} has {what} in this organization", connector=key)
+        problems = check_workflow(spec, connectors)
+        if problems:
+            raise SpecInvalid("workflow", problems_out(problems))
+        connections: dict[str, str] = {}
+        credentials: dict[str, dict[str, Any]] = {}
+        for key, connector in sorted(connectors.items()):
+            connection_id = connection_for_run(tx, org_id, customer_id, key)
+            if connection_id is not None:
+                connections[key] = connection_id
+            elif connector.credential_fields():
+                if not dry_run:
+                    raise RunRefused("connection", f"customer {customer_id!r} has no connection to {key!r}", connector=key)
+                credentials[key] = placeholders(connector)
+            else:
+                credentials[key] = {}
+        return RunPlan(
+            org_id=org_id, customer_id=customer_id, environment_id=customer["environment_id"], workflow_id=workflow["id"],
+            version=number, spec=spec, input=input, dry_run=dry_run, connectors=connectors, called=called,
+            connections=connections, credentials=credentials,
+            secrets=store.Secrets(tx).values_for_run(org_id, customer["environment_id"], self.platform.encryptor),
+        )
+
+    def _called(self, tx: store.Tx, org_id: str, environment_id: str, spec: WorkflowSpec,
+                found: dict[tuple[str, int | None], WorkflowSpec], depth: int = 0) -> None:
+        """Collect the workflows ``spec``'s call steps run (published versions), recursively, as deep
+        as the interpreter would go. A call that names nothing known is left out: the run fails at
+        that step, naming it."""
+        if depth >= MAX_CALL_DEPTH:
+            return
+        workflows = store.Workflows(tx)
+        for step in iter_steps(spec.steps):
+            if not isinstance(step, CallStep):
+                continue
+            key = (step.call.workflow, step.call.version)
+            if key in found:
+                continue
+            try:
+                if step.call.version is not None:
+                    row = workflows.version(org_id, step.call.workflow, step.call.version)
+                else:
+                    row = workflows.version_for(org_id, step.call.workflow, environment_id)
+            except store.NotFound:
+                row = None
+            if row is None:
+                continue
+            found[key] = loaded(WorkflowSpec, row["spec"], "workflow")
+            self._called(tx, org_id, environment_id, found[key], found, depth + 1)
+
+    # -- executing -------------------------------------------------------------------------------
+
+    async def execute(self, plan: RunPlan, run_id: str, **seams: Any) -> RunOutcome:
+        """Run ``plan`` inline with id ``run_id`` within the deadline; the outcome holds no secret or
+        credential value, and its ``record`` the run record with the specs it ran."""
+        engine = build_engine(
+            plan.connectors, self.platform.http,
+            credentials=plan.provider if plan.provider is not None else StaticCredentials(plan.credentials),
+            dry_run=plan.dry_run, connection_scope=f"{plan.org_id}/{plan.customer_id}",
+            secrets=plan.secrets, workflows=lookup_in(plan.called), **seams,
+        )
+        deadline = self.platform.config.run_deadline
+        try:
+            async with asyncio.timeout(deadline):
+                result = await Interpreter(engine.deps).run(plan.spec, plan.input, run_id=run_id)
+        except TimeoutError:
+            return _failure("run_deadline_exceeded", f"the run did not finish within {deadline:g} seconds")
+        error = None
+        if result.error is not None:
+            # The record's copy of the message has secret values redacted; the exception's may not.
+            recorded = result.record.error
+            error = {
+                "code": result.error.code,
+                "step": getattr(result.error, "step_id", None),
+                "message": recorded.message if recorded is not None else "the run failed",
+                "cause": recorded.cause_code if recorded is not None else None,
+            }
+        output = result.record.output if result.succeeded else None
+        redact = await _redactor(plan)
+        return RunOutcome(result.status, output, error, engine.traces(result), redact(_stored_record(plan, result)))
+
+    # -- replaying -------------------------------------------------------------------------------
+
+    async def replay(self, principal: Principal, execution_id: str) -> RunResult:
+        """Replay a recorded execution offline: the specs it ran and every call's answer come from its
+        stored record, so nothing is sent and the output is the one recorded (unless the engine
+        changed: then ``ReplayDivergence`` names the step). Needs ``workflows:read``. Raises
+        ``NotFound`` and ``RunRefused`` (field ``record``: the execution has no record)."""
+        principal.require("workflows", "read")
+
+        def read() -> dict[str, Any] | None:
+            with self.platform.db.tenant(principal.org_id, principal.customer_id) as tx:
+                return store.Executions(tx).record(principal.org_id, execution_id)
+
+        stored_record = await anyio.to_thread.run_sync(read)
+        return await replay_record(stored_record, execution_id)
+
+
+async def replay_record(stored_record: dict[str, Any] | None, execution_id: str) -> RunResult:
+    """Replay a stored run record (see ``Runs.replay``) without a database or network."""
+    if not stored_record or stored_record.get("format") != RECORD_FORMAT:
+        raise RunRefused("record", f"execution {execution_id!r} has no replayable run record")
+    spec = loaded(WorkflowSpec, stored_record["workflow"], "workflow")
+    called = {(c["key"], c["version"]): loaded(WorkflowSpec, c["spec"], "workflow") for c in stored_record["called"]}
+    return await replay_offline(spec, RunRecord.from_dict(stored_record["run"]), lookup_in(called))
+
+
+async def replay_offline(spec: WorkflowSpec, record: RunRecord, workflows: WorkflowLookup | None = None) -> RunResult:
+    """Replay ``record`` against ``spec`` with nothing to call: every action is answered from the
+    record (an unrecorded call fails the run), ``workflows`` finds the specs its call steps ran.
+    Raises ``ReplayDivergence`` naming the step where the run left the record."""
+    deps = Dependencies(invoker=_NoCalls(), workflows=workflows or WorkflowRegistry())
+    return await Interpreter(deps).replay(spec, record)
+
+
+async def _redactor(plan: RunPlan) -> Redactor:
+    """What the stored record must not hold: the environment's secrets and every credential the run
+    had (renewed tokens included). A record keeps what APIs answered, and an API may echo a value
+    it was sent, or hold a secret a workflow wrote into it."""
+    redact = Redactor()
+    for name, value in plan.secrets.items():
+        redact.add(name, value)
+    provider = plan.provider if plan.provider is not None else StaticCredentials(plan.credentials)
+    for connector in sorted(plan.connectors):
+        values = {**plan.credentials.get(connector, {}), **(await provider.get(connector))}
+        for field_name, value in sorted(values.items()):
+            if isinstance(value, str) and len(value) >= MIN_SCRUBBED:
+                redact.add(f"credential:{connector}.{field_name}", value)
+    return redact
+
+
+def _stored_record(plan: RunPlan, result: RunResult) -> dict[str, Any]:
+    return {
+        "format": RECORD_FORMAT,
+        "workflow": stored(plan.spec),
+        "called": [{"key": key, "version": version, "spec": stored(spec)} for (key, version), spec in plan.called.items()],
+        "run": result.record.to_dict(),
+    }

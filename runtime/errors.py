@@ -1,0 +1,103 @@
+"""Errors of the use cases every caller shares (access, runs, connections).
+
+Hierarchy::
+
+    ServiceError            root of errors raised by runtime/ itself; code "runtime_error", HTTP 500
+     +-- Unauthenticated    no usable credentials (401); ``reason`` says what was missing or wrong
+     +-- Forbidden          the role lacks ``permission`` or the resource is outside the caller's scope (403)
+     +-- BadHeader          a header is malformed or contradicts the credentials (400); ``header``
+     +-- SpecInvalid        a connector or workflow spec is refused (422); ``errors`` lists each JSON pointer
+     +-- RunRefused         a run cannot start: no usable version, connector or connection (409)
+
+Each class has ``code`` and ``http_status``; ``api/`` maps any exception carrying both to a problem
+response, so callers other than routes (tools, MCP, workers) get the same codes. Errors of the
+engine (``WorkflowInputInvalid``, ``StepFailed``...) and of the store pass through unchanged: they
+carry their own codes and are not re-declared here.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Root of the errors raised by runtime/."""
+
+    code: str = "runtime_error"
+    http_status: int = 500
+
+
+class Unauthenticated(ServiceError):
+    """The request carries no usable credentials; ``reason`` says what was missing or wrong."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+    def problem_headers(self) -> dict[str, str]:
+        # A 401 must name how to authenticate (RFC 9110 section 15.5.2): the API key headers,
+        # or a console user's bearer token.
+        return {"WWW-Authenticate": 'Bearer realm="switchboard"'}
+
+
+class Forbidden(ServiceError, PermissionError):
+    """The caller's role lacks ``permission`` (``area:action``), or the resource is outside its scope."""
+
+    code = "forbidden"
+    http_status = 403
+    problem_fields = ("permission",)
+
+    def __init__(self, permission: str | None, reason: str) -> None:
+        self.permission = permission
+        self.reason = reason
+        super().__init__(reason)
+
+
+class BadHeader(ServiceError, ValueError):
+    """Header ``header`` is malformed or contradicts the credentials."""
+
+    code = "bad_header"
+    http_status = 400
+    problem_fields = ("header",)
+
+    def __init__(self, header: str, reason: str) -> None:
+        self.header = header
+        self.reason = reason
+        super().__init__(f"header {header}: {reason}")
+
+
+class SpecInvalid(ServiceError, ValueError):
+    """A ``kind`` spec (connector, workflow) is refused. ``errors`` are ``{"pointer", "reason"}``
+    with RFC 6901 pointers into the spec document; ``pointer`` is the first of them."""
+
+    code = "spec_invalid"
+    http_status = 422
+    problem_fields = ("kind", "pointer", "errors")
+
+    def __init__(self, kind: str, errors: list[dict[str, str]]) -> None:
+        self.kind = kind
+        self.errors = errors
+        self.pointer = errors[0]["pointer"] if errors else ""
+        shown = "; ".join(f"{e['pointer'] or '/'}: {e['reason']}" for e in errors[:20])
+        more = f" (+{len(errors) - 20} more)" if len(errors) > 20 else ""
+        super().__init__(f"invalid {kind} spec: {shown}{more}")
+
+
+class RunRefused(ServiceError):
+    """A workflow run cannot start for ``reason``; ``field`` names what is missing (``version``,
+    ``connector``, ``connection``, ``customer``, ``workflow``) and ``connector`` the connector
+    concerned, when one is."""
+
+    code = "run_refused"
+    http_status = 409
+    problem_fields = ("field", "connector")
+
+    def __init__(self, field: str, reason: str, connector: str | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        self.connector = connector
+        super().__init__(reason)
+
+
+__all__ = ["BadHeader", "Forbidden", "RunRefused", "ServiceError", "SpecInvalid", "Unauthenticated"]

@@ -1,0 +1,74 @@
+"""The process's Platform and the API over it, built from settings.
+
+:func:`open_platform` starts (or joins) the database, loads the master keyring, opens the app
+role's pool, the guarded HTTP client and the OIDC verifier, and yields the one
+:class:`runtime.Platform` the API, workers and tools share; it closes them on the way out.
+:func:`create_app` is the API for ``switchboard run`` and the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+import api
+import store
+from api import OidcVerifier
+from runtime import Config, Platform, utc_now
+from switchboard.engine_runtime import build_http_client
+from switchboard.platform_db import app_database_url
+from switchboard.settings import Settings, get_settings
+
+
+def runtime_config(settings: Settings) -> Config:
+    """What the runtime and the API read of ``settings``."""
+    return Config(
+        mode=settings.mode,
+        egress_allow=tuple(settings.egress_allow),
+        public_url=settings.public_url,
+        oidc_org_claim=settings.oidc_org_claim,
+    )
+
+
+@asynccontextmanager
+async def open_platform(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> AsyncIterator[Platform]:
+    """The platform for ``settings``: ``database_url``, or the embedded Postgres under
+    ``pg_data_dir`` (started or joined, and stopped if this call started it). It does not migrate:
+    that is ``switchboard db migrate`` or ``switchboard run``. ``clock`` replaces the wall clock."""
+    conninfo, embedded = await anyio.to_thread.run_sync(
+        lambda: store.resolve_conninfo(settings.database_url, settings.pg_data_dir)
+    )
+    try:
+        keyring = await anyio.to_thread.run_sync(
+            lambda: store.MasterKeyring.from_settings(
+                settings.master_key, settings.master_key_path, production=settings.mode == "production"
+            )
+        )
+        # min_size=0: the pool connects on first use, so /health answers (503, "run db migrate")
+        # on a database the app role cannot use yet.
+        db = store.Database.open(app_database_url(settings, conninfo), min_size=0)
+        oidc = OidcVerifier.from_settings(settings)
+        # One guarded outbound client for the process: connection tests, OAuth and runs share
+        # its connection pool (a client per request costs ~18 ms).
+        http = build_http_client(settings)
+        try:
+            yield Platform(db=db, encryptor=store.Encryptor(keyring), http=http, conninfo=conninfo,
+                           clock=clock or utc_now, oidc=oidc, config=runtime_config(settings))
+        finally:
+            await http.aclose()
+            db.close()
+            if oidc is not None:
+                oidc.close()
+    finally:
+        if embedded is not None:
+            await anyio.to_thread.run_sync(embedded.stop)
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """The API for ``settings`` (default: ``get_settings()``) over :func:`open_platform`."""
+    settings = settings or get_settings()
+    return api.create_app(lambda: open_platform(settings, clock=clock), runtime_config(settings))
