@@ -169,7 +169,7 @@ class ConnectionService:
             raise store.OAuthStateInvalid("it is missing or not a state this platform issued")
         now = platform.clock()
 
-        def fail(tx: Any, taken: dict[str, Any], kind: str, reason: str, connector: str | None,
+        def fail(tx: store.Tx, taken: dict[str, Any], kind: str, reason: str, connector: str | None,
                  problem: Any = store.OAuthCallbackFailed) -> None:
             # ``problem``: the error class the browser gets, for the audit entry's code and status.
             store.Connections(tx).mark(org_id, taken["connection_id"], "disconnected",
@@ -232,7 +232,7 @@ class ConnectionService:
         return CallbackResult(taken["connection_id"], taken["return_to"])
 
 
-def _audit(tx: Any, org_id: str, state: dict[str, Any], outcome: str, code: str | None, status: int,
+def _audit(tx: store.Tx, org_id: str, state: dict[str, Any], outcome: str, code: str | None, status: int,
            connector: str | None) -> None:
     store.AuditLog(tx).record(
         org_id, actor_type="system", actor_id="oauth_callback", action="connection.oauth_callback",

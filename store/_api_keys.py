@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from store._ids import new_id
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from store._database import Tx
 
 KEY_KINDS = ("test", "live")
 # Shown in lists so people can tell keys apart without the secret part.
@@ -31,7 +34,7 @@ def hash_key(key: str) -> str:
 class ApiKeys:
     """An organization's API keys. Rows never include the key or its hash."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def create(

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.errors import ForeignKeyViolation
 
@@ -30,6 +30,10 @@ from store._ids import new_id
 from store._oauth_states import OAuthStates
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from store._crypto import Encryptor
+    from store._database import Tx
 
 CONNECTION_STATUSES = ("pending", "connected", "needs_reconnect", "disconnected")
 MAX_ERROR_TEXT = 500
@@ -67,7 +71,7 @@ class ConnectorRef:
     spec: dict[str, Any]
 
 
-def connector_ref(tx: Any, org_id: str, ref: str) -> ConnectorRef:
+def connector_ref(tx: Tx, org_id: str, ref: str) -> ConnectorRef:
     """The connector ``ref`` (its key or id) with the spec document connections use.
 
     Raises ``NotFound`` (no such connector) and ``InvalidInput`` (field ``connector``: it has no
@@ -93,7 +97,7 @@ class Connections:
     """Connections of an organization's customers. Rows never include credentials: ``has_credentials``
     says whether any are stored, and ``connector_key`` names the connector."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     # -- create --------------------------------------------------------------------------------
@@ -107,7 +111,7 @@ class Connections:
         name: str,
         auth_type: str,
         credentials: Mapping[str, Any],
-        encryptor: Any,
+        encryptor: Encryptor,
     ) -> dict[str, Any]:
         """Create a ``connected`` connection for ``customer_id`` to ``connector_id`` with
         ``credentials`` (already checked against the connector's auth), stored encrypted; none
@@ -188,7 +192,7 @@ class Connections:
 
     # -- credentials ---------------------------------------------------------------------------
 
-    def credentials(self, org_id: str, connection_id: str, encryptor: Any) -> dict[str, Any]:
+    def credentials(self, org_id: str, connection_id: str, encryptor: Encryptor) -> dict[str, Any]:
         """The stored credentials, decrypted, as they are ({} when none). Raises ``NotFound``."""
         row = self.tx.execute(
             "SELECT credentials FROM connections WHERE org_id = %s AND id = %s", (org_id, connection_id)
@@ -197,7 +201,7 @@ class Connections:
             raise NotFound("connection", connection_id)
         return self._decrypt(org_id, connection_id, row["credentials"], encryptor)
 
-    def lock_for_refresh(self, org_id: str, connection_id: str, encryptor: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def lock_for_refresh(self, org_id: str, connection_id: str, encryptor: Encryptor) -> tuple[dict[str, Any], dict[str, Any]]:
         """Lock the connection (FOR UPDATE, until the transaction ends) and return its row and its
         decrypted credentials, as last committed.
 
@@ -216,7 +220,7 @@ class Connections:
         values = self._decrypt(org_id, connection_id, row.pop("_credentials"), encryptor)
         return row, values
 
-    def _decrypt(self, org_id: str, connection_id: str, ciphertext: Any, encryptor: Any) -> dict[str, Any]:
+    def _decrypt(self, org_id: str, connection_id: str, ciphertext: Any, encryptor: Encryptor) -> dict[str, Any]:
         if ciphertext is None:
             return {}
         return dict(encryptor.decrypt_json(self.tx, org_id, ciphertext, connection_purpose(connection_id)))
@@ -250,7 +254,7 @@ class Connections:
             raise NotFound("connection", connection_id)
         return self.get(org_id, connection_id)
 
-    def save_tokens(self, org_id: str, connection_id: str, tokens: Mapping[str, Any], encryptor: Any) -> dict[str, Any]:
+    def save_tokens(self, org_id: str, connection_id: str, tokens: Mapping[str, Any], encryptor: Encryptor) -> dict[str, Any]:
         """Merge OAuth ``tokens`` (a token set's credentials; a None value clears a key) into the
         connection's credentials, set ``expires_at`` from them (epoch seconds), and mark it
         ``connected``. Only ``OAUTH_TOKEN_FIELDS`` are kept: an OAuth app's client secret never

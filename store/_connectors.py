@@ -10,7 +10,7 @@ stored spec's ``version`` is set to the version number.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.errors import ForeignKeyViolation, UniqueViolation
 from psycopg.types.json import Jsonb
@@ -19,6 +19,9 @@ from store._ids import new_id
 from store._orgs import taken
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from store._database import Tx
 
 CONNECTOR_STATUSES = ("draft", "published", "archived")
 VERSION_STATES = ("draft", "published")
@@ -42,7 +45,7 @@ def _spec_key(spec: dict[str, Any]) -> str:
 class Connectors:
     """An organization's connectors and their versions."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     # -- connectors ------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from psycopg.errors import UniqueViolation
@@ -23,6 +23,10 @@ from store._ids import new_id
 from store._orgs import taken
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from store._crypto import Encryptor
+    from store._database import Tx
 
 # The connector ids specs use (engine.specs ID_PATTERN); repeated here because store/ does not import engine/.
 CONNECTOR_KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
@@ -108,7 +112,7 @@ def _check_scopes(scopes: Any) -> list[str]:
 class OAuthApps:
     """An organization's OAuth apps, at most one per connector."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def create(
@@ -118,7 +122,7 @@ class OAuthApps:
         connector_key: str,
         client_id: str,
         client_secret: str,
-        encryptor: Any,
+        encryptor: Encryptor,
         authorize_url: str | None = None,
         token_url: str | None = None,
         scopes: list[str] | tuple[str, ...] = (),
@@ -146,7 +150,7 @@ class OAuthApps:
         except UniqueViolation as exc:
             raise taken("oauth_app", "connector", connector_key) from exc
 
-    def update(self, org_id: str, app_id: str, changes: dict[str, Any], encryptor: Any) -> dict[str, Any]:
+    def update(self, org_id: str, app_id: str, changes: dict[str, Any], encryptor: Encryptor) -> dict[str, Any]:
         """Change ``client_id``, ``client_secret``, ``authorize_url``, ``token_url`` (None clears it)
         or ``scopes``; returns the row without the secret. The connector cannot change."""
         unknown = set(changes) - set(_CHANGEABLE)
@@ -200,7 +204,7 @@ class OAuthApps:
         if deleted is None:
             raise NotFound("oauth_app", app_id)
 
-    def get_for_connector(self, org_id: str, connector_key: str, encryptor: Any) -> dict[str, Any] | None:
+    def get_for_connector(self, org_id: str, connector_key: str, encryptor: Encryptor) -> dict[str, Any] | None:
         """The app of ``connector_key`` with ``client_secret`` decrypted (a str), or None.
 
         For the OAuth flow only: the secret must not be logged, traced or returned. Raises

@@ -12,7 +12,11 @@ from __future__ import annotations
 import secrets
 import string
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from store._crypto import Encryptor
+    from store._database import Tx
 
 # How long an end customer has between the authorize URL and the provider's callback.
 OAUTH_STATE_TTL = timedelta(minutes=10)
@@ -41,7 +45,7 @@ def state_org(state: str) -> str | None:
 class OAuthStates:
     """One-time OAuth states, each bound to a pending connection and holding its PKCE verifier."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def create(
@@ -54,7 +58,7 @@ class OAuthStates:
         redirect_uri: str,
         return_to: str | None,
         expires_at: datetime,
-        encryptor: Any,
+        encryptor: Encryptor,
     ) -> str:
         """Store a new state for ``connection_id``; returns it (``<org_id>.<random>``)."""
         state = f"{org_id}.{secrets.token_urlsafe(32)}"
@@ -66,7 +70,7 @@ class OAuthStates:
         )
         return state
 
-    def consume(self, org_id: str, state: str, encryptor: Any) -> dict[str, Any] | None:
+    def consume(self, org_id: str, state: str, encryptor: Encryptor) -> dict[str, Any] | None:
         """Delete ``state`` and return it with its ``code_verifier`` decrypted (None when unknown or
         already used). Expiry is the caller's to check, against its clock."""
         row = self.tx.execute(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
@@ -11,6 +11,9 @@ from store._paging import Filters, ListQuery, Page, fetch_page
 from psycopg.errors import ForeignKeyViolation, UniqueViolation
 
 from store.errors import Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from store._database import Tx
 
 DEFAULT_ENVIRONMENTS = (("dev", "Development"), ("staging", "Staging"), ("production", "Production"))
 RESIDENCIES = ("US", "EU", "APAC")
@@ -27,7 +30,7 @@ def taken(resource: str, field: str, value: Any) -> Conflict:
 class Organizations:
     """The organization of the current transaction (row-level security shows no other)."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def create(self, org_id: str, name: str, *, timezone: str = "UTC", plan: str = "free") -> dict[str, Any]:
@@ -70,7 +73,7 @@ class Organizations:
 class Environments:
     """An organization's environments (dev, staging, production, and any added)."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def create(self, org_id: str, slug: str, name: str) -> dict[str, Any]:
@@ -115,7 +118,7 @@ class Environments:
 class Customers:
     """End customers of an organization; each lives in one environment."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def create(

@@ -13,11 +13,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from store.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from store._database import Tx
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -92,7 +95,7 @@ def _decode(resource: str, cursor: str, sort: str) -> tuple[Any, str]:
 
 
 def fetch_page(
-    tx: Any,
+    tx: Tx,
     resource: str,
     table: str,
     query: ListQuery,

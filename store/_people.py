@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
@@ -13,6 +13,9 @@ from store._schema import ACTIONS_V1, AREAS_V1, SYSTEM_ROLES_V1
 from psycopg.errors import UniqueViolation
 
 from store.errors import Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from store._database import Tx
 
 AREAS = AREAS_V1
 ACTIONS = ACTIONS_V1
@@ -72,7 +75,7 @@ def exceeding_permissions(wanted: dict[str, list[str]], held: dict[str, list[str
 class Roles:
     """System roles (shared by every organization, read-only) and an organization's custom roles."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def get(self, org_id: str, role_id: str) -> dict[str, Any]:
@@ -168,7 +171,7 @@ class Users:
     disable or delete the last one is refused (``Conflict``).
     """
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def invite(

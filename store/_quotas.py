@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
@@ -31,6 +31,10 @@ from store._ids import new_id
 from store._orgs import taken
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import InvalidInput, NotFound, OutsideTenantScope, QuotaExceeded
+
+if TYPE_CHECKING:
+    from store._database import Database
+    from store._database import Tx
 
 # What is counted (the prefix of a dimension) and the windows it is counted in.
 KINDS = ("events", "api_calls")
@@ -200,7 +204,7 @@ RETURNING count
 class Quotas:
     """Plans, tiers, overrides and usage of one organization's customers."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     # --- plan ---
@@ -451,7 +455,7 @@ class Quotas:
         return Charge(tuple(usage), tuple(warnings))
 
 
-def charge_quota(db: Any, org_id: str, customer_id: str, kind: str, now: datetime) -> Charge:
+def charge_quota(db: Database, org_id: str, customer_id: str, kind: str, now: datetime) -> Charge:
     """``Quotas.charge`` in a transaction of its own on ``db`` (a ``store.Database``), bound to the
     customer. Raises as ``Quotas.charge`` does."""
     with db.tenant(org_id, customer_id) as tx:

@@ -9,7 +9,7 @@ the engine.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.errors import UniqueViolation
 
@@ -17,6 +17,10 @@ from store._ids import new_id
 from store._orgs import Environments, taken
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from store._crypto import Encryptor
+    from store._database import Tx
 
 # Names are what a workflow writes after ``secrets.``, so they are identifiers.
 SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -46,7 +50,7 @@ def _check_value(value: Any) -> bytes:
 class Secrets:
     """An organization's secrets. Methods that write take the ``Encryptor`` (``store._crypto``)."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def create(
@@ -56,7 +60,7 @@ class Secrets:
         environment: str,
         name: str,
         value: str,
-        encryptor: Any,
+        encryptor: Encryptor,
         created_by: str | None = None,
     ) -> dict[str, Any]:
         """Store secret ``name`` in ``environment`` (id or slug); returns its metadata row.
@@ -79,7 +83,7 @@ class Secrets:
         except UniqueViolation as exc:
             raise taken("secret", "name", name) from exc
 
-    def update(self, org_id: str, secret_id: str, value: str, encryptor: Any) -> dict[str, Any]:
+    def update(self, org_id: str, secret_id: str, value: str, encryptor: Encryptor) -> dict[str, Any]:
         """Replace the value of ``secret_id``; returns its metadata row (``NotFound`` when absent)."""
         data = _check_value(value)
         self.get(org_id, secret_id)
@@ -120,7 +124,7 @@ class Secrets:
         if deleted is None:
             raise NotFound("secret", secret_id)
 
-    def values_for_run(self, org_id: str, environment_id: str, encryptor: Any) -> dict[str, str]:
+    def values_for_run(self, org_id: str, environment_id: str, encryptor: Encryptor) -> dict[str, str]:
         """Every secret of environment ``environment_id`` (id or slug), decrypted: ``{name: value}``.
 
         For the engine only: the result must not be logged, traced or returned. Raises

@@ -13,7 +13,7 @@ Specs are stored as the JSON the caller validated (``api/`` validates them with 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.errors import ForeignKeyViolation, UniqueViolation
 from psycopg.types.json import Jsonb
@@ -22,6 +22,9 @@ from store._ids import new_id
 from store._orgs import Environments, taken
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store.errors import Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from store._database import Tx
 
 WORKFLOW_STATUSES = ("draft", "published", "archived")
 WORKFLOW_TYPES = ("instant", "standard", "long")
@@ -75,7 +78,7 @@ def _without_version(spec: dict[str, Any]) -> dict[str, Any]:
 class Workflows:
     """An organization's workflows: drafts, versions and deployments."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     # -- workflows and drafts --------------------------------------------------
@@ -274,7 +277,7 @@ class Workflows:
 class Triggers:
     """Triggers attached to workflows: stored configuration (``config`` is the caller's, validated upstream)."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def create(self, org_id: str, workflow_ref: str, kind: str, config: dict[str, Any], *, enabled: bool = True,
@@ -333,7 +336,7 @@ class Triggers:
 class Executions:
     """Runs of workflows for customers. A customer-bound transaction sees only that customer's."""
 
-    def __init__(self, tx: Any) -> None:
+    def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
     def start(self, org_id: str, *, customer_id: str, workflow_id: str, version: int, dry_run: bool,
