@@ -17,11 +17,11 @@ from support import documents
 from support.documents import IN_REPO, REPO
 
 # What reaching outside the clone looks like: a relative path up to a sibling folder, or a path
-# built from the repository's parent. Written so that this file's own text does not match.
+# built from the repository's parent.
 OUTSIDE = [
-    re.compile(r"\.\./" + "shared"),
-    re.compile(r"""(\.parent\b|parents\[\d+\])[^\n]*["']""" + "shared" + r"""["']"""),
-    re.compile(r"""["']\.\.["']\s*,\s*["']""" + "shared" + r"""["']"""),
+    re.compile(r"\.\./shared"),
+    re.compile(r"""(\.parent\b|parents\[\d+\])[^\n]*["']shared["']"""),
+    re.compile(r"""["']\.\.["']\s*,\s*["']shared["']"""),
 ]
 SKIPPED_DIRS = {".git", ".venv", ".cache", "node_modules", "__pycache__", ".pytest_cache", "build"}
 
@@ -44,6 +44,8 @@ def test_no_tracked_file_refers_to_a_folder_beside_the_repository() -> None:
     for path in _tracked_files():
         if IN_REPO in path.parents or not path.is_file():
             continue  # the documents are third parties' text, quoted as published
+        if path == Path(__file__).resolve():
+            continue  # this file spells out what it looks for
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
