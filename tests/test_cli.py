@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import store
+from switchboard.bootstrap import DevCredentials
 from switchboard.cli import cli
 
 SWITCHBOARD_BIN = Path(sys.executable).with_name("switchboard")
@@ -173,6 +174,13 @@ def test_run_starts_embedded_postgres_and_serves_health(pg_tmp_path: Path) -> No
     assert '"event": "Application shutdown complete."' in stderr
     # The embedded server stops with the process that started it.
     assert not (pg_tmp_path / "data" / "pg" / "postmaster.pid").exists()
+
+
+def test_dev_credentials_repr_leaves_the_key_out() -> None:
+    # What the first start writes for the README's curl: its repr (in a log, a traceback) must not carry the key.
+    credentials = DevCredentials(account_id="org_1", access_key="sk_live_review_secret", tenant_id="local-customer")
+    assert "sk_live_review_secret" not in repr(credentials)
+    assert "org_1" in repr(credentials)
 
 
 def test_run_on_a_busy_port_is_one_clear_error(migrated_database_url: str) -> None:
