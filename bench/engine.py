@@ -78,7 +78,7 @@ from urllib.parse import urlsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENT = ROOT.parent / "shared" / "specs" / "cin7-core-v2-subset.yaml"
+DOCUMENT = ROOT / "tests" / "data" / "openapi" / "cin7-core-v2-subset.yaml"
 CONNECTORS = ROOT / "examples" / "connectors"
 STEPS = 10
 AIM = 1.3

@@ -49,7 +49,15 @@ from store._workflows import (
     Triggers,
     Workflows,
 )
-from store._migrations import MIGRATIONS, Migration, current_version, latest_version, migrate
+from store._migrations import (
+    MIGRATIONS,
+    Migration,
+    MigrationState,
+    current_version,
+    latest_version,
+    migrate,
+    migration_status,
+)
 from store._server import EmbeddedPostgres, resolve_conninfo, start_embedded
 from store.errors import (
     OutsideTenantScope,
@@ -69,6 +77,7 @@ from store.errors import (
     MasterKeyInvalid,
     MasterKeyMissing,
     InvalidInput,
+    MigrationChanged,
     MigrationFailed,
     MigrationMismatch,
     NotFound,
@@ -178,8 +187,10 @@ __all__ = [
     "EmbeddedPostgres",
     "EmbeddedPostgresError",
     "Migration",
+    "MigrationChanged",
     "MigrationFailed",
     "MigrationMismatch",
+    "MigrationState",
     "QueryFailed",
     "SchemaError",
     "SchemaTooNew",
@@ -189,6 +200,7 @@ __all__ = [
     "drop_database",
     "latest_version",
     "migrate",
+    "migration_status",
     "resolve_conninfo",
     "start_embedded",
     "with_database",

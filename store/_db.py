@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from store.errors import (
     DatabaseUnavailable,
@@ -104,11 +104,6 @@ def connect(
 def with_database(conninfo: str, dbname: str) -> str:
     """Return ``conninfo`` pointing at database ``dbname`` on the same server, same credentials."""
     return make_conninfo(conninfo, dbname=dbname)
-
-
-def database_name(conninfo: str) -> str | None:
-    """Return the database named in ``conninfo``, or None when it relies on the default."""
-    return conninfo_to_dict(conninfo).get("dbname")
 
 
 def _checked_name(name: str) -> str:

@@ -1,8 +1,10 @@
 """Explicit, append-only schema migrations.
 
 The position of a migration in ``MIGRATIONS`` is its version number (the first is version 1).
-Never edit or reorder one that has shipped: add a new one at the end. ``migrate`` checks the
-recorded names against this list and refuses a database whose history differs.
+Never edit or reorder one that has shipped: add a new one at the end. ``schema_migrations``
+records each applied migration's name and checksum (sha256 of its SQL text); ``migrate`` and
+``migration_status`` refuse a database whose recorded history differs from this list
+(``MigrationMismatch`` for a name, ``MigrationChanged`` for a checksum).
 
 Migrations run only when ``migrate()`` is called (by ``switchboard db migrate``,
 ``switchboard run`` or a test), never on import.
@@ -10,14 +12,17 @@ Migrations run only when ``migrate()`` is called (by ``switchboard db migrate``,
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
-from store._schema import apply_platform_schema
-from store.errors import MigrationFailed, MigrationMismatch, SchemaTooNew
+from store._schema import PLATFORM_SCHEMA
+from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
 # Arbitrary constant shared by every Switchboard process: migrate() holds this advisory lock so
 # two processes starting at once (API and worker) do not apply the same migration twice.
@@ -29,17 +34,46 @@ class Migration:
     """One schema change: ``apply`` is SQL text, or a callable given the open connection.
 
     Each migration runs in its own transaction together with the row that records it, so a
-    failure leaves the database at the previous version.
+    failure leaves the database at the previous version. Prefer SQL text: its checksum covers
+    every statement. A callable's checksum covers only its own source code, not what it calls.
     """
 
     name: str
     apply: str | Callable[[psycopg.Connection], None]
 
+    @property
+    def checksum(self) -> str:
+        """sha256 (hex) of the SQL text, or of a callable's source; recorded when the migration is applied."""
+        if isinstance(self.apply, str):
+            text = self.apply
+        else:
+            try:
+                text = inspect.getsource(self.apply)
+            except (OSError, TypeError):
+                # No source to read (defined in a REPL, or a builtin): its name is all there is.
+                text = f"{self.apply.__module__}.{self.apply.__qualname__}"
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """One migration of the code as the database knows it: ``applied_at`` is None while pending."""
+
+    version: int
+    name: str
+    checksum: str
+    applied_at: datetime | None
+
+    @property
+    def applied(self) -> bool:
+        """True once the database has recorded this migration."""
+        return self.applied_at is not None
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     # pgvector backs the connector catalog's semantic search.
     Migration("m001_pgvector", "CREATE EXTENSION IF NOT EXISTS vector"),
-    Migration("m002_platform", apply_platform_schema),
+    Migration("m002_platform", PLATFORM_SCHEMA),
     # The interpreter's run record, kept with the execution so a run can be replayed offline.
     Migration("m003_execution_records", "ALTER TABLE executions ADD COLUMN record jsonb"),
 )
@@ -49,8 +83,17 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     version    integer PRIMARY KEY,
     name       text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
-)
+);
+-- Added after the first release: rows applied before it get the code's checksum at the next migrate().
+ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text
 """
+
+
+@dataclass(frozen=True)
+class _Row:
+    name: str
+    checksum: str | None
+    applied_at: datetime
 
 
 def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
@@ -58,27 +101,54 @@ def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
     return len(migrations)
 
 
-def _recorded(conn: psycopg.Connection) -> dict[int, str]:
+def _recorded(conn: psycopg.Connection) -> dict[int, _Row]:
     exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
         return {}
-    return dict(conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall())
+    # Through to_jsonb so that a table from before the checksum column reads as NULL checksums
+    # without altering it (migration_status only reads).
+    rows = conn.execute(
+        "SELECT version, name, to_jsonb(m) ->> 'checksum', applied_at FROM schema_migrations m ORDER BY version"
+    ).fetchall()
+    return {version: _Row(name, checksum, applied_at) for version, name, checksum, applied_at in rows}
 
 
-def _check_history(recorded: dict[int, str], migrations: Sequence[Migration]) -> None:
+def _check_history(recorded: dict[int, _Row], migrations: Sequence[Migration]) -> None:
     if recorded and max(recorded) > len(migrations):
         raise SchemaTooNew(max(recorded), len(migrations))
-    for version, name in recorded.items():
-        expected = migrations[version - 1].name
-        if name != expected:
-            raise MigrationMismatch(version, name, expected)
+    for version, row in recorded.items():
+        migration = migrations[version - 1]
+        if row.name != migration.name:
+            raise MigrationMismatch(version, row.name, migration.name)
+        # No checksum: applied before checksums were recorded; migrate() records the code's.
+        if row.checksum is not None and row.checksum != migration.checksum:
+            raise MigrationChanged(version, migration.name, row.checksum, migration.checksum)
+
+
+def migration_status(
+    conninfo: str, migrations: Sequence[Migration] = MIGRATIONS, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+) -> list[MigrationState]:
+    """Every migration of ``migrations``, in order, with when the database at ``conninfo`` applied it.
+
+    Reads only. Raises what ``migrate`` would refuse with: ``SchemaTooNew``, ``MigrationMismatch``,
+    ``MigrationChanged`` (an applied migration's checksum differs from the code's); and
+    ``DatabaseUnavailable``.
+    """
+    with connect(conninfo, autocommit=True, connect_timeout=connect_timeout) as conn:
+        recorded = _recorded(conn)
+    _check_history(recorded, migrations)
+    return [
+        MigrationState(version, m.name, m.checksum, recorded[version].applied_at if version in recorded else None)
+        for version, m in enumerate(migrations, start=1)
+    ]
 
 
 def migrate(conninfo: str, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
     """Apply every migration the database at ``conninfo`` lacks; return the versions applied, in order.
 
-    Idempotent: a fully migrated database yields ``[]``. Raises ``SchemaTooNew`` or
-    ``MigrationMismatch`` when the recorded history does not fit ``migrations``,
+    Idempotent: a fully migrated database yields ``[]``. Raises ``SchemaTooNew``,
+    ``MigrationMismatch`` or ``MigrationChanged`` when the recorded history does not fit ``migrations``
+    (before applying anything),
     ``MigrationFailed`` when one fails (earlier ones stay applied), and ``DatabaseUnavailable``.
     """
     applied: list[int] = []
@@ -88,6 +158,12 @@ def migrate(conninfo: str, migrations: Sequence[Migration] = MIGRATIONS) -> list
             conn.execute(_CREATE_TABLE)
             recorded = _recorded(conn)
             _check_history(recorded, migrations)
+            for version, row in recorded.items():
+                if row.checksum is None:
+                    conn.execute(
+                        "UPDATE schema_migrations SET checksum = %s WHERE version = %s AND checksum IS NULL",
+                        (migrations[version - 1].checksum, version),
+                    )
             for version, migration in enumerate(migrations, start=1):
                 if version in recorded:
                     continue
@@ -98,8 +174,8 @@ def migrate(conninfo: str, migrations: Sequence[Migration] = MIGRATIONS) -> list
                         else:
                             migration.apply(conn)
                         conn.execute(
-                            "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                            (version, migration.name),
+                            "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                            (version, migration.name, migration.checksum),
                         )
                 except psycopg.Error as exc:
                     raise MigrationFailed(version, migration.name, error_reason(exc)) from exc

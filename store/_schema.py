@@ -1,4 +1,4 @@
-"""Migration m002: the platform schema, the app role and row-level security.
+"""Migration m002 (``PLATFORM_SCHEMA``): the platform schema, the app role and row-level security.
 
 Every tenant table has ``org_id`` and a primary key ``(org_id, id)``; references between tenant
 tables are composite ``(org_id, x_id)``, so a row can never point into another organization.
@@ -14,8 +14,7 @@ that is why the tables ENABLE rather than FORCE row-level security.
 
 from __future__ import annotations
 
-import psycopg
-from psycopg import sql
+import json
 
 APP_ROLE = "switchboard_app"
 
@@ -380,41 +379,6 @@ def _policies() -> list[str]:
     return statements
 
 
-def _create_app_role(conn: psycopg.Connection) -> None:
-    # Roles are cluster-wide: another database on this server (a test session's, say) may have
-    # created it already.
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()
-    if not exists:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE").format(
-                sql.Identifier(APP_ROLE)
-            )
-        )
-
-
-def _grants(conn: psycopg.Connection) -> None:
-    role = sql.Identifier(APP_ROLE)
-    database = conn.execute("SELECT current_database()").fetchone()[0]
-    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role))
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
-    for table in ("organizations", "roles", *ORG_TABLES):
-        privileges = "SELECT, INSERT" if table == "audit_log" else "SELECT, INSERT, UPDATE, DELETE"
-        conn.execute(sql.SQL(f"GRANT {privileges} ON {{}} TO {{}}").format(sql.Identifier(table), role))
-    conn.execute(sql.SQL("GRANT USAGE ON SEQUENCE audit_log_id_seq TO {}").format(role))
-    # /health reads the schema version as the app.
-    conn.execute(sql.SQL("GRANT SELECT ON schema_migrations TO {}").format(role))
-
-
-def apply_platform_schema(conn: psycopg.Connection) -> None:
-    """Migration m002: create the platform tables, the app role, its grants and the RLS policies."""
-    conn.execute(_TABLES)
-    for statement in _policies():
-        conn.execute(statement)
-    _seed_system_roles(conn)
-    _create_app_role(conn)
-    _grants(conn)
-
-
 # The permission vocabulary as of m002. Later migrations may add areas or change system roles;
 # this constant stays as it shipped.
 AREAS_V1 = (
@@ -479,11 +443,53 @@ SYSTEM_ROLES_V1: tuple[tuple[str, str, str, dict[str, list[str]]], ...] = (
 )
 
 
-def _seed_system_roles(conn: psycopg.Connection) -> None:
-    from psycopg.types.json import Jsonb
+def _literal(text: str) -> str:
+    # A string constant for the migration's SQL text. standard_conforming_strings is on (the default
+    # since Postgres 9.1), so doubling quotes is the whole escaping; the values are this module's.
+    return "'" + text.replace("'", "''") + "'"
 
-    for role_id, name, description, permissions in SYSTEM_ROLES_V1:
-        conn.execute(
-            "INSERT INTO roles (org_id, id, name, description, system, permissions) VALUES (NULL, %s, %s, %s, true, %s)",
-            (role_id, name, description, Jsonb(permissions)),
-        )
+
+def _seed_system_roles() -> list[str]:
+    return [
+        "INSERT INTO roles (org_id, id, name, description, system, permissions) VALUES "
+        f"(NULL, {_literal(role_id)}, {_literal(name)}, {_literal(description)}, true, "
+        f"{_literal(json.dumps(permissions))}::jsonb)"
+        for role_id, name, description, permissions in SYSTEM_ROLES_V1
+    ]
+
+
+# Roles are cluster-wide: another database on this server (a test session's, say) may have created
+# it already, or be creating it now.
+_CREATE_APP_ROLE = f"""
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {_literal(APP_ROLE)}) THEN
+        CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
+END $$"""
+
+
+def _grants() -> list[str]:
+    statements = [
+        # The database's name is known only where the migration runs.
+        f"DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO {APP_ROLE}', current_database()); END $$",
+        f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}",
+    ]
+    for table in ("organizations", "roles", *ORG_TABLES):
+        privileges = "SELECT, INSERT" if table == "audit_log" else "SELECT, INSERT, UPDATE, DELETE"
+        statements.append(f"GRANT {privileges} ON {table} TO {APP_ROLE}")
+    statements.append(f"GRANT USAGE ON SEQUENCE audit_log_id_seq TO {APP_ROLE}")
+    # /health reads the schema version as the app.
+    statements.append(f"GRANT SELECT ON schema_migrations TO {APP_ROLE}")
+    return statements
+
+
+# Migration m002 as one SQL text: the platform tables, the RLS policies, the system roles, the app
+# role and its grants. Text rather than code so that its checksum covers every statement it runs:
+# editing any of them (or the data above they are built from) changes the checksum, and a database
+# that applied the old text refuses to start.
+PLATFORM_SCHEMA = _TABLES + "".join(
+    statement + ";\n" for statement in (*_policies(), *_seed_system_roles(), _CREATE_APP_ROLE, *_grants())
+)

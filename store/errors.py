@@ -14,7 +14,8 @@ Hierarchy::
     └── SchemaError                 the schema cannot be brought to this code's version; HTTP 500
         ├── MigrationFailed         a migration failed to apply (and was rolled back)
         ├── SchemaTooNew            the database is ahead of this code
-        └── MigrationMismatch       a recorded migration has a different name than the code's
+        ├── MigrationMismatch       a recorded migration has a different name than the code's
+        └── MigrationChanged        an applied migration's checksum differs from the code's (it was edited)
 
 Every error builds its message from typed fields and carries ``code`` and ``http_status``,
 which ``api/`` maps to a problem+json response.
@@ -166,6 +167,25 @@ class MigrationMismatch(SchemaError):
             f"migration {version} is recorded as {recorded_name!r} but this code names it {expected_name!r}"
         )
 
+
+
+class MigrationChanged(SchemaError):
+    """Migration ``version`` (``name``) was applied with checksum ``recorded_checksum`` but the code's
+    text now hashes to ``code_checksum``: a shipped migration was edited, which append-only migrations
+    forbid. The database refuses to start until the migration is restored; a change goes into a new one."""
+
+    code = "migration_changed"
+
+    def __init__(self, version: int, name: str, recorded_checksum: str, code_checksum: str) -> None:
+        self.version = version
+        self.name = name
+        self.recorded_checksum = recorded_checksum
+        self.code_checksum = code_checksum
+        super().__init__(
+            f"migration {version} ({name}) was changed after it was applied: the database recorded checksum "
+            f"{recorded_checksum[:12]}, this code's is {code_checksum[:12]}. Migrations are append-only: "
+            f"restore {name} as it was applied and put the change in a new migration"
+        )
 
 # --- encryption (store/_crypto.py) ---
 #

@@ -49,8 +49,17 @@ def with_app_password(settings: Settings) -> Settings:
 
 def prepare(settings: Settings, admin_conninfo: str, *, migrate: bool = True) -> tuple[Settings, list[int]]:
     """Migrate (optionally) and give the app role its password; returns the settings to run with
-    and the migration versions applied."""
-    applied = store.migrate(admin_conninfo) if migrate else []
+    and the migration versions applied.
+
+    Without migrating, the recorded history is still checked: a database whose applied migrations
+    differ from the code's (``store.MigrationChanged`` and the other ``store.SchemaError``) is
+    refused either way.
+    """
+    if migrate:
+        applied = store.migrate(admin_conninfo)
+    else:
+        store.migration_status(admin_conninfo)
+        applied = []
     settings = with_app_password(settings)
     if not settings.app_database_url and settings.app_database_password:
         store.set_app_password(admin_conninfo, settings.app_database_password.get_secret_value())

@@ -253,3 +253,15 @@ def test_an_organization_sees_only_its_own_audit_log(http: httpx.Client, two: tu
     )
     assert not {e["id"] for e in acme_entries} & {e["id"] for e in globex_entries}
     assert http.get(f"/v1/audit-log/{acme_entries[0]['id']}", headers=globex.headers()).status_code == 404
+
+
+def test_a_lower_role_cannot_revoke_a_higher_roles_key(http: httpx.Client, db: store.Database) -> None:
+    tenant = make_tenant(db, "Ranks", customers=0)
+    owner_key = issue(http, tenant, role="owner")
+    operator = tenant.headers(key=issue(http, tenant, role="operator")["key"])
+    refused = http.post(f"/v1/api-keys/{owner_key['id']}/revoke", headers=operator)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["permission"] == "connectors:write"
+    assert http.get("/v1/organization", headers=tenant.headers(key=owner_key["key"])).status_code == 200
+    peer = issue(http, tenant, role="viewer")
+    assert http.post(f"/v1/api-keys/{peer['id']}/revoke", headers=operator).status_code == 200

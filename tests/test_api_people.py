@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -248,3 +249,34 @@ def test_nobody_grants_more_than_they_hold(http: httpx.Client, two: tuple[Tenant
     touch = http.patch(f"/v1/users/{owner['id']}", headers=operator, json={"status": "disabled"})
     assert touch.status_code == 403
     assert http.delete(f"/v1/users/{owner['id']}", headers=operator).status_code == 403
+
+
+class _BoundMeanwhile:
+    """A psycopg connection on which, right after the first lookup of a user by OIDC subject,
+    a concurrent first sign-in of the same identity binds it (committed on another connection)."""
+
+    def __init__(self, tx: Any, bind: Any) -> None:
+        self._tx = tx
+        self._bind = bind
+
+    def execute(self, statement: str, params: Any = None) -> Any:
+        cursor = self._tx.execute(statement, params)
+        if statement.startswith("SELECT * FROM users WHERE org_id = %s AND oidc_subject") and self._bind is not None:
+            bind, self._bind = self._bind, None
+            bind()
+        return cursor
+
+
+def test_two_first_sign_ins_at_once_both_find_the_user(db: store.Database) -> None:
+    tenant = make_tenant(db, "SignIn")
+    org = tenant.org_id
+    with db.tenant(org) as tx:
+        invited = store.Users(tx).invite(org, "ada@example.com", "developer")
+
+    def bind() -> None:
+        with db.tenant(org) as other:
+            assert store.Users(other).by_subject(org, "sub-ada", "ada@example.com")["id"] == invited["id"]
+
+    with db.tenant(org) as tx:
+        user = store.Users(_BoundMeanwhile(tx, bind)).by_subject(org, "sub-ada", "ada@example.com")
+    assert user is not None and user["id"] == invited["id"] and user["status"] == "active"

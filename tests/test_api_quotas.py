@@ -453,3 +453,28 @@ def test_a_refusal_undoes_both_windows_inside_a_longer_transaction(http: httpx.C
         # The caller's transaction goes on and commits.
         tx.execute("SELECT 1")
     assert counts(http, tenant, customer)["events_per_day"] == 3
+
+
+def test_a_customer_bound_key_cannot_rename_a_tier_under_other_customers(http: httpx.Client, db: store.Database) -> None:
+    # Renaming moves the tier's customers along; a transaction limited to one customer sees only
+    # that one, so the others would silently fall off the tier.
+    tenant = make_tenant(db, "Tiers")
+    tier = http.post("/v1/billing/tiers", headers=tenant.headers(), json={"name": "gold"})
+    assert tier.status_code == 201, tier.text
+    for customer in tenant.customers:
+        assert http.patch(f"/v1/customers/{customer}", headers=tenant.headers(), json={"tier": "gold"}).status_code == 200
+    issued = http.post("/v1/api-keys", headers=tenant.headers(), json={"name": "b", "role": "admin", "customer": tenant.customers[0]})
+    bound = tenant.headers(key=issued.json()["key"])
+    renamed = http.patch(f"/v1/billing/tiers/{tier.json()['id']}", headers=bound, json={"name": "platinum"})
+    assert renamed.status_code == 403, renamed.text
+    assert renamed.headers["content-type"].startswith("application/problem+json")
+    assert renamed.json()["permission"] == "billing:write"
+    tiers = {c["id"]: c["tier"] for c in http.get("/v1/customers", headers=tenant.headers()).json()["items"]}
+    assert tiers == {customer: "gold" for customer in tenant.customers}
+    # Nor its limits: a tier is the organization's, shared by other customers.
+    limits = {"events_per_day": {"limit": 5, "mode": "warn"}}
+    assert http.patch(f"/v1/billing/tiers/{tier.json()['id']}", headers=bound, json={"limits": limits}).status_code == 403
+    # An organization-level caller renames it with every customer.
+    assert http.patch(f"/v1/billing/tiers/{tier.json()['id']}", headers=tenant.headers(), json={"name": "platinum"}).status_code == 200
+    tiers = {c["id"]: c["tier"] for c in http.get("/v1/customers", headers=tenant.headers()).json()["items"]}
+    assert tiers == {customer: "platinum" for customer in tenant.customers}

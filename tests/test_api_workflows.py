@@ -528,3 +528,70 @@ def test_a_test_key_reaches_only_non_production_environments(
         assert http.get(f"/v1/secrets/{live.json()['id']}", headers=test).status_code == 403
         assert http.delete(f"/v1/secrets/{live.json()['id']}", headers=test).status_code == 403
         assert http.get("/v1/connections", headers=acme.headers(live_customer)).status_code == 200
+
+
+# -- validation rights, executions by workflow and by customer -------------------------------------------------
+
+ECHO = {"id": "echo", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
+
+
+@pytest.fixture(scope="module")
+def echo(db: store.Database, platform: str) -> Tenant:
+    """A tenant with two customers and ``echo`` (no connector, no secret) published."""
+    tenant = make_tenant(db, "Echo")
+    with client(platform) as http:
+        assert http.post("/v1/workflows", headers=tenant.headers(), json={"spec": ECHO}).status_code == 201
+        assert http.post("/v1/workflows/echo/publish", headers=tenant.headers()).status_code == 201
+    return tenant
+
+
+def _key_with_role(http: httpx.Client, tenant: Tenant, role: str) -> str:
+    response = http.post("/v1/api-keys", headers=tenant.headers(), json={"name": f"{role} key", "role": role})
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+def test_validating_a_workflow_needs_only_read(platform: str, echo: Tenant) -> None:
+    with client(platform) as http:
+        viewer = echo.headers(key=_key_with_role(http, echo, "viewer"))
+        checked = http.post("/v1/workflows/echo/validate", headers=viewer)
+        assert checked.status_code == 200, checked.text
+        assert checked.json() == {"valid": True, "problems": []}
+        proposed = http.post("/v1/workflows/echo/validate", headers=viewer, json={"spec": {**ECHO, "steps": []}})
+        assert proposed.status_code == 200 and proposed.json()["valid"] is False
+        # Changing it still needs write.
+        refused = http.put("/v1/workflows/echo/draft", headers=viewer, json={"spec": ECHO})
+    assert refused.status_code == 403 and refused.json()["permission"] == "workflows:write"
+
+
+def test_executions_are_filtered_by_workflow(platform: str, echo: Tenant) -> None:
+    first = echo.customers[0]
+    with client(platform) as http:
+        ran = http.post("/v1/workflows/echo/runs", headers=echo.headers(first), json={"input": {"name": "Ada"}})
+        assert ran.status_code == 201, ran.text
+        for params in ({"workflow": "echo"}, {"workflow": ran.json()["workflow_id"]}, {"workflow_id": "echo"}):
+            listed = http.get("/v1/executions", headers=echo.headers(), params=params)
+            assert listed.status_code == 200, listed.text
+            assert ran.json()["id"] in [e["id"] for e in listed.json()["items"]], params
+        assert http.get("/v1/executions", headers=echo.headers(), params={"workflow": "nope"}).json()["items"] == []
+        both = http.get("/v1/executions", headers=echo.headers(), params={"workflow": "echo", "workflow_id": "other"})
+    assert both.status_code == 422 and both.json()["field"] == "workflow"
+
+
+def test_an_execution_is_read_in_the_scope_the_header_names(platform: str, echo: Tenant) -> None:
+    """As with connections and the executions list: naming a customer scopes the request to it."""
+    first, second = echo.customers
+    with client(platform) as http:
+        ran = http.post("/v1/workflows/echo/runs", headers=echo.headers(second), json={"input": {"name": "Grace"}})
+        assert ran.status_code == 201, ran.text
+        path = f"/v1/executions/{ran.json()['id']}"
+        assert http.get(path, headers=echo.headers()).status_code == 200
+        assert http.get(path, headers=echo.headers(second)).json()["customer_id"] == second
+        listed = http.get("/v1/executions", headers=echo.headers(first), params={"limit": 200}).json()["items"]
+        assert ran.json()["id"] not in [e["id"] for e in listed]
+        hidden = http.get(path, headers=echo.headers(first))
+        assert hidden.status_code == 404 and hidden.json()["resource"] == "execution"
+        asked = http.get("/v1/executions", headers=echo.headers(first), params={"customer": second}).json()["items"]
+        assert asked == []
+        theirs = http.get("/v1/executions", headers=echo.headers(), params={"customer": second, "limit": 200}).json()["items"]
+    assert ran.json()["id"] in [e["id"] for e in theirs]

@@ -1,4 +1,4 @@
-"""OpenAPI import over every real document in shared/specs, checked against INDEX.md.
+"""OpenAPI import over every real document in tests/data/openapi, checked against INDEX.md.
 
 INDEX.md's table is parsed, not copied: a document added there without a
 matching expectation here fails the test, and so does an expectation this
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from pathlib import Path
 
@@ -21,20 +20,10 @@ from engine.errors import OpenAPIImportError
 from engine.expressions import check_template
 from engine.openapi import ImportResult, dump_connector, import_connector
 from engine.specs import load_connector
+from support.documents import SPECS_DIR
 
 
-def _specs_dir() -> Path:
-    beside = Path(__file__).resolve().parents[2] / "shared" / "specs"
-    if (beside / "INDEX.md").is_file():
-        return beside
-    configured = os.environ.get("SWITCHBOARD_SHARED_SPECS")
-    if configured and (Path(configured) / "INDEX.md").is_file():
-        return Path(configured)
-    pytest.skip("shared/specs not found beside the repository and SWITCHBOARD_SHARED_SPECS is not set",
-                allow_module_level=True)
-
-
-SPECS = _specs_dir()
+SPECS = SPECS_DIR
 
 
 def _index() -> dict[str, dict[str, str]]:

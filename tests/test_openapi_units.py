@@ -17,9 +17,9 @@ from engine.errors import OpenAPIImportError, SpecError
 from engine.expressions import evaluate, render
 from engine.openapi import import_connector, import_to_file, load_openapi
 from engine.specs import load_connector
+from support.documents import SPECS_DIR
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
-needs_specs = pytest.mark.skipif(not (SPECS / "INDEX.md").is_file(), reason="shared/specs not beside the repository")
+SPECS = SPECS_DIR
 
 
 def doc(paths: dict, **extra) -> dict:
@@ -139,7 +139,6 @@ def test_openapi_30_schema_keywords_become_json_schema():
     Draft202012Validator.check_schema(loaded.operations[0].responses["200"].schema)
 
 
-@needs_specs
 def test_resend_31_mixture_of_nullable_and_type_arrays():
     loaded = load_openapi(SPECS / "resend-api.yaml")
     for op in loaded.operations:
@@ -156,7 +155,6 @@ def test_resend_31_mixture_of_nullable_and_type_arrays():
 
 # -- the traps listed in INDEX.md ---------------------------------------------
 
-@needs_specs
 def test_petstore_integer_response_codes_become_text():
     loaded = load_openapi(SPECS / "oai-petstore-v3.0.yaml")
     assert yaml.safe_load((SPECS / "oai-petstore-v3.0.yaml").read_text())["paths"]["/pets"]["get"]["responses"].get(200)
@@ -166,7 +164,6 @@ def test_petstore_integer_response_codes_become_text():
     assert not loaded.warnings
 
 
-@needs_specs
 def test_google_xgafv_parameter_and_at_me_path():
     connector = import_connector(SPECS / "google-tasks-v1.yaml").connector
     lists = connector.actions["tasks_tasklists_list"]
@@ -179,7 +176,6 @@ def test_google_xgafv_parameter_and_at_me_path():
                                                                 "task": "{{ input.task }}"}
 
 
-@needs_specs
 def test_twilio_servers_per_path():
     loaded = load_openapi(SPECS / "twilio-bulkexports-v1.yaml")
     assert all(op.servers == ["https://bulkexports.twilio.com"] for op in loaded.operations)
@@ -201,7 +197,6 @@ def test_servers_per_path_and_operation_that_differ_become_action_base_urls():
     assert connector.actions["list_b"].base_url is None
 
 
-@needs_specs
 def test_resend_without_operation_ids_gets_unique_derived_names():
     result = import_connector(SPECS / "resend-api.yaml")
     actions = result.connector.actions
@@ -225,7 +220,6 @@ def test_path_like_operation_ids_get_rest_names():
     assert actions["list_contacts"].title == "get-/crm/v3/objects/contacts"
 
 
-@needs_specs
 def test_1password_lists_with_post_and_a_cursor_in_the_body():
     actions = import_connector(SPECS / "1password-events.yaml").connector.actions
     usages = actions["get_item_usages"]
@@ -238,7 +232,6 @@ def test_1password_lists_with_post_and_a_cursor_in_the_body():
     assert actions["get_auth_introspect"].pagination is None
 
 
-@needs_specs
 def test_postmark_token_header_becomes_api_key_auth():
     result = import_connector(SPECS / "postmark-account-v0.9-swagger.yaml")
     connector = result.connector
@@ -255,7 +248,6 @@ def test_postmark_token_header_becomes_api_key_auth():
     assert create.body_type == "json" and "body" in create.input["properties"]
 
 
-@needs_specs
 def test_vonage_form_body_with_credentials_is_kept_and_warned():
     result = import_connector(SPECS / "vonage-sms.yml")
     action = result.connector.actions["send_an_sms"]
@@ -265,7 +257,6 @@ def test_vonage_form_body_with_credentials_is_kept_and_warned():
                for w in result.warnings)
 
 
-@needs_specs
 def test_callbacks_and_webhooks_become_webhook_events():
     callbacks = import_connector(SPECS / "oai-callback-example-v3.0.yaml").connector
     event = callbacks.events["create_stream_on_data"]
@@ -490,7 +481,6 @@ def test_read_only_properties_are_not_required_in_input_nor_write_only_in_output
     assert action.output["required"] == ["id", "name"]
 
 
-@needs_specs
 def test_cin7_update_keeps_its_required_read_only_id():
     update = import_connector(SPECS / "cin7-core-v2-subset.yaml").connector.actions["update_customer"]
     body = update.input["properties"]["body"]
@@ -512,7 +502,6 @@ def test_default_response_and_properties_named_like_data_keys_are_resolved():
     assert flag["type"] == "boolean" and flag["default"] == {"$ref": "not a ref: example data"}
 
 
-@needs_specs
 def test_operations_secured_by_another_scheme_get_their_own_auth():
     result = import_connector(SPECS / "swagger-petstore-v3.yaml")
     actions = result.connector.actions
@@ -525,7 +514,6 @@ def test_operations_secured_by_another_scheme_get_their_own_auth():
     assert all(a.auth is None for a in import_connector(SPECS / "google-tasks-v1.yaml").connector.actions.values())
 
 
-@needs_specs
 def test_multipart_bodies_are_multipart():
     actions = import_connector(SPECS / "resend-api.yaml").connector.actions
     assert actions["create_import"].body_type == "multipart"

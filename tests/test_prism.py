@@ -1,6 +1,6 @@
 """Requests built by imported connectors, judged by a validator nobody here wrote: Stoplight Prism.
 
-For every document of shared/specs that Prism serves, ``prism mock DOC`` runs on
+For every document of tests/data/openapi that Prism serves, ``prism mock DOC`` runs on
 an ephemeral 127.0.0.1 port (all documents start at once, for the session), the
 document is imported with ``engine.openapi.import_connector``, and every action
 is called through the engine's executor with placeholder credentials: once with

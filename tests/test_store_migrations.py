@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 import threading
 import uuid
@@ -76,8 +78,10 @@ def test_public_surface_is_stable() -> None:
         "MasterKeyMissing",
         "MasterKeyring",
         "Migration",
+        "MigrationChanged",
         "MigrationFailed",
         "MigrationMismatch",
+        "MigrationState",
         "NotFound",
         "OAUTH_STATE_TTL",
         "OAUTH_TOKEN_FIELDS",
@@ -129,6 +133,7 @@ def test_public_surface_is_stable() -> None:
         "latest_version",
         "master_key_id",
         "migrate",
+        "migration_status",
         "new_id",
         "resolve_conninfo",
         "rotate_master_key",
@@ -239,3 +244,109 @@ def test_creating_an_existing_database_is_a_query_error(fresh_db: str, database_
     with pytest.raises(store.QueryFailed) as info:
         store.create_database(database_url, name)
     assert info.value.sqlstate == "42P04"  # duplicate_database
+
+
+# --- checksums: an applied migration is never edited ---
+
+
+def _set_checksum(url: str, version: int, checksum: str | None) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = %s", (checksum, version))
+
+
+def test_each_applied_migration_records_the_sha256_of_its_sql(fresh_db: str) -> None:
+    store.migrate(fresh_db)
+    recorded = _rows(fresh_db, "SELECT version, checksum FROM schema_migrations ORDER BY version")
+    assert recorded == [(v, hashlib.sha256(m.apply.encode()).hexdigest()) for v, m in enumerate(store.MIGRATIONS, 1)]
+
+
+def test_m002_is_sql_text_so_its_checksum_covers_every_statement() -> None:
+    m002 = store.MIGRATIONS[1]
+    assert m002.name == "m002_platform" and isinstance(m002.apply, str)
+    # Tables, row-level security, the system roles, the app role and its grants: all in the hashed text.
+    for part in ("CREATE TABLE organizations", "CREATE POLICY tenant ON customers", "INSERT INTO roles",
+                 "'end_user'", "CREATE ROLE switchboard_app", "GRANT CONNECT ON DATABASE",
+                 "GRANT SELECT ON schema_migrations TO switchboard_app"):
+        assert part in m002.apply, part
+    edited = dataclasses.replace(m002, apply=m002.apply.replace("'end_user'", "'end_users'"))
+    assert edited.checksum != m002.checksum
+
+
+def test_an_edited_migration_text_is_refused_naming_it(fresh_db: str) -> None:
+    original = (Migration("m001_things", "CREATE TABLE things (id int)"),)
+    assert store.migrate(fresh_db, original) == [1]
+    edited = (Migration("m001_things", "CREATE TABLE things (id bigint)"), Migration("m002_more", "CREATE TABLE more (id int)"))
+    with pytest.raises(store.MigrationChanged) as info:
+        store.migrate(fresh_db, edited)
+    err = info.value
+    assert (err.version, err.name, err.code, err.http_status) == (1, "m001_things", "migration_changed", 500)
+    assert (err.recorded_checksum, err.code_checksum) == (original[0].checksum, edited[0].checksum)
+    assert isinstance(err, store.SchemaError)
+    assert "migration 1 (m001_things) was changed after it was applied" in str(err)
+    assert "append-only" in str(err) and "new migration" in str(err)
+    # Refused before anything ran: the new migration was not applied.
+    assert _rows(fresh_db, "SELECT to_regclass('more')") == [(None,)]
+    with pytest.raises(store.MigrationChanged):
+        store.migration_status(fresh_db, edited)
+    # The original code still runs against it.
+    assert store.migrate(fresh_db, original) == []
+
+
+def test_an_edited_platform_migration_is_refused_by_migrate_and_status(fresh_db: str) -> None:
+    store.migrate(fresh_db)
+    m002 = store.MIGRATIONS[1]
+    edited = (store.MIGRATIONS[0], dataclasses.replace(m002, apply=m002.apply + "\nCREATE TABLE sneaked_in (id int);\n"),
+              *store.MIGRATIONS[2:])
+    for check in (store.migrate, store.migration_status):
+        with pytest.raises(store.MigrationChanged) as info:
+            check(fresh_db, edited)
+        assert (info.value.version, info.value.name) == (2, "m002_platform")
+    assert _rows(fresh_db, "SELECT to_regclass('sneaked_in')") == [(None,)]
+
+
+def test_a_recorded_checksum_that_differs_is_refused(fresh_db: str) -> None:
+    store.migrate(fresh_db)
+    _set_checksum(fresh_db, 2, "0" * 64)
+    for check in (store.migrate, store.migration_status):
+        with pytest.raises(store.MigrationChanged, match=r"migration 2 \(m002_platform\) was changed") as info:
+            check(fresh_db)
+        assert info.value.recorded_checksum == "0" * 64
+        assert info.value.code_checksum == store.MIGRATIONS[1].checksum
+
+
+def test_migrations_applied_before_checksums_get_the_codes_once(fresh_db: str) -> None:
+    store.migrate(fresh_db)
+    # A database from before checksums: no column at all.
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("ALTER TABLE schema_migrations DROP COLUMN checksum")
+    assert [s.applied for s in store.migration_status(fresh_db)] == [True] * store.latest_version()
+    assert store.migrate(fresh_db) == []
+    recorded = _rows(fresh_db, "SELECT checksum FROM schema_migrations ORDER BY version")
+    assert recorded == [(m.checksum,) for m in store.MIGRATIONS]
+    # Recorded once: from now on an edit is caught.
+    _set_checksum(fresh_db, 1, "f" * 64)
+    with pytest.raises(store.MigrationChanged):
+        store.migrate(fresh_db)
+
+
+def test_migration_status_lists_applied_and_pending_without_writing(fresh_db: str) -> None:
+    fresh = store.migration_status(fresh_db)
+    assert [(s.version, s.name, s.applied) for s in fresh] == [
+        (v, m.name, False) for v, m in enumerate(store.MIGRATIONS, 1)]
+    assert _rows(fresh_db, "SELECT to_regclass('schema_migrations')") == [(None,)]  # status only reads
+    store.migrate(fresh_db, store.MIGRATIONS[:1])
+    states = store.migration_status(fresh_db)
+    assert [s.applied for s in states] == [True] + [False] * (store.latest_version() - 1)
+    assert states[0].applied_at is not None and states[0].checksum == store.MIGRATIONS[0].checksum
+
+
+def test_a_callable_migrations_checksum_follows_its_source() -> None:
+    def one(conn: psycopg.Connection) -> None:
+        conn.execute("CREATE TABLE a (id int)")
+
+    def two(conn: psycopg.Connection) -> None:
+        conn.execute("CREATE TABLE a (id bigint)")
+
+    assert Migration("m001_x", one).checksum != Migration("m001_x", two).checksum
+    assert Migration("m001_x", one).checksum == Migration("m001_x", one).checksum
+    assert len(Migration("m001_x", "SELECT 1").checksum) == 64

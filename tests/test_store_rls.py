@@ -14,6 +14,8 @@ import pytest
 
 import store
 from store._schema import CUSTOMER_TABLES, ORG_TABLES
+from store.errors import OutsideTenantScope
+from support.platform import make_tenant
 
 
 def _seed(conn: psycopg.Connection, org: str) -> None:
@@ -187,3 +189,17 @@ def test_the_audit_log_is_append_only_even_for_the_owner(migrated_database_url: 
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             owner.execute("DELETE FROM audit_log WHERE org_id = %s", (a,))
         assert owner.execute("SELECT count(*) FROM audit_log WHERE org_id = %s", (a,)).fetchone()[0] == 1
+
+
+def test_rows_outside_the_transactions_customer_are_refused_in_sql(db: store.Database) -> None:
+    tenant = make_tenant(db, "Scoped")
+    first, second = tenant.customers
+    with pytest.raises(OutsideTenantScope) as refused, db.tenant(tenant.org_id, first) as tx:
+        store.Customers(tx).create(tenant.org_id, name="Elsewhere", environment_id="dev")
+    assert refused.value.http_status == 403 and refused.value.resource == "customers"
+    with pytest.raises(OutsideTenantScope), db.tenant(tenant.org_id, first) as tx:
+        store.Executions(tx).start(tenant.org_id, customer_id=second, workflow_id="wf_x", version=1, dry_run=True, input={})
+    # Another organization's row fails the permissive policy, whose refusal names no policy.
+    with pytest.raises(OutsideTenantScope) as refused, db.tenant(tenant.org_id) as tx:
+        store.Environments(tx).create("org_000000000000000000000000", "qa", "QA")
+    assert refused.value.resource == "environments"

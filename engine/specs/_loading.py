@@ -28,13 +28,6 @@ def json_pointer(parts: tuple[Any, ...] | list[Any]) -> str:
     return "/" + "/".join(out) if out else ""
 
 
-def _loc_to_pointer(loc: tuple[Any, ...]) -> str:
-    # Discriminated unions insert the tag (e.g. 'action', 'api_key') into the
-    # location; it is not a key of the document, so drop it when the next part
-    # is a real field of that step.
-    return json_pointer([p for p in loc if not (isinstance(p, str) and p.startswith("function-"))])
-
-
 def problems_from_validation(error: ValidationError, document: Any) -> list[Problem]:
     """Turn a pydantic error into problems whose pointers resolve in ``document``."""
     problems = []

@@ -33,19 +33,27 @@ def migrate_command() -> None:
 
 @db.command("status")
 def status_command() -> None:
-    """Print the database's schema version and the version this code expects."""
+    """Print each migration as applied or pending, and the schema version.
+
+    Exits 1, naming the migration, when the database's history differs from the code's: an applied
+    migration edited since (its checksum differs), renamed, or unknown to this code.
+    """
     import store
 
     settings = load_settings()
     conninfo, embedded = store.resolve_conninfo(settings.database_url, settings.pg_data_dir)
     try:
-        version = store.current_version(conninfo)
+        states = store.migration_status(conninfo)
     finally:
         if embedded is not None:
             embedded.stop()
-    latest = store.latest_version()
-    pending = f", {latest - version} pending" if version < latest else ""
-    click.echo(f"schema version {version} of {latest}{pending}")
+    width = max((len(state.name) for state in states), default=0)
+    for state in states:
+        when = f"applied {state.applied_at:%Y-%m-%d %H:%M:%S %Z}".rstrip() if state.applied_at else "pending"
+        click.echo(f"{state.version:>4}  {state.name:<{width}}  {when}  sha256:{state.checksum[:12]}")
+    version = max((state.version for state in states if state.applied), default=0)
+    pending = sum(not state.applied for state in states)
+    click.echo(f"schema version {version} of {len(states)}" + (f", {pending} pending" if pending else ""))
 
 
 @db.command("url")

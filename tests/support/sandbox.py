@@ -4,7 +4,7 @@
         httpx.get(base_url + "/customer", headers=...)
 
 ``running_sandbox`` yields the :class:`SandboxServer` itself (``base_url``,
-``admin_url``, ``sandbox``). Documents from ``shared/specs`` are named by file
+``admin_url``, ``sandbox``). Documents of ``tests/data/openapi`` are named by file
 name and loaded once per test session.
 """
 
@@ -18,13 +18,12 @@ from typing import Any
 
 from engine.openapi import OpenAPIDocument, load_openapi
 from engine.sandbox import SandboxServer
-
-SPECS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+from support.documents import SPECS_DIR  # re-exported: tests name documents relative to it
 
 
 @functools.lru_cache(maxsize=None)
 def load_spec(name: str) -> OpenAPIDocument:
-    """A document of ``shared/specs`` by file name, loaded once."""
+    """A document of ``tests/data/openapi`` by file name, loaded once."""
     return load_openapi(SPECS_DIR / name)
 
 
@@ -36,7 +35,7 @@ def _document(source: str | Path | OpenAPIDocument) -> OpenAPIDocument | Path:
 
 @contextmanager
 def running_sandbox(source: str | Path | OpenAPIDocument, *, seed: Any = None, clock: Any = None) -> Iterator[SandboxServer]:
-    """Serve a sandbox of ``source`` (a shared/specs file name, a path or a document) for the block."""
+    """Serve a sandbox of ``source`` (a tests/data/openapi file name, a path or a document) for the block."""
     server = SandboxServer(_document(source), seed=seed, clock=clock)
     server.start()
     try:

@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from click.testing import CliRunner
 
 import store
+from switchboard.bootstrap import DevCredentials
 from switchboard.cli import cli
 
 SWITCHBOARD_BIN = Path(sys.executable).with_name("switchboard")
@@ -51,6 +53,50 @@ def test_db_status_and_url(fresh_db: str) -> None:
     assert f"schema version 0 of {store.latest_version()}" in status.output
     url = _invoke("db", "url", env={"DATABASE_URL": fresh_db})
     assert url.output.strip() == fresh_db
+
+
+def _edit_applied_migration(url: str) -> None:
+    # What a database looks like to code whose m002 was edited after this database applied it.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = 2", ("0" * 64,))
+
+
+def test_db_status_lists_each_migration_as_applied_or_pending(fresh_db: str) -> None:
+    before = _invoke("db", "status", env={"DATABASE_URL": fresh_db})
+    assert before.exit_code == 0, before.output
+    lines = before.output.splitlines()
+    for version, migration in enumerate(store.MIGRATIONS, start=1):
+        line = next(line for line in lines if migration.name in line)
+        assert line.split()[0] == str(version) and "pending" in line and migration.checksum[:12] in line
+    store.migrate(fresh_db, store.MIGRATIONS[:1])
+    after = _invoke("db", "status", env={"DATABASE_URL": fresh_db})
+    assert after.exit_code == 0, after.output
+    assert "applied" in next(line for line in after.output.splitlines() if "m001_pgvector" in line)
+    assert "pending" in next(line for line in after.output.splitlines() if "m002_platform" in line)
+    assert f"schema version 1 of {store.latest_version()}, {store.latest_version() - 1} pending" in after.output
+
+
+def test_db_status_refuses_an_edited_migration_naming_it(fresh_db: str) -> None:
+    store.migrate(fresh_db)
+    _edit_applied_migration(fresh_db)
+    result = _invoke("db", "status", env={"DATABASE_URL": fresh_db})
+    assert result.exit_code == 1
+    assert "migration 2 (m002_platform) was changed after it was applied" in result.output
+    assert "append-only" in result.output and "[migration_changed]" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-migrate"]])
+def test_run_refuses_a_database_whose_applied_migration_was_edited(fresh_db: str, flags: list[str]) -> None:
+    store.migrate(fresh_db)
+    _edit_applied_migration(fresh_db)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") and k != "DATABASE_URL"}
+    env.update(DATABASE_URL=fresh_db, PORT=str(_free_port()))
+    result = subprocess.run([str(SWITCHBOARD_BIN), "run", *flags], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "migration 2 (m002_platform) was changed after it was applied" in result.stderr
+    assert "[migration_changed]" in result.stderr and "Traceback" not in result.stderr
+    assert "Switchboard API on" not in result.stdout
 
 
 def test_unreachable_database_is_one_clear_line() -> None:
@@ -128,6 +174,13 @@ def test_run_starts_embedded_postgres_and_serves_health(pg_tmp_path: Path) -> No
     assert '"event": "Application shutdown complete."' in stderr
     # The embedded server stops with the process that started it.
     assert not (pg_tmp_path / "data" / "pg" / "postmaster.pid").exists()
+
+
+def test_dev_credentials_repr_leaves_the_key_out() -> None:
+    # What the first start writes for the README's curl: its repr (in a log, a traceback) must not carry the key.
+    credentials = DevCredentials(account_id="org_1", access_key="sk_live_review_secret", tenant_id="local-customer")
+    assert "sk_live_review_secret" not in repr(credentials)
+    assert "org_1" in repr(credentials)
 
 
 def test_run_on_a_busy_port_is_one_clear_error(migrated_database_url: str) -> None:
