@@ -222,9 +222,10 @@ class _Bounds:
             if self.depth > self.budget.max_depth:
                 self.trip("depth", self.budget.max_depth, "Stack overflow: the evaluation nests too deeply "
                           "(a non-terminating recursive function?)")
-        self.ticks += 1
+        # the first node checks too: a run whose earlier evaluations used up its budget stops here
         if not self.ticks % _CHECK_EVERY:
             self.check_time()
+        self.ticks += 1
 
     def exit(self, expr: Any, input: Any, env: Any, result: Any) -> None:
         if not env.is_parallel_call:
@@ -585,12 +586,18 @@ class Evaluator:
 
 def compile_expression(text: str) -> Expression:
     """Parse ``text`` once; later calls with the same text reuse the parse (the bound runtime's cache)."""
-    return (_runtime.get().cache or _SHARED_CACHE).compile(text)
+    cache = _runtime.get().cache
+    return (cache if cache is not None else _SHARED_CACHE).compile(text)
 
 
 def evaluate(text: str, context: Mapping[str, Any], pointer: str | None = None) -> Any:
     """Evaluate a bare expression (no ``{{ }}``) against ``context``."""
     return compile_expression(text).evaluate(context, pointer)
+
+
+def template_parts(text: str) -> list[str]:
+    """The expressions inside the ``{{ }}`` parts of a template string, in order."""
+    return [match.group(1) for match in _TEMPLATE.finditer(text)] if "{{" in text else []
 
 
 def is_template(value: Any) -> bool:

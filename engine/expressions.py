@@ -19,10 +19,11 @@ from ._expressions import (
     render,
     reset_runtime,
     shared_cache,
+    template_parts,
 )
 
 __all__ = [
     "FORBIDDEN_FUNCTIONS", "Evaluator", "Expression", "ExpressionBudget", "ExpressionCache", "ExpressionMeter",
     "Runtime", "as_text", "bind_runtime", "check_template", "compile_expression", "evaluate", "is_template",
-    "quote_field", "references", "render", "reset_runtime", "shared_cache",
+    "quote_field", "references", "render", "reset_runtime", "shared_cache", "template_parts",
 ]
