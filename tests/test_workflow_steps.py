@@ -59,6 +59,8 @@ def test_public_surface() -> None:
         "SecretProvider", "SequentialIds", "StaticSecrets", "StepRecord", "SystemClock", "TraceRecord", "TraceSink",
         "WorkflowLookup", "WorkflowRegistry", "is_subset", "new_id", "seq_key", "truthy", "validate_input",
         "DRY_RUN_HEADER", "SAFE_METHODS", "DryRunHttp", "DryRunInvoker", "synthetic_response",
+        "CallTraced", "NullObserver", "RecordingObserver", "RunEvent", "RunObserver", "StepErrored", "StepFinished",
+        "StepRetrying", "StepStarted", "secret_forms",
     ])
     for name in workflow_pkg.__all__:
         assert getattr(workflow_pkg, name) is not None

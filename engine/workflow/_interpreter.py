@@ -2,8 +2,8 @@
 
 Every step execution, foreach iteration and action call gets a sequence number
 (see ``_record``) and a record of its result; the run's template scope follows
-the spec (``input``, ``steps``, ``secrets``, ``trigger``, ``run``, loop
-variables). Time, ids, randomness, actions, secrets and called workflows come
+the spec (``input``, ``steps``, ``trigger``, ``run``, loop variables, and
+``secrets`` in action inputs only). Time, ids, randomness, actions, secrets and called workflows come
 only from the injected :class:`~engine.workflow.Dependencies`; ``$now()`` and
 ``$random()`` are bound per step and recorded, so a replay sees what the run saw.
 
@@ -62,7 +62,7 @@ from ..expressions import ExpressionMeter, Runtime, bind_runtime, render, reset_
 from ..specs import ActionStep, CallStep, DelayStep, FilterStep, ForeachStep, IfStep, MapStep, SyncStep, WorkflowSpec
 from ._deps import Dependencies, lookup_workflow
 from ._invoker import ActionCall, TraceRecord, TraceSink
-from ._observe import CallTraced, StepErrored, StepFinished, StepRetrying, StepStarted, output_shape
+from ._observe import CallTraced, NullObserver, StepErrored, StepFinished, StepRetrying, StepStarted, output_shape
 from ._record import CallRecord, ErrorInfo, Redactor, RunRecord, StepRecord, seq_key
 from ._replay import ReplayInvoker
 from ._scope import Frame, Sequencer, Tape, secret_names, secret_templates, step_kind, step_pointers, validate_input
@@ -197,6 +197,8 @@ class _Run:
         self.invoker = replay if replay is not None else deps.invoker
         self.max_call_depth = max_call_depth
         self.observer = deps.observer
+        # events cost a little each (a trace's dict, redaction): build none when nobody listens
+        self.observing = not isinstance(deps.observer, NullObserver)
         self.meter = ExpressionMeter(deps.budget)
         self.traces = _ObservedSink(self)
         self.steps: dict[str, StepRecord] = {}
@@ -313,7 +315,8 @@ class _Run:
                     recorded.random if recorded else None)
         output: Any = None
         error: WorkflowError | None = None
-        self.emit(StepStarted(self.run_id, seq, step_id, path, kind))
+        if self.observing:
+            self.emit(StepStarted(self.run_id, seq, step_id, path, kind))
         token = bind_runtime(self._runtime(tape))
         try:
             output = await body(tape)
@@ -336,9 +339,11 @@ class _Run:
         if recorded is not None:
             self.replay.finish_step(recorded, kept, info)
         if error is not None:
-            self.emit(StepErrored(self.run_id, seq, step_id, path, kind, info.code, info.message))
+            if self.observing:
+                self.emit(StepErrored(self.run_id, seq, step_id, path, kind, info.code, info.message))
             raise error
-        self.emit(StepFinished(self.run_id, seq, step_id, path, kind, *output_shape(output)))
+        if self.observing:
+            self.emit(StepFinished(self.run_id, seq, step_id, path, kind, *output_shape(output)))
         return output
 
     async def call(self, frame: Frame, step_id: str, path: str, connector: str, action: str, input: Any, *,
@@ -509,6 +514,8 @@ class _ObservedSink(TraceSink):
     def append(self, record: TraceRecord) -> None:
         super().append(record)
         run = self._run
+        if not run.observing:
+            return
         previous = self._last.get(record.seq)
         self._last[record.seq] = record
         if record.attempt > 1 and previous is not None:
