@@ -7,6 +7,8 @@ EngineError                         root
  +-- SpecError                      a spec or document is invalid (422)
  |    +-- SpecValidationError       pydantic/JSON Schema problems, each with a JSON pointer
  |    +-- ExpressionError           an expression does not parse or fails to evaluate
+ |    |    +-- ExpressionLimitExceeded   an evaluation went over its budget (time, depth, items, string size)
+ |    |    +-- ExpressionFunctionForbidden  an expression used a function that turns data into code ($eval)
  |    +-- OpenAPIImportError        an OpenAPI/Swagger document cannot be imported (engine/openapi)
  +-- (each block below adds its part of the tree)
 """
@@ -69,6 +71,51 @@ class ExpressionError(SpecError):
         self.pointer = pointer
         at = f" at {pointer}" if pointer else ""
         super().__init__(f"expression {expression!r}{at}: {reason}")
+
+    def at(self, pointer: str) -> "ExpressionError":
+        """The same error (same class and fields) located at ``pointer``."""
+        # not copy.copy: exceptions copy through their args, which are not the constructor's
+        located = type(self).__new__(type(self))
+        located.__dict__.update(self.__dict__)
+        located.pointer = pointer
+        located.args = (f"expression {self.expression!r} at {pointer}: {self.reason}",)
+        return located
+
+
+class ExpressionLimitExceeded(ExpressionError):
+    """An evaluation went over its budget (``engine.expressions.ExpressionBudget``).
+
+    ``limit`` names the bound (``seconds``: the CPU time of a run's evaluations
+    together; ``depth``: nesting of evaluation, recursion included; ``items``:
+    the length of one array; ``total_items``: the array lengths one evaluation
+    builds, summed; ``string``: the length of one string; ``cancelled``: the
+    run was cancelled) and ``allowed`` its value.
+    """
+
+    code = "expression_limit_exceeded"
+
+    def __init__(self, expression: str, limit: str, allowed: float, detail: str = "",
+                 pointer: str | None = None):
+        self.limit = limit
+        self.allowed = allowed
+        self.detail = detail
+        reason = f"exceeded the expression budget: {limit} (allowed {allowed:g})"
+        super().__init__(expression, f"{reason}; {detail}" if detail else reason, pointer)
+
+
+class ExpressionFunctionForbidden(ExpressionError):
+    """An expression used a function that would evaluate data as an expression (``$eval``).
+
+    Data never becomes code: a string that arrives in a request or a record is
+    never parsed as an expression, so workflows cannot be made to run what
+    their input says.
+    """
+
+    code = "expression_function_forbidden"
+
+    def __init__(self, expression: str, function: str, pointer: str | None = None):
+        self.function = function
+        super().__init__(expression, f"${function} is not allowed: it evaluates data as an expression", pointer)
 
 
 # --- end specs ---
@@ -472,6 +519,7 @@ class SandboxConflict(SandboxRequestError):
 #  +-- WorkflowNotFound             a call step names a workflow (version) the lookup does not know (422)
 #  +-- StepFailed                   a step failed on an action or another engine error; wraps ``cause`` (cause's status)
 #  +-- StepExpressionError          an expression in a step failed; names step, JSON pointer, expression (422)
+#  |    +-- ExpressionBudgetExceeded  ... because the run's expressions went over their budget (422)
 #  +-- StepValueError               a template gave a value the step cannot use (422)
 #  +-- SyncConfigError              a sync step lacks what it needs (an action, a list result) (422)
 #  +-- CallDepthExceeded            call steps nested deeper than the limit (422)
@@ -559,13 +607,33 @@ class StepExpressionError(WorkflowError):
     code = "step_expression_error"
     http_status = 422
 
-    def __init__(self, run_id: str, step_id: str, workflow_id: str, pointer: str, expression: str, reason: str):
+    def __init__(self, run_id: str, step_id: str, workflow_id: str, pointer: str, expression: str, reason: str,
+                 cause: ExpressionError | None = None):
         self.workflow_id = workflow_id
         self.pointer = pointer
         self.expression = expression
         self.reason = reason
+        # the expression-level error (its code says why: a forbidden function, a limit...)
+        self.cause = cause
         super().__init__(f"run {run_id!r}: step {step_id!r}: expression {expression!r} at {pointer} "
                          f"in workflow {workflow_id!r}: {reason}", run_id=run_id, step_id=step_id)
+
+
+class ExpressionBudgetExceeded(StepExpressionError):
+    """A run's expressions went over the run's budget (``Dependencies.budget``), failing the run.
+
+    ``limit`` and ``allowed`` say which bound (see :class:`ExpressionLimitExceeded`);
+    ``pointer`` and ``expression`` name the evaluation that crossed it, which is
+    not always the one that used most of a shared bound (``seconds``).
+    """
+
+    code = "expression_budget_exceeded"
+    http_status = 422
+
+    def __init__(self, run_id: str, step_id: str, workflow_id: str, pointer: str, cause: ExpressionLimitExceeded):
+        self.limit = cause.limit
+        self.allowed = cause.allowed
+        super().__init__(run_id, step_id, workflow_id, pointer, cause.expression, cause.reason, cause)
 
 
 class StepValueError(WorkflowError, ValueError):

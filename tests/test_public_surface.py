@@ -6,8 +6,10 @@ import pytest
 
 SURFACES = {
     "engine": {"ActionCheck", "ConnectorCheckReport", "EngineError", "check_connector", "check_workflow", "sample_input"},
-    "engine.expressions": {"Expression", "Runtime", "as_text", "bind_runtime", "check_template", "compile_expression",
-                           "evaluate", "is_template", "quote_field", "render", "reset_runtime"},
+    "engine.expressions": {"FORBIDDEN_FUNCTIONS", "Evaluator", "Expression", "ExpressionBudget", "ExpressionCache",
+                           "ExpressionMeter", "Runtime", "as_text", "bind_runtime", "check_template",
+                           "compile_expression", "evaluate", "is_template", "quote_field", "references", "render",
+                           "reset_runtime", "shared_cache", "template_parts"},
     "engine.actions": {"RAW_REQUEST", "RAW_REQUEST_INPUT", "ActionExecutor", "ActionResponse", "Page", "PreparedRequest",
                        "build_raw_request", "build_request", "effective_base_url", "paginate", "validate_input"},
     "engine.datamodel": {"KINDS", "model_schema", "schema_paths", "suggest_mapping", "validate_record"},

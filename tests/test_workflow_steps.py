@@ -59,6 +59,8 @@ def test_public_surface() -> None:
         "SecretProvider", "SequentialIds", "StaticSecrets", "StepRecord", "SystemClock", "TraceRecord", "TraceSink",
         "WorkflowLookup", "WorkflowRegistry", "is_subset", "new_id", "seq_key", "truthy", "validate_input",
         "DRY_RUN_HEADER", "SAFE_METHODS", "DryRunHttp", "DryRunInvoker", "synthetic_response",
+        "CallTraced", "NullObserver", "RecordingObserver", "RunEvent", "RunObserver", "StepErrored", "StepFinished",
+        "StepRetrying", "StepStarted", "secret_forms",
     ])
     for name in workflow_pkg.__all__:
         assert getattr(workflow_pkg, name) is not None
@@ -76,9 +78,11 @@ async def test_action_step_sees_input_trigger_secrets_and_run() -> None:
     result = await run(workflow, {"name": "Ada"}, apps, trigger={"event": "created"},
                        secrets=StaticSecrets({"api_key": "k-123"}))
     assert result.status == "succeeded" and result.error is None
-    assert result.output == {"echo": {"name": "Ada", "event": "created", "key": "k-123", "run": "run-1/wf/1",
-                                      "at": FAKE_EPOCH.isoformat()}}
+    # the secret is sent; the run's output, which echoes it, does not return it
+    assert result.output == {"echo": {"name": "Ada", "event": "created", "key": "[secret:api_key]",
+                                      "run": "run-1/wf/1", "at": FAKE_EPOCH.isoformat()}}
     [call] = apps.calls
+    assert call.input["key"] == "k-123"
     assert (call.run_id, call.seq, call.step_id, call.step_path) == ("run-1", "2", "send", "send")
     assert (call.connector, call.action, call.paginate, call.max_pages) == ("app", "echo", False, 3)
     assert [t.seq for t in result.traces] == ["2"] and result.traces[0].step_path == "send"

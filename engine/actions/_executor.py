@@ -17,11 +17,12 @@ from ..expressions import evaluate
 from ..auth import Authenticator, OutgoingRequest
 from ..http import Attempt, HttpClient
 from ..specs import ActionSpec, ConnectorSpec
-from ..workflow import ActionCall, TraceRecord
+from ..workflow import ActionCall, Redactor, TraceRecord
 from ._pagination import Page, paginate
 from ._request import RAW_REQUEST, PreparedRequest, build_raw_request, build_request
 
 MAX_ERROR_DETAIL = 300
+MAX_SCRUBBERS = 64  # distinct credential sets kept per executor (refreshed tokens add more)
 
 
 @dataclass
@@ -72,6 +73,16 @@ class ActionExecutor:
         self.base_urls = dict(base_urls or {})
         self.connections = {k: dict(v) for k, v in (connections or {}).items()}
         self.trace_bodies = trace_bodies
+        self._scrubbers: dict[frozenset[str], Redactor] = {}
+
+    def _scrubber(self, applied: frozenset[str]) -> Redactor:
+        # A connection sends the same credentials on every call: build each scrubber once.
+        found = self._scrubbers.get(applied)
+        if found is None:
+            if len(self._scrubbers) >= MAX_SCRUBBERS:
+                self._scrubbers.clear()
+            found = self._scrubbers[applied] = scrubber(applied)
+        return found
 
     def connector(self, connector_id: str) -> ConnectorSpec:
         """The spec of ``connector_id``; raises :class:`UnknownAction` naming the loaded ones."""
@@ -130,7 +141,7 @@ class ActionExecutor:
             response, applied = await self._send(connector, action, prepared, attempts, observer)
             # An app may echo the credentials it was sent (a 401 body quoting the token):
             # they must not reach results, run records, errors or traces.
-            body = scrub(_read_body(response, connector.id, name, strict=False), applied)
+            body = self._scrubber(applied)(_read_body(response, connector.id, name, strict=False))
             last.update(response=response, body=body)
             if on_response is not None:
                 on_response(prepared, body)
@@ -279,20 +290,23 @@ def applied_secrets(request: OutgoingRequest) -> frozenset[str]:
     return frozenset(v for v in values if len(v) >= MIN_SECRET_LENGTH)
 
 
+def _redacted(name: str) -> str:
+    return REDACTED
+
+
+def scrubber(secrets: frozenset[str]) -> Redactor:
+    """A :class:`~engine.workflow.Redactor` replacing the given secret strings with ``[redacted]``, in any
+    letter case and in their common encodings (base64, URL-encoding, hex)."""
+    redactor = Redactor(mask=_redacted)
+    for secret in secrets:
+        redactor.add("credential", secret)
+    return redactor
+
+
 def scrub(value: Any, secrets: frozenset[str]) -> Any:
-    """``value`` with every occurrence of the given secret strings replaced by ``[redacted]``."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in sorted(secrets, key=len, reverse=True):
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {k: scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub(v, secrets) for v in value]
-    return value
+    """``value`` with every occurrence of the given secret strings (in any case or common encoding)
+    replaced by ``[redacted]``."""
+    return scrubber(secrets)(value) if secrets else value
 
 
 def _read_body(response: httpx.Response, connector: str, action: str, *, strict: bool) -> Any:

@@ -4,8 +4,11 @@ A workflow is a list of steps. Each step has an ``id`` (unique in the whole
 workflow, nested steps included) and exactly one kind key: ``action``,
 ``map``, ``filter``, ``if``, ``foreach``, ``sync``, ``delay`` or ``call``.
 Templated fields see ``input``, ``steps`` (each earlier step's output by id),
-``secrets`` (by name), ``trigger`` (the trigger's payload) and ``run``; loop
-bodies also see their item variable.
+``trigger`` (the trigger's payload) and ``run``; loop bodies also see their
+item variable. ``secrets`` (by name) is seen only by the fields sent to a
+connector: an action step's ``input`` and a sync target's ``list_input``,
+``create_input`` and ``update_input`` (``engine.check_workflow`` reports any
+other use).
 """
 
 from __future__ import annotations

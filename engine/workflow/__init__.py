@@ -8,6 +8,9 @@ Usage::
     saved = result.record.to_dict()                   # JSON; no secret values
     again = await Interpreter(deps).replay(workflow, RunRecord.from_dict(saved))   # calls nothing
 
+The observer (``Dependencies.observer``) is told of each step start, finish,
+retry and failure and each HTTP trace, in order (see ``_observe``).
+
 The action invoker is the seam to the HTTP executor (``engine.actions``): it
 receives an :class:`ActionCall` and writes :class:`TraceRecord` s to ``call.trace``.
 Sequence numbers are described in ``engine.workflow._record``.
@@ -28,7 +31,19 @@ from ._deps import (
 )
 from ._interpreter import MAX_CALL_DEPTH, Interpreter, RunResult, truthy
 from ._invoker import ActionCall, ActionInvoker, TraceRecord, TraceSink
-from ._record import CallRecord, ErrorInfo, Redactor, RunRecord, StepRecord, seq_key
+from ._observe import (
+    CallTraced,
+    NullObserver,
+    RecordingObserver,
+    RunEvent,
+    RunObserver,
+    StepErrored,
+    StepFinished,
+    StepRetrying,
+    StepStarted,
+)
+from ._record import CallRecord, ErrorInfo, RunRecord, StepRecord, seq_key
+from ._redact import Redactor, secret_forms
 from ._replay import ReplayInvoker
 from ._scope import validate_input
 from ._sync import is_subset
@@ -40,4 +55,6 @@ __all__ = [
     "SequentialIds", "StaticSecrets", "StepRecord", "SystemClock", "TraceRecord", "TraceSink", "WorkflowLookup",
     "WorkflowRegistry", "is_subset", "new_id", "seq_key", "truthy", "validate_input",
     "DRY_RUN_HEADER", "SAFE_METHODS", "DryRunHttp", "DryRunInvoker", "synthetic_response",
+    "CallTraced", "NullObserver", "RecordingObserver", "RunEvent", "RunObserver", "StepErrored", "StepFinished",
+    "StepRetrying", "StepStarted", "secret_forms",
 ]

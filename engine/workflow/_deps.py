@@ -1,7 +1,9 @@
-"""What a run depends on, injected: clock, ids, randomness, actions, secrets, other workflows.
+"""What a run depends on, injected: clock, ids, randomness, actions, secrets, other workflows,
+who watches it and what its expressions may use.
 
 The interpreter reads time, makes ids, draws random numbers, calls actions,
-reads secrets and looks up called workflows only through :class:`Dependencies`,
+reads secrets, looks up called workflows, reports events and evaluates
+expressions only through :class:`Dependencies`,
 so the same interpreter runs inline in a test (``FakeClock``, ``SequentialIds``,
 a seeded ``random.Random``), as a dry run against a sandbox, and in production.
 """
@@ -9,19 +11,22 @@ a seeded ``random.Random``), as a dry run against a sandbox, and in production.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import inspect
 import itertools
 import random as _random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import SecretNotFound
+from ..expressions import Evaluator, ExpressionBudget
 from ..specs import WorkflowSpec
 from ._invoker import ActionInvoker
+from ._observe import NullObserver, RunObserver
 
 FAKE_EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -58,6 +63,10 @@ class FakeClock:
     only instantly: a run with delays finishes at once, reads predictable
     times, and concurrent iterations that sleep different amounts finish in the
     order real time would give. ``slept`` lists every sleep, for assertions.
+
+    Work done outside the event loop (an expression evaluated in a worker
+    thread) leaves the loop idle while it runs; the interpreter wraps it in
+    :meth:`busy` so the clock does not jump past it.
     """
 
     # When the loop exposes no ready queue to look at, let this many rounds of callbacks run before jumping.
@@ -73,6 +82,7 @@ class FakeClock:
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._scheduled = False
+        self._busy = 0
 
     def now(self) -> datetime:
         return self._now
@@ -91,7 +101,22 @@ class FakeClock:
             loop.call_soon(self._advance, loop, 0)
         await wake
 
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Hold the clock still while the block runs (work that leaves the event loop idle)."""
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy and self._sleepers and not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._advance, asyncio.get_running_loop(), 0)
+
     def _advance(self, loop: asyncio.AbstractEventLoop, rounds: int) -> None:
+        if self._busy:
+            self._scheduled = False  # busy() schedules the next jump when the work is done
+            return
         ready = getattr(loop, "_ready", None)  # asyncio's own loop; other loops fall back to settling rounds
         busy = len(ready) > 0 if ready is not None else rounds < self.SETTLE_ROUNDS
         if busy and rounds < self.MAX_ROUNDS:
@@ -192,6 +217,13 @@ class Dependencies:
         random: seeds each run's ``$random()``; seed it (``random.Random(7)``) for repeatable runs.
         secrets: secret values by name; nothing by default.
         workflows: finds workflows that call steps run; none by default.
+        observer: told about each step start, finish, retry and failure and each HTTP trace, in order
+            (see ``engine.workflow._observe``); ignores them by default.
+        budget: what all the expression evaluations of one run may use together (CPU time, depth,
+            sizes); exceeding it fails the run with ``ExpressionBudgetExceeded``.
+        evaluator: where expressions are parsed (once per text, in its bounded cache) and evaluated
+            (off the event loop); the process's shared cache and the loop's default executor by
+            default. A long-lived caller builds one and passes it to every run.
     """
 
     invoker: ActionInvoker
@@ -200,3 +232,6 @@ class Dependencies:
     random: _random.Random = field(default_factory=_random.Random)
     secrets: SecretProvider = field(default_factory=StaticSecrets)
     workflows: WorkflowLookup = field(default_factory=WorkflowRegistry)
+    observer: RunObserver = field(default_factory=NullObserver)
+    budget: ExpressionBudget = field(default_factory=ExpressionBudget)
+    evaluator: Evaluator = field(default_factory=Evaluator)

@@ -2,10 +2,27 @@
 
 Every step execution, foreach iteration and action call gets a sequence number
 (see ``_record``) and a record of its result; the run's template scope follows
-the spec (``input``, ``steps``, ``secrets``, ``trigger``, ``run``, loop
-variables). Time, ids, randomness, actions, secrets and called workflows come
+the spec (``input``, ``steps``, ``trigger``, ``run``, loop variables, and
+``secrets`` in action inputs only). Time, ids, randomness, actions, secrets and called workflows come
 only from the injected :class:`~engine.workflow.Dependencies`; ``$now()`` and
 ``$random()`` are bound per step and recorded, so a replay sees what the run saw.
+
+Guarantees:
+
+- Events: the injected observer is told, in order, when each step (and foreach
+  iteration) starts and finishes or fails, when an action call retries, and of
+  each HTTP attempt's trace (see ``_observe``); events hold no secret values.
+- Expressions never stall the event loop: anything beyond a plain path is
+  evaluated in a worker thread (``Dependencies.evaluator``), and all of a run's
+  evaluations share one budget (``Dependencies.budget``: CPU time, depth,
+  sizes); going over it fails the run with :class:`ExpressionBudgetExceeded`
+  naming the step and the expression's JSON pointer. ``$eval`` is refused.
+- Secrets are bound only where they are sent: ``secrets`` is in scope in the
+  input of action steps and the ``list_input``/``create_input``/``update_input``
+  of sync targets, and nowhere else (outputs, maps, conditions, loop sources,
+  call inputs read nothing from it). Every secret value the run read is
+  redacted, in any case and its common encodings, from the run's output,
+  records, traces, errors and events.
 
 Failure semantics: a step that fails records its error and fails the steps
 around it and then the run (``RunResult.status == "failed"``, ``error`` naming
@@ -29,7 +46,9 @@ import jsonata
 from ..errors import (
     CallDepthExceeded,
     EngineError,
+    ExpressionBudgetExceeded,
     ExpressionError,
+    ExpressionLimitExceeded,
     ReplayDivergence,
     SecretNotFound,
     StepExpressionError,
@@ -39,13 +58,14 @@ from ..errors import (
     WorkflowError,
     WorkflowNotFound,
 )
-from ..expressions import Runtime, bind_runtime, render, reset_runtime
+from ..expressions import ExpressionMeter, Runtime, bind_runtime, render, reset_runtime
 from ..specs import ActionStep, CallStep, DelayStep, FilterStep, ForeachStep, IfStep, MapStep, SyncStep, WorkflowSpec
 from ._deps import Dependencies, lookup_workflow
 from ._invoker import ActionCall, TraceRecord, TraceSink
+from ._observe import CallTraced, NullObserver, StepErrored, StepFinished, StepRetrying, StepStarted, output_shape
 from ._record import CallRecord, ErrorInfo, Redactor, RunRecord, StepRecord, seq_key
 from ._replay import ReplayInvoker
-from ._scope import Frame, Sequencer, Tape, own_templates, secret_names, step_kind, step_pointers, validate_input
+from ._scope import Frame, Sequencer, Tape, secret_names, secret_templates, step_kind, step_pointers, validate_input
 from ._sync import as_records, expression, run_sync
 
 MAX_CALL_DEPTH = 10
@@ -60,9 +80,10 @@ def truthy(value: Any) -> bool:
 class RunResult:
     """The outcome of a run.
 
-    ``error`` is the typed error that failed the run (its ``step_id`` names the
-    step), ``record`` the run's :class:`RunRecord` (replayable, JSON-ready with
-    ``to_dict()``), ``traces`` one record per HTTP attempt, in ``seq`` order.
+    ``output`` has secret values redacted (as in ``record``); ``error`` is the
+    typed error that failed the run (its ``step_id`` names the step), ``record``
+    the run's :class:`RunRecord` (replayable, JSON-ready with ``to_dict()``),
+    ``traces`` one record per HTTP attempt, in ``seq`` order.
     """
 
     run_id: str
@@ -149,6 +170,12 @@ class _StepEnv:
     def context(self) -> dict[str, Any]:
         return self._frame.context()
 
+    def with_secrets(self, context: dict[str, Any]) -> dict[str, Any]:
+        return {**context, "secrets": self._run.secrets}
+
+    async def evaluate(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self._run.evaluate(fn, *args)
+
     async def call(self, action: str, input: Any, sub_path: str, *, paginate: bool) -> Any:
         connector, _, name = action.rpartition(".")
         if not connector or not name:
@@ -169,7 +196,11 @@ class _Run:
             replay.redact = self.redact
         self.invoker = replay if replay is not None else deps.invoker
         self.max_call_depth = max_call_depth
-        self.traces = TraceSink()
+        self.observer = deps.observer
+        # events cost a little each (a trace's dict, redaction): build none when nobody listens
+        self.observing = not isinstance(deps.observer, NullObserver)
+        self.meter = ExpressionMeter(deps.budget)
+        self.traces = _ObservedSink(self)
         self.steps: dict[str, StepRecord] = {}
         self.calls: dict[str, CallRecord] = {}
         self.secrets: dict[str, str] = {}
@@ -183,11 +214,10 @@ class _Run:
         started_at = record.started_at if record is not None else self.deps.clock.now().isoformat()
         tape = Tape(self.deps.clock, self.seed, "0", record.clock if record else None,
                     record.random if record else None)
-        root = Frame(workflow, input, trigger, self._run_info(self.run_id, workflow, started_at), self.secrets,
-                     Sequencer())
+        root = Frame(workflow, input, trigger, self._run_info(self.run_id, workflow, started_at), Sequencer())
         output: Any = None
         error: WorkflowError | None = None
-        token = bind_runtime(Runtime(now=tape.now, random=tape.draw))
+        token = bind_runtime(self._runtime(tape))
         try:
             output = await self._workflow_body(root)
         except ReplayDivergence:
@@ -195,8 +225,7 @@ class _Run:
         except WorkflowError as exc:
             error = exc
         except ExpressionError as exc:
-            error = StepExpressionError(self.run_id, "(output)", workflow.id, exc.pointer or "/output",
-                                        exc.expression, exc.reason)
+            error = _expression_failure(exc, self.run_id, "(output)", workflow.id, "/output")
         except EngineError as exc:
             error = StepFailed(self.run_id, "(output)", "(output)", None, exc)
         finally:
@@ -222,18 +251,31 @@ class _Run:
         traces = sorted(self.traces.list(), key=lambda t: seq_key(t.seq))
         if self.redact:
             traces = [self._redact_trace(t) for t in traces]
-        return RunResult(self.run_id, status, None if error else output, error, run_record, traces)
+        return RunResult(self.run_id, status, kept, error, run_record, traces)
 
     async def _workflow_body(self, frame: Frame) -> Any:
         last = await self.run_steps(frame.workflow.steps, frame, "")
         if frame.workflow.output is None:
             return last
-        await self._fetch_secrets(secret_names(frame.workflow.output))
-        return render(frame.workflow.output, frame.context(), "/output")
+        return await self.evaluate(render, frame.workflow.output, frame.context(), "/output")
+
+    def _runtime(self, tape: Tape) -> Runtime:
+        return Runtime(now=tape.now, random=tape.draw, meter=self.meter, cache=self.deps.evaluator.cache)
+
+    async def evaluate(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (template rendering) through the evaluator: off the event loop unless trivial."""
+        busy = getattr(self.deps.clock, "busy", None)  # a virtual clock must not jump while a thread works
+        if busy is None:
+            return await self.deps.evaluator.run(fn, *args)
+        with busy():
+            return await self.deps.evaluator.run(fn, *args)
 
     @staticmethod
     def _run_info(run_id: str, workflow: WorkflowSpec, started_at: str) -> dict[str, Any]:
         return {"id": run_id, "workflow": workflow.id, "version": workflow.version, "started_at": started_at}
+
+    def emit(self, event: Any) -> None:
+        self.observer.on_event(event)
 
     def _redact_trace(self, trace: TraceRecord) -> TraceRecord:
         return dataclasses.replace(
@@ -273,7 +315,9 @@ class _Run:
                     recorded.random if recorded else None)
         output: Any = None
         error: WorkflowError | None = None
-        token = bind_runtime(Runtime(now=tape.now, random=tape.draw))
+        if self.observing:
+            self.emit(StepStarted(self.run_id, seq, step_id, path, kind))
+        token = bind_runtime(self._runtime(tape))
         try:
             output = await body(tape)
         except ReplayDivergence:
@@ -281,8 +325,7 @@ class _Run:
         except WorkflowError as exc:
             error = exc
         except ExpressionError as exc:
-            error = StepExpressionError(self.run_id, step_id, frame.workflow.id, exc.pointer or "/",
-                                        exc.expression, exc.reason)
+            error = _expression_failure(exc, self.run_id, step_id, frame.workflow.id, "/")
         except EngineError as exc:
             error = StepFailed(self.run_id, step_id, path, None, exc)
             error.__cause__ = exc
@@ -296,7 +339,11 @@ class _Run:
         if recorded is not None:
             self.replay.finish_step(recorded, kept, info)
         if error is not None:
+            if self.observing:
+                self.emit(StepErrored(self.run_id, seq, step_id, path, kind, info.code, info.message))
             raise error
+        if self.observing:
+            self.emit(StepFinished(self.run_id, seq, step_id, path, kind, *output_shape(output)))
         return output
 
     async def call(self, frame: Frame, step_id: str, path: str, connector: str, action: str, input: Any, *,
@@ -326,7 +373,7 @@ class _Run:
         key = id(step)
         if key not in self._secret_refs:
             # the step is kept alongside its names so its id() cannot be reused while cached
-            self._secret_refs[key] = (step, set().union(*(secret_names(t) for t in own_templates(step))))
+            self._secret_refs[key] = (step, set().union(*(secret_names(t) for t in secret_templates(step))))
         return self._secret_refs[key][1]
 
     async def _fetch_secrets(self, names: set[str]) -> None:
@@ -344,22 +391,30 @@ class _Run:
     # -- step kinds --------------------------------------------------------------
 
     async def _action(self, step: ActionStep, frame: Frame, path: str, seq: str, tape: Tape) -> Any:
-        input = render(step.input, frame.context(), self.pointer(frame, step) + "/input")
+        # the one place (with sync targets' inputs) where secrets are in scope: what is sent
+        scope = {**frame.context(), "secrets": self.secrets}
+        input = await self.evaluate(render, step.input, scope, self.pointer(frame, step) + "/input")
         return await self.call(frame, step.id, path, step.connector, step.action_name, input,
                                paginate=step.paginate, max_pages=step.max_pages)
 
     async def _map(self, step: MapStep, frame: Frame, path: str, seq: str, tape: Tape) -> Any:
-        return render(step.map, frame.context(), self.pointer(frame, step) + "/map")
+        return await self.evaluate(render, step.map, frame.context(), self.pointer(frame, step) + "/map")
 
     async def _filter(self, step: FilterStep, frame: Frame, path: str, seq: str, tape: Tape) -> Any:
         spec, pointer = step.filter, self.pointer(frame, step) + "/filter"
         context = frame.context()
-        items = as_records(render(spec.items, context, pointer + "/items"), self.run_id, step.id, pointer + "/items")
-        where = pointer + "/where"
-        return [item for item in items if truthy(expression(spec.where, {**context, spec.as_: item}, where))]
+
+        def kept() -> list[Any]:
+            items = as_records(render(spec.items, context, pointer + "/items"), self.run_id, step.id,
+                               pointer + "/items")
+            where = pointer + "/where"
+            return [item for item in items if truthy(expression(spec.where, {**context, spec.as_: item}, where))]
+
+        return await self.evaluate(kept)
 
     async def _if(self, step: IfStep, frame: Frame, path: str, seq: str, tape: Tape) -> Any:
-        condition = truthy(expression(step.if_, frame.context(), self.pointer(frame, step) + "/if"))
+        condition = await self.evaluate(
+            lambda: truthy(expression(step.if_, frame.context(), self.pointer(frame, step) + "/if")))
         branch = "then" if condition else "else"
         last = await self.run_steps(step.then if condition else step.else_, frame, path + "/")
         return {"branch": branch, "output": last}
@@ -368,7 +423,7 @@ class _Run:
         pointer = self.pointer(frame, step) + "/delay/seconds"
         seconds = step.delay.seconds
         if isinstance(seconds, str):
-            seconds = render(seconds, frame.context(), pointer)
+            seconds = await self.evaluate(render, seconds, frame.context(), pointer)
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
             raise StepValueError(self.run_id, step.id, pointer, f"expected a number of seconds >= 0, got {seconds!r}")
         if self.replay is None:
@@ -382,7 +437,7 @@ class _Run:
         spec = step.call
         if frame.depth >= self.max_call_depth:
             raise CallDepthExceeded(self.run_id, step.id, spec.workflow, self.max_call_depth)
-        input = render(spec.input, frame.context(), self.pointer(frame, step) + "/call/input")
+        input = await self.evaluate(render, spec.input, frame.context(), self.pointer(frame, step) + "/call/input")
         workflow = await lookup_workflow(self.deps.workflows, spec.workflow, spec.version)
         if workflow is None:
             raise WorkflowNotFound(spec.workflow, spec.version, run_id=self.run_id, step_id=step.id)
@@ -390,17 +445,16 @@ class _Run:
         run_info = self._run_info(f"{self.run_id}/{path}", workflow, tape.now().isoformat())
         run_info["parent"] = self.run_id
         # the child's steps continue this scope's numbering: they run in sequence with it
-        child = Frame(workflow, input, None, run_info, self.secrets, frame.sequencer, frame.depth + 1)
+        child = Frame(workflow, input, None, run_info, frame.sequencer, frame.depth + 1)
         last = await self.run_steps(workflow.steps, child, path + "/")
         if workflow.output is None:
             return last
-        await self._fetch_secrets(secret_names(workflow.output))
-        return render(workflow.output, child.context(), "/output")
+        return await self.evaluate(render, workflow.output, child.context(), "/output")
 
     async def _foreach(self, step: ForeachStep, frame: Frame, path: str, seq: str, tape: Tape) -> Any:
         spec, pointer = step.foreach, self.pointer(frame, step) + "/foreach"
-        items = as_records(render(spec.items, frame.context(), pointer + "/items"), self.run_id, step.id,
-                           pointer + "/items")
+        items = await self.evaluate(lambda: as_records(render(spec.items, frame.context(), pointer + "/items"),
+                                                        self.run_id, step.id, pointer + "/items"))
         outputs: list[Any] = [None] * len(items)
         failures: dict[int, WorkflowError] = {}
         positions = iter(range(len(items)))
@@ -413,7 +467,7 @@ class _Run:
                 last = await self.run_steps(spec.steps, child, iteration_path + "/")
                 if spec.output is None:
                     return last
-                return render(spec.output, child.context(), pointer + "/output")
+                return await self.evaluate(render, spec.output, child.context(), pointer + "/output")
 
             return await self.recorded(child, f"{seq}.{position + 1}", step.id, iteration_path, "iteration", body)
 
@@ -446,6 +500,39 @@ class _Run:
         if failures:
             raise failures[min(failures)]
         return outputs
+
+
+class _ObservedSink(TraceSink):
+    """The run's traces: each one is also told to the observer as it arrives (secrets redacted),
+    preceded by a :class:`StepRetrying` when it repeats a failed attempt of the same call."""
+
+    def __init__(self, run: _Run):
+        super().__init__()
+        self._run = run
+        self._last: dict[str, TraceRecord] = {}
+
+    def append(self, record: TraceRecord) -> None:
+        super().append(record)
+        run = self._run
+        if not run.observing:
+            return
+        previous = self._last.get(record.seq)
+        self._last[record.seq] = record
+        if record.attempt > 1 and previous is not None:
+            failed = f"http_{previous.status}" if previous.status is not None else "transport_error"
+            run.emit(StepRetrying(record.run_id, record.seq, record.step_id, record.step_path, record.attempt,
+                                  failed))
+        trace = run._redact_trace(record) if run.redact else record
+        run.emit(CallTraced(record.run_id, record.seq, record.step_id, trace.to_dict()))
+
+
+def _expression_failure(exc: ExpressionError, run_id: str, step_id: str, workflow_id: str,
+                        pointer: str) -> StepExpressionError:
+    """The run-level error for an expression that failed in ``step_id``."""
+    if isinstance(exc, ExpressionLimitExceeded):
+        return ExpressionBudgetExceeded(run_id, step_id, workflow_id, exc.pointer or pointer, exc)
+    return StepExpressionError(run_id, step_id, workflow_id, exc.pointer or pointer, exc.expression, exc.reason,
+                               cause=exc)
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

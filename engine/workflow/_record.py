@@ -9,7 +9,8 @@ the same on every run and on replay. Sorting by :func:`seq_key` gives the run
 in order (each iteration after its foreach step, iterations in item order).
 
 Secret values never reach a record: :class:`Redactor` replaces every secret
-value the run read with ``[secret:NAME]`` wherever it appears.
+value the run read with ``[secret:NAME]`` wherever it appears, in any letter
+case and in its common encodings (see ``_redact``).
 """
 
 from __future__ import annotations
@@ -17,57 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._redact import Redactor
+
 RECORD_FORMAT = 1
 
 
 def seq_key(seq: str) -> tuple[int, ...]:
     """Sort key of a sequence number: ``"5.10.2"`` -> ``(5, 10, 2)``."""
     return tuple(int(part) for part in seq.split("."))
-
-
-class Redactor:
-    """Replaces secret values with ``[secret:NAME]`` in JSON values."""
-
-    def __init__(self) -> None:
-        self._by_value: dict[str, str] = {}
-        self._ordered: list[tuple[str, str]] = []
-        self._pairs: list[tuple[str, str]] = []
-
-    def add(self, name: str, value: str) -> None:
-        """Redact ``value`` (as ``[secret:name]``) from now on. Empty values are ignored."""
-        if not isinstance(value, str) or not value or value in self._by_value:
-            return
-        self._by_value[value] = name
-        # longest first, so a secret containing another is replaced whole
-        self._ordered = sorted(self._by_value.items(), key=lambda item: -len(item[0]))
-        self._pairs = [(secret, f"[secret:{name}]") for secret, name in self._ordered]
-
-    def __bool__(self) -> bool:
-        return bool(self._ordered)
-
-    def __call__(self, value: Any) -> Any:
-        """``value`` with every secret value replaced; the same object when there is nothing to redact."""
-        if not self._ordered:
-            return value
-        return self._walk(value, self._pairs)
-
-    def restore(self, value: Any) -> Any:
-        """Inverse of redaction: ``[secret:NAME]`` back to the value, for the secrets this redactor knows."""
-        if not self._ordered:
-            return value
-        return self._walk(value, [(f"[secret:{name}]", secret) for secret, name in self._ordered])
-
-    def _walk(self, value: Any, pairs: list[tuple[str, str]]) -> Any:
-        if isinstance(value, str):
-            for old, new in pairs:
-                if old in value:
-                    value = value.replace(old, new)
-            return value
-        if isinstance(value, dict):
-            return {self._walk(k, pairs): self._walk(v, pairs) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [self._walk(v, pairs) for v in value]
-        return value
 
 
 @dataclass(frozen=True)

@@ -48,13 +48,14 @@ class Frame:
     ``steps`` holds the outputs of the steps run in this scope; reading a
     frame's context also sees its parents' steps and variables (an iteration
     sees the steps before its foreach), while writes stay in the frame.
+    Secrets are not part of a frame: the interpreter adds them to the context
+    of the fields that are sent to a connector, and only there.
     """
 
     workflow: WorkflowSpec
     input: Any
     trigger: Any
     run: dict[str, Any]
-    secrets: dict[str, str]
     sequencer: Sequencer
     depth: int = 0
     parent: "Frame | None" = None
@@ -63,11 +64,11 @@ class Frame:
 
     def child(self, sequencer: Sequencer, variables: dict[str, Any]) -> "Frame":
         """An inner scope (a foreach iteration) of the same workflow run."""
-        return Frame(self.workflow, self.input, self.trigger, self.run, self.secrets, sequencer, self.depth,
+        return Frame(self.workflow, self.input, self.trigger, self.run, sequencer, self.depth,
                      parent=self, variables=variables)
 
     def context(self) -> dict[str, Any]:
-        """What templates see: ``input``, ``steps``, ``secrets``, ``trigger``, ``run`` and loop variables."""
+        """What templates see: ``input``, ``steps``, ``trigger``, ``run`` and loop variables (no ``secrets``)."""
         chain: list[Frame] = []
         frame: Frame | None = self
         while frame is not None:
@@ -79,8 +80,7 @@ class Frame:
             steps.update(frame.steps)
             variables.update(frame.variables)
         return {
-            "input": self.input, "steps": steps, "secrets": self.secrets, "trigger": self.trigger, "run": self.run,
-            **variables,
+            "input": self.input, "steps": steps, "trigger": self.trigger, "run": self.run, **variables,
         }
 
 
@@ -149,6 +149,17 @@ def secret_names(template: Any) -> set[str]:
         for value in template:
             names |= secret_names(value)
     return names
+
+
+def secret_templates(step: Any) -> list[Any]:
+    """The templated fields of a step that are sent to a connector, where ``secrets`` is in scope:
+    an action step's input and a sync target's ``list_input``, ``create_input`` and ``update_input``."""
+    if isinstance(step, ActionStep):
+        return [step.input]
+    if isinstance(step, SyncStep):
+        t = step.sync.target
+        return [t.list_input, t.create_input, t.update_input]
+    return []
 
 
 def own_templates(step: Any) -> list[Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import StepValueError, SyncConfigError
@@ -43,6 +44,14 @@ class SyncEnv(Protocol):
     pointer: str
 
     def context(self) -> dict[str, Any]: ...
+
+    def with_secrets(self, context: dict[str, Any]) -> dict[str, Any]:
+        """``context`` with the run's secrets added: only for the inputs sent to the target's actions."""
+        ...
+
+    async def evaluate(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` through the run's expression evaluator (off the event loop unless trivial)."""
+        ...
 
     async def call(self, action: str, input: Any, sub_path: str, *, paginate: bool) -> Any: ...
 
@@ -193,33 +202,47 @@ async def run_sync(spec: SyncSpec, env: SyncEnv) -> dict[str, Any]:
     """
     pointer = env.pointer + "/sync"
     base = env.context()
-    source = as_records(render(spec.source, base, pointer + "/source"), env.run_id, env.step_id, pointer + "/source")
+    source = await env.evaluate(lambda: as_records(render(spec.source, base, pointer + "/source"), env.run_id,
+                                                   env.step_id, pointer + "/source"))
     target = spec.target
-    list_input = render(target.list_input, base, pointer + "/target/list_input")
+    list_input = await env.evaluate(render, target.list_input, env.with_secrets(base), pointer + "/target/list_input")
     listed = await env.call(target.list, list_input, "list", paginate=True)
 
     case_sensitive = spec.match.case_sensitive
-    index: dict[str, _Slot] = {}
-    for record in target_records(listed, env, target.list):
-        slot = _Slot(record)
-        for key in match_keys(expression(spec.match.target, record, pointer + "/match/target")):
-            index.setdefault(normalise_key(key, case_sensitive), slot)
+    records = target_records(listed, env, target.list)
+
+    def build_index() -> dict[str, _Slot]:
+        index: dict[str, _Slot] = {}
+        for record in records:
+            slot = _Slot(record)
+            for key in match_keys(expression(spec.match.target, record, pointer + "/match/target")):
+                index.setdefault(normalise_key(key, case_sensitive), slot)
+        return index
+
+    index = await env.evaluate(build_index)
+
+    def match(record: Any) -> tuple[list[Any], list[str], _Slot | None, Any]:
+        # reads the index only: the loop below changes it between calls, never during one
+        keys = match_keys(expression(spec.match.source, record, pointer + "/match/source"))
+        if not keys:
+            return keys, [], None, None
+        normalised = [normalise_key(k, case_sensitive) for k in keys]
+        slot = next((index[k] for k in normalised if k in index), None)
+        fields = render(spec.map, {**base, "source": record, "target": slot.record if slot else None},
+                        pointer + "/map")
+        return keys, normalised, slot, fields
 
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     skipped: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     for position, record in enumerate(source):
-        keys = match_keys(expression(spec.match.source, record, pointer + "/match/source"))
+        keys, normalised, slot, fields = await env.evaluate(match, record)
         if not keys:
             skipped.append({"index": position, "reason": "no match key"})
             results.append({"index": position, "key": None, "op": "skipped"})
             continue
-        normalised = [normalise_key(k, case_sensitive) for k in keys]
-        slot = next((index[k] for k in normalised if k in index), None)
         current = slot.record if slot else None
-        context = {**base, "source": record, "target": current}
-        fields = render(spec.map, context, pointer + "/map")
-        write_context = {**context, "fields": fields}
+        write_context = env.with_secrets({**base, "source": record, "target": current, "fields": fields})
 
         if slot is not None and spec.skip_unchanged and is_subset(fields, current):
             op = "unchanged"
@@ -227,7 +250,8 @@ async def run_sync(spec: SyncSpec, env: SyncEnv) -> dict[str, Any]:
             if not target.update:
                 raise SyncConfigError(env.run_id, env.step_id, f"source record {position} (key {keys[0]!r}) matches "
                                       "a target record that needs changes, but target.update names no action")
-            write_input = _write_input(target.update_input, write_context, pointer + "/target/update_input")
+            write_input = await env.evaluate(_write_input, target.update_input, write_context,
+                                             pointer + "/target/update_input")
             result = await env.call(target.update, write_input, f"update/{position}", paginate=False)
             slot.record = _written(result, _merged(current, fields), keep_id=current)
             op = "updated"
@@ -235,7 +259,8 @@ async def run_sync(spec: SyncSpec, env: SyncEnv) -> dict[str, Any]:
             if not target.create:
                 raise SyncConfigError(env.run_id, env.step_id, f"source record {position} (key {keys[0]!r}) has no "
                                       "matching target record, but target.create names no action")
-            write_input = _write_input(target.create_input, write_context, pointer + "/target/create_input")
+            write_input = await env.evaluate(_write_input, target.create_input, write_context,
+                                             pointer + "/target/create_input")
             result = await env.call(target.create, write_input, f"create/{position}", paginate=False)
             slot = _Slot(_written(result, fields, keep_id=None))
             op = "created"
