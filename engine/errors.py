@@ -3,14 +3,54 @@
 Every error carries typed fields, a stable ``code`` and the ``http_status``
 that ``api/`` maps it to; the message is built from the fields.
 
-EngineError                         root
- +-- SpecError                      a spec or document is invalid (422)
- |    +-- SpecValidationError       pydantic/JSON Schema problems, each with a JSON pointer
- |    +-- ExpressionError           an expression does not parse or fails to evaluate
- |    |    +-- ExpressionLimitExceeded   an evaluation went over its budget (time, depth, items, string size)
- |    |    +-- ExpressionFunctionForbidden  an expression used a function that turns data into code ($eval)
- |    +-- OpenAPIImportError        an OpenAPI/Swagger document cannot be imported (engine/openapi)
- +-- (each block below adds its part of the tree)
+Hierarchy (class, code, HTTP status)::
+
+    EngineError                                  engine_error (500)
+    ├── SpecError                                spec_invalid (422)
+    │   ├── SpecValidationError                  spec_validation_failed (422)
+    │   ├── ExpressionError                      expression_error (422)
+    │   │   ├── ExpressionLimitExceeded          expression_limit_exceeded (422)
+    │   │   └── ExpressionFunctionForbidden      expression_function_forbidden (422)
+    │   └── OpenAPIImportError                   openapi_import_failed (422)
+    ├── OutboundHttpError                        outbound_http_error (502)
+    │   ├── EgressDenied                         egress_denied (403)
+    │   ├── OutboundRequestInvalid               outbound_request_invalid (400)
+    │   ├── TooManyRedirects                     too_many_redirects (502)
+    │   └── UpstreamUnavailable                  upstream_unavailable (502)
+    │       └── UpstreamTimeout                  upstream_timeout (504)
+    ├── ActionError                              action_error (502)
+    │   ├── UnknownAction                        unknown_action (404)
+    │   ├── ActionInputInvalid                   action_input_invalid (422)
+    │   ├── ActionFailed                         action_failed (502)
+    │   └── ResponseInvalid                      action_response_invalid (502)
+    ├── AuthError                                auth_error (409)
+    │   ├── CredentialsInvalid                   credentials_invalid (409)
+    │   ├── ReauthorizationRequired              reauthorization_required (409)
+    │   ├── OAuthError                           oauth_error (502)
+    │   └── TokenEndpointUnavailable             token_endpoint_unavailable (503)
+    ├── SandboxError                             sandbox_error (500)
+    │   ├── SandboxSetupError                    sandbox_setup_failed (422)
+    │   ├── SandboxStartError                    sandbox_start_failed (500)
+    │   └── SandboxRequestError                  sandbox_request_rejected (400)
+    │       ├── SandboxBadRequest                malformed_request (400)
+    │       ├── SandboxUnauthorized              unauthorized (401)
+    │       ├── SandboxNotFound                  not_found (404)
+    │       ├── SandboxMethodNotAllowed          method_not_allowed (405)
+    │       ├── SandboxRequestInvalid            request_invalid (422)
+    │       └── SandboxConflict                  conflict (409)
+    ├── WorkflowError                            workflow_error (500)
+    │   ├── WorkflowInputInvalid                 workflow_input_invalid (422)
+    │   ├── WorkflowNotFound                     workflow_not_found (422)
+    │   ├── StepFailed                           step_failed (502)
+    │   ├── StepExpressionError                  step_expression_error (422)
+    │   │   └── ExpressionBudgetExceeded         expression_budget_exceeded (422)
+    │   ├── StepValueError                       step_value_invalid (422)
+    │   ├── SyncConfigError                      sync_config_invalid (422)
+    │   ├── CallDepthExceeded                    call_depth_exceeded (422)
+    │   └── ReplayDivergence                     replay_divergence (409)
+    ├── SecretNotFound                           secret_not_found (422)
+    └── RecordedCallError                        recorded_call_error (502)
+
 """
 
 from __future__ import annotations

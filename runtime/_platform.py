@@ -10,15 +10,19 @@ caches.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import store
+from engine.expressions import Evaluator, ExpressionCache
 from engine.http import HttpClient
 
 # An inline run holds a request open; longer work belongs to durable executions (later issues).
 RUN_DEADLINE_SECONDS = 300.0
+# Threads that evaluate workflow expressions off the event loop; each run's budget bounds its share.
+EXPRESSION_THREADS = 4
 
 
 def utc_now() -> datetime:
@@ -69,6 +73,17 @@ class Platform:
         from runtime._quotas import Quotas
         from runtime._runs import Runs
 
+        # One expression cache and thread pool for the process: each expression text is parsed
+        # once, and evaluations never run on the event loop the API answers on.
+        self.evaluator = Evaluator(
+            cache=ExpressionCache(),
+            executor=ThreadPoolExecutor(max_workers=EXPRESSION_THREADS, thread_name_prefix="expressions"),
+        )
         self.quotas = Quotas(self.db, self.clock)
         self.runs = Runs(self)
         self.connections = ConnectionService(self)
+
+    def close(self) -> None:
+        """Stop the expression threads (the shell closes the pool, HTTP client and OIDC it opened)."""
+        if self.evaluator.executor is not None:
+            self.evaluator.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,21 +1,36 @@
 """Errors of the store. psycopg and pgserver exceptions never leave ``store/``; they are
 translated into these at the boundary (``store._db.translate_errors``).
 
-Hierarchy::
+Hierarchy (class, code, HTTP status)::
 
-    StoreError                      root; code "store_error", HTTP 500
-    ├── DatabaseUnavailable         cannot connect, or the connection dropped; HTTP 503
-    ├── EmbeddedPostgresError       the embedded server (pgserver) failed to start; HTTP 503
-    ├── QueryFailed                 the database rejected a statement; HTTP 500
-    ├── ResourceError               a request about one resource cannot be served
-    │   ├── NotFound                no such resource in this tenant; HTTP 404
-    │   ├── Conflict                a unique field already has that value, or the state forbids it; HTTP 409
-    │   └── InvalidInput            a field's value is refused (names the field); HTTP 422
-    └── SchemaError                 the schema cannot be brought to this code's version; HTTP 500
-        ├── MigrationFailed         a migration failed to apply (and was rolled back)
-        ├── SchemaTooNew            the database is ahead of this code
-        ├── MigrationMismatch       a recorded migration has a different name than the code's
-        └── MigrationChanged        an applied migration's checksum differs from the code's (it was edited)
+    StoreError                                   store_error (500)
+    ├── DatabaseUnavailable                      database_unavailable (503)
+    ├── EmbeddedPostgresError                    embedded_postgres_failed (503)
+    ├── QueryFailed                              query_failed (500)
+    ├── ResourceError                            resource_error (400)
+    │   ├── NotFound                             not_found (404)
+    │   ├── Conflict                             conflict (409)
+    │   ├── InvalidInput                         invalid_input (422)
+    │   │   ├── ConnectionAuthInvalid            connection_auth_invalid (422)
+    │   │   └── OAuthAppMissing                  oauth_app_missing (422)
+    │   ├── ConnectionNeedsReconnect             connection_needs_reconnect (409)
+    │   ├── OAuthStateInvalid                    oauth_state_invalid (400)
+    │   ├── OAuthCallbackFailed                  oauth_callback_failed (400)
+    │   ├── OutsideTenantScope                   outside_tenant_scope (403)
+    │   └── ValueNotStorable                     value_not_storable (422)
+    ├── SchemaError                              schema_error (500)
+    │   ├── MigrationFailed                      migration_failed (500)
+    │   ├── SchemaTooNew                         schema_too_new (500)
+    │   ├── MigrationMismatch                    migration_mismatch (500)
+    │   └── MigrationChanged                     migration_changed (500)
+    ├── EncryptionError                          encryption_error (500)
+    │   ├── MasterKeyMissing                     master_key_missing (500)
+    │   ├── MasterKeyInvalid                     master_key_invalid (500)
+    │   ├── KeyringInsecure                      keyring_insecure (500)
+    │   ├── KeyRotationRefused                   key_rotation_refused (500)
+    │   └── DecryptionFailed                     decryption_failed (500)
+    └── QuotaExceeded                            quota_exceeded (429)
+
 
 Every error builds its message from typed fields and carries ``code`` and ``http_status``,
 which ``api/`` maps to a problem+json response.

@@ -55,10 +55,12 @@ async def open_platform(settings: Settings, *, clock: Callable[[], datetime] | N
         # One guarded outbound client for the process: connection tests, OAuth and runs share
         # its connection pool (a client per request costs ~18 ms).
         http = build_http_client(settings)
+        platform = Platform(db=db, encryptor=store.Encryptor(keyring), http=http, conninfo=conninfo,
+                            clock=clock or utc_now, oidc=oidc, config=runtime_config(settings))
         try:
-            yield Platform(db=db, encryptor=store.Encryptor(keyring), http=http, conninfo=conninfo,
-                           clock=clock or utc_now, oidc=oidc, config=runtime_config(settings))
+            yield platform
         finally:
+            platform.close()
             await http.aclose()
             db.close()
             if oidc is not None:
