@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 import store
-from api import _health, _openapi, _quota, _v1
+from api import _health, _limits, _openapi, _quota, _v1
 from api._oidc import OidcVerifier
 from api.errors import install_error_handlers
 from switchboard.engine_runtime import build_http_client
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.clock = clock or _now
     install_error_handlers(app)
     _quota.install(app)
+    _limits.install(app, default_limit=settings.max_request_bytes, spec_limit=settings.max_spec_request_bytes)
     app.include_router(_health.router)
     _v1.install(app)
     app.openapi = lambda: _openapi.document_problem_responses(app)  # type: ignore[method-assign]

@@ -3,7 +3,7 @@ with the engine's models, refused with JSON pointers into the spec."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +24,8 @@ class SpecBody(BaseModel):
     """A spec as a JSON object (``spec``) or as YAML or JSON text (``spec_yaml``): exactly one."""
 
     model_config = ConfigDict(extra="forbid")
+    # Routes taking a spec accept bodies up to max_spec_request_bytes (api/_limits.py).
+    body_limit: ClassVar[str] = "spec"
     spec: dict[str, Any] | None = Field(None, description="The spec as a JSON object.")
     spec_yaml: str | None = Field(None, max_length=MAX_SPEC_TEXT, description="The spec as YAML (or JSON) text.")
 
