@@ -122,6 +122,7 @@ def test_public_surface_is_stable() -> None:
         "current_version",
         "drop_database",
         "exceeding_permissions",
+        "has_changes",
         "has_organizations",
         "hash_key",
         "latest_version",

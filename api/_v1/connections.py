@@ -32,7 +32,7 @@ import store
 from api._auth import Principal, require
 from api._deps import AppSettings, Clock, Db, Encryptor, Http
 from api._lists import ListParams, PageOut, page_out
-from api._v1._common import in_thread
+from api._v1._common import in_thread, tenant_tx
 from api._v1._common import router as make_router
 from engine.actions import ActionExecutor
 from engine.auth import Authenticator, CredentialProvider, OAuth2Client
@@ -175,7 +175,7 @@ class ConnectionTestOut(BaseModel):
 @contextmanager
 def _tx(db: store.Database, principal: Principal) -> Iterator[store.Tx]:
     # Bound to the customer the request names (any caller), not only to a key's bound customer.
-    with db.tenant(principal.org_id, principal.customer_id) as tx:
+    with tenant_tx(db, principal, named_customer=True) as tx:
         yield tx
 
 
