@@ -34,7 +34,8 @@ a completed request with that key is answered from the store (``Idempotent-Repla
 and a key used for a different request is refused (409). For sync handlers the 2xx response is
 then recorded in the transaction of the change, so a retry after a crash finds either both or
 neither; a concurrent request with the same key waits for the first to commit, rolls back its
-own change and replays the first one's response. An async handler commits in steps before its
+own change and replays the first one's response (also when its change failed on what the first
+one created: a name taken, say). An async handler commits in steps before its
 response exists, so its key is claimed up front in its own transaction (a concurrent retry is
 refused as in progress), completed after the response and released on failure.
 """
@@ -143,6 +144,9 @@ class PlatformRoute(APIRoute):
                 try:
                     response = await original(request)
                 except Exception as exc:
+                    stored = await anyio.to_thread.run_sync(unit.completed_by_another)
+                    if stored is not None:
+                        return _replayed(stored)
                     await anyio.to_thread.run_sync(unit.fail, *_error_code(exc))
                     raise
                 body = _response_body(response)

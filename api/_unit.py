@@ -113,14 +113,17 @@ class RequestUnit:
 
     def flush(self, result: Any) -> None:
         """Commit the open transaction, with the request's audit entry unless an earlier commit
-        carried it. ``result`` is what the step returned (its ``id`` names the resource)."""
+        carried it. ``result`` is what the step returned (its ``id`` names the resource when no
+        path parameter does)."""
         opened, self._open = self._open, None
         if opened is None:
             return
         with opened.stack:
             if not self._audited:
                 # The response does not exist yet: no status; the outcome is that of this change.
-                self._record(opened.tx, _id_of(result), "success", None, None, committed="before the response")
+                # As for the final entry, a path parameter names the resource first, then the result.
+                self._record(opened.tx, self.resource_id or _id_of(result), "success", None, None,
+                             committed="before the response")
         self._audited = True
 
     def step_returned(self, result: Any) -> None:
@@ -170,6 +173,23 @@ class RequestUnit:
             self._own_tx(key.org_id, lambda tx: self._store_response(tx, key, status, body, standalone=True))
         elif key is not None and key.claimed:
             self.release()
+
+    def completed_by_another(self) -> dict[str, Any] | None:
+        """After this request failed: the stored response of a concurrent request with the same
+        Idempotency-Key that completed meanwhile (this one then failed on what that one created,
+        a name now taken, say), to answer with instead of the failure; else None."""
+        key = self.idempotency
+        if key is None or key.claimed:
+            return None
+        self.discard()
+        found: list[dict[str, Any] | None] = []
+        try:
+            self._own_tx(key.org_id, lambda tx: found.append(store.IdempotencyKeys(tx).lookup(
+                key.org_id, key.key, key.actor_id, key.method, key.path, key.digest
+            )))
+        except store.Conflict:
+            return None
+        return found[0] if found else None
 
     def fail(self, error_code: str, status: int) -> None:
         """The request failed: roll back what is open, release a claimed key and audit the
