@@ -35,19 +35,26 @@ def _audit(db: store.Database, org_id: str, action: str) -> list[dict[str, Any]]
         ))
 
 
+# Secrets have unique names: the later requests fail on the name the first one took. Customers
+# have none: the later requests create theirs, then find the key taken when recording it.
+CREATIONS = {
+    "secret": ("/v1/secrets", {"name": "together", "value": "v", "environment": "dev"}),
+    "customer": ("/v1/customers", {"name": "Together"}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CREATIONS))
 def test_concurrent_requests_with_one_key_create_once_and_all_get_its_response(
-    platform: str, tenant: Tenant, db: store.Database
+    platform: str, tenant: Tenant, db: store.Database, kind: str
 ) -> None:
+    path, body = CREATIONS[kind]
     barrier = threading.Barrier(CONCURRENT)
     answers: list[httpx.Response] = []
 
     def send() -> None:
         with httpx.Client(base_url=platform, timeout=30) as http:
             barrier.wait()
-            answers.append(http.post(
-                "/v1/secrets", headers=tenant.headers() | {"Idempotency-Key": "together"},
-                json={"name": "together", "value": "v", "environment": "dev"},
-            ))
+            answers.append(http.post(path, headers=tenant.headers() | {"Idempotency-Key": f"together-{kind}"}, json=body))
 
     threads = [threading.Thread(target=send) for _ in range(CONCURRENT)]
     for thread in threads:
@@ -57,8 +64,13 @@ def test_concurrent_requests_with_one_key_create_once_and_all_get_its_response(
     assert [a.status_code for a in answers] == [201] * CONCURRENT, [a.text for a in answers]
     assert len({a.json()["id"] for a in answers}) == 1
     assert sum(a.headers.get("Idempotent-Replayed") != "true" for a in answers) == 1
-    entries = [e for e in _audit(db, tenant.org_id, "secret.create") if e["outcome"] == "success"]
+    entries = [e for e in _audit(db, tenant.org_id, f"{kind}.create") if e["outcome"] == "success"]
     assert [(e["resource_id"], e["status"]) for e in entries] == [(answers[0].json()["id"], 201)]
+    if kind == "customer":
+        with db.tenant(tenant.org_id) as tx:
+            count = tx.execute("SELECT count(*) AS n FROM customers WHERE org_id = %s AND name = 'Together'",
+                               (tenant.org_id,)).fetchone()["n"]
+        assert count == 1
 
 
 def test_a_failed_request_is_audited_and_leaves_no_stored_response(platform: str, tenant: Tenant, db: store.Database) -> None:
