@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import _health, _openapi, _quota, _v1
+from api import _health, _limits, _openapi, _quota, _v1
 from api.errors import install_error_handlers
 from runtime import Config, Platform
 
@@ -47,6 +47,7 @@ def create_app(open_platform: PlatformOpener, config: Config | None = None) -> F
     app.state.config = config
     install_error_handlers(app)
     _quota.install(app)
+    _limits.install(app, default_limit=config.max_request_bytes, spec_limit=config.max_spec_request_bytes)
     app.include_router(_health.router)
     _v1.install(app)
     app.openapi = lambda: _openapi.document_problem_responses(app)  # type: ignore[method-assign]

@@ -8,8 +8,9 @@ generated document so it matches the wire:
   with ``errors[{pointer, reason}]``;
 * every /v1 operation documents the problems any /v1 request can get: 400 (a malformed or
   contradicting auth header), 401, 403, 422 and 429 (a customer's quota; with ``Retry-After``),
-  plus 404 where the request can name a resource (path parameters, a body, list filters)
-  and 409 on writes (uniqueness, resources in use, idempotency keys);
+  plus 404 where the request can name a resource (path parameters, a body, list filters),
+  409 on writes (uniqueness, resources in use, idempotency keys) and 413 where there is a
+  request body (``api/_limits.py``);
 * idempotent creations (``PlatformRoute``) document the ``Idempotency-Key`` header.
 
 Responses a route declares itself are kept; only missing ones are added.
@@ -73,6 +74,8 @@ _DESCRIPTIONS = {
     "404": "A resource the request names does not exist (in this organization).",
     "409": "Conflict: a value that must be unique is taken, the resource is in use, or the idempotency key "
     "belongs to another request.",
+    "413": "The request body is larger than the route's limit; `limit` and `setting` say how large it may be "
+    "and which setting sets it.",
     "422": "The request is invalid; `errors` points at each invalid part.",
     "429": "A quota of the customer is exhausted; `dimension`, `limit` and `reset_at` say which and until when.",
 }
@@ -112,6 +115,8 @@ def _statuses(method: str, operation: dict[str, Any]) -> list[str]:
         statuses.append("404")
     if method in _WRITE_METHODS:
         statuses.append("409")
+    if "requestBody" in operation:
+        statuses.append("413")
     return sorted(statuses)
 
 

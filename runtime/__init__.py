@@ -43,7 +43,16 @@ from runtime._credentials import (
 from runtime._engine import Engine, build_engine, build_executor, placeholders, static_credentials
 from runtime._platform import RUN_DEADLINE_SECONDS, Config, Platform, TokenVerifier, utc_now
 from runtime._quotas import Quotas
-from runtime._runs import RECORD_FORMAT, RunOutcome, RunPlan, Runs, Started, replay_offline, replay_record
+from runtime._runs import (
+    RECORD_FORMAT,
+    RunOutcome,
+    RunPlan,
+    Runs,
+    Started,
+    Transactions,
+    replay_offline,
+    replay_record,
+)
 from runtime._specs import SpecCache, loaded, problems_out, stored, validated
 from runtime.errors import BadHeader, Forbidden, RunRefused, ServiceError, SpecInvalid, Unauthenticated
 
@@ -77,6 +86,7 @@ __all__ = [
     "SpecInvalid",
     "Started",
     "TokenVerifier",
+    "Transactions",
     "Unauthenticated",
     "authenticate_key",
     "authenticate_user",

@@ -22,7 +22,10 @@ offline, answering every call from the record.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -58,6 +61,21 @@ if TYPE_CHECKING:
 RECORD_FORMAT = 1
 # Shorter credential values (a region code, "US") would redact ordinary words out of the record.
 MIN_SCRUBBED = 4
+
+
+# How a caller's transactions are opened and its blocking steps run. The API passes its own, so
+# that the execution a run records commits in the same transaction as the request's audit entry.
+TxOpener = Callable[[Principal], AbstractContextManager[store.Tx]]
+StepRunner = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Transactions:
+    """Where a run opens its transactions (``open(principal)``) and runs blocking work (``step``).
+    The default: a tenant transaction of the platform's pool, work in a worker thread."""
+
+    open: TxOpener
+    step: StepRunner
 
 
 @dataclass
@@ -132,6 +150,7 @@ class Runs:
         draft: bool = False,
         dry_run: bool = False,
         input: dict[str, Any] | None = None,
+        transactions: Transactions | None = None,
         **seams: Any,
     ) -> Started:
         """Run ``workflow_ref`` (id or key) now, inline, for ``customer_id`` (default: the customer
@@ -142,36 +161,42 @@ class Runs:
         ``WorkflowInputInvalid``, ``ConnectionNeedsReconnect`` and the OAuth errors of
         ``credentials_for_connection``; ``store.QuotaExceeded`` when the event quota refuses.
         Whether the run then succeeds or fails, the finished execution is returned. ``seams``
-        (an observer) go to the engine's ``Dependencies``.
+        (an observer) go to the engine's ``Dependencies``; ``transactions`` replaces where the
+        run's transactions open (default :meth:`transactions`).
         """
         principal.require("workflows", "execute")
         customer_id = customer_id or principal.customer()
         principal.may_act_for(customer_id)
+        tx = transactions or self.transactions()
         plan = await self.plan(principal, customer_id, workflow_ref, version=version, draft=draft,
-                               dry_run=dry_run, input=input or {})
+                               dry_run=dry_run, input=input or {}, transactions=tx)
         charge = await anyio.to_thread.run_sync(self.platform.quotas.charge_event, principal, customer_id)
-        execution = await anyio.to_thread.run_sync(self._start, principal, plan)
+        execution = await tx.step(self._start, tx, principal, plan)
         try:
             outcome = await self.execute(plan, execution["id"], **seams)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(
-                    self._finish, principal, execution["id"], _failure("internal_error", "the run stopped unexpectedly")
-                )
+                await tx.step(self._finish, tx, principal, execution["id"],
+                              _failure("internal_error", "the run stopped unexpectedly"))
             raise
-        finished = await anyio.to_thread.run_sync(self._finish, principal, execution["id"], outcome)
+        finished = await tx.step(self._finish, tx, principal, execution["id"], outcome)
         return Started(finished, tuple(charge.warnings))
 
-    def _start(self, principal: Principal, plan: RunPlan) -> dict[str, Any]:
-        with tenant_tx(self.platform.db, principal) as tx:
-            return store.Executions(tx).start(
+    def transactions(self) -> Transactions:
+        """The default :class:`Transactions`: ``tenant_tx`` on the platform's pool, blocking work in a
+        worker thread."""
+        return Transactions(open=partial(tenant_tx, self.platform.db), step=anyio.to_thread.run_sync)
+
+    def _start(self, tx: Transactions, principal: Principal, plan: RunPlan) -> dict[str, Any]:
+        with tx.open(principal) as t:
+            return store.Executions(t).start(
                 plan.org_id, customer_id=plan.customer_id, workflow_id=plan.workflow_id, version=plan.version,
                 dry_run=plan.dry_run, input=plan.input,
             )
 
-    def _finish(self, principal: Principal, execution_id: str, outcome: RunOutcome) -> dict[str, Any]:
-        with tenant_tx(self.platform.db, principal) as tx:
-            return store.Executions(tx).finish(
+    def _finish(self, tx: Transactions, principal: Principal, execution_id: str, outcome: RunOutcome) -> dict[str, Any]:
+        with tx.open(principal) as t:
+            return store.Executions(t).finish(
                 principal.org_id, execution_id, status=outcome.status, output=outcome.output, error=outcome.error,
                 trace=outcome.trace, record=outcome.record,
             )
@@ -181,6 +206,7 @@ class Runs:
     async def plan(
         self, principal: Principal, customer_id: str, workflow_ref: str, *, version: int | None = None,
         draft: bool = False, dry_run: bool = False, input: dict[str, Any] | None = None,
+        transactions: Transactions | None = None,
     ) -> RunPlan:
         """Read everything a run needs (see the module docstring), then the credentials of each
         connection it uses and the provider that keeps tokens the engine renews.
@@ -195,11 +221,13 @@ class Runs:
         if draft and not dry_run:
             raise RunRefused("version", "only a dry run can run the draft")
 
+        opener = transactions or self.transactions()
+
         def read() -> RunPlan:
-            with tenant_tx(self.platform.db, principal) as tx:
+            with opener.open(principal) as tx:
                 return self._read_plan(tx, principal, customer_id, workflow_ref, version, draft, dry_run, input or {})
 
-        plan = await anyio.to_thread.run_sync(read)
+        plan = await opener.step(read)
         db, encryptor, clock = self.platform.db, self.platform.encryptor, self.platform.clock
         for key, connection_id in sorted(plan.connections.items()):
             plan.credentials[key] = await credentials_for_connection(

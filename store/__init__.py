@@ -6,7 +6,7 @@ Nothing here touches the database on import.
 """
 
 from store._api_keys import KEY_KINDS, ApiKeys, hash_key
-from store._audit import AuditLog
+from store._audit import AuditLog, has_changes
 from store._connections import (
     CONNECTION_STATUSES,
     MAX_CREDENTIAL_LENGTH,
@@ -178,6 +178,7 @@ __all__ = [
     "check_permissions",
     "exceeding_permissions",
     "execution_org",
+    "has_changes",
     "has_organizations",
     "hash_key",
     "new_id",

@@ -90,3 +90,10 @@ class AuditLog:
         if until:
             filters.add("at < %(until)s", until=until)
         return fetch_page(self.tx, "audit_entry", "audit_log", query, {"at": "at", "id": "id"}, filters)
+
+
+def has_changes(tx: Any) -> bool:
+    """Whether the transaction ``tx`` has written anything yet (Postgres assigns a transaction id
+    at the first write): such a transaction must carry its audit entry when it commits."""
+    row = tx.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL AS wrote").fetchone()
+    return bool(row["wrote"] if isinstance(row, dict) else row[0])

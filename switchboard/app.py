@@ -31,6 +31,8 @@ def runtime_config(settings: Settings) -> Config:
         egress_allow=tuple(settings.egress_allow),
         public_url=settings.public_url,
         oidc_org_claim=settings.oidc_org_claim,
+        max_request_bytes=settings.max_request_bytes,
+        max_spec_request_bytes=settings.max_spec_request_bytes,
     )
 
 

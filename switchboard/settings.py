@@ -28,6 +28,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_HTTP_TIMEOUT = 30.0
 DEFAULT_HTTP_CONNECT_TIMEOUT = 10.0
+# Request bodies: most routes take small JSON objects; spec routes take whole connector, workflow
+# and OpenAPI documents (the largest public OpenAPI documents are about 2 MB as JSON, more as YAML).
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+DEFAULT_MAX_SPEC_REQUEST_BYTES = 16 * 1024 * 1024
 
 # Values that ship in examples and compose files; production refuses them as secrets.
 DEFAULT_SECRETS = frozenset({"", "changethis", "changeme", "secret", "password", "postgres", "switchboard"})
@@ -86,6 +90,15 @@ class Settings(BaseSettings):
     )
     http_timeout: float = Field(DEFAULT_HTTP_TIMEOUT, gt=0, description="Seconds for a whole outbound request.")
     http_connect_timeout: float = Field(DEFAULT_HTTP_CONNECT_TIMEOUT, gt=0, description="Seconds to connect.")
+    max_request_bytes: int = Field(
+        DEFAULT_MAX_REQUEST_BYTES, ge=1024, description="Largest request body accepted (413 beyond), except on spec routes."
+    )
+    max_spec_request_bytes: int = Field(
+        DEFAULT_MAX_SPEC_REQUEST_BYTES,
+        ge=1024,
+        description="Largest request body accepted by routes that take a spec or an OpenAPI document "
+        "(connector create and import, connector versions, workflow create, draft and validate).",
+    )
 
     master_key: SecretStr | None = Field(
         None,

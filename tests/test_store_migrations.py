@@ -128,6 +128,7 @@ def test_public_surface_is_stable() -> None:
         "drop_database",
         "exceeding_permissions",
         "execution_org",
+        "has_changes",
         "has_organizations",
         "hash_key",
         "latest_version",

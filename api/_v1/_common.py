@@ -1,5 +1,9 @@
 """What every /v1 module shares: its router factory (with the NUL character check), tenant
-transactions and running store work off the event loop."""
+transactions and running store work off the event loop.
+
+``tenant_tx`` is the one way handlers get a transaction: in a mutating request it belongs to the
+request's unit of work, so a change commits with its audit entry (see api/_route.py).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 import store
 from api._auth import Principal
 from api._route import PlatformRoute
+from api._unit import current_unit
 
 T = TypeVar("T")
 
@@ -61,14 +66,46 @@ def router(tag: str) -> APIRouter:
 
 
 @contextmanager
-def tenant_tx(db: store.Database, principal: Principal, *, customer: bool = True) -> Iterator[store.Tx]:
+def tenant_tx(
+    db: store.Database, principal: Principal, *, customer: bool = True, named_customer: bool = False
+) -> Iterator[store.Tx]:
     """A transaction bound to the caller's organization and, with ``customer``, to the customer
-    its credentials are limited to. Row-level security then enforces the same scope as the code."""
-    customer_id = principal.customer_id if (customer and principal.bound_customer) else None
-    with db.tenant(principal.org_id, customer_id) as tx:
+    its credentials are limited to (with ``named_customer``, to the customer the request names,
+    whatever the credentials). Row-level security then enforces the same scope as the code.
+
+    In a mutating request a transaction that wrote does not commit when the block ends: it commits
+    with the request's audit entry (and idempotency record) when the response exists, when the
+    next transaction begins, or when the ``in_thread`` step that opened it returns. Elsewhere it
+    commits when the block ends.
+    """
+    if named_customer:
+        customer_id = principal.customer_id
+    else:
+        customer_id = principal.customer_id if (customer and principal.bound_customer) else None
+    unit = current_unit()
+    if unit is None:
+        with db.tenant(principal.org_id, customer_id) as tx:
+            yield tx
+        return
+    with unit.transaction(db, principal, customer_id) as tx:
         yield tx
 
 
 async def in_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run blocking store work off the event loop."""
-    return await anyio.to_thread.run_sync(function, *args)
+    """Run blocking store work off the event loop. In a mutating request, what the step changed
+    through ``tenant_tx`` commits (with the audit entry) when it returns, and is rolled back when
+    it raises: the handler may go on to wait for other work, which must not hold a transaction."""
+
+    def step() -> T:
+        unit = current_unit()
+        try:
+            result = function(*args)
+        except BaseException:
+            if unit is not None:
+                unit.discard()
+            raise
+        if unit is not None:
+            unit.step_returned(result)
+        return result
+
+    return await anyio.to_thread.run_sync(step)

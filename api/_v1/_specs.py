@@ -3,7 +3,7 @@ with the engine's models (``runtime._specs``), refused with JSON pointers into t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,6 +22,8 @@ class SpecBody(BaseModel):
     """A spec as a JSON object (``spec``) or as YAML or JSON text (``spec_yaml``): exactly one."""
 
     model_config = ConfigDict(extra="forbid")
+    # Routes taking a spec accept bodies up to max_spec_request_bytes (api/_limits.py).
+    body_limit: ClassVar[str] = "spec"
     spec: dict[str, Any] | None = Field(None, description="The spec as a JSON object.")
     spec_yaml: str | None = Field(None, max_length=MAX_SPEC_TEXT, description="The spec as YAML (or JSON) text.")
 

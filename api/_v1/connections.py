@@ -31,6 +31,7 @@ import store
 from api._auth import Principal, require
 from api._deps import AppConfig, Clock, Db, Encryptor, PlatformDep
 from api._lists import ListParams, PageOut, page_out
+from api._v1._common import tenant_tx
 from api._v1._common import router as make_router
 
 router = make_router("connections")
@@ -166,7 +167,7 @@ class ConnectionTestOut(BaseModel):
 @contextmanager
 def _tx(db: store.Database, principal: Principal) -> Iterator[store.Tx]:
     # Bound to the customer the request names (any caller), not only to a key's bound customer.
-    with db.tenant(principal.org_id, principal.customer_id) as tx:
+    with tenant_tx(db, principal, named_customer=True) as tx:
         yield tx
 
 

@@ -4,7 +4,7 @@ numbered versions that start as drafts and are published (published versions nev
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -70,6 +70,8 @@ class ImportIn(BaseModel):
     """An OpenAPI (or Swagger 2.0) document as text or a JSON object, or the URL it is served at."""
 
     model_config = ConfigDict(extra="forbid")
+    # An OpenAPI document is as large as a spec: max_spec_request_bytes (api/_limits.py).
+    body_limit: ClassVar[str] = "spec"
     document: str | dict[str, Any] | None = Field(None, description="The document: YAML/JSON text or an object.")
     url: str | None = Field(None, max_length=2048, pattern=r"^https?://", description="Fetched through the egress guard.")
     id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$", description="Connector key (default: from the title).")

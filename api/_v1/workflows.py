@@ -4,6 +4,7 @@ executions (run now for a customer, for real or as a dry run)."""
 from __future__ import annotations
 
 import base64
+from functools import partial
 import secrets as _secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
@@ -16,11 +17,11 @@ from api._auth import Principal, require
 from api._deps import Db, Encryptor, RunsDep
 from api._lists import ListParams, PageOut, page_out
 from api._quota import note_warnings
-from api._v1._common import tenant_tx
+from api._v1._common import in_thread, tenant_tx
 from api._v1._common import router as make_router
 from api._v1._specs import SpecBody, loaded, problems_out, spec_data, stored, validated
 from engine import check_workflow
-from runtime import Runs, SpecInvalid, check_environment
+from runtime import Runs, SpecInvalid, Transactions, check_environment
 from engine.specs import AppEventTrigger, ConnectorSpec, ScheduleTrigger, WebhookTrigger, WorkflowSpec
 
 router = make_router("workflows")
@@ -480,6 +481,7 @@ async def run_workflow(
     body: RunIn,
     request: Request,
     runs: RunsDep,
+    db: Db,
     principal: Annotated[Principal, require("workflows", "execute")],
 ) -> Any:
     """Run a workflow now, inline, for the customer named by ``x-fastn-account-tenant-id``.
@@ -492,9 +494,11 @@ async def run_workflow(
     trace. Answers 201 with the execution, whether the run succeeded or failed. The run itself is
     ``runtime.Runs.run``, shared with every other way of starting one.
     """
+    # The request's own transactions: the execution's row commits with the route's audit entry.
+    transactions = Transactions(open=partial(tenant_tx, db), step=in_thread)
     started = await runs.run(
         principal, workflow_id, customer_id=principal.customer(), version=body.version, draft=body.draft,
-        dry_run=body.dry_run, input=body.input,
+        dry_run=body.dry_run, input=body.input, transactions=transactions,
     )
     note_warnings(request, started.warnings)
     return started.execution

@@ -23,6 +23,7 @@ from ._policies import (
 )
 from ._ratelimit import RateLimiterStats
 from ._retry import parse_retry_after
+from ._transport import GuardedTransport
 
 __all__ = [
     "DEFAULT_EGRESS_POLICY",
@@ -35,6 +36,7 @@ __all__ = [
     "Attempt",
     "EgressGuard",
     "EgressPolicy",
+    "GuardedTransport",
     "HttpClient",
     "Observer",
     "RateLimit",

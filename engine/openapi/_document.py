@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from ..errors import OpenAPIImportError, Problem
-from ..http import EgressPolicy
+from ..http import EgressPolicy, Resolver
 from ._refs import Resolver, join, jsonable
 from ._source import read_source
 from ._schemas import checked
@@ -129,13 +129,14 @@ class OpenAPIDocument:
 
 
 def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None = None,
-                 egress: EgressPolicy | None = None) -> OpenAPIDocument:
+                 egress: EgressPolicy | None = None, resolver: Resolver | None = None) -> OpenAPIDocument:
     """Load an OpenAPI 2.0, 3.0 or 3.1 document.
 
     ``source`` is a file path, an http(s) URL, YAML or JSON text, bytes, or an
     already-parsed mapping; ``source_name`` names it in errors and warnings.
     A URL is fetched through the SSRF guard with ``egress`` as its allow-list
-    (default: none), without following redirects.
+    (default: none), without following redirects; its host is resolved once, by
+    ``resolver`` (default: the system's), and the connection goes to the address vetted.
 
     Returns the document with its operations; problems that still allow a
     safe import are in ``warnings``, each with a JSON pointer.
@@ -147,14 +148,15 @@ def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None =
             or is nested too deeply; ``EgressDenied`` for a refused URL.
     """
     try:
-        return _load(source, source_name, egress)
+        return _load(source, source_name, egress, resolver)
     except RecursionError:
         name = source_name or (str(source) if isinstance(source, (str, Path)) and len(str(source)) < 300 else "<document>")
         raise OpenAPIImportError(name, "", "the document is nested too deeply to import") from None
 
 
-def _load(source: Any, source_name: str | None, egress: EgressPolicy | None) -> OpenAPIDocument:
-    data, name, base_dir, base_url = read_source(source, source_name, egress)
+def _load(source: Any, source_name: str | None, egress: EgressPolicy | None,
+          resolver: Resolver | None = None) -> OpenAPIDocument:
+    data, name, base_dir, base_url = read_source(source, source_name, egress, resolver)
     if not isinstance(data, dict):
         got = type(data).__name__
         raise OpenAPIImportError(name, "", f"not an OpenAPI document: expected a mapping at the top, got {got}")

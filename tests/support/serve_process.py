@@ -1,0 +1,85 @@
+"""The platform API in a separate process, for tests that measure its memory or kill it.
+
+``python -m support.serve_process`` serves ``create_app(Settings())`` (settings from the
+environment) on an ephemeral 127.0.0.1 port and prints the port on its first line of stdout.
+``platform_process(...)`` starts it and yields its base URL and ``Popen``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 60
+
+
+@contextmanager
+def platform_process(admin_conninfo: str, data_dir: Path, **settings: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Start the API in a child process on the migrated database ``admin_conninfo`` with its state
+    (master key) in ``data_dir``; ``settings`` are extra ``SWITCHBOARD_<NAME>`` values. Yields the
+    base URL and the process once /health answers 200; stops (or reaps) it afterwards."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+        "SWITCHBOARD_DATABASE_URL": admin_conninfo,
+        "SWITCHBOARD_DATA": str(data_dir),
+        "SWITCHBOARD_LOG_LEVEL": "WARNING",
+        **{f"SWITCHBOARD_{name.upper()}": value for name, value in settings.items()},
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "support.serve_process"], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"the platform process did not start (exit {proc.wait(10)})")
+        url = f"http://127.0.0.1:{int(line)}"
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the platform process did not become healthy")
+            time.sleep(0.05)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _serve() -> None:
+    import uvicorn
+
+    from switchboard.app import create_app
+    from switchboard.settings import Settings
+
+    # IPPROTO_TCP: see support.servers (Nagle on keep-alive responses).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    print(sock.getsockname()[1], flush=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(Settings()), log_config=None, access_log=False, lifespan="on"))
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    _serve()
