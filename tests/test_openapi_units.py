@@ -260,7 +260,8 @@ def test_vonage_form_body_with_credentials_is_kept_and_warned():
     result = import_connector(SPECS / "vonage-sms.yml")
     action = result.connector.actions["send_an_sms"]
     assert action.body_type == "form" and action.path_params == {"format": "{{ input.format }}"}
-    assert {"api_key", "api_secret"} <= set(action.input["properties"]["body"]["properties"])
+    body = result.connector.deref(action.input["properties"]["body"])
+    assert {"api_key", "api_secret"} <= set(body["properties"])
     assert any("api_key" in w.message and w.pointer == "/paths/~1{format}/post/requestBody"
                for w in result.warnings)
 
@@ -269,9 +270,9 @@ def test_vonage_form_body_with_credentials_is_kept_and_warned():
 def test_callbacks_and_webhooks_become_webhook_events():
     callbacks = import_connector(SPECS / "oai-callback-example-v3.0.yaml").connector
     event = callbacks.events["create_stream_on_data"]
-    assert event.kind == "webhook" and set(event.payload["properties"]) == {"timestamp", "userData"}
+    assert event.kind == "webhook" and set(callbacks.deref(event.payload)["properties"]) == {"timestamp", "userData"}
     hooks = import_connector(SPECS / "oai-webhook-example-v3.1.yaml").connector
-    assert hooks.events["new_pet"].payload["required"] == ["id", "name"]
+    assert hooks.deref(hooks.events["new_pet"].payload)["required"] == ["id", "name"]
 
 
 # -- naming, inputs, auth choices ------------------------------------------------
@@ -492,10 +493,10 @@ def test_read_only_properties_are_not_required_in_input_nor_write_only_in_output
 
 @needs_specs
 def test_cin7_update_keeps_its_required_read_only_id():
-    update = import_connector(SPECS / "cin7-core-v2-subset.yaml").connector.actions["update_customer"]
-    body = update.input["properties"]["body"]
+    connector = import_connector(SPECS / "cin7-core-v2-subset.yaml").connector
+    body = connector.deref(connector.actions["update_customer"].input["properties"]["body"])
     assert body["allOf"][1]["required"] == ["ID"]
-    assert body["allOf"][0]["properties"]["ID"]["readOnly"] is True
+    assert connector.deref(body["allOf"][0])["properties"]["ID"]["readOnly"] is True
 
 
 def test_default_response_and_properties_named_like_data_keys_are_resolved():
