@@ -105,7 +105,7 @@ def _child(path: Path, profile: bool) -> None:
     print(json.dumps({
         "doc_bytes": doc_bytes, "spec_bytes": spec_bytes, "parse_s": parse_s, "import_s": import_s,
         "parse_mb": parse_mb, "peak_mb": _peak_mb(), "actions": len(result.connector.actions),
-        "defs": len(getattr(result.connector, "defs", None) or {}),
+        "defs": len(result.connector.defs or {}),
     }))
 
 

@@ -239,6 +239,7 @@ class _Generator:
         self.defs = root.get("$defs") if isinstance(root, dict) and isinstance(root.get("$defs"), dict) else None
         self.seed = seed
         self.nesting = 0
+        self.open: set[tuple[str, int]] = set()
         self.required_only = required_only
         self.skip_flag = "readOnly" if for_request else "writeOnly"
 
@@ -258,6 +259,20 @@ class _Generator:
         return is_valid(instance, with_defs(schema, self.defs) if schema is not self.root else schema)
 
     def generate(self, schema: Any, path: str, depth: int, hint: str) -> Any:
+        ref = schema.get("$ref") if isinstance(schema, dict) else None
+        if not isinstance(ref, str):
+            return self._generate(schema, path, depth, hint)
+        # A shared schema met again at the same depth was reached through its own allOf or
+        # oneOf (A: oneOf [A, B]): expanding it once more makes no progress.
+        if (ref, depth) in self.open:
+            return None
+        self.open.add((ref, depth))
+        try:
+            return self._generate(schema, path, depth, hint)
+        finally:
+            self.open.discard((ref, depth))
+
+    def _generate(self, schema: Any, path: str, depth: int, hint: str) -> Any:
         if schema is True or not isinstance(schema, dict):
             return _text_sample(hint, self.rng(path))
         schema = self._deref(schema)
@@ -293,7 +308,7 @@ class _Generator:
         base = {k: v for k, v in schema.items() if k not in ("oneOf", "anyOf")}
         first = None
         for index, branch in enumerate(branches):
-            if not isinstance(branch, dict):
+            if not isinstance(branch, dict) or (branch.get("$ref"), depth) in self.open:
                 continue
             branch = self._deref(branch)
             # a branch that is only "null" is a last resort: samples should show data
@@ -305,7 +320,7 @@ class _Generator:
             if self.valid(value, schema):
                 return value
             if "oneOf" in schema:
-                others = [b for b in branches if b is not branch and isinstance(b, dict)]
+                others = [b for i, b in enumerate(branches) if i != index and isinstance(b, dict)]
                 separated = _separate(value, branch, others, self)
                 if separated is not None and self.valid(separated, schema):
                     return separated

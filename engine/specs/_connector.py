@@ -235,10 +235,12 @@ class ConnectorSpec(_Model):
             for pointer, ref, why in unresolved_refs(schema, self.defs):
                 loc = (*base, *(_unescape(t) for t in pointer.split("/")[1:]), "$ref")
                 problems.append(InitErrorDetails(
-                    type=PydanticCustomError("unresolved_ref", "$ref {ref!r} {why}", {"ref": ref, "why": why}),
+                    type=PydanticCustomError("unresolved_ref", "{message}", {"message": f"$ref {ref!r} {why}"}),
                     loc=loc, input=ref))
                 if len(problems) >= 20:
                     break
+            if len(problems) >= 20:
+                break
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
