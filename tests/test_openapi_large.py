@@ -123,3 +123,16 @@ def test_xero_invoices_keep_one_invoice_schema():
     assert len(users) >= 5
     text = dump_connector(connector, "json")
     assert load_connector(json.loads(text)) == connector
+
+
+def test_cli_import_writes_the_shared_schemas(tmp_path):
+    from click.testing import CliRunner
+
+    from switchboard.cli import cli
+
+    out = tmp_path / "payroll.json"
+    done = CliRunner().invoke(cli, ["connector", "import", str(LARGE / "xero-payroll-uk.yaml"), "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    written = json.loads(out.read_text())
+    assert written["$defs"] and _json_size(written) <= SIZE_LIMIT * _json_size(_document("xero-payroll-uk.yaml"))
+    assert load_connector(out) == imported("xero-payroll-uk.yaml").connector
