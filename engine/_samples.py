@@ -39,7 +39,7 @@ import jsonschema
 import rstr
 
 from .specs import deref, with_defs
-from .specs._refs import DEFS_PREFIX
+from .specs._refs import ref_name
 
 __all__ = ["is_valid", "merge_all_of", "sample_from_schema", "schema_view", "validator_for"]
 
@@ -108,11 +108,10 @@ def schema_view(schema: Any, *, for_request: bool) -> Any:
     reached: set[str] = set()
 
     def note(ref: Any) -> None:
-        if defs is not None and isinstance(ref, str) and ref.startswith(DEFS_PREFIX):
-            name = ref[len(DEFS_PREFIX):].split("/", 1)[0].replace("~1", "/").replace("~0", "~")
-            if name in defs and name not in reached:
-                reached.add(name)
-                pending.append(name)
+        name = ref_name(ref) if defs is not None and isinstance(ref, str) else None
+        if name is not None and name in defs and name not in reached:
+            reached.add(name)
+            pending.append(name)
 
     def walk(node: Any) -> Any:
         if isinstance(node, list):

@@ -171,7 +171,10 @@ def _check_alias_expansion(text: str, loader: Any, source: str) -> None:
 
 
 class Resolver:
-    """Inlines the ``$ref``s of one document (and the local files it points at).
+    """Resolves the ``$ref``s of one document (and the local files it points at).
+
+    References are inlined; with ``keep_schema_refs``, those inside schemas are
+    kept as ``#/$defs/<name>`` instead (see :meth:`shared_schemas`).
 
     ``base_dir`` is the directory of the document on disk, or None when the
     document did not come from a file (then every external reference is refused).
