@@ -21,7 +21,7 @@ from referencing.exceptions import Unresolvable
 from .actions import ActionExecutor
 from .errors import EngineError
 from .samples import merge_all_of, sample_from_schema
-from .specs import ActionSpec, ConnectorSpec
+from .specs import ActionSpec, ConnectorSpec, deref, with_defs
 
 _INPUT_FIELD = re.compile(r"^\{\{\s*input\.(?:`([^`]+)`|([^\s}]+))\s*\}\}$")
 _ID_KEYS = ("id", "ID", "Id", "uuid", "key")
@@ -158,33 +158,37 @@ def _coerce(value: Any, schema: Any) -> Any:
     return value
 
 
-def sample_input(name: str, action: ActionSpec, created: _Created) -> Any:
-    """A sample input for ``action``, with ids of records created earlier filled in."""
+def sample_input(name: str, action: ActionSpec, created: _Created, defs: dict[str, Any] | None = None) -> Any:
+    """A sample input for ``action``, with ids of records created earlier filled in.
+
+    ``defs`` are the connector's shared schemas (``ConnectorSpec.defs``), which the action's schemas may name.
+    """
     # Required inputs only: optional filters with made-up values narrow lists to nothing,
     # and opaque paging cursors cannot be made up at all. The body is sampled in full.
-    value = sample_from_schema(action.input, seed=name, for_request=True, required_only=True)
+    value = sample_from_schema(with_defs(action.input, defs), seed=name, for_request=True, required_only=True)
     if not isinstance(value, dict):
         return value
     properties = action.input.get("properties") or {}
     body_schema = properties.get("body")
     if body_schema is not None and action.body is not None:
-        value["body"] = sample_from_schema(body_schema, seed=name, for_request=True)
+        value["body"] = sample_from_schema(with_defs(body_schema, defs), seed=name, for_request=True)
     for param, template in action.path_params.items():
         field = _input_field(template)
         known = created.for_param(action.path, param)
         if field and known is not None:
-            value[field] = _coerce(known, properties.get(field))
+            value[field] = _coerce(known, deref(properties.get(field), defs))
         elif field and field in properties:
             # The same parent id in every action, so records made under it are found again.
-            value[field] = sample_from_schema(properties[field], seed=f"param:{param}", for_request=True)
+            value[field] = sample_from_schema(with_defs(properties[field], defs), seed=f"param:{param}",
+                                              for_request=True)
     collection = _collection(action.path)
     body = value.get("body")
     if action.method in ("PUT", "PATCH") and collection == action.path and collection in created and isinstance(body, dict):
         # Update on the collection path with the id in the body (Cin7 Core's PUT /customer).
-        props = merge_all_of(body_schema or {}).get("properties") or {}
+        props = merge_all_of(body_schema or {}, defs).get("properties") or {}
         for key in _ID_KEYS:
             if key in props:
-                body[key] = _coerce(created.by_collection[collection], props[key])
+                body[key] = _coerce(created.by_collection[collection], deref(props[key], defs))
                 break
     return value
 
@@ -204,7 +208,7 @@ async def check_connector(connector: ConnectorSpec, executor: ActionExecutor) ->
         check = ActionCheck(action=name, method=action.method, path=action.path, sent=False, status=None, schema_ok=None, passed=False)
         checks.append(check)
         try:
-            value = sample_input(name, action, created)
+            value = sample_input(name, action, created, connector.defs)
             response = await executor.call(connector.id, name, value, paginate_pages=False, raise_for_status=False)
         except EngineError as exc:
             check.reason = f"{exc.code}: {exc}"[:MAX_REASON]
@@ -214,7 +218,7 @@ async def check_connector(connector: ConnectorSpec, executor: ActionExecutor) ->
             detail = response.body if isinstance(response.body, str) else json.dumps(response.body, default=str)
             check.reason = f"status {response.status}: {detail}"[:MAX_REASON]
             continue
-        check.schema_ok, problem = _matches(action.output, response.body)
+        check.schema_ok, problem = _matches(connector.standalone(action.output), response.body)
         if not check.schema_ok:
             check.reason = f"response does not match the output schema: {problem}"[:MAX_REASON]
             continue

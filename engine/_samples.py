@@ -15,8 +15,11 @@ OpenAPI's ``readOnly`` and ``writeOnly`` are honoured through views
 (``schema_view``): a request never needs a ``readOnly`` property and a
 response never carries a ``writeOnly`` one, even where ``required`` lists it.
 
-Schemas are expected without ``$ref`` (engine.openapi inlines them); a local
-``#/...`` reference that is still there is followed against the root schema.
+Local references are followed against the root schema: imported connectors
+keep shared schemas in ``$defs`` (``{"$ref": "#/$defs/<name>"}``), and their
+action schemas are given here with the connector's ``$defs`` attached
+(``ConnectorSpec.standalone``). Shared schemas may be recursive: generation is
+bounded by depth, and only the shared schemas a schema reaches are viewed.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ import random
 import re
 import string
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jsonschema
 import rstr
+
+from .specs import deref, with_defs
+from .specs._refs import ref_name
 
 __all__ = ["is_valid", "merge_all_of", "sample_from_schema", "schema_view", "validator_for"]
 
@@ -91,10 +97,21 @@ def schema_view(schema: Any, *, for_request: bool) -> Any:
     In a request view ``readOnly`` properties are no longer required (they may
     still be sent, and are ignored); in a response view ``writeOnly`` ones are
     not. Everything else is kept, and ``nullable: true`` (OpenAPI 3.0) becomes
-    a type array with ``"null"``.
+    a type array with ``"null"``. Of the root's ``$defs``, only those the
+    schema refers to (directly or not) are viewed and kept: a connector's
+    ``$defs`` may hold hundreds of schemas an action never uses.
     """
     flag = "readOnly" if for_request else "writeOnly"
     memo: dict[int, Any] = {}
+    defs = schema.get("$defs") if isinstance(schema, dict) and isinstance(schema.get("$defs"), dict) else None
+    pending: list[str] = []
+    reached: set[str] = set()
+
+    def note(ref: Any) -> None:
+        name = ref_name(ref) if defs is not None and isinstance(ref, str) else None
+        if name is not None and name in defs and name not in reached:
+            reached.add(name)
+            pending.append(name)
 
     def walk(node: Any) -> Any:
         if isinstance(node, list):
@@ -105,9 +122,12 @@ def schema_view(schema: Any, *, for_request: bool) -> Any:
             return memo[id(node)]
         out: dict[str, Any] = {}
         memo[id(node)] = out
+        note(node.get("$ref"))
         for key, value in node.items():
             if key in ("example", "examples", "default", "enum", "const") or key.startswith("x-"):
                 out[key] = value
+            elif key == "$defs" and node is schema and defs is not None:
+                continue  # the reached ones are viewed below
             elif key in ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas"):
                 out[key] = {k: walk(v) for k, v in value.items()} if isinstance(value, dict) else value
             else:
@@ -121,7 +141,14 @@ def schema_view(schema: Any, *, for_request: bool) -> Any:
                 out["required"] = [r for r in out["required"] if r not in skipped]
         return out
 
-    return walk(schema)
+    view = walk(schema)
+    if defs is not None and isinstance(view, dict):
+        viewed: dict[str, Any] = {}
+        while pending:
+            name = pending.pop()
+            viewed[name] = walk(defs[name])
+        view["$defs"] = dict(sorted(viewed.items()))
+    return view
 
 
 def _add_null(node: dict) -> None:
@@ -137,20 +164,23 @@ def _add_null(node: dict) -> None:
 # -- allOf -----------------------------------------------------------------
 
 
-def merge_all_of(schema: Any) -> Any:
+def merge_all_of(schema: Any, defs: Mapping[str, Any] | None = None, _depth: int = 0) -> Any:
     """``schema`` with its ``allOf`` branches folded into one schema (recursively at the top level only).
 
     Properties are merged by name, ``required`` united, bounds tightened and
     types intersected; where branches disagree on anything else the first
     wins. The result is a convenient approximation for reading a schema's
-    shape; validate against the original.
+    shape; validate against the original. With ``defs`` (a connector's shared
+    schemas), ``schema`` and its branches are followed through their ``$ref``.
     """
-    if not isinstance(schema, dict) or "allOf" not in schema:
+    if defs is not None:
+        schema = deref(schema, defs)
+    if not isinstance(schema, dict) or "allOf" not in schema or _depth > _HARD_DEPTH:
         return schema
     base = {k: v for k, v in schema.items() if k != "allOf"}
     merged: dict[str, Any] = {}
     for part in [base, *schema["allOf"]]:
-        merged = _merge(merged, merge_all_of(part) if isinstance(part, dict) else {})
+        merged = _merge(merged, merge_all_of(part, defs, _depth + 1) if isinstance(part, dict) else {})
     return merged
 
 
@@ -205,24 +235,57 @@ def _is_number(value: Any) -> bool:
 class _Generator:
     def __init__(self, root: Any, *, seed: str, required_only: bool, for_request: bool):
         self.root = root
+        self.defs = root.get("$defs") if isinstance(root, dict) and isinstance(root.get("$defs"), dict) else None
         self.seed = seed
+        self.nesting = 0
+        self.open: set[tuple[str, int]] = set()
         self.required_only = required_only
         self.skip_flag = "readOnly" if for_request else "writeOnly"
 
     def rng(self, path: str) -> random.Random:
         return random.Random(f"{self.seed}\x1f{path}")
 
+    def _nested(self, schema: Any, path: str, depth: int, hint: str) -> Any:
+        # allOf and oneOf/anyOf branches are generated at their schema's depth; their nesting is counted apart
+        self.nesting += 1
+        try:
+            return self.generate(schema, path, depth, hint)
+        finally:
+            self.nesting -= 1
+
+    def valid(self, instance: Any, schema: Any) -> bool:
+        """``is_valid`` for a part of the root schema: its references resolve against the root's ``$defs``."""
+        return is_valid(instance, with_defs(schema, self.defs) if schema is not self.root else schema)
+
     def generate(self, schema: Any, path: str, depth: int, hint: str) -> Any:
+        ref = schema.get("$ref") if isinstance(schema, dict) else None
+        if not isinstance(ref, str):
+            return self._generate(schema, path, depth, hint)
+        # A shared schema met again at the same depth was reached through its own allOf or
+        # oneOf (A: oneOf [A, B]): expanding it once more makes no progress.
+        if (ref, depth) in self.open:
+            return None
+        self.open.add((ref, depth))
+        try:
+            return self._generate(schema, path, depth, hint)
+        finally:
+            self.open.discard((ref, depth))
+
+    def _generate(self, schema: Any, path: str, depth: int, hint: str) -> Any:
         if schema is True or not isinstance(schema, dict):
             return _text_sample(hint, self.rng(path))
         schema = self._deref(schema)
+        if not isinstance(schema, dict):
+            return _text_sample(hint, self.rng(path))
         for candidate in _documented_values(schema):
-            if is_valid(candidate, schema):
+            if self.valid(candidate, schema):
                 return copy.deepcopy(candidate)
+        if ("allOf" in schema or "oneOf" in schema or "anyOf" in schema) and self.nesting > _HARD_DEPTH:
+            return None  # shared schemas can be made of themselves (A: oneOf [A, B]): no finite end
         if "allOf" in schema:
-            merged = merge_all_of(schema)
-            value = self.generate(merged, path, depth, hint)
-            return value if is_valid(value, schema) else self._retry(schema, merged, path, depth, hint, value)
+            merged = merge_all_of(schema, self.defs)
+            value = self._nested(merged, path, depth, hint)
+            return value if self.valid(value, schema) else self._retry(schema, merged, path, depth, hint, value)
         branches = schema.get("oneOf") or schema.get("anyOf")
         if isinstance(branches, list) and branches:
             return self._branches(schema, branches, path, depth, hint)
@@ -235,8 +298,8 @@ class _Generator:
     def _retry(self, schema, merged, path, depth, hint, first):
         # a merged allOf can miss what a branch says; try a few other seeds
         for attempt in range(1, 4):
-            value = self.generate(merged, f"{path}#{attempt}", depth, hint)
-            if is_valid(value, schema):
+            value = self._nested(merged, f"{path}#{attempt}", depth, hint)
+            if self.valid(value, schema):
                 return value
         return first
 
@@ -244,20 +307,21 @@ class _Generator:
         base = {k: v for k, v in schema.items() if k not in ("oneOf", "anyOf")}
         first = None
         for index, branch in enumerate(branches):
-            if not isinstance(branch, dict):
+            if not isinstance(branch, dict) or (branch.get("$ref"), depth) in self.open:
                 continue
             branch = self._deref(branch)
             # a branch that is only "null" is a last resort: samples should show data
             if _types(branch) == ["null"] and index < len(branches) - 1:
                 continue
-            value = self.generate(merge_all_of({"allOf": [base, branch]}), f"{path}|{index}", depth, hint)
+            value = self._nested(merge_all_of({"allOf": [base, branch]}, self.defs), f"{path}|{index}", depth, hint)
             if first is None:
                 first = value
-            if is_valid(value, schema):
+            if self.valid(value, schema):
                 return value
             if "oneOf" in schema:
-                separated = _separate(value, branch, [b for b in branches if b is not branch and isinstance(b, dict)])
-                if separated is not None and is_valid(separated, schema):
+                others = [b for i, b in enumerate(branches) if i != index and isinstance(b, dict)]
+                separated = _separate(value, branch, others, self)
+                if separated is not None and self.valid(separated, schema):
                     return separated
         return first
 
@@ -337,25 +401,14 @@ class _Generator:
             out.append(value)
         return out
 
-    def _deref(self, schema: dict) -> dict:
-        ref = schema.get("$ref")
-        if not isinstance(ref, str) or not ref.startswith("#"):
-            return schema
-        node: Any = self.root
-        for token in ref[1:].split("/")[1:]:
-            token = token.replace("~1", "/").replace("~0", "~")
-            if not isinstance(node, dict) or token not in node:
-                return {k: v for k, v in schema.items() if k != "$ref"}
-            node = node[token]
-        merged = dict(node) if isinstance(node, dict) else {}
-        merged.update({k: v for k, v in schema.items() if k != "$ref"})
-        return merged
+    def _deref(self, schema: dict) -> Any:
+        return deref(schema, self.defs, self.root)
 
 
 _WRONG_VALUES: tuple[Any, ...] = (0, "x", True, [], {})
 
 
-def _separate(value: Any, own: dict, others: list[dict]) -> Any:
+def _separate(value: Any, own: dict, others: list[dict], generator: _Generator) -> Any:
     """``value`` changed so that it fails every other ``oneOf`` branch while still passing its own, or None.
 
     Branches that constrain nothing but the types of optional properties overlap
@@ -365,20 +418,21 @@ def _separate(value: Any, own: dict, others: list[dict]) -> Any:
     """
     if not isinstance(value, dict):
         return None
-    own_props = merge_all_of(own).get("properties") or {}
+    valid, defs = generator.valid, generator.defs
+    own_props = merge_all_of(own, defs).get("properties") or {}
     result = dict(value)
     for other in others:
-        if not is_valid(result, other):
+        if not valid(result, other):
             continue
-        other_props = merge_all_of(other).get("properties") or {}
+        other_props = merge_all_of(other, defs).get("properties") or {}
         for name, sub in other_props.items():
             if name in own_props or not isinstance(sub, dict):
                 continue
-            wrong = next((w for w in _WRONG_VALUES if not is_valid(w, sub)), None)
+            wrong = next((w for w in _WRONG_VALUES if not valid(w, sub)), None)
             if wrong is None:
                 continue
             candidate = {**result, name: wrong}
-            if is_valid(candidate, own) and not is_valid(candidate, other):
+            if valid(candidate, own) and not valid(candidate, other):
                 result = candidate
                 break
         else:

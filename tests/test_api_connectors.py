@@ -160,6 +160,9 @@ def test_import_from_text_and_object_with_warnings(platform: str, two: tuple[Ten
         assert from_text.json()["key"] == "petstore" and from_text.json()["latest_version"] == 1
         spec = http.get("/v1/connectors/petstore/versions/1", headers=acme.headers()).json()["spec"]
         assert sorted(spec["actions"]) == ["create_pets", "list_pets", "show_pet_by_id"]
+        # the document's shared schemas are kept once, by reference
+        assert spec["actions"]["list_pets"]["output"] == {"$ref": "#/$defs/Pets"}
+        assert spec["$defs"]["Pets"] == {"type": "array", "items": {"$ref": "#/$defs/Pet"}} and "Pet" in spec["$defs"]
 
         swagger = json.loads((SPECS_DIR / "oai-petstore-v2.json").read_text())
         from_object = http.post("/v1/connectors/import", headers=acme.headers(), json={"document": swagger, "id": "petstore2"})

@@ -1,4 +1,7 @@
-"""bench/engine.py runs and prints its ratio. Nothing here times anything: speed is the bench's business."""
+"""bench/engine.py and bench/import.py run and print their figures.
+
+Nothing here times anything: speed is the bench's business.
+"""
 
 from __future__ import annotations
 
@@ -30,3 +33,22 @@ def test_bench_refuses_a_bad_iteration_count():
     assert done.returncode == 2
     assert "--iterations must be >= 1" in done.stderr
     assert "ratio:" not in done.stdout
+
+
+IMPORT_BENCH = ROOT / "bench" / "import.py"
+
+
+def test_import_bench_runs_and_prints_sizes():
+    done = subprocess.run([sys.executable, str(IMPORT_BENCH), "--only", "large/xero-payroll-uk.yaml"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    row = re.search(r"^large/xero-payroll-uk\.yaml\s+(\d+)\s+(\d+)\s+(\d+\.\d\d)\s", done.stdout, re.M)
+    assert row is not None, done.stdout
+    assert float(row.group(3)) > 0
+    assert re.search(r"^worst size ratio: \d+\.\d\d", done.stdout, re.M), done.stdout
+
+
+def test_import_bench_says_when_nothing_matches():
+    done = subprocess.run([sys.executable, str(IMPORT_BENCH), "--only", "no-such-document.yaml"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "no documents found" in done.stderr

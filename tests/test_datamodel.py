@@ -40,3 +40,17 @@ def test_mapping_goes_through_the_model_into_nested_target_fields():
     mapping = suggest_mapping("customer", HUBSPOT_CONTACT, CIN7_CUSTOMER)
     assert mapping == {"Contacts": [{"Email": "{{ source.properties.email }}", "Phone": "{{ source.properties.phone }}"}]}
     assert "ID" not in mapping  # identities are matched, never mapped
+
+
+def test_schema_paths_follow_shared_schemas_and_end_on_recursive_ones():
+    from engine.datamodel import schema_paths
+
+    defs = {"Address": {"type": "object", "properties": {"city": {"type": "string"}}},
+            "Person": {"type": "object", "properties": {"email": {"type": "string"},
+                                                        "address": {"$ref": "#/$defs/Address"},
+                                                        "manager": {"$ref": "#/$defs/Person"}}}}
+    schema = {"$defs": defs, "type": "array", "items": {"$ref": "#/$defs/Person"}}
+    assert schema_paths({"$ref": "#/$defs/Person"}, defs=defs)[:3] == ["email", "address.city", "manager.email"]
+    paths = schema_paths({"$defs": defs, "$ref": "#/$defs/Person"})
+    assert "manager.manager.address.city" in paths and max(p.count(".") for p in paths) <= 5
+    assert schema_paths(schema) == []  # an array at the top has no fields

@@ -8,11 +8,15 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+import engine.actions
+import engine.errors
 import engine.openapi
+import engine.samples
 from engine.errors import OpenAPIImportError, SpecError
 from engine.expressions import evaluate, render
 from engine.openapi import import_connector, import_to_file, load_openapi
@@ -252,7 +256,8 @@ def test_vonage_form_body_with_credentials_is_kept_and_warned():
     result = import_connector(SPECS / "vonage-sms.yml")
     action = result.connector.actions["send_an_sms"]
     assert action.body_type == "form" and action.path_params == {"format": "{{ input.format }}"}
-    assert {"api_key", "api_secret"} <= set(action.input["properties"]["body"]["properties"])
+    body = result.connector.deref(action.input["properties"]["body"])
+    assert {"api_key", "api_secret"} <= set(body["properties"])
     assert any("api_key" in w.message and w.pointer == "/paths/~1{format}/post/requestBody"
                for w in result.warnings)
 
@@ -260,9 +265,9 @@ def test_vonage_form_body_with_credentials_is_kept_and_warned():
 def test_callbacks_and_webhooks_become_webhook_events():
     callbacks = import_connector(SPECS / "oai-callback-example-v3.0.yaml").connector
     event = callbacks.events["create_stream_on_data"]
-    assert event.kind == "webhook" and set(event.payload["properties"]) == {"timestamp", "userData"}
+    assert event.kind == "webhook" and set(callbacks.deref(event.payload)["properties"]) == {"timestamp", "userData"}
     hooks = import_connector(SPECS / "oai-webhook-example-v3.1.yaml").connector
-    assert hooks.events["new_pet"].payload["required"] == ["id", "name"]
+    assert hooks.deref(hooks.events["new_pet"].payload)["required"] == ["id", "name"]
 
 
 # -- naming, inputs, auth choices ------------------------------------------------
@@ -482,10 +487,10 @@ def test_read_only_properties_are_not_required_in_input_nor_write_only_in_output
 
 
 def test_cin7_update_keeps_its_required_read_only_id():
-    update = import_connector(SPECS / "cin7-core-v2-subset.yaml").connector.actions["update_customer"]
-    body = update.input["properties"]["body"]
+    connector = import_connector(SPECS / "cin7-core-v2-subset.yaml").connector
+    body = connector.deref(connector.actions["update_customer"].input["properties"]["body"])
     assert body["allOf"][1]["required"] == ["ID"]
-    assert body["allOf"][0]["properties"]["ID"]["readOnly"] is True
+    assert connector.deref(body["allOf"][0])["properties"]["ID"]["readOnly"] is True
 
 
 def test_default_response_and_properties_named_like_data_keys_are_resolved():
@@ -535,3 +540,112 @@ def test_external_refs_cannot_leave_the_documents_folder(tmp_path):
     document["paths"]["/x"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = {"$ref": "shared.yaml"}
     path.write_text(json.dumps(document))
     assert load_openapi(path).operations[0].responses["200"].schema == {"type": "object"}
+
+
+# -- shared schemas in the connector ($defs) --------------------------------------
+
+def _pets_document() -> dict:
+    pet = {"type": "object", "required": ["id", "name"], "properties": {
+        "id": {"type": "integer", "readOnly": True}, "name": {"type": "string"},
+        "tag": {"$ref": "#/components/schemas/Tag"}}}
+    return doc({
+        "/pets": {
+            "get": {"responses": ok({"type": "array", "items": {"$ref": "#/components/schemas/Pet"}})},
+            "post": {"requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Pet"}}}},
+                "responses": {**ok({"$ref": "#/components/schemas/Pet"}),
+                              "400": {"description": "bad", "content": {"application/json": {
+                                  "schema": {"$ref": "#/components/schemas/Error"}}}}}}},
+        "/pets/{id}": {"get": {"parameters": [{"name": "id", "in": "path", "required": True,
+                                               "schema": {"type": "integer"}}],
+                               "responses": ok({"$ref": "#/components/schemas/Pet", "nullable": True})}}},
+        components={"schemas": {"Pet": pet, "Tag": {"type": "string", "maxLength": 10},
+                                "Error": {"type": "object", "properties": {"message": {"type": "string"}}}}})
+
+
+def test_shared_schemas_are_kept_once_and_referred_to():
+    connector = import_connector(_pets_document()).connector
+    actions = connector.actions
+    assert actions["list_pets"].output == {"type": "array", "items": {"$ref": "#/$defs/Pet"}}
+    assert actions["create_pet"].output == {"$ref": "#/$defs/Pet"}
+    # 3.0 nullable beside a reference: the reference or null
+    assert actions["get_pet"].output == {"anyOf": [{"$ref": "#/$defs/Pet"}, {"type": "null"}]}
+    # only what actions and events use: the 400 response's Error is not kept
+    assert set(connector.defs) == {"Pet", "Pet.request", "Tag"}
+    assert connector.defs["Pet"]["properties"]["tag"] == {"$ref": "#/$defs/Tag"}
+    dumped = json.loads(engine.openapi.dump_connector(connector, "json"))
+    assert dumped["$defs"]["Tag"] == {"type": "string", "maxLength": 10}
+    assert load_connector(dumped) == connector
+    output = connector.standalone(actions["get_pet"].output)
+    Draft202012Validator(output).validate(None)
+    with pytest.raises(jsonschema.ValidationError, match="not valid under any"):
+        Draft202012Validator(output).validate({"id": 1, "name": "a", "tag": "x" * 11})
+
+
+def test_a_shared_schema_requiring_a_read_only_property_gets_a_request_view():
+    connector = import_connector(_pets_document()).connector
+    create = connector.actions["create_pet"]
+    assert create.input["properties"]["body"] == {"$ref": "#/$defs/Pet.request"}
+    assert connector.defs["Pet.request"]["required"] == ["name"]  # id is read-only: not required in a request
+    assert connector.defs["Pet"]["required"] == ["id", "name"]  # the response still has it
+    engine.actions.validate_input(connector, "create_pet", create, {"body": {"name": "Rex", "tag": "dog"}})
+    with pytest.raises(engine.errors.ActionInputInvalid) as caught:
+        engine.actions.validate_input(connector, "create_pet", create, {"body": {"name": "Rex", "tag": "x" * 11}})
+    assert [p.pointer for p in caught.value.problems] == ["/body/tag"]
+
+
+def test_views_follow_references_and_recursion_needs_no_cut():
+    line = {"type": "object", "required": ["id", "sku"], "properties": {
+        "id": {"type": "string", "readOnly": True}, "sku": {"type": "string"},
+        "parts": {"type": "array", "items": {"$ref": "#/components/schemas/Line"}}}}
+    order = {"type": "object", "required": ["lines"], "properties": {
+        "lines": {"type": "array", "items": {"$ref": "#/components/schemas/Line"}},
+        "note": {"$ref": "#/components/schemas/Note"}}}
+    body = {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Order"}}}}
+    document = doc({"/orders": {"post": {"requestBody": body, "responses": ok({"$ref": "#/components/schemas/Order"})}}},
+                   components={"schemas": {"Order": order, "Line": line, "Note": {"type": "string"}}})
+    connector = import_connector(document).connector
+    defs = connector.defs
+    # Order needs a request view only because the Line it holds does; Note needs none
+    assert connector.actions["create_order"].input["properties"]["body"] == {"$ref": "#/$defs/Order.request"}
+    assert defs["Order.request"]["properties"]["lines"]["items"] == {"$ref": "#/$defs/Line.request"}
+    assert defs["Order.request"]["properties"]["note"] == {"$ref": "#/$defs/Note"}
+    # a recursive schema refers to itself (its view to its view): nothing is cut
+    assert defs["Line"]["properties"]["parts"]["items"] == {"$ref": "#/$defs/Line"}
+    assert defs["Line.request"]["properties"]["parts"]["items"] == {"$ref": "#/$defs/Line.request"}
+    assert "recursive reference" not in json.dumps(defs)
+    deep = {"lines": [{"sku": "a", "parts": [{"sku": "b", "parts": [{"sku": "c"}]}]}]}
+    action = connector.actions["create_order"]
+    engine.actions.validate_input(connector, "create_order", action, {"body": deep})
+    with pytest.raises(engine.errors.ActionInputInvalid) as caught:
+        engine.actions.validate_input(connector, "create_order", action,
+                                      {"body": {"lines": [{"sku": "a", "parts": [{"parts": []}]}]}})
+    assert caught.value.problems[0].pointer == "/body/lines/0/parts/0"
+    # walkers end: a sample of the recursive output validates
+    output = connector.standalone(connector.actions["create_order"].output)
+    Draft202012Validator(output).validate(engine.samples.sample_from_schema(output, seed="x"))
+
+
+def test_external_schema_files_become_shared_schemas(tmp_path: Path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "pet.yaml").write_text(yaml.safe_dump(
+        {"type": "object", "properties": {"tag": {"$ref": "#/definitions/Tag"}},
+         "definitions": {"Tag": {"type": "string"}}}))
+    main = tmp_path / "api.yaml"
+    main.write_text(yaml.safe_dump(doc({"/pets": {"get": {"responses": ok({"$ref": "shared/pet.yaml"})}}})))
+    connector = import_connector(main).connector
+    assert connector.actions["list_pets"].output == {"$ref": "#/$defs/pet"}
+    assert connector.defs["pet"]["properties"]["tag"] == {"$ref": "#/$defs/Tag"}
+    assert connector.defs["Tag"] == {"type": "string"}
+
+
+def test_load_openapi_keeps_refs_only_when_asked():
+    document = _pets_document()
+    inlined = load_openapi(document)
+    assert inlined.schemas is None
+    assert inlined.operations[0].responses["200"].schema["items"]["properties"]["name"] == {"type": "string"}
+    kept = load_openapi(document, keep_refs=True)
+    assert kept.operations[0].responses["200"].schema == {"type": "array", "items": {"$ref": "#/$defs/Pet"}}
+    assert {"Pet", "Tag", "Error"} <= set(kept.schemas)
+    # schema() inlines whatever the mode: the sandbox reads whole schemas
+    assert kept.schema("/components/schemas/Pet")["properties"]["tag"] == {"type": "string", "maxLength": 10}

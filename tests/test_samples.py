@@ -145,3 +145,32 @@ def test_views_only_relax_required() -> None:
     assert schema_view(schema, for_request=False)["required"] == ["id", "name"]
     assert schema_view(schema, for_request=False)["properties"]["name"]["type"] == ["string", "null"]
     assert schema["required"] == ["id", "secret", "name"], "the input is not changed"
+
+
+def test_shared_schemas_by_reference_recursive_ones_included() -> None:
+    defs = {
+        "Node": {"type": "object", "required": ["name", "children"], "properties": {
+            "name": {"type": "string", "minLength": 3}, "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+            "kind": {"$ref": "#/$defs/Kind"}}},
+        "Kind": {"allOf": [{"$ref": "#/$defs/Base"}, {"enum": ["leaf", "branch"]}]},
+        "Base": {"type": "string"},
+        "Shape": {"oneOf": [{"$ref": "#/$defs/Circle"}, {"$ref": "#/$defs/Square"}]},
+        "Circle": {"type": "object", "properties": {"r": {"type": "number"}}},
+        "Square": {"type": "object", "properties": {"side": {"type": "number"}}},
+        "Unused": {"type": "object", "required": ["x"], "properties": {"x": {"readOnly": True}}},
+    }
+    schema = {"type": "object", "required": ["tree", "shape"], "$defs": defs,
+              "properties": {"tree": {"$ref": "#/$defs/Node"}, "shape": {"$ref": "#/$defs/Shape"}}}
+    for required_only in (False, True):
+        value = sample_from_schema(schema, seed="t", required_only=required_only)
+        VALIDATOR(schema).validate(value)
+        assert len(value["tree"]["name"]) >= 3
+    # a view keeps only the shared schemas the schema reaches
+    assert set(schema_view(schema, for_request=True)["$defs"]) == {"Node", "Kind", "Base", "Shape", "Circle", "Square"}
+    assert merge_all_of({"$ref": "#/$defs/Kind"}, defs) == {"type": "string", "enum": ["leaf", "branch"]}
+
+
+def test_a_schema_made_of_itself_ends() -> None:
+    schema = {"$defs": {"A": {"oneOf": [{"$ref": "#/$defs/A"}, {"allOf": [{"$ref": "#/$defs/A"}]}]}},
+              "$ref": "#/$defs/A"}
+    sample_from_schema(schema, seed="x")  # returns (whatever it is): no schema instance exists to find

@@ -173,3 +173,77 @@ async def test_an_unresolvable_ref_is_a_typed_error_not_a_crash():
     spec = load_connector({**CIN7, "actions": {"a": {"method": "GET", "path": "/x", "input": {"$ref": "#/nowhere"}}}})
     with pytest.raises(ActionInputInvalid, match="cannot be applied"):
         build_request(spec, "a", {})
+
+
+# -- shared schemas: $defs and #/$defs references ----------------------------------
+
+SHARED = {**CIN7, "$defs": {"Customer": {"type": "object", "required": ["Name"], "properties": {
+    "Name": {"type": "string"}, "Parent": {"$ref": "#/$defs/Customer"}}}},
+    "actions": {"create_customer": {"method": "POST", "path": "/customer", "body": "{{ input.body }}",
+                                    "input": {"type": "object", "properties": {"body": {"$ref": "#/$defs/Customer"}}},
+                                    "output": {"$ref": "#/$defs/Customer"}}}}
+
+
+def test_a_connector_may_share_schemas_in_defs():
+    from engine.actions import build_request
+    from engine.errors import ActionInputInvalid
+
+    spec = load_connector(SHARED)
+    assert set(spec.defs) == {"Customer"}
+    assert spec.model_dump(by_alias=True, exclude_none=True)["$defs"] == SHARED["$defs"]
+    assert build_request(spec, "create_customer", {"body": {"Name": "a", "Parent": {"Name": "b"}}}).json == {
+        "Name": "a", "Parent": {"Name": "b"}}
+    with pytest.raises(ActionInputInvalid) as caught:
+        build_request(spec, "create_customer", {"body": {"Name": "a", "Parent": {}}})
+    assert [p.pointer for p in caught.value.problems] == ["/body/Parent"]
+    # the exported JSON Schema knows the field, and connectors without it are unchanged
+    assert "$defs" in spec_json_schema("connector")["properties"]
+    plain = load_connector(CIN7)
+    assert plain.defs is None and "$defs" not in plain.model_dump(by_alias=True, exclude_none=True)
+
+
+@pytest.mark.parametrize("where, ref, pointer, reason", [
+    ("input", "#/$defs/Nobody", "/actions/create_customer/input/properties/body/$ref", "names no schema in $defs"),
+    ("output", "https://example.org/customer.json", "/actions/create_customer/output/$ref", "only local references"),
+    ("defs", "#/$defs/Gone", "/$defs/Customer/properties/Parent/$ref", "names no schema in $defs"),
+])
+def test_references_must_resolve_inside_the_spec(where, ref, pointer, reason):
+    spec = json.loads(json.dumps(SHARED))
+    if where == "input":
+        spec["actions"]["create_customer"]["input"]["properties"]["body"] = {"$ref": ref}
+    elif where == "output":
+        spec["actions"]["create_customer"]["output"] = {"$ref": ref}
+    else:
+        spec["$defs"]["Customer"]["properties"]["Parent"] = {"$ref": ref}
+    with pytest.raises(SpecValidationError) as info:
+        load_connector(spec)
+    assert [(p.pointer, reason in p.message, ref in p.message) for p in info.value.problems] == [(pointer, True, True)]
+
+
+def test_shared_schemas_must_be_json_schemas():
+    with pytest.raises(SpecValidationError) as info:
+        load_connector({**SHARED, "$defs": {**SHARED["$defs"], "Bad": {"type": "widget"}}})
+    assert info.value.problems[0].pointer == "/$defs" and "$defs/Bad" in info.value.problems[0].message
+
+
+def test_deref_follows_chains_siblings_and_stops_at_circles():
+    from engine.specs import deref, with_defs
+
+    defs = {"A": {"$ref": "#/$defs/B"}, "B": {"type": "string", "description": "b"},
+            "Loop": {"$ref": "#/$defs/Loop2"}, "Loop2": {"$ref": "#/$defs/Loop"},
+            "Obj": {"properties": {"x/y": {"type": "integer"}}}}
+    assert deref({"$ref": "#/$defs/A", "description": "mine"}, defs) == {"type": "string", "description": "mine"}
+    assert deref({"$ref": "#/$defs/Obj/properties/x~1y"}, defs) == {"type": "integer"}
+    assert deref({"$ref": "#/$defs/Loop", "title": "t"}, defs) == {"title": "t"}
+    assert deref({"$ref": "#/$defs/Missing"}, defs) == {}
+    plain = {"type": "object"}
+    assert deref(plain, defs) is plain and with_defs(plain, None) is plain
+    own = {"$defs": {"B": {"type": "integer"}}, "$ref": "#/$defs/B"}
+    assert deref(own, defs, root=own) == {"type": "integer", "$defs": {"B": {"type": "integer"}}}
+    assert with_defs(own, defs)["$defs"]["B"] == {"type": "integer"} and "A" in with_defs(own, defs)["$defs"]
+
+
+def test_example_connectors_have_no_defs_and_load_unchanged():
+    for path in sorted((ROOT / "examples" / "connectors").glob("*.yaml")):
+        spec = load_connector(path)
+        assert spec.defs is None and "$defs" not in spec.model_dump(by_alias=True, exclude_none=True)

@@ -138,13 +138,14 @@ def import_connector(
     from engine.openapi import load_openapi
 
     try:
+        # keep_refs: schemas the document reuses stay shared ($defs), so a large document stays its size
         if body.url is not None:
-            document = load_openapi(body.url, egress=EgressPolicy(allow=tuple(settings.egress_allow)))
+            document = load_openapi(body.url, egress=EgressPolicy(allow=tuple(settings.egress_allow)), keep_refs=True)
         elif isinstance(body.document, str):
             # Bytes, never the string: a string that looks like a path would be read from disk.
-            document = load_openapi(body.document.encode("utf-8"), source_name="<document>")
+            document = load_openapi(body.document.encode("utf-8"), source_name="<document>", keep_refs=True)
         else:
-            document = load_openapi(body.document or {}, source_name="<document>")
+            document = load_openapi(body.document or {}, source_name="<document>", keep_refs=True)
         result = convert(document, connector_id=body.id)
     except OpenAPIImportError as exc:
         raise OpenAPIImportRefused(exc.pointer, exc.reason) from None

@@ -15,7 +15,7 @@ from referencing.exceptions import Unresolvable
 
 from ..errors import ActionInputInvalid, Problem, UnknownAction
 from ..expressions import as_text, render
-from ..specs import ActionSpec, ConnectorSpec
+from ..specs import ActionSpec, ConnectorSpec, with_defs
 
 
 @dataclass
@@ -49,7 +49,7 @@ def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, valu
         ActionInputInvalid: listing each problem with its JSON pointer in the input.
     """
     try:
-        validator = _validator(action.input)
+        validator = _validator(action.input, connector.defs)
     except SchemaError as exc:
         raise ActionInputInvalid(connector.id, name, [Problem("/input", f"the action's input schema is invalid: {exc.message}")]) from None
     try:
@@ -62,17 +62,19 @@ def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, valu
         raise ActionInputInvalid(connector.id, name, problems)
 
 
-_VALIDATORS: dict[int, tuple[dict, Draft202012Validator]] = {}
+_VALIDATORS: dict[tuple[int, int], tuple[dict, Any, Draft202012Validator]] = {}
 
 
-def _validator(schema: dict) -> Draft202012Validator:
-    # Compiled once per schema object (specs are immutable once loaded); the object is
-    # kept with its validator so a recycled id() can never return another schema's.
-    found = _VALIDATORS.get(id(schema))
-    if found is None or found[0] is not schema:
+def _validator(schema: dict, defs: dict[str, Any] | None = None) -> Draft202012Validator:
+    # Compiled once per schema object and connector $defs (specs are immutable once loaded);
+    # the objects are kept with their validator so a recycled id() can never return another's.
+    # The shared schemas were checked when the connector loaded: only the action's own is here.
+    key = (id(schema), id(defs))
+    found = _VALIDATORS.get(key)
+    if found is None or found[0] is not schema or found[1] is not defs:
         Draft202012Validator.check_schema(schema)
-        found = _VALIDATORS[id(schema)] = (schema, Draft202012Validator(schema))
-    return found[1]
+        found = _VALIDATORS[key] = (schema, defs, Draft202012Validator(with_defs(schema, defs)))
+    return found[2]
 
 
 def _pointer(path: Any) -> str:

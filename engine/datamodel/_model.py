@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 
 from ..errors import Problem, SpecValidationError
 from ..expressions import quote_field
+from ..specs import deref
 
 KINDS = ("contact", "company", "customer", "order", "product", "invoice")
 
@@ -51,20 +52,31 @@ def validate_record(kind: str, record: Any) -> None:
         raise SpecValidationError(kind, problems)
 
 
-def schema_paths(schema: dict[str, Any], prefix: str = "", depth: int = 0) -> list[str]:
-    """Dotted paths of the scalar fields of a JSON Schema; an array of objects adds ``name.field``."""
+def schema_paths(schema: dict[str, Any], prefix: str = "", depth: int = 0,
+                 defs: dict[str, Any] | None = None) -> list[str]:
+    """Dotted paths of the scalar fields of a JSON Schema; an array of objects adds ``name.field``.
+
+    ``$ref``s to shared schemas are followed: against ``defs`` (a connector's
+    ``$defs``), else the root schema's own ``$defs``. Paths stop at depth 5,
+    so recursive schemas end.
+    """
     out: list[str] = []
+    if defs is None and depth == 0 and isinstance(schema, dict) and isinstance(schema.get("$defs"), dict):
+        defs = schema["$defs"]
+    schema = deref(schema, defs)
     if depth > 4 or not isinstance(schema, dict):
         return out
     for name, sub in (schema.get("properties") or {}).items():
         path = f"{prefix}{name}"
+        sub = deref(sub, defs)
         if not isinstance(sub, dict):
             continue
         kind = sub.get("type")
+        items = deref(sub.get("items"), defs)
         if kind == "object" or "properties" in sub:
-            out += schema_paths(sub, path + ".", depth + 1)
-        elif kind == "array" and isinstance(sub.get("items"), dict) and "properties" in sub["items"]:
-            out += schema_paths(sub["items"], path + ".", depth + 1)
+            out += schema_paths(sub, path + ".", depth + 1, defs)
+        elif kind == "array" and isinstance(items, dict) and "properties" in items:
+            out += schema_paths(items, path + ".", depth + 1, defs)
         else:
             out.append(path)
     return out

@@ -9,6 +9,11 @@ with its location on a clash, e.g. ``header_X``) plus ``body`` for the request
 body; templates read them with :func:`engine.expressions.quote_field`, so
 names such as Google's ``$.xgafv`` work. Header parameters that the chosen
 auth already sets (``api_key`` in swagger-petstore) are not inputs.
+
+Schemas the document reuses are not copied into every action that uses them:
+the document is loaded with its schema references kept, and each schema they
+name is in the connector's ``$defs`` once (``{"$ref": "#/$defs/<name>"}``),
+so a connector stays about its document's size (see :mod:`._refs`).
 """
 
 from __future__ import annotations
@@ -27,12 +32,12 @@ import yaml
 
 from ..errors import OpenAPIImportError, Problem, SpecValidationError
 from ..expressions import quote_field
-from ..specs import ConnectorSpec, load_model
+from ..specs import ConnectorSpec, deref, load_model
 from ..specs._connector import ACTION_NAME_PATTERN, ID_PATTERN
 from ._document import OpenAPIDocument, Operation, load_openapi
 from ._paging import infer_pagination
 from ._refs import join
-from ._schemas import unrequire
+from ._schemas import SharedSchemas, unrequire
 from ._security import AuthChoice, action_auth, choose_auth, credential_headers, header_auth, looks_like_credential
 
 PLACEHOLDER_HOST = "https://api.example.com"
@@ -59,7 +64,7 @@ def import_connector(doc: OpenAPIDocument | str | Path | dict | bytes, *, connec
             resulting connector does not validate (a bug here or an id that is not allowed).
     """
     if not isinstance(doc, OpenAPIDocument):
-        doc = load_openapi(doc)
+        doc = load_openapi(doc, keep_refs=True)
     warnings: list[Problem] = list(doc.warnings)
     connector_id = connector_id or slug(doc.title)
     if not re.match(ID_PATTERN, connector_id):
@@ -78,11 +83,12 @@ def import_connector(doc: OpenAPIDocument | str | Path | dict | bytes, *, connec
                     f"{auth.auth['keys'][[h for h, _ in headers].index(header)]['credential']!r}) instead of "
                     "taking it as an action input")))
 
+    shared = SharedSchemas(doc.schemas or {})
     actions: dict[str, dict] = {}
     collections = collection_paths(doc.operations)
     for op in doc.operations:
         name = _unique(action_name(op, collections), actions)
-        actions[name] = _action(op, base_url, auth, doc, warnings)
+        actions[name] = _action(op, base_url, auth, doc, shared, warnings)
 
     events: dict[str, dict] = {}
     for hook in doc.webhooks:
@@ -98,6 +104,9 @@ def import_connector(doc: OpenAPIDocument | str | Path | dict | bytes, *, connec
         "base_url": base_url, "auth": auth.auth, "actions": actions, "events": events,
         "source": {"format": "openapi", "openapi": doc.openapi_version, "title": doc.title,
                    "version": doc.version, "document": doc.source},
+        # only what the actions and events use: error responses and other media types named more
+        "$defs": shared.reachable([*(a.get(k) for a in actions.values() for k in ("input", "output")),
+                                   *(e.get("payload") for e in events.values())]) or None,
     }
     spec = {k: v for k, v in spec.items() if v is not None}
     try:
@@ -247,7 +256,7 @@ def _base_url(servers: list[str], pointer: str, warnings: list[Problem]) -> str:
     return PLACEHOLDER_HOST + path
 
 
-def _action(op: Operation, base_url: str, auth: AuthChoice, doc: OpenAPIDocument,
+def _action(op: Operation, base_url: str, auth: AuthChoice, doc: OpenAPIDocument, shared: SharedSchemas,
             warnings: list[Problem]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     required: list[str] = []
@@ -291,12 +300,12 @@ def _action(op: Operation, base_url: str, auth: AuthChoice, doc: OpenAPIDocument
         warnings.append(Problem(op.pointer, "TRACE operations are not supported; imported as GET"))
     if op.request_body is not None:
         body = op.request_body
-        properties["body"] = unrequire(body.schema, "readOnly")
+        properties["body"] = unrequire(body.schema, "readOnly", shared)
         if body.required:
             required.append("body")
         action["body"] = "{{ input.body }}"
         action["body_type"] = _body_type(body.content_type, op, warnings)
-        _warn_body_credentials(op, warnings)
+        _warn_body_credentials(op, shared, warnings)
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         schema["required"] = required
@@ -311,9 +320,9 @@ def _action(op: Operation, base_url: str, auth: AuthChoice, doc: OpenAPIDocument
         action["success_statuses"] = redirects
     output = _output(op, "3" if redirects else "2")
     if output is not None:
-        output = unrequire(output, "writeOnly")
+        output = unrequire(output, "writeOnly", shared)
         action["output"] = output
-        pagination = infer_pagination(op, output)
+        pagination = infer_pagination(op, output, shared.defs)
         if pagination is not None:
             action["pagination"] = pagination
     if op.servers and op.servers != doc.servers:
@@ -341,9 +350,10 @@ def _body_type(content_type: str, op: Operation, warnings: list[Problem]) -> str
     return "raw"
 
 
-def _warn_body_credentials(op: Operation, warnings: list[Problem]) -> None:
+def _warn_body_credentials(op: Operation, shared: SharedSchemas, warnings: list[Problem]) -> None:
     assert op.request_body is not None
-    properties = op.request_body.schema.get("properties") if isinstance(op.request_body.schema, dict) else None
+    schema = deref(op.request_body.schema, shared.defs)
+    properties = schema.get("properties") if isinstance(schema, dict) else None
     secrets = [name for name in (properties or {}) if looks_like_credential(name)]
     if secrets:
         warnings.append(Problem(join(op.pointer, "requestBody"), (

@@ -4,8 +4,9 @@
 mapping), refuses what cannot be imported safely (not an OpenAPI document,
 an unsupported version, no paths, references to files that are not there),
 runs openapi-spec-validator and keeps each of its findings as a warning with
-a JSON pointer, inlines every ``$ref`` (see :mod:`._refs`) and turns every
-schema into draft 2020-12 JSON Schema (see :mod:`._schemas`).
+a JSON pointer, inlines every ``$ref`` (see :mod:`._refs`; with ``keep_refs``
+schema references stay references into :attr:`OpenAPIDocument.schemas`) and
+turns every schema into draft 2020-12 JSON Schema (see :mod:`._schemas`).
 
 Swagger 2.0 is normalised into the 3.x shape here (host + basePath + schemes
 become servers; ``body`` and ``formData`` parameters become a request body;
@@ -100,6 +101,9 @@ class OpenAPIDocument:
     ``raw`` is the parsed document (keys as text); ``security_schemes`` are in
     the 3.x shape whatever the version; ``servers`` are base URLs with
     variables substituted (absolute where the document names a host).
+    ``schemas`` is None when every reference is inlined; loaded with
+    ``keep_refs``, it holds each schema the operations refer to (as
+    ``{"$ref": "#/$defs/<name>"}``) once, by name, as JSON Schema.
     """
 
     raw: dict
@@ -114,6 +118,7 @@ class OpenAPIDocument:
     warnings: list[Problem]
     source: str = "<document>"
     description: str | None = None
+    schemas: dict[str, dict] | None = None
     _resolver: Resolver | None = field(default=None, repr=False, compare=False)
 
     def schema(self, pointer: str) -> dict:
@@ -129,7 +134,7 @@ class OpenAPIDocument:
 
 
 def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None = None,
-                 egress: EgressPolicy | None = None, resolver: Resolver | None = None) -> OpenAPIDocument:
+                 egress: EgressPolicy | None = None, resolver: Resolver | None = None, keep_refs: bool = False) -> OpenAPIDocument:
     """Load an OpenAPI 2.0, 3.0 or 3.1 document.
 
     ``source`` is a file path, an http(s) URL, YAML or JSON text, bytes, or an
@@ -137,6 +142,8 @@ def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None =
     A URL is fetched through the SSRF guard with ``egress`` as its allow-list
     (default: none), without following redirects; its host is resolved once, by
     ``resolver`` (default: the system's), and the connection goes to the address vetted.
+    ``keep_refs`` keeps references to schemas (see :attr:`OpenAPIDocument.schemas`) instead
+    of inlining them: a document that reuses its schemas stays its size.
 
     Returns the document with its operations; problems that still allow a
     safe import are in ``warnings``, each with a JSON pointer.
@@ -148,14 +155,14 @@ def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None =
             or is nested too deeply; ``EgressDenied`` for a refused URL.
     """
     try:
-        return _load(source, source_name, egress, resolver)
+        return _load(source, source_name, egress, resolver, keep_refs)
     except RecursionError:
         name = source_name or (str(source) if isinstance(source, (str, Path)) and len(str(source)) < 300 else "<document>")
         raise OpenAPIImportError(name, "", "the document is nested too deeply to import") from None
 
 
 def _load(source: Any, source_name: str | None, egress: EgressPolicy | None,
-          resolver: Resolver | None = None) -> OpenAPIDocument:
+          resolver: Resolver | None = None, keep_refs: bool = False) -> OpenAPIDocument:
     data, name, base_dir, base_url = read_source(source, source_name, egress, resolver)
     if not isinstance(data, dict):
         got = type(data).__name__
@@ -165,11 +172,13 @@ def _load(source: Any, source_name: str | None, egress: EgressPolicy | None,
     if not isinstance(raw.get("paths"), dict) or not raw["paths"]:
         if not (isinstance(raw.get("webhooks"), dict) and raw["webhooks"]):
             raise OpenAPIImportError(name, "/paths", "the document has no paths, so there is nothing to import")
-    resolver = Resolver(raw, source=name, base_dir=base_dir, version=version)
+    resolver = Resolver(raw, source=name, base_dir=base_dir, version=version, keep_schema_refs=keep_refs)
     resolver.check_external()
     warnings = validation_warnings(raw, source_path=_source_path(source, base_dir), cacheable=not resolver.has_external)
     builder = _Builder(raw, version, resolver, base_url)
     document = builder.build(name)
+    if keep_refs:
+        document.schemas = builder.shared_schemas()
     document.warnings = _dedupe(warnings + resolver.warnings + builder.warnings)
     return document
 
@@ -230,6 +239,12 @@ class _Builder:
             security=security, operations=operations, webhooks=webhooks, warnings=[], source=name,
             description=info.get("description"), _resolver=self.resolver,
         )
+
+    def shared_schemas(self) -> dict[str, dict]:
+        """The schemas the operations refer to, by ``$defs`` name, as JSON Schema (sorted by name)."""
+        schemas = {name: _as_dict(checked(schema, where, self.warnings))
+                   for name, (where, schema) in self.resolver.shared_schemas().items()}
+        return dict(sorted(schemas.items()))
 
     # -- security -----------------------------------------------------------
     def _security_schemes(self) -> dict[str, dict]:
@@ -303,8 +318,9 @@ class _Builder:
 
     # -- operations ----------------------------------------------------------
     def _path_item(self, path: str, item: Any, pointer: str, servers: list[str], security: list,
-                   schemes: dict) -> list[Operation]:
-        item = self.resolver.resolve(item, pointer)
+                   schemes: dict, resolved: bool = False) -> list[Operation]:
+        if not resolved:  # a callback's path item was resolved with its operation
+            item = self.resolver.resolve(item, pointer)
         if not isinstance(item, dict):
             return []
         path_servers = self._servers(item.get("servers"), join(pointer, "servers")) or servers
@@ -349,7 +365,8 @@ class _Builder:
             cb_pointer = join(pointer, "callbacks", cb_name)
             for expression, cb_item in (cb.items() if isinstance(cb, dict) else ()):
                 callbacks.setdefault(cb_name, []).extend(
-                    self._path_item(expression, cb_item, join(cb_pointer, expression), [], [], schemes))
+                    self._path_item(expression, cb_item, join(cb_pointer, expression), [], [], schemes,
+                                    resolved=True))
         tags = [str(t) for t in op.get("tags") or [] if isinstance(t, (str, int))]
         operation_id = op.get("operationId")
         return Operation(

@@ -20,7 +20,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from collections.abc import Mapping
+
 from ..expressions import quote_field
+from ..specs import deref
 from ._document import Operation
 
 _CURSOR_PARAMS = ("after", "cursor", "starting_after", "page_token", "pagetoken", "next_token", "nexttoken",
@@ -35,11 +38,17 @@ _SIZE_PARAMS = ("limit", "per_page", "perpage", "page_size", "pagesize", "size",
 _ITEM_NAMES = ("results", "data", "items", "records", "entries", "elements", "values", "list")
 
 
-def infer_pagination(op: Operation, output: dict | None) -> dict[str, Any] | None:
-    """A ``Pagination`` mapping for ``op`` when its style is obvious, else None."""
+def infer_pagination(op: Operation, output: dict | None, defs: Mapping[str, Any] | None = None
+                     ) -> dict[str, Any] | None:
+    """A ``Pagination`` mapping for ``op`` when its style is obvious, else None.
+
+    ``defs`` are the shared schemas ``output`` and the body may refer to (``#/$defs/<name>``).
+    """
     if not output:
         return None
-    items = _items_expression(output)
+    shapes = _Shapes(defs)
+    _properties = shapes.properties
+    items = _items_expression(shapes, output)
     if items is None:
         return None
     query = {_norm(p.name): p.name for p in op.parameters if p.in_ == "query"}
@@ -47,14 +56,14 @@ def infer_pagination(op: Operation, output: dict | None) -> dict[str, Any] | Non
 
     cursor = next((query[n] for n in _CURSOR_PARAMS if n in query), None)
     if cursor is not None:
-        following = _next_cursor(output, cursor, items)
+        following = _next_cursor(shapes, output, cursor, items)
         if following is not None:
             return {"style": "cursor", "items": items, "next": following, "cursor_param": cursor}
     # 1Password: the body is oneOf [a cursor, a reset-cursor query]
     body = op.request_body
     body_props = _properties(body.schema, alternatives=True) if body and body.content_type.endswith("json") else {}
     if "cursor" in body_props:
-        following = _next_cursor(output, "cursor", items)
+        following = _next_cursor(shapes, output, "cursor", items)
         if following is not None:
             return {"style": "cursor", "items": items, "next": following, "cursor_param": "cursor",
                     "cursor_in": "body"}
@@ -72,18 +81,31 @@ def _norm(name: str) -> str:
     return re.sub(r"[-\s]", "_", name).lower()
 
 
-def _properties(schema: Any, alternatives: bool = False) -> dict[str, Any]:
-    """Properties of an object schema, including those of its allOf parts (and oneOf/anyOf ones if asked)."""
-    if not isinstance(schema, dict):
-        return {}
-    found: dict[str, Any] = {}
-    for part in schema.get("allOf") or []:
-        found.update(_properties(part, alternatives))
-    for part in (schema.get("oneOf") or []) + (schema.get("anyOf") or []) if alternatives else []:
-        found.update(_properties(part, alternatives))
-    if isinstance(schema.get("properties"), dict):
-        found.update(schema["properties"])
-    return found
+class _Shapes:
+    """Reads schemas that may refer to shared ones: every node is followed through ``deref``."""
+
+    def __init__(self, defs: Mapping[str, Any] | None):
+        self.defs = defs
+
+    def properties(self, schema: Any, alternatives: bool = False, depth: int = 0) -> dict[str, Any]:
+        """Properties of an object schema, including those of its allOf parts (and oneOf/anyOf ones if asked)."""
+        schema = deref(schema, self.defs)
+        if not isinstance(schema, dict) or depth > 16:  # allOf parts may refer back to their whole
+            return {}
+        found: dict[str, Any] = {}
+        for part in schema.get("allOf") or []:
+            found.update(self.properties(part, alternatives, depth + 1))
+        for part in (schema.get("oneOf") or []) + (schema.get("anyOf") or []) if alternatives else []:
+            found.update(self.properties(part, alternatives, depth + 1))
+        if isinstance(schema.get("properties"), dict):
+            found.update(schema["properties"])
+        return found
+
+    def is_array(self, schema: Any) -> bool:
+        return _is_array(deref(schema, self.defs))
+
+    def scalar(self, schema: Any) -> bool:
+        return _scalar(deref(schema, self.defs))
 
 
 def _is_array(schema: Any) -> bool:
@@ -94,19 +116,20 @@ def _is_array(schema: Any) -> bool:
         declared is None and "items" in schema)
 
 
-def _items_expression(output: dict) -> str | None:
-    if _is_array(output):
+def _items_expression(shapes: _Shapes, output: dict) -> str | None:
+    if shapes.is_array(output):
         return "$"
-    props = _properties(output)
-    arrays = [name for name, sub in props.items() if _is_array(sub)]
+    props = shapes.properties(output)
+    arrays = [name for name, sub in props.items() if shapes.is_array(sub)]
     if len(arrays) == 1:
         return quote_field(arrays[0])
     named = [name for name in arrays if name.lower() in _ITEM_NAMES]
     return quote_field(named[0]) if len(named) == 1 else None
 
 
-def _next_cursor(output: dict, cursor_param: str, items: str) -> str | None:
+def _next_cursor(shapes: _Shapes, output: dict, cursor_param: str, items: str) -> str | None:
     """Expression giving the next cursor from a response, or None when there is no obvious one."""
+    _properties = shapes.properties
     props = _properties(output)
     lowered = {name.lower(): name for name in props}
     has_more = next((lowered[n] for n in _HAS_MORE if n in lowered), None)
@@ -119,12 +142,12 @@ def _next_cursor(output: dict, cursor_param: str, items: str) -> str | None:
     # Google: pageToken -> nextPageToken; next_<param>; the usual next-cursor names
     wanted = ["next" + cursor_param.lower(), "next_" + cursor_param.lower(), *_NEXT_FIELDS]
     for name in wanted:
-        if name in lowered and not _is_array(props[lowered[name]]) and _scalar(props[lowered[name]]):
+        if name in lowered and not shapes.is_array(props[lowered[name]]) and shapes.scalar(props[lowered[name]]):
             field = quote_field(lowered[name])
             return f"{quote_field(has_more)} ? {field}" if has_more else field
     # Stripe style (Resend): after=<id of the last record>, while has_more
     if cursor_param.lower() in _STRIPE_CURSORS and has_more and items != "$":
-        records = props.get(items.strip("`"), {})
+        records = deref(props.get(items.strip("`"), {}), shapes.defs)
         if "id" in _properties(records.get("items") if isinstance(records, dict) else None):
             return f"{quote_field(has_more)} ? {items}[-1].id"
     return None

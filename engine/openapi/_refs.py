@@ -1,10 +1,16 @@
 """JSON pointers and ``$ref`` resolution for OpenAPI documents.
 
-Resolution inlines every reference, so the models built from a document never
-hold a ``$ref``. Three things real documents do are handled here:
+Resolution inlines every reference to document structure (path items,
+parameters, request bodies, responses). References to schemas are inlined too,
+unless the resolver keeps them (``keep_schema_refs``, what the connector
+import uses): then a schema reference becomes ``{"$ref": "#/$defs/<name>"}``
+and the schema it points at is kept once, under that name, in
+:meth:`Resolver.shared_schemas`, so a document that reuses its schemas
+does not multiply them. Three things real documents do are handled here:
 
-* cycles (a tree node whose children are tree nodes): the recursive occurrence
-  is cut and replaced by a schema that says so, so nothing loops;
+* cycles (a tree node whose children are tree nodes): when inlining, the
+  recursive occurrence is cut and replaced by a schema that says so, so
+  nothing loops; kept references need no cut;
 * dangling local references: a warning naming the pointer of the ``$ref``, and
   an empty schema (anything goes) in its place;
 * references to other files: followed only when the file exists next to the
@@ -15,6 +21,7 @@ hold a ``$ref``. Three things real documents do are handled here:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from ..errors import OpenAPIImportError, Problem
+from ..specs._refs import def_ref
 
 # Keys whose values are data, not document structure: a "$ref" inside them is
 # an example payload, not a reference.
@@ -41,6 +49,8 @@ def _is_data(key: str, pointer: str) -> bool:
 # Keys next to a $ref that 3.0 and 2.0 formally ignore but that documents use
 # on purpose; 3.1 keeps every sibling.
 _LEGACY_SIBLINGS = frozenset({"description", "summary", "nullable", "readOnly", "writeOnly", "deprecated", "title"})
+# Where a document's own schemas live: a reference to one keeps its name.
+_COMPONENT = re.compile(r"^/(?:components/schemas|definitions|\$defs)/([^/]+)$")
 
 
 def escape(token: Any) -> str:
@@ -161,22 +171,32 @@ def _check_alias_expansion(text: str, loader: Any, source: str) -> None:
 
 
 class Resolver:
-    """Inlines the ``$ref``s of one document (and the local files it points at).
+    """Resolves the ``$ref``s of one document (and the local files it points at).
+
+    References are inlined; with ``keep_schema_refs``, those inside schemas are
+    kept as ``#/$defs/<name>`` instead (see :meth:`shared_schemas`).
 
     ``base_dir`` is the directory of the document on disk, or None when the
     document did not come from a file (then every external reference is refused).
     Problems found while resolving (dangling references) go to ``warnings``.
     """
 
-    def __init__(self, document: dict, *, source: str, base_dir: Path | None, version: str):
+    def __init__(self, document: dict, *, source: str, base_dir: Path | None, version: str,
+                 keep_schema_refs: bool = False):
         self.source = source
         self.base_dir = base_dir
         self.keep_all_siblings = not version.startswith(("2", "3.0"))
+        self.keep_schema_refs = keep_schema_refs
         self.warnings: list[Problem] = []
         self._seen_warnings: set[tuple[str, str]] = set()
         # document key "" is the main document; others are resolved file paths
         self._documents: dict[str, Any] = {"": document}
-        self._memo: dict[tuple[str, str], Any] = {}
+        # (keep_schema_refs, document, pointer) -> resolved: the two modes resolve differently
+        self._memo: dict[tuple[bool, str, str], Any] = {}
+        # kept schema references: (document, pointer) -> name, and the names still to resolve
+        self._names: dict[tuple[str, str], str] = {}
+        self._taken: set[str] = set()
+        self._pending: list[tuple[str, str, str]] = []
 
     @property
     def has_external(self) -> bool:
@@ -250,20 +270,40 @@ class Resolver:
             self.warnings.append(Problem(pointer, message))
 
     def resolve(self, node: Any, pointer: str, doc_key: str = "") -> Any:
-        """Return ``node`` (found at ``pointer`` in document ``doc_key``) with every ``$ref`` inlined."""
-        value, _ = self._resolve(node, pointer, doc_key, ())
+        """Return ``node`` (found at ``pointer`` in document ``doc_key``) with its ``$ref``s resolved.
+
+        Every reference is inlined, except, when the resolver keeps schema
+        references, those met inside a schema (below a ``schema`` key).
+        """
+        value, _ = self._resolve(node, pointer, doc_key, (), False, self.keep_schema_refs)
         return value
 
     def resolve_at(self, pointer: str) -> Any:
-        """Resolve the node at ``pointer`` of the main document; raise ``KeyError`` when there is none."""
-        return self.resolve(resolve_pointer(self._documents[""], pointer), pointer)
+        """The node at ``pointer`` of the main document, every ref inlined; raise ``KeyError`` when there is none."""
+        node = resolve_pointer(self._documents[""], pointer)
+        return self._resolve(node, pointer, "", (), False, False)[0]
 
-    def _resolve(self, node: Any, pointer: str, doc_key: str, stack: tuple) -> tuple[Any, bool]:
-        """Inline refs below ``node``; the flag says whether a cycle was cut (such results are not memoised)."""
+    def shared_schemas(self) -> dict[str, tuple[str, Any]]:
+        """The schemas kept references point at: ``name -> (where, schema with its own refs kept)``.
+
+        ``where`` is the schema's pointer in the document (``file#pointer`` for
+        another file). Resolving one may name more, which are resolved too.
+        """
+        out: dict[str, tuple[str, Any]] = {}
+        while self._pending:
+            name, doc_key, pointer = self._pending.pop()
+            node = resolve_pointer(self._documents[doc_key], pointer)
+            where = pointer if not doc_key else f"{doc_key}#{pointer}"
+            out[name] = (where, self._resolve(node, pointer, doc_key, (), True, True)[0])
+        return out
+
+    def _resolve(self, node: Any, pointer: str, doc_key: str, stack: tuple, in_schema: bool,
+                 keep: bool) -> tuple[Any, bool]:
+        """Resolve refs below ``node``; the flag says whether a cycle was cut (such results are not memoised)."""
         if isinstance(node, list):
             out, cut = [], False
             for index, item in enumerate(node):
-                value, was_cut = self._resolve(item, join(pointer, index), doc_key, stack)
+                value, was_cut = self._resolve(item, join(pointer, index), doc_key, stack, in_schema, keep)
                 out.append(value)
                 cut = cut or was_cut
             return out, cut
@@ -271,30 +311,37 @@ class Resolver:
             return node, False
         ref = node.get("$ref")
         if isinstance(ref, str):
-            return self._follow(node, ref, pointer, doc_key, stack)
+            if keep and in_schema:
+                return self._keep(node, ref, pointer, doc_key, stack), False
+            return self._follow(node, ref, pointer, doc_key, stack, in_schema, keep)
         out, cut = {}, False
         for key, value in node.items():
             if _is_data(key, pointer):
                 out[key] = value
                 continue
-            out[key], was_cut = self._resolve(value, join(pointer, key), doc_key, stack)
+            # below a "schema" key of document structure (parameter, media type, header) is a schema
+            child_in_schema = in_schema or key == "schema"
+            out[key], was_cut = self._resolve(value, join(pointer, key), doc_key, stack, child_in_schema, keep)
             cut = cut or was_cut
         return out, cut
 
-    def _follow(self, node: dict, ref: str, pointer: str, doc_key: str, stack: tuple) -> tuple[Any, bool]:
+    def _target(self, ref: str, pointer: str, doc_key: str) -> tuple[str, str]:
         if ref.startswith("#"):
-            target_doc, target_pointer = doc_key, ref[1:]
-        else:
-            file_part, _, fragment = ref.partition("#")
-            path = self._external_path(doc_key, pointer, ref)
-            target_doc, target_pointer = str(path), fragment
-            self._load_external(target_doc, pointer, ref)
-        key = (target_doc, unquote(target_pointer))
+            return doc_key, unquote(ref[1:])
+        _, _, fragment = ref.partition("#")
+        path = self._external_path(doc_key, pointer, ref)
+        self._load_external(str(path), pointer, ref)
+        return str(path), unquote(fragment)
+
+    def _follow(self, node: dict, ref: str, pointer: str, doc_key: str, stack: tuple, in_schema: bool,
+                keep: bool) -> tuple[Any, bool]:
+        target_doc, target_pointer = self._target(ref, pointer, doc_key)
+        key = (target_doc, target_pointer)
         where = pointer if not doc_key else f"{doc_key}#{pointer}"
         if key in stack:
             return self._cut(ref, target_doc, target_pointer), True
-        if key in self._memo:
-            resolved, cut = self._memo[key], False
+        if (keep, *key) in self._memo:
+            resolved, cut = self._memo[(keep, *key)], False
         else:
             try:
                 target = resolve_pointer(self._documents[target_doc], target_pointer)
@@ -302,17 +349,62 @@ class Resolver:
                 self.warn(where, f"$ref {ref!r} points at nothing (dangling reference); "
                                  "an empty schema is used instead")
                 return {}, False
-            resolved, cut = self._resolve(target, target_pointer, target_doc, stack + (key,))
+            resolved, cut = self._resolve(target, target_pointer, target_doc, stack + (key,), in_schema, keep)
             if not cut:
-                self._memo[key] = resolved
-        siblings = {k: v for k, v in node.items() if k != "$ref"}
+                self._memo[(keep, *key)] = resolved
+        siblings = self._siblings(node)
         if siblings and isinstance(resolved, dict):
-            if not self.keep_all_siblings:
-                siblings = {k: v for k, v in siblings.items() if k in _LEGACY_SIBLINGS}
-            resolved_siblings, sibling_cut = self._resolve(siblings, pointer, doc_key, stack)
+            resolved_siblings, sibling_cut = self._resolve(siblings, pointer, doc_key, stack, in_schema, keep)
             resolved = {**resolved, **resolved_siblings}
             cut = cut or sibling_cut
         return resolved, cut
+
+    def _siblings(self, node: dict) -> dict:
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        if siblings and not self.keep_all_siblings:
+            siblings = {k: v for k, v in siblings.items() if k in _LEGACY_SIBLINGS}
+        return siblings
+
+    def _keep(self, node: dict, ref: str, pointer: str, doc_key: str, stack: tuple) -> Any:
+        """A schema reference kept as ``#/$defs/<name>``; the schema it names is queued to be resolved once."""
+        target_doc, target_pointer = self._target(ref, pointer, doc_key)
+        key = (target_doc, target_pointer)
+        name = self._names.get(key)
+        if name is None:
+            try:
+                resolve_pointer(self._documents[target_doc], target_pointer)
+            except KeyError:
+                where = pointer if not doc_key else f"{doc_key}#{pointer}"
+                self.warn(where, f"$ref {ref!r} points at nothing (dangling reference); "
+                                 "an empty schema is used instead")
+                return {}
+            name = self._names[key] = self._new_name(target_doc, target_pointer)
+            self._pending.append((name, target_doc, target_pointer))
+        out: dict[str, Any] = {"$ref": def_ref(name)}
+        siblings = self._siblings(node)
+        if siblings:
+            resolved, _ = self._resolve(siblings, pointer, doc_key, stack, True, True)
+            out.update(resolved)
+        return out
+
+    def _new_name(self, doc_key: str, pointer: str) -> str:
+        """A readable, unique ``$defs`` name: the component's own name where there is one."""
+        match = _COMPONENT.match(pointer)
+        if match:
+            base = unescape(match.group(1))
+        else:
+            tokens = [unescape(t) for t in pointer.split("/")[1:] if t]
+            tokens = [t for t in tokens if t not in ("components", "schemas", "definitions", "$defs", "properties",
+                                                     "items", "content", "schema", "paths")]
+            base = "_".join(tokens[-2:])
+            if doc_key:
+                base = Path(doc_key).stem + (f"_{base}" if base else "")
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_") or "schema"
+        name, index = base, 2
+        while name in self._taken:
+            name, index = f"{base}_{index}", index + 1
+        self._taken.add(name)
+        return name
 
     def _cut(self, ref: str, doc_key: str, pointer: str) -> dict:
         cut: dict[str, Any] = {"description": f"recursive reference to {ref} (not expanded further)"}

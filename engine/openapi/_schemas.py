@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from ..errors import Problem
+from ..specs._refs import def_ref, deref, iter_refs, ref_name
 from ._refs import join
 
 _TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
@@ -161,30 +162,124 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def unrequire(schema: Any, flag: str) -> Any:
+def unrequire(schema: Any, flag: str, shared: "SharedSchemas | None" = None) -> Any:
     """A copy of ``schema`` where properties marked ``flag`` (``readOnly``/``writeOnly``) are no longer required.
 
     OpenAPI: a required read-only property is required in responses only, a
     write-only one in requests only. The properties themselves stay (a request
     MAY carry a read-only one: Cin7 updates a customer by sending its read-only
-    ID), only the requirement goes.
+    ID), only the requirement goes. With ``shared``, a reference to a shared
+    schema that requires such a property (itself or below) is pointed at that
+    schema's view (see :meth:`SharedSchemas.view`); other references stay.
     """
     if isinstance(schema, list):
-        return [unrequire(item, flag) for item in schema]
+        return [unrequire(item, flag, shared) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key in _SCHEMA_MAPS and isinstance(value, dict):
-            out[key] = {name: unrequire(sub, flag) for name, sub in value.items()}
+            out[key] = {name: unrequire(sub, flag, shared) for name, sub in value.items()}
         elif key in _SCHEMA_LISTS or key in _SCHEMA_ONE or key == "items":
-            out[key] = unrequire(value, flag)
+            out[key] = unrequire(value, flag, shared)
+        elif key == "$ref" and shared is not None and isinstance(value, str):
+            out[key] = shared.view(value, flag)
         else:
             out[key] = value
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    flagged = {name for name, sub in properties.items() if isinstance(sub, dict) and sub.get(flag) is True}
+    flagged = _flagged(schema, flag, shared.defs if shared is not None else None)
     if flagged and isinstance(out.get("required"), list):
         out["required"] = [name for name in out["required"] if name not in flagged]
         if not out["required"]:
             del out["required"]
     return out
+
+
+def _flagged(schema: dict, flag: str, defs: dict | None) -> set[str]:
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    return {name for name, sub in properties.items()
+            if isinstance(target := deref(sub, defs), dict) and target.get(flag) is True}
+
+
+class SharedSchemas:
+    """The shared schemas of an imported connector (``$defs``), and their request and response views.
+
+    A view of a shared schema is the schema with :func:`unrequire` applied,
+    kept beside it as ``<name>.request`` (``readOnly`` properties not
+    required) or ``<name>.response`` (``writeOnly`` ones); it is made only for
+    schemas that need it, those requiring a flagged property themselves or
+    through the schemas they refer to. Everything else is shared as it is.
+    """
+
+    _SUFFIX = {"readOnly": "request", "writeOnly": "response"}
+
+    def __init__(self, defs: dict[str, Any]):
+        self.defs: dict[str, Any] = dict(defs)
+        self._base = frozenset(defs)
+        self._needs: dict[str, frozenset[str]] = {}
+        self._views: dict[tuple[str, str], str] = {}
+
+    def view(self, ref: str, flag: str) -> str:
+        """The reference to use for ``ref`` in the ``flag`` view: ``ref`` itself, or its view's."""
+        name = ref_name(ref)
+        if name is None or name not in self._base or name not in self._needing(flag):
+            return ref
+        key = (name, flag)
+        if key not in self._views:
+            view_name, index = f"{name}.{self._SUFFIX[flag]}", 2
+            while view_name in self.defs:
+                view_name, index = f"{name}.{self._SUFFIX[flag]}_{index}", index + 1
+            self._views[key] = view_name
+            self.defs[view_name] = {}  # taken before it is made: the schema may refer to itself
+            self.defs[view_name] = unrequire(self.defs[name], flag, self)
+        return def_ref(self._views[key])
+
+    def _needing(self, flag: str) -> frozenset[str]:
+        """Names of the shared schemas whose view differs: they require a flagged property, or refer to one that does."""
+        if flag not in self._needs:
+            base = {name: self.defs[name] for name in self._base}
+            referrers: dict[str, set[str]] = {}
+            needing: set[str] = set()
+            for name, schema in base.items():
+                for _, ref in iter_refs(schema):
+                    target = ref_name(ref)
+                    if target is not None:
+                        referrers.setdefault(target, set()).add(name)
+                if _requires_flagged(schema, flag, self.defs):
+                    needing.add(name)
+            queue = list(needing)
+            while queue:
+                for referrer in referrers.get(queue.pop(), ()):
+                    if referrer not in needing:
+                        needing.add(referrer)
+                        queue.append(referrer)
+            self._needs[flag] = frozenset(needing)
+        return self._needs[flag]
+
+    def reachable(self, schemas: list[Any]) -> dict[str, Any]:
+        """The shared schemas (views included) that ``schemas`` refer to, directly or not, sorted by name."""
+        seen: set[str] = set()
+        queue = [ref for schema in schemas for _, ref in iter_refs(schema)]
+        while queue:
+            name = ref_name(queue.pop())
+            if name is not None and name in self.defs and name not in seen:
+                seen.add(name)
+                queue.extend(ref for _, ref in iter_refs(self.defs[name]))
+        return {name: self.defs[name] for name in sorted(seen)}
+
+
+def _requires_flagged(schema: Any, flag: str, defs: dict) -> bool:
+    """Whether ``schema``, not following its references, requires a property marked ``flag``."""
+    if isinstance(schema, list):
+        return any(_requires_flagged(item, flag, defs) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    required = schema.get("required")
+    if isinstance(required, list) and required and set(required) & _flagged(schema, flag, defs):
+        return True
+    for key, value in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            if any(_requires_flagged(sub, flag, defs) for sub in value.values()):
+                return True
+        elif (key in _SCHEMA_LISTS or key in _SCHEMA_ONE or key == "items") and _requires_flagged(value, flag, defs):
+            return True
+    return False

@@ -2,6 +2,7 @@
 
 from ._auth import ApiKeyAuth, ApiKeyPlacement, AuthSpec, BasicAuth, BearerAuth, NoAuth, OAuth2Auth
 from ._connector import ActionSpec, ConnectorSpec, EventSpec, Pagination, WebhookSignature
+from ._refs import deref, with_defs
 from ._loading import json_pointer, load_connector, load_connectors_dir, load_model, load_workflow, parse_document
 from ._schema_export import SCHEMA_MODELS, spec_json_schema, write_json_schemas
 from ._workflow import (
@@ -36,7 +37,7 @@ __all__ = [
     "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
     "FilterStep", "ForeachSpec", "ForeachStep", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
     "Pagination", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
-    "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "iter_steps", "json_pointer",
+    "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "deref", "iter_steps", "json_pointer",
     "load_connector", "load_connectors_dir", "load_model", "load_workflow", "parse_document", "spec_json_schema",
-    "write_json_schemas",
+    "with_defs", "write_json_schemas",
 ]

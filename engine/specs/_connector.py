@@ -12,15 +12,21 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ._auth import AuthSpec, NoAuth
+from ._refs import deref, unresolved_refs, with_defs
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
 # A leading underscore is reserved for the engine's own actions (``_request``, the raw-request escape hatch).
 ACTION_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,127}$"
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _PATH_PARAM = re.compile(r"\{([^{}]+)\}")
+
+
+def _unescape(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
 
 
 class _Model(BaseModel):
@@ -180,6 +186,11 @@ class ConnectorSpec(_Model):
     actions: dict[str, ActionSpec] = Field(default_factory=dict)
     events: dict[str, EventSpec] = Field(default_factory=dict)
     source: dict[str, Any] | None = Field(default=None, description="provenance, e.g. the imported document's title and version")
+    defs: dict[str, dict[str, Any] | bool] | None = Field(
+        default=None, alias="$defs",
+        description="JSON Schemas shared by the actions' and events' schemas, which refer to one as "
+                    "{\"$ref\": \"#/$defs/<name>\"}; imported connectors keep each schema their document reuses here once",
+    )
 
     @field_validator("actions")
     @classmethod
@@ -188,6 +199,18 @@ class ConnectorSpec(_Model):
         if bad:
             raise ValueError(f"action names must match {ACTION_NAME_PATTERN}: {', '.join(bad)}")
         return actions
+
+    @field_validator("defs")
+    @classmethod
+    def _defs_are_schemas(cls, defs: dict[str, Any] | None) -> dict[str, Any] | None:
+        if defs:
+            for name, schema in defs.items():
+                if not isinstance(schema, bool):
+                    try:
+                        check_json_schema(schema)
+                    except ValueError as exc:
+                        raise ValueError(f"$defs/{name}: {exc}") from None
+        return defs or None
 
     @field_validator("base_url")
     @classmethod
@@ -202,6 +225,54 @@ class ConnectorSpec(_Model):
             if event.action and event.action not in self.actions:
                 raise ValueError(f"event {name!r} polls unknown action {event.action!r}")
         return self
+
+    @model_validator(mode="after")
+    def _refs_resolve(self) -> "ConnectorSpec":
+        # Every schema may name a shared one; each name must be there, and nothing may be
+        # fetched (a spec is data: validating it must not reach out to a URL or a file).
+        problems: list[InitErrorDetails] = []
+        for base, schema in self._schemas():
+            for pointer, ref, why in unresolved_refs(schema, self.defs):
+                loc = (*base, *(_unescape(t) for t in pointer.split("/")[1:]), "$ref")
+                problems.append(InitErrorDetails(
+                    type=PydanticCustomError("unresolved_ref", "{message}", {"message": f"$ref {ref!r} {why}"}),
+                    loc=loc, input=ref))
+                if len(problems) >= 20:
+                    break
+            if len(problems) >= 20:
+                break
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
+
+    def _schemas(self) -> list[tuple[tuple[str, ...], Any]]:
+        found: list[tuple[tuple[str, ...], Any]] = []
+        for name, action in self.actions.items():
+            found.append((("actions", name, "input"), action.input))
+            if action.output is not None:
+                found.append((("actions", name, "output"), action.output))
+        for name, event in self.events.items():
+            if event.payload is not None:
+                found.append((("events", name, "payload"), event.payload))
+        for name, schema in (self.defs or {}).items():
+            found.append((("$defs", name), schema))
+        return found
+
+    def deref(self, schema: Any) -> Any:
+        """``schema`` with a ``{"$ref": "#/$defs/<name>"}`` followed to the shared schema (see :func:`engine.specs.deref`).
+
+        Walkers of action schemas call this at every node they visit; shared
+        schemas may be recursive, so walkers bound their depth.
+        """
+        return deref(schema, self.defs)
+
+    def standalone(self, schema: Any) -> Any:
+        """``schema`` (an action's input or output, or a part of one) with this connector's ``$defs`` attached.
+
+        The result is a self-contained JSON Schema for ``jsonschema`` and for
+        :func:`engine.samples.sample_from_schema`; cheap (nothing is copied).
+        """
+        return with_defs(schema, self.defs)
 
     def credential_fields(self) -> list[str]:
         """Every credential value the connector's auth and its actions' own auth read."""

@@ -33,7 +33,8 @@ def import_command(document: str, out: Path | None, connector_id: str | None) ->
     settings = load_settings()
     # A URL typed here is the operator's choice: its host joins the allow-list for this fetch.
     egress = EgressPolicy(allow=tuple(dict.fromkeys([*settings.egress_allow, *operator_hosts([document])])))
-    result = import_to_file(load_openapi(document, egress=egress), out, connector_id=connector_id)
+    # keep_refs: schemas the document reuses stay shared in the connector's $defs
+    result = import_to_file(load_openapi(document, egress=egress, keep_refs=True), out, connector_id=connector_id)
     for problem in result.warnings:
         click.echo(f"warning: {problem}", err=True)
     summary = f"imported {result.connector.id}: {len(result.connector.actions)} actions, auth {result.connector.auth.type}"

@@ -321,9 +321,9 @@ def action_inputs(connector: Any) -> Iterator[tuple[str, str, Any]]:
 
     created = _Created(connector)
     for name, action in connector.actions.items():
-        required = sample_input(name, action, created)
+        required = sample_input(name, action, created, connector.defs)
         yield name, "required", required
-        full = sample_from_schema(action.input, seed=name, for_request=True)
+        full = sample_from_schema(connector.standalone(action.input), seed=name, for_request=True)
         if full != required:
             yield name, "full", full
 
