@@ -315,12 +315,10 @@ def action_inputs(connector: Any) -> Iterator[tuple[str, str, Any]]:
     dates) is judged too. The ``full`` variant is left out where it adds nothing.
     """
     from engine import sample_input
-    from engine._connector_check import _Created
     from engine.samples import sample_from_schema
 
-    created = _Created(connector)
     for name, action in connector.actions.items():
-        required = sample_input(name, action, created)
+        required = sample_input(name, action)
         yield name, "required", required
         full = sample_from_schema(action.input, seed=name, for_request=True)
         if full != required:
