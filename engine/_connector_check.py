@@ -101,13 +101,18 @@ class ConnectorCheckReport:
         return {name: counts[name] for name in CATEGORIES if counts[name]}
 
     def summary(self) -> dict[str, Any]:
-        """``{"actions", "passed", "drift": [{action, problems}], "failed": [{action, category, reason}], "categories"}``."""
+        """``{"actions", "passed", "drift": [{action, problems}], "failed": [{action, category, reason}], "categories", "notes"}``.
+
+        ``categories`` counts the failures by category; ``notes`` lists
+        ``{action, note}`` for what the check chose on an action's behalf.
+        """
         return {
             "actions": len(self.checks),
             "passed": self.passed,
             "drift": [{"action": c.action, "problems": c.drift} for c in self.drifted],
             "failed": [{"action": c.action, "category": c.category, "reason": c.reason} for c in self.failed],
             "categories": self.categories(),
+            "notes": [{"action": c.action, "note": note} for c in self.checks for note in c.notes],
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -261,6 +266,8 @@ async def _check_one(connector: ConnectorSpec, executor: ActionExecutor, name: s
         check.category = DRIFT
         check.reason = f"response contradicts the output schema at {first['pointer'] or '/'}: {first['message']}{more}"[:MAX_REASON]
     if name in graph.creates:
+        for slot, sample, _ in prepared.missing:
+            ids.pin(slot.collection, sample, name)
         ids.remember(graph.creates[name], response.body, name, created=True)
     elif name in graph.lists:
         # ids first seen in a list address records nothing here creates (read-only APIs, seeded apps)

@@ -133,7 +133,8 @@ def find_id(body: Any, hints: tuple[str, ...] = (), name: str = "") -> tuple[Any
     that carry paging or errors are never searched, and an envelope member named
     after the resource or a usual envelope name is searched first.
     """
-    return _search(body, hints, name, _preferred(name), "", 0)
+    found = _search(body, hints, name, _preferred(name), "", 0)
+    return (found[0], found[1]) if found is not None else None
 
 
 def _preferred(name: str) -> tuple[str, ...]:
@@ -142,7 +143,8 @@ def _preferred(name: str) -> tuple[str, ...]:
 
 
 def _search(node: Any, hints: tuple[str, ...], name: str, preferred: tuple[str, ...], pointer: str,
-            depth: int) -> tuple[Any, str] | None:
+            depth: int) -> tuple[Any, str, dict, str] | None:
+    """(id, its pointer, the record holding it, the record's pointer), or None."""
     if depth > _MAX_DEPTH:
         return None
     if isinstance(node, list):
@@ -152,7 +154,7 @@ def _search(node: Any, hints: tuple[str, ...], name: str, preferred: tuple[str, 
         return None
     member = pick_id_field([m for m in node if _is_id(node[m])], hints, name)
     if member is not None:
-        return node[member], f"{pointer}/{_escape(member)}"
+        return node[member], f"{pointer}/{_escape(member)}", node, pointer
     children = [m for m in node if isinstance(node[m], (dict, list)) and norm(str(m)) not in NOT_RECORDS]
     rank = {n: i for i, n in enumerate(preferred)}
     children.sort(key=lambda m: (rank.get(norm(str(m)), len(rank)), 0 if isinstance(node[m], list) else 1))
@@ -251,11 +253,29 @@ def _reverse_key(path: str) -> str:
 
 @dataclass
 class KnownId:
-    """An id and where it came from (``create_employee /employee/employeeID``)."""
+    """An id and where it came from (``create_employee /employee/employeeID``), with the record that holds it."""
 
     value: Any
     source: str
     created: bool
+    record: dict | None = None
+    action: str = ""
+    pointer: str = ""
+
+    def for_param(self, param: str, name: str) -> KnownId:
+        """The field of the same record that ``param`` names, when it names another than the id.
+
+        Paths that name one collection at the same place may mean different
+        fields of its records (Box: ``/metadata_templates/{template_id}`` and
+        ``/metadata_templates/{scope}/{template_key}/schema``).
+        """
+        if self.record is None:
+            return self
+        member = pick_id_field([m for m in self.record if _is_id(self.record[m])], (param,), name)
+        if member is None or self.record[member] == self.value:
+            return self
+        return KnownId(self.record[member], f"{self.action} {self.pointer}/{_escape(member)}", self.created,
+                       self.record, self.action, self.pointer)
 
 
 class IdBook:
@@ -271,13 +291,19 @@ class IdBook:
         current = self.ids.get(collection)
         if current is not None and (current.created or not created):
             return None
-        found = find_id(body, self.graph.hints.get(collection, ()), collection_name(collection))
+        name = collection_name(collection)
+        found = _search(body, self.graph.hints.get(collection, ()), name, _preferred(name), "", 0)
         if found is None:
             self.misses.setdefault(collection, f"{action} answered without a recognisable id")
             return None
-        known = KnownId(found[0], f"{action} {found[1]}", created)
+        known = KnownId(found[0], f"{action} {found[1]}", created, found[2], action, found[3])
         self.ids[collection] = known
         return known
+
+    def pin(self, collection: str, value: Any, action: str) -> None:
+        """Keep ``value`` as the collection's id: ``action`` made records under it, so a listed id must not move them."""
+        if collection not in self.ids:
+            self.ids[collection] = KnownId(value, f"the sample {action} created records under", True)
 
     def missed(self, collection: str, why: str) -> None:
         self.misses.setdefault(collection, why)
@@ -286,7 +312,7 @@ class IdBook:
         """The id for ``slot``: its collection's, else one of a collection its parameter names."""
         for collection in self.graph.candidates(slot):
             if collection in self.ids:
-                return self.ids[collection]
+                return self.ids[collection].for_param(slot.param, collection_name(collection))
         return None
 
     def why_missing(self, slot: Slot) -> str:

@@ -447,7 +447,9 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
     for template, ops in by_path.items():
         for method, operation in ops.items():
             status, success = _success(document, operation)
-            role, resource, shape = _classify(template, method, operation, resources, item_templates, list_shapes, id_names)
+            # a fragment variant (Box's PUT /folders/{folder_id}#remove_shared_link) acts on what its path serves
+            served = template.split("#", 1)[0] if "#" in template and template.split("#", 1)[0] in by_path else template
+            role, resource, shape = _classify(served, method, operation, resources, item_templates, list_shapes, id_names)
             record_prop = None
             if role in (Role.CREATE, Role.UPDATE_BY_BODY, Role.REPLACE, Role.MERGE, Role.GET, Role.DELETE) and resource is not None:
                 ids = tuple(norm(n) for n in (resource.id_field, resource.key_field) if n)

@@ -158,9 +158,9 @@ class Sandbox:
         """Answer one request (never raises for a bad request: errors become 4xx replies)."""
         try:
             route, operation, raw_params = self.routes.match(request.method, request.path)
-            binding = self.bindings[(operation.method.upper(), operation.path.rstrip("/") or "/")]
             check_security(operation, self.document.security_schemes, request, self._requirements)
-            checked = check_request(operation, raw_params, request)
+            operation, checked = self._first_fitting(route.candidates(request.method), raw_params, request)
+            binding = self.bindings[(operation.method.upper(), operation.path.rstrip("/") or "/")]
             for parent, names in binding.parents:
                 self._require_parent(parent, names, raw_params, request)
             with self.store.lock:
@@ -171,6 +171,21 @@ class Sandbox:
             body = {"error": {"code": "sandbox_internal_error", "status": 500,
                               "message": f"{type(error).__name__}: {error}", "problems": []}}
             return Reply(500, body)
+
+    def _first_fitting(self, candidates: list[Operation], raw: dict[str, str],
+                       request: IncomingRequest) -> tuple[Operation, CheckedRequest]:
+        """The first operation whose parameters and body the request fits, and the checked request.
+
+        Raises the first operation's refusal when none fits.
+        """
+        refusal: SandboxRequestError | None = None
+        for operation in candidates:
+            try:
+                return operation, check_request(operation, raw, request)
+            except SandboxRequestInvalid as error:
+                refusal = refusal or error
+        assert refusal is not None
+        raise refusal
 
     # -- roles -------------------------------------------------------------
 
