@@ -139,7 +139,9 @@ def _misfit(value: Any, schema: Any) -> str | None:
     if not isinstance(schema, dict) or not schema:
         return None
     try:
-        error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+        # formats count here: a path parameter that says uuid is refused by the app when it is not one
+        validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        error = next(iter(validator.iter_errors(value)), None)
     except (re.error, TypeError, LookupError, ValueError, Unresolvable):
         return None
     return error.message if error is not None else None
