@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .._resource_graph import NOT_RECORDS, param_names_collection, pick_id_field
 from .._samples import merge_all_of
 from ..openapi import OpenAPIDocument, Operation, Response
 from ._routes import split_template, template_params
@@ -95,6 +96,7 @@ class Resource:
     singleton: bool = False
     creatable: bool = False
     item_param_schema: dict = field(default_factory=dict)
+    enveloped: bool = False  # its item GET wraps the record (Xero's {"employee": {...}})
 
     @property
     def virtual(self) -> bool:
@@ -118,7 +120,9 @@ class Binding:
     status: int
     success: Response | None
     list_shape: ListShape | None = None
-    parents: list[tuple[Resource, str]] = field(default_factory=list)
+    # stored parents this path names, each with its parameters' names here (``ConversationSid`` for ``Sid``)
+    parents: list[tuple[Resource, dict[str, str]]] = field(default_factory=list)
+    record_prop: str | None = None  # the member holding the one record in the answer (Xero's ``employee``)
 
 
 def norm(name: str) -> str:
@@ -258,7 +262,48 @@ def _id_field(resource: Resource, schema: dict) -> str | None:
     for candidate in candidates:
         if candidate in by_norm:
             return by_norm[candidate]
+    # a record named otherwise than its path parameter (Xero's statutoryLeaveID for {StatutorySickLeaveID})
+    return pick_id_field(list(props), (resource.item_param,), resource.name) if resource.item_param else None
+
+
+def record_envelope(schema: Any, resource_name: str, id_names: tuple[str, ...]) -> str | None:
+    """The member of ``schema`` that wraps a single record (Xero's ``{"pagination", "problem", "employee"}``), or None.
+
+    An object with an id of its own is the record itself. Otherwise the wrapper
+    is its one object member named after the resource (``employee``, ``data``,
+    ``result``), else its one object member that has an id field, else its only
+    object member besides paging and error members.
+    """
+    props = properties(schema)
+    if not props or any(norm(n) in id_names for n in props):
+        return None
+    objects = [n for n, sub in props.items() if isinstance(sub, dict) and norm(n) not in NOT_RECORDS
+               and _object_like(sub) and "array" not in _types(merge_all_of(sub))]
+    wanted = {singular(resource_name), norm(resource_name), "data", "result", "record", "item", "entity", "object"}
+    for chosen in ([n for n in objects if norm(n) in wanted or singular(n) == singular(resource_name)],
+                   [n for n in objects if any(norm(p) in id_names for p in properties(props[n]))],
+                   objects if all(norm(n) in NOT_RECORDS for n in props if n not in objects) else []):
+        if len(chosen) == 1:
+            return chosen[0]
     return None
+
+
+def _aligned(prefix: str, template: str) -> dict[str, str] | None:
+    """Parameter names of ``prefix`` mapped to ``template``'s at the same places, when ``prefix`` leads ``template``.
+
+    ``/Conversations/{Sid}`` leads ``/Conversations/{ConversationSid}/Messages``: ``{"Sid": "ConversationSid"}``.
+    """
+    a, b = split_template(prefix), split_template(template)
+    if len(a) >= len(b):
+        return None
+    names: dict[str, str] = {}
+    for mine, theirs in zip(a, b):
+        ours = re.fullmatch(r"\{([^{}]+)\}", mine), re.fullmatch(r"\{([^{}]+)\}", theirs)
+        if ours[0] and ours[1]:
+            names[ours[0].group(1)] = ours[1].group(1)
+        elif mine != theirs:
+            return None
+    return names
 
 
 def _schema_of(response: Response | None) -> dict | None:
@@ -365,9 +410,11 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
         guess = _id_field(resource, first) if first is not None else None
         ids = tuple(n for n in (guess and norm(guess), resource.item_param and norm(resource.item_param)) if n)
         if item_get is not None and _object_like(item_get):
-            # some APIs (SendGrid) wrap even a single record in a list envelope
+            # some APIs (SendGrid) wrap even a single record in a list envelope, others (Xero) in an object
             wrapped = list_shape(item_get, resource.name, ids)
-            item_get = wrapped.item_schema if wrapped is not None else item_get
+            member = record_envelope(item_get, resource.name, ids) if wrapped is None else None
+            item_get = wrapped.item_schema if wrapped is not None else properties(item_get)[member] if member else item_get
+            resource.enveloped = member is not None
         else:
             item_get = None
         candidates = [item_get, listed, body]
@@ -400,16 +447,37 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
     for template, ops in by_path.items():
         for method, operation in ops.items():
             status, success = _success(document, operation)
-            role, resource, shape = _classify(template, method, operation, resources, item_templates, list_shapes, id_names)
+            # a fragment variant (Box's PUT /folders/{folder_id}#remove_shared_link) acts on what its path serves
+            served = template.split("#", 1)[0] if "#" in template and template.split("#", 1)[0] in by_path else template
+            role, resource, shape = _classify(served, method, operation, resources, item_templates, list_shapes, id_names)
+            record_prop = None
             if role in (Role.CREATE, Role.UPDATE_BY_BODY, Role.REPLACE, Role.MERGE, Role.GET, Role.DELETE) and resource is not None:
                 ids = tuple(norm(n) for n in (resource.id_field, resource.key_field) if n)
                 shape = list_shape(_schema_of(success), resource.name, ids)
-            parents = [
-                (r, r.item_template) for r in resources.values()
-                if r.creatable and r.item_template and _is_strict_prefix(r.item_template, template)
-            ]
-            bindings[(method, template)] = Binding(operation, role, resource, status, success, shape, parents)
+                if shape is None and _schema_of(success) is not None:
+                    record_prop = record_envelope(_schema_of(success), resource.name, ids)
+            bindings[(method, template)] = Binding(operation, role, resource, status, success, shape,
+                                                   _parents(template, resources), record_prop)
     return list(resources.values()), bindings
+
+
+def _parents(template: str, resources: dict[str, Resource]) -> list[tuple[Resource, dict[str, str]]]:
+    """Stored resources whose item path leads ``template``, by position: a record is found under every path
+    that names its collection, whatever the parameter is called there (``/Conversations/{ConversationSid}/Messages``
+    needs the Conversation that ``/Conversations/{Sid}`` serves). A differently named parameter counts only
+    when its name names the resource (``ConversationSid``, ``ChatServiceSid``), not a mere ``{scope}``."""
+    found = []
+    for resource in resources.values():
+        if not (resource.creatable and resource.item_template and resource.item_param):
+            continue
+        names = _aligned(resource.item_template, template)
+        if names is None:
+            continue
+        here = names.get(resource.item_param)
+        if here is None or (here != resource.item_param and not param_names_collection(here, resource.name)):
+            continue
+        found.append((resource, names))
+    return found
 
 
 def _classify(

@@ -6,6 +6,11 @@ and ``/customer`` give ``/ExternalApi/v2/customer``). A path can match several
 templates (``/emails/batch`` and ``/emails/{email_id}``); the one with literal
 segments earliest wins, so documented sub-paths beat parameters. A path that
 matches some template but none with the request's method is a 405.
+
+Box documents variants of one operation under fragments
+(``PUT /folders/{folder_id}#remove_shared_link``): a client sends them to the
+path without the fragment, so they are served there as alternatives, tried
+in order after the plain operation (see :meth:`Route.candidates`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,12 @@ class Route:
     template: str
     served: str
     operations: dict[str, Operation] = field(default_factory=dict)
+    variants: dict[str, list[Operation]] = field(default_factory=dict)  # by method: fragment variants
+
+    def candidates(self, method: str) -> list[Operation]:
+        """The operation for ``method`` and then its fragment variants (``#remove_shared_link``)."""
+        first = self.operations.get(method.upper())
+        return ([first] if first is not None else []) + self.variants.get(method.upper(), [])
 
     def __post_init__(self) -> None:
         parts = []
@@ -77,9 +88,14 @@ class RouteTable:
         self._routes: dict[str, Route] = {}
         for operation in operations:
             base = server_path(operation.servers or default_servers)
-            served = (base + "/" + operation.path.strip("/")).rstrip("/") or "/"
-            route = self._routes.setdefault(served, Route(template=operation.path, served=served))
-            route.operations.setdefault(operation.method.upper(), operation)
+            path, fragment = operation.path.split("#", 1) if "#" in operation.path else (operation.path, "")
+            served = (base + "/" + path.strip("/")).rstrip("/") or "/"
+            route = self._routes.setdefault(served, Route(template=path, served=served))
+            method = operation.method.upper()
+            if fragment or method in route.operations:
+                route.variants.setdefault(method, []).append(operation)
+            else:
+                route.operations[method] = operation
         self.routes = sorted(self._routes.values(), key=lambda r: (r.rank, r.served))
 
     def match(self, method: str, path: str) -> tuple[Route, Operation, dict[str, str]]:
@@ -95,9 +111,9 @@ class RouteTable:
             params = route.match(normalised)
             if params is None:
                 continue
-            operation = route.operations.get(method.upper())
-            if operation is not None:
-                return route, operation, params
+            candidates = route.candidates(method)
+            if candidates:
+                return route, candidates[0], params
             allowed.extend(m for m in route.operations if m not in allowed)
         if allowed:
             raise SandboxMethodNotAllowed(method.upper(), path, sorted(allowed))

@@ -158,11 +158,11 @@ class Sandbox:
         """Answer one request (never raises for a bad request: errors become 4xx replies)."""
         try:
             route, operation, raw_params = self.routes.match(request.method, request.path)
-            binding = self.bindings[(operation.method.upper(), operation.path.rstrip("/") or "/")]
             check_security(operation, self.document.security_schemes, request, self._requirements)
-            checked = check_request(operation, raw_params, request)
-            for parent, template in binding.parents:
-                self._require_parent(parent, raw_params, request)
+            operation, checked = self._first_fitting(route.candidates(request.method), raw_params, request)
+            binding = self.bindings[(operation.method.upper(), operation.path.rstrip("/") or "/")]
+            for parent, names in binding.parents:
+                self._require_parent(parent, names, raw_params, request)
             with self.store.lock:
                 return getattr(self, "_" + binding.role.value)(binding, checked, raw_params, request)
         except SandboxRequestError as error:
@@ -171,6 +171,21 @@ class Sandbox:
             body = {"error": {"code": "sandbox_internal_error", "status": 500,
                               "message": f"{type(error).__name__}: {error}", "problems": []}}
             return Reply(500, body)
+
+    def _first_fitting(self, candidates: list[Operation], raw: dict[str, str],
+                       request: IncomingRequest) -> tuple[Operation, CheckedRequest]:
+        """The first operation whose parameters and body the request fits, and the checked request.
+
+        Raises the first operation's refusal when none fits.
+        """
+        refusal: SandboxRequestError | None = None
+        for operation in candidates:
+            try:
+                return operation, check_request(operation, raw, request)
+            except SandboxRequestInvalid as error:
+                refusal = refusal or error
+        assert refusal is not None
+        raise refusal
 
     # -- roles -------------------------------------------------------------
 
@@ -344,10 +359,13 @@ class Sandbox:
             raise SandboxNotFound(req.method, req.path, f"no {resource.name} with {what}")
         return record
 
-    def _require_parent(self, parent: Resource, raw: dict[str, str], req: IncomingRequest) -> None:
-        if parent.item_param is None or parent.item_param not in raw:
+    def _require_parent(self, parent: Resource, names: dict[str, str], raw: dict[str, str], req: IncomingRequest) -> None:
+        """404 unless the parent record this path names exists (``names``: the parent's parameters as named here)."""
+        here = names.get(parent.item_param or "")
+        if here is None or here not in raw:
             return
-        self._fetch_or_404(parent, self._scope(parent, raw), str(raw[parent.item_param]), req)
+        scope = tuple((name, str(raw[names[name]])) for name in parent.scope_params if names.get(name) in raw)
+        self._fetch_or_404(parent, scope, str(raw[here]), req)
 
     def _synthesise(self, resource: Resource, scope: Scope, key: str) -> dict:
         schema = self._view(resource.item_schema)
@@ -471,7 +489,14 @@ class Sandbox:
             body = envelope(records, b.list_shape, schema, seed=seed, total=total, page=page, limit=limit,
                             next_cursor=next_cursor)
             return self._value_reply(b, body, seed=seed)
-        return self._value_reply(b, records[0] if records else {}, seed=seed)
+        record = records[0] if records else {}
+        if b.record_prop and b.resource is not None and b.resource.enveloped:
+            record = {b.record_prop: record}
+        elif b.record_prop:
+            # an API that answers bare records elsewhere (HubSpot's GET) but documents an envelope here: the
+            # record fills the envelope and stays at the top level, where clients of the real API read it
+            record = {**record, b.record_prop: record}
+        return self._value_reply(b, record, seed=seed)
 
     def _value_reply(self, b: Binding, value: Any, *, seed: str) -> Reply:
         schema = self._success_schema(b)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -60,11 +61,18 @@ def load_connector_or_document(path: str):
 @click.option("--base-url", required=True, help="Where the app (or its sandbox) answers, e.g. http://127.0.0.1:8100/v3")
 @click.option("--credentials", "credentials_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON or YAML file of real credential values; default: placeholders of the right shape.")
-@click.option("--json", "as_json", is_flag=True, help='Print {"actions": N, "passed": N, "failed": [...]}.')
-def test_command(connector_file: str, base_url: str, credentials_file: Path | None, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"actions", "passed", "drift": [...], "failed": [...], "categories", "notes"}.')
+@click.option("--all", "show_all", is_flag=True, help="List every action's outcome, not only drift and failures.")
+def test_command(connector_file: str, base_url: str, credentials_file: Path | None, as_json: bool, show_all: bool) -> None:
     """Call every action of CONNECTOR (a spec, or an OpenAPI document) with a sample input and report.
 
-    Exits 1 when an action fails.
+    Records are created before their children, the ids the app answers are
+    fed to later calls, deletes run last. Each action passes, drifts (a
+    success whose body contradicts the output schema) or fails with a
+    category: no_id, status, input_refused, transport. Prints a summary by
+    category, then drift and failures grouped. Exits 1 when an action fails
+    (drift alone does not fail).
     """
     from engine import check_connector
     from runtime import build_executor
@@ -83,24 +91,55 @@ def test_command(connector_file: str, base_url: str, credentials_file: Path | No
                                      f"{{{', '.join(repr(f) + ': ...' for f in spec.credential_fields())}}}", param_hint="--credentials")
         credentials = {spec.id: values}
 
-    async def run():
+    async def run(on_result):
         http = build_http_client(settings, extra_allow=operator_hosts([base_url]))
         try:
             executor = build_executor({spec.id: spec}, http, credentials=credentials, base_urls={spec.id: base_url})
-            return await check_connector(spec, executor)
+            return await check_connector(spec, executor, on_result=on_result)
         finally:
             await http.aclose()
 
-    report = asyncio.run(run())
+    if not as_json and sys.stdout.isatty():
+        with click.progressbar(length=len(spec.actions), label=f"testing {spec.id}",
+                               item_show_func=lambda name: name or "") as bar:
+            report = asyncio.run(run(lambda check: bar.update(1, check.action)))
+    else:
+        report = asyncio.run(run(None))
     if as_json:
         click.echo(json.dumps(report.summary(), indent=2))
     else:
-        for check in report.checks:
-            mark = "ok  " if check.passed else "FAIL"
-            status = check.status if check.sent else "not sent"
-            click.echo(f"{mark} {check.action:40} {check.method:6} {check.path}  status={status}"
-                       + (f"  schema={'ok' if check.schema_ok else 'mismatch'}" if check.schema_ok is not None else "")
-                       + (f"\n     {check.reason}" if check.reason else ""))
-        click.echo(f"{report.passed}/{len(report.checks)} actions passed")
-    if report.passed != len(report.checks):
+        for line in report_lines(report, show_all=show_all):
+            click.echo(line)
+    if report.failed:
         raise SystemExit(1)
+
+
+def report_lines(report, *, show_all: bool = False) -> list[str]:
+    """A ``connector test`` report that reads in one screen: the summary by category, then drift and failures grouped."""
+    from engine._connector_check import CATEGORIES
+
+    checks = report.checks
+    categories = report.categories()
+    counts = f"{report.passed} passed, {len(report.drifted)} drift, {len(report.failed)} failed"
+    if categories:
+        counts += " (" + ", ".join(f"{name} {n}" for name, n in categories.items()) + ")"
+    lines = [f"{report.connector}: {len(checks)} actions: {counts}"]
+    if show_all:
+        lines.append("")
+        for check in checks:
+            status = check.status if check.sent else "not sent"
+            lines.append(f"{check.outcome:7} {check.action:40} {check.method:6} {check.path}  status={status}")
+    for category in CATEGORIES:
+        group = [c for c in report.failed if c.category == category]
+        if group:
+            lines += ["", f"failed, {category} ({len(group)}):"]
+            lines += [line for c in group for line in (f"  {c.action}  {c.method} {c.path}", f"      {c.reason}")]
+    if report.drifted:
+        lines += ["", f"drift: success, but the answer contradicts the output schema ({len(report.drifted)}):"]
+        for check in report.drifted:
+            where = "; ".join(f"{p['pointer'] or '/'}: {p['message']}" for p in check.drift[:2])
+            lines += [f"  {check.action}  {check.method} {check.path}", f"      {where[:200]}"]
+    noted = [(c.action, note) for c in checks for note in c.notes]
+    if noted:
+        lines += ["", f"notes ({len(noted)}):"] + [f"  {action}: {note}" for action, note in noted]
+    return lines

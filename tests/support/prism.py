@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.documents import SPECS_DIR
-
 REPO = Path(__file__).resolve().parents[2]
+SPECS_DIR = REPO.parent / "shared" / "specs"
 CACHE_DIR = REPO / ".cache" / "prism"
 PRISM_PACKAGE = "@stoplight/prism-cli"
 PRISM_MAJOR = "5"
@@ -42,7 +41,7 @@ INSTALL_TIMEOUT = 300.0
 START_TIMEOUT = 120.0  # every document starts at once; on 2 busy cores a node start can take long
 PRISM_ERRORS = "https://stoplight.io/prism/errors#"
 
-# Prism refuses these at start (tests/data/openapi/INDEX.md): a dangling $ref, and $refs into files that are not there.
+# Prism refuses these at start (shared/specs/INDEX.md): a dangling $ref, and $refs into files that are not there.
 REFUSED = {
     "oai-callback-example-v3.0.yaml": "dangling $ref",
     "oai-petstore-separate-extref-v2.json": "external $refs to files that are not there",
@@ -79,7 +78,7 @@ def node_missing() -> str | None:
 
 
 def served_documents() -> list[str]:
-    """File names in tests/data/openapi that Prism serves (all documents but :data:`REFUSED`)."""
+    """File names in shared/specs that Prism serves (all documents but :data:`REFUSED`)."""
     return sorted(
         p.name for p in SPECS_DIR.iterdir()
         if p.suffix in (".yaml", ".yml", ".json") and p.name not in REFUSED
@@ -205,7 +204,7 @@ class PrismServer:
 def running_prisms(install: PrismInstall, documents: Sequence[str | Path]) -> Iterator[dict[str, PrismServer]]:
     """Start ``prism mock`` for every document at once and yield them by file name once all listen.
 
-    Documents are tests/data/openapi file names or paths. Every process is stopped on the way out.
+    Documents are shared/specs file names or paths. Every process is stopped on the way out.
 
     Raises:
         PrismStartFailed: one of them did not start (the others are stopped).
@@ -316,12 +315,10 @@ def action_inputs(connector: Any) -> Iterator[tuple[str, str, Any]]:
     dates) is judged too. The ``full`` variant is left out where it adds nothing.
     """
     from engine import sample_input
-    from engine._connector_check import _Created
     from engine.samples import sample_from_schema
 
-    created = _Created(connector)
     for name, action in connector.actions.items():
-        required = sample_input(name, action, created, connector.defs)
+        required = sample_input(name, action, defs=connector.defs)
         yield name, "required", required
         full = sample_from_schema(connector.standalone(action.input), seed=name, for_request=True)
         if full != required:
