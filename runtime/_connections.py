@@ -24,6 +24,7 @@ from runtime._credentials import (
     oauth_setup,
 )
 from runtime._engine import build_engine
+from runtime._runs import Transactions
 
 if TYPE_CHECKING:
     from runtime._platform import Platform
@@ -82,18 +83,22 @@ class ConnectionService:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
-    async def test(self, principal: Principal, connection_id: str) -> ConnectionTest:
+    async def test(self, principal: Principal, connection_id: str, *, transactions: Transactions | None = None
+                   ) -> ConnectionTest:
         """Make one real authenticated call with a connection (see :func:`probe_action`). A 401 or 403
         marks it ``needs_reconnect``; a success marks a ``needs_reconnect`` one ``connected`` again;
         OAuth tokens expiring soon are refreshed first (``invalid_grant`` marks it too). Needs
         ``connections:write``. Raises ``NotFound``, ``Conflict`` (pending or disconnected),
-        ``InvalidInput`` (no action to test with)."""
+        ``InvalidInput`` (no action to test with). ``transactions`` replaces where its transactions
+        open (default: bound to the customer the principal names, whatever its credentials)."""
         principal.require("connections", "write")
         platform, org_id = self.platform, principal.org_id
+        steps = transactions or Transactions(
+            open=lambda p: platform.db.tenant(p.org_id, p.customer_id), step=anyio.to_thread.run_sync
+        )
 
         def tx() -> Any:
-            # Bound to the customer the request names (any caller), not only to a key's bound customer.
-            return platform.db.tenant(org_id, principal.customer_id)
+            return steps.open(principal)
 
         def prepare() -> tuple[dict[str, Any], Connector, str]:
             with tx() as t:
@@ -107,7 +112,7 @@ class ConnectionService:
                     )
                 return row, ref, action
 
-        row, ref, action = await anyio.to_thread.run_sync(prepare)
+        row, ref, action = await steps.step(prepare)
         try:
             values = await credentials_for_connection(
                 platform.db, org_id, connection_id, customer_id=principal.customer_id, encryptor=platform.encryptor,
@@ -130,7 +135,7 @@ class ConnectionService:
                     repo.mark(org_id, connection_id, *probe.mark)
                 return repo.get(org_id, connection_id)
 
-        connection = await anyio.to_thread.run_sync(record)
+        connection = await steps.step(record)
         return ConnectionTest(probe.ok, probe.status, probe.detail, action, connection)
 
     async def _probe(self, row: dict[str, Any], ref: Connector, action: str, provider: ConnectionCredentials) -> _Probe:
@@ -211,12 +216,13 @@ class ConnectionService:
                 redirect_uri=taken["redirect_uri"], code_verifier=taken["code_verifier"] if setup.auth.pkce else None,
             )
         except EngineError as exc:
+            refused = exc
             kind = exc.error if isinstance(exc, OAuthError) else exc.code
 
             def failed() -> None:
                 with platform.db.tenant(org_id) as tx:
-                    fail(tx, taken, kind, str(exc), ref.key,
-                         store.OAuthCallbackFailed if isinstance(exc, OAuthError) else type(exc))
+                    fail(tx, taken, kind, str(refused), ref.key,
+                         store.OAuthCallbackFailed if isinstance(refused, OAuthError) else type(refused))
 
             await anyio.to_thread.run_sync(failed)
             if isinstance(exc, OAuthError):

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import store
-from engine.expressions import Evaluator, ExpressionCache
+from engine.expressions import Evaluator, ExpressionBudget, ExpressionCache
 from engine.http import HttpClient
 
 # An inline run holds a request open; longer work belongs to durable executions (later issues).
@@ -51,6 +51,7 @@ class Config:
     public_url: str | None = None
     oidc_org_claim: str = "org_id"
     run_deadline: float = RUN_DEADLINE_SECONDS
+    expression_budget: ExpressionBudget = field(default_factory=ExpressionBudget)
     max_request_bytes: int = 1 << 20
     max_spec_request_bytes: int = 16 << 20
 

@@ -323,7 +323,8 @@ class Runs:
             plan.connectors, self.platform.http,
             credentials=plan.provider if plan.provider is not None else StaticCredentials(plan.credentials),
             dry_run=plan.dry_run, connection_scope=f"{plan.org_id}/{plan.customer_id}",
-            secrets=plan.secrets, workflows=lookup_in(plan.called), evaluator=self.platform.evaluator, **seams,
+            secrets=plan.secrets, workflows=lookup_in(plan.called), evaluator=self.platform.evaluator,
+            budget=self.platform.config.expression_budget, **seams,
         )
         deadline = self.platform.config.run_deadline
         try:

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 import api
 import store
 from api import OidcVerifier
+from engine.expressions import ExpressionBudget
 from runtime import Config, Platform, utc_now
 from switchboard.engine_runtime import build_http_client
 from switchboard.platform_db import app_database_url
@@ -26,7 +27,11 @@ from switchboard.settings import Settings, get_settings
 
 def runtime_config(settings: Settings) -> Config:
     """What the runtime and the API read of ``settings``."""
+    seconds = settings.expression_budget_seconds
+    budget = ExpressionBudget(seconds=seconds, evaluation_seconds=min(seconds, ExpressionBudget().evaluation_seconds))
     return Config(
+        run_deadline=settings.run_deadline_seconds,
+        expression_budget=budget,
         mode=settings.mode,
         egress_allow=tuple(settings.egress_allow),
         public_url=settings.public_url,

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         description="Largest request body accepted by routes that take a spec or an OpenAPI document "
         "(connector create and import, connector versions, workflow create, draft and validate).",
     )
+    run_deadline_seconds: float = Field(300.0, gt=0, description="Wall-clock limit of an inline run.")
+    expression_budget_seconds: float = Field(
+        30.0, gt=0, description="CPU seconds all the expression evaluations of one run may use together "
+        "(one evaluation: at most 5 s, or this when it is less)."
+    )
 
     master_key: SecretStr | None = Field(
         None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
@@ -31,7 +32,7 @@ import store
 from api._auth import Principal, require
 from api._deps import AppConfig, Clock, Db, Encryptor, PlatformDep
 from api._lists import ListParams, PageOut, page_out
-from api._v1._common import tenant_tx
+from api._v1._common import in_thread, tenant_tx
 from api._v1._common import router as make_router
 
 router = make_router("connections")
@@ -219,14 +220,16 @@ def disconnect_connection(
 
 @router.post("/connections/{connection_id}/test", name="connection.test", response_model=ConnectionTestOut)
 async def test_connection(
-    connection_id: str, platform: PlatformDep, principal: Annotated[Principal, require("connections", "write")]
+    connection_id: str, platform: PlatformDep, db: Db, principal: Annotated[Principal, require("connections", "write")]
 ) -> Any:
     """Make one real authenticated call: the connector's ``test`` action, else its first GET action
     that needs no input. ``status`` is the provider's HTTP status. A 401 or 403 marks the
     connection ``needs_reconnect``; a success marks a ``needs_reconnect`` one ``connected`` again.
     OAuth tokens expiring within a minute are refreshed first (``invalid_grant`` marks the
     connection ``needs_reconnect``). 409 for a pending or disconnected connection."""
-    result = await platform.connections.test(principal, connection_id)
+    # The request's own transactions: the connection's new status commits with the audit entry.
+    transactions = runtime.Transactions(open=partial(tenant_tx, db, named_customer=True), step=in_thread)
+    result = await platform.connections.test(principal, connection_id, transactions=transactions)
     return {"ok": result.ok, "status": result.status, "detail": result.detail, "action": result.action,
             "connection": result.connection}
 

@@ -23,7 +23,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 from ..errors import OpenAPIImportError, Problem
-from ..http import EgressPolicy, Resolver
+from ..http import EgressPolicy
+from ..http import Resolver as HostResolver
 from ._refs import Resolver, join, jsonable
 from ._source import read_source
 from ._schemas import checked
@@ -134,7 +135,7 @@ class OpenAPIDocument:
 
 
 def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None = None,
-                 egress: EgressPolicy | None = None, resolver: Resolver | None = None, keep_refs: bool = False) -> OpenAPIDocument:
+                 egress: EgressPolicy | None = None, resolver: HostResolver | None = None, keep_refs: bool = False) -> OpenAPIDocument:
     """Load an OpenAPI 2.0, 3.0 or 3.1 document.
 
     ``source`` is a file path, an http(s) URL, YAML or JSON text, bytes, or an
@@ -162,7 +163,7 @@ def load_openapi(source: str | Path | dict | bytes, *, source_name: str | None =
 
 
 def _load(source: Any, source_name: str | None, egress: EgressPolicy | None,
-          resolver: Resolver | None = None, keep_refs: bool = False) -> OpenAPIDocument:
+          resolver: HostResolver | None = None, keep_refs: bool = False) -> OpenAPIDocument:
     data, name, base_dir, base_url = read_source(source, source_name, egress, resolver)
     if not isinstance(data, dict):
         got = type(data).__name__
@@ -172,14 +173,14 @@ def _load(source: Any, source_name: str | None, egress: EgressPolicy | None,
     if not isinstance(raw.get("paths"), dict) or not raw["paths"]:
         if not (isinstance(raw.get("webhooks"), dict) and raw["webhooks"]):
             raise OpenAPIImportError(name, "/paths", "the document has no paths, so there is nothing to import")
-    resolver = Resolver(raw, source=name, base_dir=base_dir, version=version, keep_schema_refs=keep_refs)
-    resolver.check_external()
-    warnings = validation_warnings(raw, source_path=_source_path(source, base_dir), cacheable=not resolver.has_external)
-    builder = _Builder(raw, version, resolver, base_url)
+    refs = Resolver(raw, source=name, base_dir=base_dir, version=version, keep_schema_refs=keep_refs)
+    refs.check_external()
+    warnings = validation_warnings(raw, source_path=_source_path(source, base_dir), cacheable=not refs.has_external)
+    builder = _Builder(raw, version, refs, base_url)
     document = builder.build(name)
     if keep_refs:
         document.schemas = builder.shared_schemas()
-    document.warnings = _dedupe(warnings + resolver.warnings + builder.warnings)
+    document.warnings = _dedupe(warnings + refs.warnings + builder.warnings)
     return document
 
 
