@@ -312,6 +312,35 @@ async def test_rate_limits_are_per_connection(base_url):
         await http.aclose()
 
 
+async def test_a_declared_rate_limit_paces_the_connection_and_the_default_applies_without_one(base_url):
+    from engine.http import DEFAULT_RATE_LIMIT
+
+    declared = load_connector({**CONNECTOR, "rate_limit": {"requests": 100, "per_seconds": 10, "burst": 5, "concurrency": 3}})
+    undeclared = load_connector({**CONNECTOR, "id": "plain"})
+    http = HttpClient(egress=EgressPolicy(allow=("127.0.0.1",)))
+    try:
+        auth = Authenticator(StaticCredentials({"demo": {"key": "k"}, "plain": {"key": "k"}}), OAuth2Client(http))
+        executor = ActionExecutor({"demo": declared, "plain": undeclared}, http=http, auth=auth,
+                                  base_urls={"demo": base_url, "plain": base_url}, connection_scope="cust_a")
+        await executor.call("demo", "echo", {"name": "x"})
+        await executor.call("plain", "echo", {"name": "x"})
+        assert http.rate_limit_stats("demo:cust_a").rate == 10.0  # 100 per 10 seconds
+        assert http.rate_limit_stats("plain:cust_a").rate == DEFAULT_RATE_LIMIT.per_second
+        assert DEFAULT_RATE_LIMIT.per_second != 10.0
+    finally:
+        await http.aclose()
+
+
+def test_rate_limit_spec_refuses_bad_quotas():
+    from engine.errors import SpecValidationError
+
+    for bad in ({"requests": 0, "per_seconds": 10}, {"requests": 10, "per_seconds": 0}, {"requests": 10},
+                {"requests": 10, "per_seconds": 1, "burst": 0}, {"requests": 10, "per_seconds": 1, "per_minute": 3}):
+        with pytest.raises(SpecValidationError) as info:
+            load_connector({**CONNECTOR, "rate_limit": bad})
+        assert all(p.pointer.startswith("/rate_limit") for p in info.value.problems), info.value.problems
+
+
 async def test_raw_request_escape_hatch(executor):
     from engine.actions import RAW_REQUEST
 

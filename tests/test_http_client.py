@@ -205,6 +205,7 @@ def test_public_surface() -> None:
             "Attempt",
             "EgressGuard",
             "EgressPolicy",
+            "GuardedTransport",
             "HttpClient",
             "Observer",
             "RateLimit",
@@ -459,6 +460,94 @@ async def test_rate_limit_records_the_waits(client: HttpClient, script: Script, 
     assert waits[0] == 0 and waits[1] > 0 and waits[2] > 0
     assert stats.waited_seconds > 0
     assert client.rate_limit_stats("never-used").acquired == 0
+
+
+class RateClock:
+    """The rate limiters' clock and sleep: sleeping moves the clock, and every wait is recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(round(seconds, 6))
+        self.now += seconds
+
+
+def test_a_documented_quota_becomes_a_rate_limit() -> None:
+    assert RateLimit.of(100, 10) == RateLimit(per_second=10.0, burst=100)
+    assert RateLimit.of(60, 60, burst=5, concurrency=2) == RateLimit(per_second=1.0, burst=5, concurrency=2)
+    with pytest.raises(ValueError):
+        RateLimit.of(0, 10)
+    with pytest.raises(ValueError):
+        RateLimit(concurrency=0)
+
+
+async def test_declared_rate_spaces_requests_after_the_burst(script: Script, base: str) -> None:
+    clock = RateClock()
+    limit = RateLimit.of(10, 1, burst=2)  # 10 per second: one every 0.1 s after two at once
+    async with make_client(rate_clock=clock, rate_sleep=clock.sleep) as http:
+        for i in range(4):
+            await http.request("GET", f"{base}/r{i}", rate_key="conn", rate_limit=limit)
+        stats = http.rate_limit_stats("conn")
+    # two at once, then one interval (0.1 s) apart
+    assert clock.waits == [0.1, 0.1]
+    assert (stats.acquired, stats.delayed, stats.rate) == (4, 2, 10.0)
+
+
+async def test_429_with_retry_after_slows_the_next_calls(sleeps: Sleeps, script: Script, base: str) -> None:
+    clock = RateClock()
+    limit = RateLimit.of(10, 1)  # 10 per second, bursts of 10: nothing would wait without the 429
+    script.reply("/limited", (429, {"Retry-After": "3"}, b"slow down"))
+    async with make_client(sleep=sleeps, rate_clock=clock, rate_sleep=clock.sleep) as http:
+        first = await http.request("GET", f"{base}/limited", rate_key="conn", rate_limit=limit)
+        assert first.status_code == 200 and sleeps.calls == [3.0]  # the call itself was retried after 3 s
+        stats = http.rate_limit_stats("conn")
+        # the connection sends slower now: halved by the 429, a little given back by the retry's 200
+        assert stats.throttled == 1 and stats.rate == 5.5
+        records: list[Attempt] = []
+        for i in range(3):
+            await http.request("GET", f"{base}/next{i}", rate_key="conn", rate_limit=limit, observer=records.append)
+    # The retry waited out Retry-After in the limiter too (the injected retry sleep does not move
+    # this clock); then no burst: the next calls go one interval of the lowered rate apart.
+    assert clock.waits[0] == 3.0
+    assert all(w > 0 for w in clock.waits[1:]) and len(clock.waits) == 4
+    assert all(r.rate_wait_ms > 0 for r in records)
+    # another connection is not slowed by this one's 429
+    async with make_client(rate_clock=clock, rate_sleep=clock.sleep) as http:
+        await http.request("GET", f"{base}/other", rate_key="other", rate_limit=limit)
+        assert http.rate_limit_stats("other").delayed == 0
+
+
+async def test_answers_after_a_429_give_the_rate_back(script: Script, base: str) -> None:
+    clock = RateClock()
+    limit = RateLimit.of(10, 1)
+    script.reply("/limited", (429, {}, b""))
+    async with make_client(rate_clock=clock, rate_sleep=clock.sleep, retry=NO_RETRY) as http:
+        await http.request("GET", f"{base}/limited", rate_key="conn", rate_limit=limit)
+        assert http.rate_limit_stats("conn").rate == 5.0
+        for i in range(12):
+            await http.request("GET", f"{base}/ok{i}", rate_key="conn", rate_limit=limit)
+        assert http.rate_limit_stats("conn").rate == 10.0
+
+
+async def test_concurrency_caps_requests_in_flight(script: Script, base: str) -> None:
+    limit = RateLimit(per_second=1000.0, burst=1000, concurrency=1)
+    async with make_client() as http:
+        hung = asyncio.create_task(http.request("GET", f"{base}/hang", rate_key="one", rate_limit=limit))
+        second = asyncio.create_task(http.request("GET", f"{base}/after", rate_key="one", rate_limit=limit))
+        for _ in range(500):
+            if len(script.seen) >= 1 and http.rate_limit_stats("one").acquired == 2:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert script.paths() == ["/hang"]  # the second holds a rate slot but no concurrency slot
+        script.release.set()
+        await asyncio.gather(hung, second)
+    assert script.paths() == ["/hang", "/after"]
 
 
 def test_policies_refuse_bad_values() -> None:

@@ -15,7 +15,7 @@ import httpx
 from ..errors import ActionFailed, ResponseInvalid, UnknownAction
 from ..expressions import evaluate
 from ..auth import Authenticator, OutgoingRequest
-from ..http import Attempt, HttpClient
+from ..http import Attempt, HttpClient, RateLimit
 from ..specs import ActionSpec, ConnectorSpec
 from ..workflow import ActionCall, Redactor, TraceRecord
 from ._pagination import Page, paginate
@@ -242,12 +242,23 @@ class ActionExecutor:
         scheme = action.auth or connector.auth
         authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
         rate_key = f"{connector.id}:{self.connection_scope}" if self.connection_scope else connector.id
-        response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, observer=observe, follow_redirects=follow)
+        rate_limit = rate_limit_of(connector)
+        response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, rate_limit=rate_limit,
+                                           observer=observe, follow_redirects=follow)
         # An OAuth token revoked or rotated elsewhere: refresh once and retry.
         if response.status_code == 401 and action.auth is None and await self.auth.on_unauthorized(connector, authorized):
             authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
-            response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, observer=observe, follow_redirects=follow)
+            response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, rate_limit=rate_limit,
+                                               observer=observe, follow_redirects=follow)
         return response, applied_secrets(authorized)
+
+
+def rate_limit_of(connector: ConnectorSpec) -> RateLimit | None:
+    """The provider's declared quota as the HTTP layer's policy; None (the client's default) when undeclared."""
+    declared = connector.rate_limit
+    if declared is None:
+        return None
+    return RateLimit.of(declared.requests, declared.per_seconds, burst=declared.burst, concurrency=declared.concurrency)
 
 
 _SENSITIVE_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|apikey|authorization|private[_-]?key|credential", re.I)

@@ -39,6 +39,7 @@ from ._policies import (
 from ._ratelimit import RateLimiters, RateLimiterStats
 from ._retry import (
     AttemptFailed,
+    parse_retry_after,
     Random,
     RequestInvalid,
     ResponseTooLarge,
@@ -122,7 +123,11 @@ class HttpClient:
     - ``timeouts``, ``retry``, ``rate_limit`` (applied per ``rate_key``), ``max_redirects``.
     - ``sensitive_headers``: dropped on cross-origin redirects (plus DEFAULT_SENSITIVE_HEADERS).
     - ``sleep``, ``random``, ``clock``: injected for deterministic tests (retry waits,
-      jitter in [0, 1), latency measurement).
+      jitter in [0, 1), latency measurement); ``rate_clock`` and ``rate_sleep``: the rate
+      limiters' schedule (monotonic seconds) and their waits.
+
+    Rate limits adapt: a 429 on a ``rate_key`` slows that key's later requests and holds
+    them until its ``Retry-After`` has passed (see ``engine/http/_ratelimit.py``).
     - ``verify``: TLS verification (an ``ssl.SSLContext`` to trust a private CA).
     - ``max_response_bytes``: the largest response body (decoded) read; a larger one fails the
       request without retries, so one upstream cannot exhaust a process every tenant shares.
@@ -145,6 +150,8 @@ class HttpClient:
         sleep: Sleep = asyncio.sleep,
         random: Random = _random.random,
         clock: Callable[[], float] = time.perf_counter,
+        rate_clock: Callable[[], float] = time.monotonic,
+        rate_sleep: Sleep = asyncio.sleep,
     ) -> None:
         if max_redirects < 0:
             raise ValueError(f"max_redirects must be >= 0, got {max_redirects}")
@@ -161,6 +168,8 @@ class HttpClient:
         self._sleep = sleep
         self._random = random
         self._clock = clock
+        self._rate_clock = rate_clock
+        self._rate_sleep = rate_sleep
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
 
     # -- shared state --------------------------------------------------------------------
@@ -178,7 +187,7 @@ class HttpClient:
                 cookies=_NoCookies(),  # a CookieJar is used as is; httpx.Cookies would be copied
                 headers={"User-Agent": self._user_agent},
             )
-            state = self._states[loop] = _LoopState(client, transport, RateLimiters(self._clock), self._max_response_bytes)
+            state = self._states[loop] = _LoopState(client, transport, RateLimiters(self._rate_clock, self._rate_sleep), self._max_response_bytes)
         return state
 
     def shared_client(self) -> httpx.AsyncClient:
@@ -352,8 +361,19 @@ class HttpClient:
             error: str | None = None
             received = 0
             try:
-                async with asyncio.timeout(timeouts.total):
-                    response = await state.send(req)
+                if rate_key is None:
+                    async with asyncio.timeout(timeouts.total):
+                        response = await state.send(req)
+                else:
+                    async with state.limiters.in_flight(rate_key, limit), asyncio.timeout(timeouts.total):
+                        response = await state.send(req)
+                    if response.status_code == 429:
+                        # Slow the whole connection, not only this call's retry.
+                        retry_after = parse_retry_after(response.headers.get("retry-after"),
+                                                        date=response.headers.get("date"))
+                        state.limiters.throttled(rate_key, limit, retry_after)
+                    else:
+                        state.limiters.answered(rate_key, limit)
                 status, received = response.status_code, response.num_bytes_downloaded
                 return response
             except EgressDenied as exc:

@@ -107,15 +107,32 @@ NO_RETRY = RetryPolicy(max_attempts=1)
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """At most ``per_second`` requests per second on average per connection key, bursts of ``burst``."""
+    """At most ``per_second`` requests per second on average per connection key, bursts of
+    ``burst``, and (when set) at most ``concurrency`` requests of the key in flight at once.
+
+    A provider's documented quota ("100 requests per 10 seconds") is :meth:`of`.
+    """
 
     per_second: float = DEFAULT_RATE_PER_SECOND
     burst: int = DEFAULT_RATE_BURST
+    concurrency: int | None = None
 
     def __post_init__(self) -> None:
         _positive("RateLimit.per_second", self.per_second)
         if not isinstance(self.burst, int) or self.burst < 1:
             raise ValueError(f"RateLimit.burst must be an integer >= 1, got {self.burst!r}")
+        if self.concurrency is not None and (not isinstance(self.concurrency, int) or self.concurrency < 1):
+            raise ValueError(f"RateLimit.concurrency must be an integer >= 1 or None, got {self.concurrency!r}")
+
+    @classmethod
+    def of(cls, requests: int, per_seconds: float, *, burst: int | None = None,
+           concurrency: int | None = None) -> "RateLimit":
+        """``requests`` per ``per_seconds`` seconds; the burst defaults to the whole window's
+        ``requests`` (what a fixed-window quota lets through at once)."""
+        _positive("RateLimit requests", requests)
+        _positive("RateLimit per_seconds", per_seconds)
+        return cls(per_second=requests / per_seconds, burst=burst if burst is not None else max(1, int(requests)),
+                   concurrency=concurrency)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,66 +1,139 @@
-"""Per-connection rate limiting: one aiolimiter leaky bucket per rate key."""
+"""Per-connection rate limiting: one adaptive bucket per rate key.
+
+Each bucket schedules requests by the generic cell rate algorithm (GCRA, the
+leaky bucket as a virtual schedule): a request reserves the next slot at once
+and sleeps until it, so waiters keep their order, a cancelled waiter gives its
+slot up late rather than early, and no loop polls the clock.
+
+The bucket adapts to the upstream: a 429 halves the rate it sends at (down to
+an eighth of the declared one) and holds every later request of the key until
+``Retry-After`` has passed, then lets them through one interval apart, with no
+burst; each answer that is not a 429 gives back a twentieth of the declared
+rate, so a connection that was throttled once returns to its declared limit
+after about twenty good answers. A declared ``concurrency`` caps the requests
+of the key in flight at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from aiolimiter import AsyncLimiter
-
 from ._policies import RateLimit
+
+# The slowest a bucket adapts down to, as a share of its declared rate.
+MIN_RATE_SHARE = 1 / 8
+# What one answer that is not a 429 gives back, as a share of the declared rate.
+RECOVERY_SHARE = 1 / 20
 
 
 @dataclass(slots=True)
 class RateLimiterStats:
     """What one rate key's limiter has done: requests let through, how many had to wait,
-    how many wait now, and the seconds spent waiting in all."""
+    how many wait now, the seconds spent waiting in all, the 429s it was told of, and the
+    rate (requests per second) it sends at now (the declared one unless a 429 lowered it)."""
 
     acquired: int = 0
     delayed: int = 0
     waiting: int = 0
     waited_seconds: float = 0.0
+    throttled: int = 0
+    rate: float = 0.0
 
 
 class _Bucket:
-    __slots__ = ("limit", "limiter", "stats")
+    __slots__ = ("limit", "rate", "tat", "stats", "slots")
 
-    def __init__(self, limit: RateLimit):
+    def __init__(self, limit: RateLimit, now: float):
         self.limit = limit
-        # A bucket of ``burst`` drained at ``per_second``: bursts of ``burst`` requests,
-        # then ``per_second`` on average.
-        self.limiter = AsyncLimiter(max_rate=limit.burst, time_period=limit.burst / limit.per_second)
-        self.stats = RateLimiterStats()
+        self.rate = limit.per_second
+        self.tat = now  # theoretical arrival time of the next request (GCRA)
+        self.stats = RateLimiterStats(rate=limit.per_second)
+        self.slots = asyncio.Semaphore(limit.concurrency) if limit.concurrency else None
+
+    def reserve(self, now: float) -> float:
+        """Take the next slot; the seconds until it (0.0: now)."""
+        interval = 1.0 / self.rate
+        tolerance = (self.limit.burst - 1) * interval
+        start = max(now, self.tat - tolerance)
+        self.tat = max(self.tat, now) + interval
+        return start - now
+
+    def throttled(self, now: float, retry_after: float | None) -> None:
+        self.stats.throttled += 1
+        self.rate = max(self.limit.per_second * MIN_RATE_SHARE, self.rate / 2)
+        self.stats.rate = self.rate
+        pause = retry_after if retry_after is not None else 1.0 / self.rate
+        # Nothing goes before the pause ends, and no burst after it: the upstream just said
+        # the connection is over its quota, whatever the bucket thought was left.
+        tolerance = (self.limit.burst - 1) / self.rate
+        self.tat = max(self.tat, now + pause + tolerance)
+
+    def answered(self) -> None:
+        if self.rate < self.limit.per_second:
+            self.rate = min(self.limit.per_second, self.rate + self.limit.per_second * RECOVERY_SHARE)
+            self.stats.rate = self.rate
 
 
 class RateLimiters:
-    """The rate limiters of one event loop, by rate key (aiolimiter binds to one loop)."""
+    """The rate limiters of one event loop, by rate key.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    ``clock`` (seconds, monotonic) and ``sleep`` are injectable so tests can watch the
+    schedule without waiting for it.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self._buckets: dict[str, _Bucket] = {}
         self._clock = clock
+        self._sleep = sleep
 
-    async def acquire(self, key: str, limit: RateLimit) -> float:
-        """Wait for capacity under ``key``; returns the seconds waited (0.0 when none)."""
+    def _bucket(self, key: str, limit: RateLimit) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None or bucket.limit != limit:
-            bucket = self._buckets[key] = _Bucket(limit)
+            bucket = self._buckets[key] = _Bucket(limit, self._clock())
+        return bucket
+
+    async def acquire(self, key: str, limit: RateLimit) -> float:
+        """Wait for a slot under ``key``; returns the seconds waited (0.0 when none)."""
+        bucket = self._bucket(key, limit)
         stats = bucket.stats
-        if bucket.limiter.has_capacity():
-            await bucket.limiter.acquire()
+        delay = bucket.reserve(self._clock())
+        if delay <= 0:
             stats.acquired += 1
             return 0.0
         stats.waiting += 1
-        started = self._clock()
         try:
-            await bucket.limiter.acquire()
+            await self._sleep(delay)
         finally:
             stats.waiting -= 1
-        waited = max(0.0, self._clock() - started)
         stats.acquired += 1
         stats.delayed += 1
-        stats.waited_seconds += waited
-        return waited
+        stats.waited_seconds += delay
+        return delay
+
+    @asynccontextmanager
+    async def in_flight(self, key: str, limit: RateLimit) -> AsyncIterator[None]:
+        """Hold one of ``key``'s concurrent slots for the block (nothing when the limit sets none)."""
+        slots = self._bucket(key, limit).slots
+        if slots is None:
+            yield
+            return
+        async with slots:
+            yield
+
+    def throttled(self, key: str, limit: RateLimit, retry_after: float | None) -> None:
+        """The upstream answered ``key`` with 429: slow the key down and hold it for ``retry_after`` seconds."""
+        self._bucket(key, limit).throttled(self._clock(), retry_after)
+
+    def answered(self, key: str, limit: RateLimit) -> None:
+        """The upstream answered ``key`` with something other than 429: recover some of the rate."""
+        bucket = self._buckets.get(key)
+        if bucket is not None and bucket.limit == limit:
+            bucket.answered()
 
     def stats(self, key: str) -> RateLimiterStats:
         """A copy of ``key``'s counters (all zero for a key never used)."""
@@ -68,4 +141,4 @@ class RateLimiters:
         if bucket is None:
             return RateLimiterStats()
         s = bucket.stats
-        return RateLimiterStats(s.acquired, s.delayed, s.waiting, s.waited_seconds)
+        return RateLimiterStats(s.acquired, s.delayed, s.waiting, s.waited_seconds, s.throttled, s.rate)

@@ -174,6 +174,27 @@ class EventSpec(_Model):
         return self
 
 
+class RateLimitSpec(_Model):
+    """The provider's documented request quota for one connection (one customer's credentials).
+
+    ``{requests: 100, per_seconds: 10}`` is "100 requests per 10 seconds". The engine
+    spaces requests evenly at that average rate, lets ``burst`` of them through at once
+    (default: the whole window's ``requests``), keeps at most ``concurrency`` in flight
+    when given, and slows down further when the provider answers 429 (honouring its
+    ``Retry-After``). Without a ``rate_limit`` the engine's conservative default applies.
+    """
+
+    requests: int = Field(ge=1, description="requests allowed in each window of per_seconds seconds")
+    per_seconds: float = Field(gt=0, description="the window's length in seconds")
+    burst: int | None = Field(default=None, ge=1, description="requests allowed at once (default: requests)")
+    concurrency: int | None = Field(default=None, ge=1, description="requests allowed in flight at once (default: no cap)")
+
+    @property
+    def per_second(self) -> float:
+        """The average rate allowed, in requests per second."""
+        return self.requests / self.per_seconds
+
+
 class ConnectorSpec(_Model):
     """A versioned description of one app: base URL, auth, actions and events."""
 
@@ -185,6 +206,10 @@ class ConnectorSpec(_Model):
     auth: AuthSpec = Field(default_factory=NoAuth)
     actions: dict[str, ActionSpec] = Field(default_factory=dict)
     events: dict[str, EventSpec] = Field(default_factory=dict)
+    rate_limit: RateLimitSpec | None = Field(
+        default=None,
+        description="the provider's documented request quota per connection; without one the engine's default applies",
+    )
     source: dict[str, Any] | None = Field(default=None, description="provenance, e.g. the imported document's title and version")
     defs: dict[str, dict[str, Any] | bool] | None = Field(
         default=None, alias="$defs",
