@@ -52,3 +52,22 @@ def test_import_bench_says_when_nothing_matches():
     done = subprocess.run([sys.executable, str(IMPORT_BENCH), "--only", "no-such-document.yaml"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no documents found" in done.stderr
+
+
+SYNC_BENCH = ROOT / "bench" / "sync.py"
+
+
+def test_sync_bench_runs_and_prints_records_per_second_and_memory():
+    done = subprocess.run([sys.executable, str(SYNC_BENCH), "--sizes", "150", "--create-sizes", "40"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr + done.stdout
+    for path, size in (("unchanged", 150), ("create", 40)):
+        row = re.search(rf"^{path}\s+{size}\s+(\d+\.\d\d)\s+(\d+)\s+\S+\s+\S+\s+(\d+\.\d\d)\s+(\d+)\s+(\d+)", done.stdout, re.M)
+        assert row is not None, done.stdout
+        assert float(row.group(1)) > 0 and int(row.group(2)) > 0 and int(row.group(5)) > 0
+
+
+def test_sync_bench_refuses_a_bad_size():
+    done = subprocess.run([sys.executable, str(SYNC_BENCH), "--sizes", "0"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "record counts must be >= 1" in done.stderr

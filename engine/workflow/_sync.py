@@ -33,6 +33,9 @@ from ..expressions import evaluate, is_template, render
 from ..specs import SyncSpec
 
 DEFAULT_WRITE_INPUT = {"body": "{{ fields }}"}
+# Source records compared in one worker-thread hop: a hop costs about as much as mapping a
+# record, and the budget's meter is charged from inside every evaluation all the same.
+SYNC_BATCH = 256
 ID_FIELDS = ("id", "ID", "Id", "_id")
 
 
@@ -232,21 +235,52 @@ async def run_sync(spec: SyncSpec, env: SyncEnv) -> dict[str, Any]:
                         pointer + "/map")
         return keys, normalised, slot, fields
 
+    def compare(start: int) -> tuple[list[dict[str, Any]], int, Any]:
+        """Match and map records from ``start`` on, in one worker-thread hop, until one needs a
+        write or the batch ends; returns the results of those that need none, the position
+        reached, and the match of the record there (None at the end of the batch).
+
+        Pure until it returns (the index is read, never changed), as ``Evaluator.run`` needs:
+        it may run once inline and again in a thread."""
+        done: list[dict[str, Any]] = []
+        end = min(len(source), start + SYNC_BATCH)
+        position = start
+        while position < end:
+            record = source[position]
+            matched = match(record)
+            keys, _, slot, fields = matched
+            if not keys:
+                done.append({"index": position, "key": None, "op": "skipped"})
+            elif slot is not None and spec.skip_unchanged and is_subset(fields, slot.record):
+                entry = {"index": position, "key": keys[0], "op": "unchanged"}
+                target_id = _record_id(slot.record)
+                if target_id is not None:
+                    entry["target_id"] = target_id
+                done.append(entry)
+            else:
+                return done, position, matched
+            position += 1
+        return done, position, None
+
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     skipped: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
-    for position, record in enumerate(source):
-        keys, normalised, slot, fields = await env.evaluate(match, record)
-        if not keys:
-            skipped.append({"index": position, "reason": "no match key"})
-            results.append({"index": position, "key": None, "op": "skipped"})
+    position = 0
+    while position < len(source):
+        done, position, pending = await env.evaluate(compare, position)
+        for entry in done:
+            if entry["op"] == "skipped":
+                skipped.append({"index": entry["index"], "reason": "no match key"})
+            else:
+                counts["unchanged"] += 1
+        results.extend(done)
+        if pending is None:
             continue
+        record = source[position]
+        keys, normalised, slot, fields = pending
         current = slot.record if slot else None
         write_context = env.with_secrets({**base, "source": record, "target": current, "fields": fields})
-
-        if slot is not None and spec.skip_unchanged and is_subset(fields, current):
-            op = "unchanged"
-        elif slot is not None:
+        if slot is not None:
             if not target.update:
                 raise SyncConfigError(env.run_id, env.step_id, f"source record {position} (key {keys[0]!r}) matches "
                                       "a target record that needs changes, but target.update names no action")
@@ -273,6 +307,7 @@ async def run_sync(spec: SyncSpec, env: SyncEnv) -> dict[str, Any]:
         if target_id is not None:
             entry["target_id"] = target_id
         results.append(entry)
+        position += 1
 
     return {**counts, "skipped": skipped, "results": results}
 
