@@ -17,7 +17,7 @@ SURFACES = {
         "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
         "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
         "FilterStep", "ForeachSpec", "ForeachStep", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
-        "Pagination", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
+        "Pagination", "RateLimitSpec", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
         "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "deref", "iter_steps",
         "json_pointer", "load_connector", "load_connectors_dir", "load_model", "load_workflow", "parse_document",
         "spec_json_schema", "with_defs", "write_json_schemas",
