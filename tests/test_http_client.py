@@ -205,6 +205,7 @@ def test_public_surface() -> None:
             "Attempt",
             "EgressGuard",
             "EgressPolicy",
+            "GuardedTransport",
             "HttpClient",
             "Observer",
             "RateLimit",
