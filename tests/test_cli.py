@@ -8,8 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,14 +20,6 @@ from switchboard.bootstrap import DevCredentials
 from switchboard.cli import cli
 
 SWITCHBOARD_BIN = Path(sys.executable).with_name("switchboard")
-
-
-@pytest.fixture
-def fresh_db(database_url: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    url = store.create_database(database_url, name)
-    yield url
-    store.drop_database(database_url, name)
 
 
 def _invoke(*args: str, env: dict[str, str]) -> object:
