@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import quote, unquote, urlsplit
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from referencing.exceptions import Unresolvable
 
 from ..errors import ActionInputInvalid, Problem, UnknownAction
 from ..expressions import as_text, render
-from ..specs import ActionSpec, ConnectorSpec, with_defs
+from ..specs import ActionSpec, ConnectorSpec
 
 
 @dataclass
@@ -49,7 +48,7 @@ def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, valu
         ActionInputInvalid: listing each problem with its JSON pointer in the input.
     """
     try:
-        validator = _validator(action.input, connector.defs)
+        validator = connector.schema_validator(action.input)
     except SchemaError as exc:
         raise ActionInputInvalid(connector.id, name, [Problem("/input", f"the action's input schema is invalid: {exc.message}")]) from None
     try:
@@ -60,21 +59,6 @@ def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, valu
     if errors:
         problems = [Problem(_pointer(e.absolute_path), e.message) for e in errors[:20]]
         raise ActionInputInvalid(connector.id, name, problems)
-
-
-_VALIDATORS: dict[tuple[int, int], tuple[dict, Any, Draft202012Validator]] = {}
-
-
-def _validator(schema: dict, defs: dict[str, Any] | None = None) -> Draft202012Validator:
-    # Compiled once per schema object and connector $defs (specs are immutable once loaded);
-    # the objects are kept with their validator so a recycled id() can never return another's.
-    # The shared schemas were checked when the connector loaded: only the action's own is here.
-    key = (id(schema), id(defs))
-    found = _VALIDATORS.get(key)
-    if found is None or found[0] is not schema or found[1] is not defs:
-        Draft202012Validator.check_schema(schema)
-        found = _VALIDATORS[key] = (schema, defs, Draft202012Validator(with_defs(schema, defs)))
-    return found[2]
 
 
 def _pointer(path: Any) -> str:
