@@ -268,6 +268,14 @@ class ConnectorSpec(_Model):
         """
         return deref(schema, self.defs)
 
+    def __eq__(self, other: object) -> bool:
+        # Two specs are equal by their fields; the validators one of them has cached are not part of it.
+        if not isinstance(other, ConnectorSpec):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable model, as pydantic's own
+
     def schema_validator(self, schema: dict[str, Any]) -> Any:
         """A compiled ``jsonschema`` validator of ``schema`` (an action's input or output) with this
         connector's ``$defs``, built once per schema object of this spec. Raises ``SchemaError``
