@@ -129,6 +129,8 @@ class Binding:
     # stored parents this path names, each with its parameters' names here (``ConversationSid`` for ``Sid``)
     parents: list[tuple[Resource, dict[str, str]]] = field(default_factory=list)
     record_prop: str | None = None  # the member holding the one record in the answer (Xero's ``employee``)
+    # on an alternate item path (``/Contacts/{ContactNumber}``): the parameter and the record field it looks up
+    lookup: tuple[str, str] | None = None
 
 
 def norm(name: str) -> str:
@@ -275,9 +277,17 @@ def _strictness(schema: Any, defs: Defs = None) -> int:
     return 1 + bool(merged.get("format")) + bool(merged.get("pattern")) + ("integer" in _types(merged))
 
 
+def _id_like(name: str) -> bool:
+    low = norm(name)
+    return low in ("id", "sid", "uuid", "key") or low.endswith(("id", "sid", "uuid"))
+
+
 def _id_field(resource: Resource, schema: dict, defs: Defs = None) -> str | None:
     props = properties(schema, defs)
     by_norm = {norm(n): n for n in props}
+    # the item parameter names the id when the record has that field (Xero's RepeatingInvoiceID beside an ID)
+    if resource.item_param and _id_like(resource.item_param) and norm(resource.item_param) in by_norm:
+        return by_norm[norm(resource.item_param)]
     candidates = ["id", singular(resource.name) + "id", singular(resource.name) + "sid", "sid", "uuid", "key"]
     for candidate in candidates:
         if candidate in by_norm:
@@ -388,16 +398,24 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
     for operation in document.operations:
         by_path[operation.path.rstrip("/") or "/"].setdefault(operation.method.upper(), operation)
 
-    item_of: dict[str, tuple[str, str]] = {}
+    items_below: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for template, ops in by_path.items():
         segments = split_template(template)
         if len(segments) >= 2 and re.fullmatch(r"\{[^{}]+\}", segments[-1]) and any(m in ops for m in _ITEM_METHODS):
             parent = "/" + "/".join(segments[:-1])
-            item_of.setdefault(parent, (template, segments[-1][1:-1]))
+            items_below[parent].append((template, segments[-1][1:-1]))
+    # a collection may be addressed by more than one key (Xero's /Contacts/{ContactID} and
+    # /Contacts/{ContactNumber}): the id-like parameter is the item path, the others look records up by field
+    item_of: dict[str, tuple[str, str]] = {}
+    alternates: dict[str, tuple[str, str]] = {}  # alternate item template -> (collection template, parameter)
+    for parent, found in items_below.items():
+        ranked = sorted(found, key=lambda tp: not _id_like(tp[1]))
+        item_of[parent] = ranked[0]
+        alternates.update((template, (parent, param)) for template, param in ranked[1:])
 
     resources: dict[str, Resource] = {}
     list_shapes: dict[str, ListShape] = {}
-    item_paths = {item for item, _ in item_of.values()}
+    item_paths = {item for item, _ in item_of.values()} | set(alternates)
     for template in sorted(set(by_path) | set(item_of)):
         if template in item_paths and template not in item_of:
             continue
@@ -477,6 +495,14 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
     id_names = tuple({norm(r.id_field) for r in resources.values() if r.id_field} | {norm(r.key_field) for r in resources.values() if r.key_field})
     bindings: dict[tuple[str, str], Binding] = {}
     item_templates = {r.item_template: r for r in resources.values() if r.item_template}
+    lookups: dict[str, tuple[str, str]] = {}
+    for template, (parent, param) in alternates.items():
+        owner = resources.get(parent)
+        if owner is None or owner.singleton or not owner.item_template:
+            continue
+        item_templates[template] = owner
+        field_name = next((n for n in properties(owner.item_schema, defs) if norm(n) == norm(param)), None)
+        lookups[template] = (param, field_name or param)
     for template, ops in by_path.items():
         for method, operation in ops.items():
             status, success = _success(document, operation)
@@ -489,8 +515,9 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
                 shape = list_shape(_schema_of(success), resource.name, ids, defs)
                 if shape is None and _schema_of(success) is not None:
                     record_prop = record_envelope(_schema_of(success), resource.name, ids, defs)
+            lookup = lookups.get(served) if role in (Role.GET, Role.REPLACE, Role.MERGE, Role.DELETE) else None
             bindings[(method, template)] = Binding(operation, role, resource, status, success, shape,
-                                                   _parents(template, resources), record_prop)
+                                                   _parents(template, resources), record_prop, lookup)
     return list(resources.values()), bindings
 
 

@@ -165,9 +165,10 @@ class Sandbox:
     def handle(self, request: IncomingRequest) -> Reply:
         """Answer one request (never raises for a bad request: errors become 4xx replies)."""
         try:
-            route, operation, raw_params = self.routes.match(request.method, request.path)
+            _, operation, _ = self.routes.match(request.method, request.path)
             check_security(operation, self.document.security_schemes, request, self._requirements)
-            operation, checked = self._first_fitting(route.candidates(request.method), raw_params, request)
+            operation, checked, raw_params = self._first_fitting(self.routes.alternatives(request.method, request.path),
+                                                                 request)
             binding = self.bindings[(operation.method.upper(), operation.path.rstrip("/") or "/")]
             for parent, names in binding.parents:
                 self._require_parent(parent, names, raw_params, request)
@@ -180,16 +181,16 @@ class Sandbox:
                               "message": f"{type(error).__name__}: {error}", "problems": []}}
             return Reply(500, body)
 
-    def _first_fitting(self, candidates: list[Operation], raw: dict[str, str],
-                       request: IncomingRequest) -> tuple[Operation, CheckedRequest]:
-        """The first operation whose parameters and body the request fits, and the checked request.
+    def _first_fitting(self, candidates: list[tuple[Operation, dict[str, str]]],
+                       request: IncomingRequest) -> tuple[Operation, CheckedRequest, dict[str, str]]:
+        """The first operation whose parameters and body the request fits, the checked request and its path parameters.
 
         Raises the first operation's refusal when none fits.
         """
         refusal: SandboxRequestError | None = None
-        for operation in candidates:
+        for operation, raw in candidates:
             try:
-                return operation, check_request(operation, raw, request, self.defs)
+                return operation, check_request(operation, raw, request, self.defs), raw
             except SandboxRequestInvalid as error:
                 refusal = refusal or error
         assert refusal is not None
@@ -339,7 +340,16 @@ class Sandbox:
     def _item_address(self, b: Binding, raw: dict[str, str]) -> tuple[Resource, Scope, str]:
         resource = b.resource
         assert resource is not None and resource.item_param is not None
-        return resource, self._scope(resource, raw), str(raw[resource.item_param])
+        scope = self._scope(resource, raw)
+        if b.lookup is None:
+            return resource, scope, str(raw[resource.item_param])
+        # an alternate key (``/Contacts/{ContactNumber}``): the record whose field holds the value, else (for
+        # a virtual resource, where every key has a record) the value as the key
+        param, field_name = b.lookup
+        value = str(raw[param])
+        found = next((e.key for e in self._all(resource, scope) if field_name in e.data
+                      and _text(e.data[field_name]) == value), None)
+        return resource, scope, found if found is not None else value
 
     def _all(self, resource: Resource, scope: Scope) -> list[Entry]:
         stored = self.store.entries(resource.key, scope)
@@ -548,6 +558,12 @@ class Sandbox:
             at = "".join("/" + str(p) for p in error.absolute_path)
             raise SandboxSetupError("seed", pointer + at, f"record does not fit {resource.key}: {error.message}")
         return Entry(key, scope, data)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
