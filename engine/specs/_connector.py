@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ._auth import AuthSpec, NoAuth
@@ -192,8 +192,6 @@ class ConnectorSpec(_Model):
                     "{\"$ref\": \"#/$defs/<name>\"}; imported connectors keep each schema their document reuses here once",
     )
 
-    _validators: dict[int, tuple[dict[str, Any], Any]] = PrivateAttr(default_factory=dict)
-
     @field_validator("actions")
     @classmethod
     def _action_names(cls, actions: dict[str, ActionSpec]) -> dict[str, ActionSpec]:
@@ -267,28 +265,6 @@ class ConnectorSpec(_Model):
         schemas may be recursive, so walkers bound their depth.
         """
         return deref(schema, self.defs)
-
-    def __eq__(self, other: object) -> bool:
-        # Two specs are equal by their fields; the validators one of them has cached are not part of it.
-        if not isinstance(other, ConnectorSpec):
-            return NotImplemented
-        return self.__dict__ == other.__dict__
-
-    __hash__ = None  # type: ignore[assignment]  # mutable model, as pydantic's own
-
-    def schema_validator(self, schema: dict[str, Any]) -> Any:
-        """A compiled ``jsonschema`` validator of ``schema`` (an action's input or output) with this
-        connector's ``$defs``, built once per schema object of this spec. Raises ``SchemaError``
-        when ``schema`` is not a valid JSON Schema."""
-        from jsonschema import Draft202012Validator
-
-        # Kept on the spec (specs are immutable once loaded), so the cache lives and dies with it;
-        # the schema object is kept beside its validator so a recycled id() never returns another's.
-        found = self._validators.get(id(schema))
-        if found is None or found[0] is not schema:
-            Draft202012Validator.check_schema(schema)
-            found = self._validators[id(schema)] = (schema, Draft202012Validator(with_defs(schema, self.defs)))
-        return found[1]
 
     def standalone(self, schema: Any) -> Any:
         """``schema`` (an action's input or output, or a part of one) with this connector's ``$defs`` attached.
