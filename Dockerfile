@@ -13,6 +13,7 @@ COPY switchboard ./switchboard
 COPY engine ./engine
 COPY store ./store
 COPY api ./api
+COPY runtime ./runtime
 RUN pip install . \
     && useradd --system --create-home --home-dir /var/lib/switchboard switchboard
 

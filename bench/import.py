@@ -4,9 +4,8 @@ Usage::
 
     .venv/bin/python bench/import.py [--only NAME ...] [--large-only] [--profile NAME]
 
-For every document of the large folder (``tests/data/openapi/large``, else
-``shared/specs/large`` beside the repository) and of the regular specs folder
-(``shared/specs``), one child process per document (so peak memory is that
+For every document of the large folder (``tests/data/openapi/large``) and of the regular specs folder
+(``tests/data/openapi``), one child process per document (so peak memory is that
 document's alone) does, in order:
 
 * the baseline: read the file and parse it (JSON or YAML), the least any
@@ -55,8 +54,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "specs"
-LARGE_DIRS = (ROOT / "tests" / "data" / "openapi" / "large", SHARED / "large")
+SPECS = ROOT / "tests" / "data" / "openapi"
+LARGE_DIRS = (SPECS / "large",)
 SIZE_AIM, SIZE_LIMIT = 2.0, 3.0
 CHILD_TIMEOUT_S = 600
 
@@ -66,8 +65,8 @@ def _documents(only: list[str], large_only: bool) -> list[tuple[str, Path]]:
     large = next((d for d in LARGE_DIRS if d.is_dir()), None)
     if large is not None:
         found += [(f"large/{p.name}", p) for p in sorted(large.iterdir()) if p.suffix in (".json", ".yaml", ".yml")]
-    if SHARED.is_dir() and not large_only:
-        found += [(p.name, p) for p in sorted(SHARED.iterdir()) if p.suffix in (".json", ".yaml", ".yml")]
+    if SPECS.is_dir() and not large_only:
+        found += [(p.name, p) for p in sorted(SPECS.iterdir()) if p.suffix in (".json", ".yaml", ".yml")]
     if only:
         found = [(label, path) for label, path in found if path.name in only or label in only]
     return found
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     documents = _documents(args.only + ([args.profile] if args.profile else []), args.large_only)
     if not documents:
-        print("no documents found (looked in tests/data/openapi/large, shared/specs/large and shared/specs)",
+        print("no documents found (looked in tests/data/openapi/large and tests/data/openapi)",
               file=sys.stderr)
         return 2
     print(f"OpenAPI import, one process per document; baseline: reading and parsing the document "

@@ -74,6 +74,12 @@ class Principal:
         """Whether these credentials are limited to non-production environments (a Test key)."""
         return self.key_kind == "test"
 
+    @property
+    def hidden_environment(self) -> str | None:
+        """The environment (slug) whose rows lists leave out for these credentials: production for a
+        Test key, None otherwise."""
+        return PRODUCTION if self.test_only else None
+
     def can(self, area: str, action: str) -> bool:
         """Whether the role grants ``action`` on ``area``."""
         return action in self.permissions.get(area, ())

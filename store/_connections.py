@@ -28,7 +28,7 @@ from psycopg.errors import ForeignKeyViolation
 
 from store._ids import new_id
 from store._oauth_states import OAuthStates
-from store._paging import Filters, ListQuery, Page, fetch_page
+from store._paging import CUSTOMERS_OF_ENVIRONMENT, Filters, ListQuery, Page, fetch_page
 from store.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -164,13 +164,17 @@ class Connections:
         customer_id: str | None = None,
         connector: str | None = None,
         status: str | None = None,
+        hidden_environment: str | None = None,
     ) -> Page:
-        """Connections, filtered by customer, connector (key or id) and status; sortable by
-        created_at, updated_at, name, status."""
+        """Connections, filtered by customer, connector (key or id) and status, leaving out the
+        customers of environment ``hidden_environment`` (a slug); sortable by created_at,
+        updated_at, name, status."""
         filters = Filters()
         filters.add("c.org_id = %(org)s", org=org_id)
         if customer_id:
             filters.add("c.customer_id = %(customer)s", customer=customer_id)
+        if hidden_environment:
+            filters.add("c.customer_id NOT IN " + CUSTOMERS_OF_ENVIRONMENT, hidden_env=hidden_environment)
         if connector:
             filters.add("(k.key = %(connector)s OR k.id = %(connector)s)", connector=connector)
         if status:

@@ -170,9 +170,14 @@ class Customers:
         residency: str | None = None,
         status: str | None = None,
         search: str | None = None,
+        hidden_environment: str | None = None,
     ) -> Page:
+        """Customers, filtered; those of environment ``hidden_environment`` (a slug) left out."""
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
+        if hidden_environment:
+            filters.add("environment_id NOT IN (SELECT e.id FROM environments e WHERE e.org_id = %(org)s"
+                        " AND e.slug = %(hidden_env)s)", hidden_env=hidden_environment)
         if environment_id:
             environment = Environments(self.tx).get(org_id, environment_id)
             filters.add("environment_id = %(env)s", env=environment["id"])

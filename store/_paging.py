@@ -150,3 +150,10 @@ def fetch_page(
     for row in rows:
         row.pop("_sort_value", None)
     return Page(items=rows, next_cursor=next_cursor)
+
+
+# The customers of one environment (by slug): what a list leaves out for a caller that may not see it.
+CUSTOMERS_OF_ENVIRONMENT = (
+    "(SELECT cu.id FROM customers cu JOIN environments e ON e.org_id = cu.org_id AND e.id = cu.environment_id"
+    " WHERE cu.org_id = %(org)s AND e.slug = %(hidden_env)s)"
+)

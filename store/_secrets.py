@@ -103,14 +103,19 @@ class Secrets:
         return row
 
     def list(
-        self, org_id: str, query: ListQuery, *, environment: str | None = None, search: str | None = None
+        self, org_id: str, query: ListQuery, *, environment: str | None = None, search: str | None = None,
+        hidden_environment: str | None = None,
     ) -> Page:
-        """Metadata of secrets, filtered by ``environment`` (id or slug) and a name substring."""
+        """Metadata of secrets, filtered by ``environment`` (id or slug) and a name substring, leaving
+        out those of environment ``hidden_environment`` (a slug)."""
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
         if environment:
             env = Environments(self.tx).get(org_id, environment)
             filters.add("environment_id = %(env)s", env=env["id"])
+        if hidden_environment:
+            filters.add("environment_id NOT IN (SELECT e.id FROM environments e WHERE e.org_id = %(org)s"
+                        " AND e.slug = %(hidden_env)s)", hidden_env=hidden_environment)
         if search:
             filters.add_search(search, "name")
         sortable = {"created_at": "created_at", "updated_at": "updated_at", "name": "name"}

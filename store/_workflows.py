@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from store._ids import new_id
 from store._orgs import Environments, taken
-from store._paging import Filters, ListQuery, Page, fetch_page
+from store._paging import CUSTOMERS_OF_ENVIRONMENT, Filters, ListQuery, Page, fetch_page
 from store.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -391,8 +391,10 @@ class Executions:
         return row["record"]
 
     def list(self, org_id: str, query: ListQuery, *, workflow_ref: str | None = None, status: str | None = None,
-             dry_run: bool | None = None, customer_id: str | None = None) -> Page:
-        """Executions without traces (sort: started_at)."""
+             dry_run: bool | None = None, customer_id: str | None = None,
+             hidden_environment: str | None = None) -> Page:
+        """Executions without traces (sort: started_at), leaving out the customers of environment
+        ``hidden_environment`` (a slug)."""
         _check("execution", "status", status, EXECUTION_STATUSES)
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
@@ -408,5 +410,7 @@ class Executions:
             filters.add("dry_run = %(dry)s", dry=dry_run)
         if customer_id:
             filters.add("customer_id = %(customer)s", customer=customer_id)
+        if hidden_environment:
+            filters.add("customer_id NOT IN " + CUSTOMERS_OF_ENVIRONMENT, hidden_env=hidden_environment)
         return fetch_page(self.tx, "execution", "executions", query, {"started_at": "started_at"}, filters,
                           columns=_EXECUTION_SUMMARY)

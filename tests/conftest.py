@@ -14,10 +14,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import store
-from support.platform import app_database, running_platform
+from support.platform import app_database, client, running_platform
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,3 +79,19 @@ def db(migrated_database_url: str) -> Iterator[store.Database]:
     """A pool as the app role, the one the API uses, for setting up tenants."""
     with app_database(migrated_database_url) as database:
         yield database
+
+
+@pytest.fixture
+def fresh_db(database_url: str) -> Iterator[str]:
+    """An empty database of its own on the session's server (not migrated), dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    url = store.create_database(database_url, name)
+    yield url
+    store.drop_database(database_url, name)
+
+
+@pytest.fixture(scope="module")
+def http(platform: str) -> Iterator[httpx.Client]:
+    """A client of the module's ``platform``."""
+    with client(platform) as c:
+        yield c

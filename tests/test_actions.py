@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from engine.actions import ActionExecutor, build_request
+from engine.actions import ActionExecutor, InputValidators, build_request
 from engine.auth import Authenticator, OAuth2Client, StaticCredentials
 from engine.errors import ActionFailed, ActionInputInvalid, ResponseInvalid, UnknownAction
 from engine.http import EgressPolicy, HttpClient
@@ -171,6 +171,22 @@ def test_bad_input_names_the_field():
         build_request(spec, "echo", {"limit": "ten"})
     pointers = [p.pointer for p in info.value.problems]
     assert "/" in pointers and "/limit" in pointers and info.value.http_status == 422
+
+
+def test_input_validators_compile_each_schema_once_and_still_refuse_bad_input():
+    spec = load_connector(CONNECTOR)
+    validators = InputValidators()
+    for value in ({"name": "a"}, {"name": "b", "limit": 3}):
+        build_request(spec, "echo", value, validators=validators)
+    echo = validators.get(spec.actions["echo"].input, spec.defs)
+    assert len(validators) == 1 and echo is validators.get(spec.actions["echo"].input, spec.defs)
+    with pytest.raises(ActionInputInvalid) as info:
+        build_request(spec, "echo", {"name": "a", "limit": "ten"}, validators=validators)
+    assert [p.pointer for p in info.value.problems] == ["/limit"] and len(validators) == 1
+    small = InputValidators(limit=1)
+    small.get({"type": "object"})
+    other = {"type": "string"}
+    assert small.get(other) is small.get(other) and len(small) == 1
 
 
 async def test_call_applies_auth_and_returns_body(executor):

@@ -4,14 +4,13 @@ during a retry is claimed again; a path Postgres cannot store is refused, not a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 import store
-from support.platform import Tenant, client, make_tenant
+from support.platform import Tenant, make_tenant
 
 TINY = {
     "id": "tiny",
@@ -27,12 +26,6 @@ BEARER = {
     "auth": {"type": "bearer"},
     "actions": {"list": {"method": "GET", "path": "/things"}},
 }
-
-
-@pytest.fixture(scope="module")
-def http(platform: str) -> Iterator[httpx.Client]:
-    with client(platform) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -10,18 +9,12 @@ import psycopg
 import pytest
 
 import store
-from support.platform import Tenant, client, make_tenant
+from support.platform import Tenant, make_tenant
 
 
 @pytest.fixture(scope="module")
 def two(db: store.Database) -> tuple[Tenant, Tenant]:
     return make_tenant(db, "Acme", customers=1), make_tenant(db, "Globex", customers=1)
-
-
-@pytest.fixture(scope="module")
-def http(platform: str) -> Iterator[httpx.Client]:
-    with client(platform) as c:
-        yield c
 
 
 def issue(http: httpx.Client, tenant: Tenant, **body) -> dict:

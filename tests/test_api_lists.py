@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 import store
-from support.platform import Tenant, client, make_tenant
+from support.platform import Tenant, make_tenant
 
 CONNECTOR = {
     "id": "listed",
@@ -21,12 +20,6 @@ CONNECTOR = {
     "auth": {"type": "bearer"},
     "actions": {"list": {"method": "GET", "path": "/things"}},
 }
-
-
-@pytest.fixture(scope="module")
-def http(platform: str) -> Iterator[httpx.Client]:
-    with client(platform) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

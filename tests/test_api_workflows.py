@@ -526,8 +526,21 @@ def test_a_test_key_reaches_only_non_production_environments(
         live = http.post("/v1/secrets", headers=acme.headers(), json={"name": "prod_only", "value": "v", "environment": "production"})
         assert live.status_code == 201
         assert http.get(f"/v1/secrets/{live.json()['id']}", headers=test).status_code == 403
+        assert http.get(f"/v1/customers/{live_customer}", headers=test).status_code == 403
+        assert http.patch(f"/v1/customers/{live_customer}", headers=test, json={"name": "x"}).status_code == 403
+        assert http.post("/v1/customers", headers=test, json={"name": "New live", "environment": "production"}).status_code == 403
         assert http.delete(f"/v1/secrets/{live.json()['id']}", headers=test).status_code == 403
         assert http.get("/v1/connections", headers=acme.headers(live_customer)).status_code == 200
+        # Organization-wide lists leave production's rows out for a Test key (and only for it).
+        assert http.post("/v1/connections", headers=acme.headers(live_customer), json={
+            "connector": "cin7", "auth": {"type": "api_key", "values": {"account_id": ACCOUNT, "application_key": APP_KEY}},
+        }).status_code == 201
+        for path, field in [("/v1/customers", "id"), ("/v1/connections", "customer_id"), ("/v1/secrets", "environment_id")]:
+            seen_by_test = {row[field] for row in http.get(path, headers=test, params={"limit": 200}).json()["items"]}
+            seen_by_live = {row[field] for row in http.get(path, headers=acme.headers(), params={"limit": 200}).json()["items"]}
+            hidden = live_customer if field != "environment_id" else live.json()["environment_id"]
+            assert hidden in seen_by_live and hidden not in seen_by_test, path
+            assert seen_by_test, path
 
 
 # -- validation rights, executions by workflow and by customer -------------------------------------------------

@@ -8,8 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,14 +20,6 @@ from switchboard.bootstrap import DevCredentials
 from switchboard.cli import cli
 
 SWITCHBOARD_BIN = Path(sys.executable).with_name("switchboard")
-
-
-@pytest.fixture
-def fresh_db(database_url: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    url = store.create_database(database_url, name)
-    yield url
-    store.drop_database(database_url, name)
 
 
 def _invoke(*args: str, env: dict[str, str]) -> object:
@@ -200,10 +190,10 @@ def test_org_key_and_customer_commands_lead_to_a_working_request(fresh_db: str, 
     env = {"SWITCHBOARD_DATABASE_URL": fresh_db, "SWITCHBOARD_DATA": str(pg_tmp_path)}
     created = _invoke("org", "create", "Initech", "--json", env=env)
     assert created.exit_code == 0, created.output
-    org = json.loads(created.output)
+    org = json.loads(created.stdout)
     key = _invoke("api-key", "create", "--org", org["account_id"], "--kind", "test", "--role", "viewer", "--json", env=env)
     assert key.exit_code == 0, key.output
-    assert json.loads(key.output)["access_key"].startswith("sk_test_")
+    assert json.loads(key.stdout)["access_key"].startswith("sk_test_")
     customer = _invoke("customer", "create", "--org", org["account_id"], "--id", "acme-1", "Acme", env=env)
     assert customer.exit_code == 0 and "acme-1" in customer.output
     duplicate = _invoke("customer", "create", "--org", org["account_id"], "--id", "acme-1", "Acme", env=env)

@@ -121,5 +121,5 @@ def test_steps_read_the_trigger_payload(tmp_path):
                                     "steps": [{"id": "echo", "map": {"who": "{{ trigger.user.name }}"}}]}))
     result = invoke("workflow", "run", str(flow), "--connectors", str(CONNECTORS), "--trigger", '{"user": {"name": "ada"}}', "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["output"] == {"who": "ada"}
+    assert json.loads(result.stdout)["output"] == {"who": "ada"}
     assert invoke("workflow", "run", str(flow), "--connectors", str(CONNECTORS), "--trigger", "{").exit_code == 2

@@ -44,7 +44,7 @@ def test_cli_import_then_test_reports_json(tmp_path):
     with running_sandbox("cin7-core-v2-subset.yaml") as server:
         tested = CliRunner().invoke(cli, ["connector", "test", str(out), "--base-url", server.base_url, "--json"])
         assert tested.exit_code == 0, tested.output
-        assert json.loads(tested.output) == {"actions": 6, "passed": 6, "drift": [], "failed": [], "categories": {}, "notes": []}
+        assert json.loads(tested.stdout) == {"actions": 6, "passed": 6, "drift": [], "failed": [], "categories": {}, "notes": []}
         # Real credentials from a file are used instead of placeholders; a wrong base URL fails clearly.
         creds = tmp_path / "creds.json"
         creds.write_text(json.dumps({"account_id": "acct-1", "application_key": "key-1"}))
@@ -52,7 +52,7 @@ def test_cli_import_then_test_reports_json(tmp_path):
         assert with_creds.exit_code == 0 and "cin7: 6 actions: 6 passed, 0 drift, 0 failed" in with_creds.output
         wrong = CliRunner().invoke(cli, ["connector", "test", str(out), "--base-url", server.origin + "/nope", "--json"])
         assert wrong.exit_code == 1
-        report = json.loads(wrong.output)
+        report = json.loads(wrong.stdout)
         assert report["passed"] == 0 and all("404" in f["reason"] for f in report["failed"])
         assert report["categories"] == {"status": 6}, report["failed"]
 
@@ -71,5 +71,5 @@ def test_cli_import_refuses_clearly_and_keeps_the_old_file(tmp_path):
 def test_cli_schema_prints_both_kinds():
     result = CliRunner().invoke(cli, ["schema"])
     assert result.exit_code == 0
-    printed = json.loads(result.output)
+    printed = json.loads(result.stdout)
     assert set(printed) == {"connector", "workflow"} and printed["workflow"]["title"] == "WorkflowSpec"

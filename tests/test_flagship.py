@@ -149,7 +149,7 @@ def test_flagship_through_the_cli(sandboxes, tmp_path):
             "--record", str(tmp_path / "record.json")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    printed = json.loads(result.output)
+    printed = json.loads(result.stdout)
     assert printed["status"] == "succeeded" and printed["output"]["created"] == 2
     assert all(t["status"] == 200 for t in printed["trace"])
     assert json.loads((tmp_path / "record.json").read_text())["workflow_id"] == "hubspot-contacts-to-cin7-customers"

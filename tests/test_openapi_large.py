@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from support.documents import SPECS_DIR
 import yaml
 from jsonschema import Draft202012Validator
 
@@ -24,10 +26,7 @@ from engine.samples import sample_from_schema
 from engine.specs import ConnectorSpec, deref, load_connector
 
 HERE = Path(__file__).resolve().parent
-LARGE = next((d for d in (HERE / "data" / "openapi" / "large", HERE.parents[1] / "shared" / "specs" / "large")
-              if d.is_dir()), None)
-if LARGE is None:
-    pytest.skip("tests/data/openapi/large is missing", allow_module_level=True)
+LARGE = SPECS_DIR / "large"
 DOCUMENTS = sorted(p.name for p in LARGE.iterdir() if p.suffix in (".json", ".yaml", ".yml"))
 SIZE_LIMIT = 3.0
 

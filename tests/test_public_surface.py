@@ -10,7 +10,7 @@ SURFACES = {
                            "ExpressionMeter", "Runtime", "as_text", "bind_runtime", "check_template",
                            "compile_expression", "evaluate", "is_template", "quote_field", "references", "render",
                            "reset_runtime", "shared_cache", "template_parts"},
-    "engine.actions": {"RAW_REQUEST", "RAW_REQUEST_INPUT", "ActionExecutor", "ActionResponse", "Page", "PreparedRequest",
+    "engine.actions": {"RAW_REQUEST", "RAW_REQUEST_INPUT", "ActionExecutor", "InputValidators", "ActionResponse", "Page", "PreparedRequest",
                        "build_raw_request", "build_request", "effective_base_url", "paginate", "validate_input"},
     "engine.datamodel": {"KINDS", "model_schema", "schema_paths", "suggest_mapping", "validate_record"},
     "engine.specs": {

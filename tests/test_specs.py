@@ -247,3 +247,4 @@ def test_example_connectors_have_no_defs_and_load_unchanged():
     for path in sorted((ROOT / "examples" / "connectors").glob("*.yaml")):
         spec = load_connector(path)
         assert spec.defs is None and "$defs" not in spec.model_dump(by_alias=True, exclude_none=True)
+

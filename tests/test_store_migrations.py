@@ -6,22 +6,12 @@ import dataclasses
 import hashlib
 import re
 import threading
-import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 import store
 from store import Migration
-
-
-@pytest.fixture
-def fresh_db(database_url: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    url = store.create_database(database_url, name)
-    yield url
-    store.drop_database(database_url, name)
 
 
 def _rows(url: str, query: str) -> list[tuple]:

@@ -4,20 +4,13 @@ stays a server error."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 import store
 from store.errors import ValueNotStorable
-from support.platform import Tenant, client, make_tenant
-
-
-@pytest.fixture(scope="module")
-def http(platform: str) -> Iterator[httpx.Client]:
-    with client(platform) as c:
-        yield c
+from support.platform import Tenant, make_tenant
 
 
 @pytest.fixture(scope="module")

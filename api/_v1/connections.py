@@ -197,7 +197,8 @@ def list_connections(
     """Connections (sort: created_at, updated_at, name, status); a customer-scoped caller sees its own."""
     with _tx(db, principal) as tx:
         result = store.Connections(tx).list(
-            principal.org_id, page.query(), customer_id=customer or principal.customer_id, connector=connector, status=status
+            principal.org_id, page.query(), customer_id=customer or principal.customer_id, connector=connector, status=status,
+            hidden_environment=principal.hidden_environment,
         )
     return page_out(result, dict)
 

@@ -15,6 +15,7 @@ from api._deps import Db
 from api._lists import ListParams, PageOut, page_out
 from api._v1._common import router as make_router
 from api._v1._common import tenant_tx
+from runtime import check_environment
 
 router = make_router("organization")
 
@@ -158,6 +159,13 @@ def delete_environment(
     return Response(status_code=204)
 
 
+def _reachable(tx: store.Tx, principal: Principal, customer_id: str) -> dict[str, Any]:
+    """The customer, refused (403) when a Test key would reach a production one."""
+    row = store.Customers(tx).get(principal.org_id, customer_id)
+    check_environment(tx, principal, row["environment_id"])
+    return row
+
+
 @router.get("/customers", name="customer.list", response_model=PageOut[CustomerOut])
 def list_customers(
     db: Db,
@@ -173,15 +181,16 @@ def list_customers(
     with tenant_tx(db, principal) as tx:
         result = store.Customers(tx).list(
             principal.org_id, page.query(), environment_id=environment, tier=tier, residency=residency,
-            status=status, search=q,
+            status=status, search=q, hidden_environment=principal.hidden_environment,
         )
     return page_out(result, dict)
 
 
 @router.post("/customers", name="customer.create", response_model=CustomerOut, status_code=201)
 def create_customer(body: CustomerIn, db: Db, principal: Annotated[Principal, require("customers", "write")]) -> Any:
-    """Create an end customer in an environment (default production)."""
+    """Create an end customer in an environment (default production; a Test key: not production)."""
     with tenant_tx(db, principal) as tx:
+        check_environment(tx, principal, body.environment)
         return store.Customers(tx).create(
             principal.org_id, name=body.name, environment_id=body.environment, customer_id=body.id,
             tier=body.tier, residency=body.residency, metadata=body.metadata,
@@ -192,7 +201,7 @@ def create_customer(body: CustomerIn, db: Db, principal: Annotated[Principal, re
 def get_customer(customer_id: str, db: Db, principal: Annotated[Principal, require("customers", "read")]) -> Any:
     """One customer."""
     with tenant_tx(db, principal) as tx:
-        return store.Customers(tx).get(principal.org_id, customer_id)
+        return _reachable(tx, principal, customer_id)
 
 
 @router.patch("/customers/{customer_id}", name="customer.update", response_model=CustomerOut)
@@ -201,6 +210,7 @@ def update_customer(
 ) -> Any:
     """Change a customer's name, tier, residency, status or metadata."""
     with tenant_tx(db, principal) as tx:
+        _reachable(tx, principal, customer_id)
         return store.Customers(tx).update(principal.org_id, customer_id, _changes(patch))
 
 
@@ -208,5 +218,6 @@ def update_customer(
 def delete_customer(customer_id: str, db: Db, principal: Annotated[Principal, require("customers", "write")]) -> Response:
     """Delete a customer with its connections, executions and usage."""
     with tenant_tx(db, principal) as tx:
+        _reachable(tx, principal, customer_id)
         store.Customers(tx).delete(principal.org_id, customer_id)
     return Response(status_code=204)

@@ -67,7 +67,8 @@ def list_secrets(
     with tenant_tx(db, principal) as tx:
         if environment is not None:
             check_environment(tx, principal, environment)
-        result = store.Secrets(tx).list(principal.org_id, page.query(), environment=environment, search=q)
+        result = store.Secrets(tx).list(principal.org_id, page.query(), environment=environment, search=q,
+                                        hidden_environment=principal.hidden_environment)
     return page_out(result, dict)
 
 

@@ -525,7 +525,7 @@ def list_executions(
     with db.tenant(principal.org_id, principal.customer_id) as tx:
         result = store.Executions(tx).list(
             principal.org_id, page.query("-started_at"), workflow_ref=workflow or workflow_id, status=status, dry_run=dry_run,
-            customer_id=customer or principal.customer_id,
+            customer_id=customer or principal.customer_id, hidden_environment=principal.hidden_environment,
         )
     return page_out(result, dict)
 

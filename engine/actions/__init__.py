@@ -2,9 +2,9 @@
 
 from ._executor import ActionExecutor, ActionResponse
 from ._pagination import Page, paginate
-from ._request import RAW_REQUEST, RAW_REQUEST_INPUT, PreparedRequest, build_raw_request, build_request, effective_base_url, validate_input
+from ._request import RAW_REQUEST, RAW_REQUEST_INPUT, InputValidators, PreparedRequest, build_raw_request, build_request, effective_base_url, validate_input
 
 __all__ = [
-    "RAW_REQUEST", "RAW_REQUEST_INPUT", "ActionExecutor", "ActionResponse", "build_raw_request", "Page", "PreparedRequest", "build_request", "effective_base_url", "paginate",
+    "RAW_REQUEST", "RAW_REQUEST_INPUT", "ActionExecutor", "InputValidators", "ActionResponse", "build_raw_request", "Page", "PreparedRequest", "build_request", "effective_base_url", "paginate",
     "validate_input",
 ]

@@ -19,7 +19,7 @@ from ..http import Attempt, HttpClient, RateLimit
 from ..specs import ActionSpec, ConnectorSpec
 from ..workflow import ActionCall, Redactor, TraceRecord
 from ._pagination import Page, paginate
-from ._request import RAW_REQUEST, PreparedRequest, build_raw_request, build_request
+from ._request import RAW_REQUEST, InputValidators, PreparedRequest, build_raw_request, build_request
 
 MAX_ERROR_DETAIL = 300
 MAX_SCRUBBERS = 64  # distinct credential sets kept per executor (refreshed tokens add more)
@@ -74,6 +74,8 @@ class ActionExecutor:
         self.connections = {k: dict(v) for k, v in (connections or {}).items()}
         self.trace_bodies = trace_bodies
         self._scrubbers: dict[frozenset[str], Redactor] = {}
+        # each action's input schema is checked and compiled once per executor, not on every call
+        self._validators = InputValidators()
 
     def _scrubber(self, applied: frozenset[str]) -> Redactor:
         # A connection sends the same credentials on every call: build each scrubber once.
@@ -129,11 +131,13 @@ class ActionExecutor:
         base_url, connection = self.base_urls.get(connector_id), self.connections.get(connector_id)
         if name == RAW_REQUEST:
             connector = self.connector(connector_id)
-            request = build_raw_request(connector, input, base_url=base_url, connection=connection)
+            request = build_raw_request(connector, input, base_url=base_url, connection=connection,
+                                        validators=self._validators)
             action = ActionSpec(method=request.method, path="/")  # any 2xx, the connector's auth, no pages
         else:
             connector, action = self.action(connector_id, name)
-            request = build_request(connector, name, input, base_url=base_url, connection=connection)
+            request = build_request(connector, name, input, base_url=base_url, connection=connection,
+                                    validators=self._validators)
         attempts: list[Attempt] = []
         last: dict[str, Any] = {}
 

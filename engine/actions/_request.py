@@ -42,14 +42,53 @@ class PreparedRequest:
         return 0
 
 
-def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, value: Any) -> None:
+class InputValidators:
+    """Compiled input validators, one per action input schema (and connector ``$defs``) it has seen.
+
+    Compiling checks the schema against the JSON Schema meta-schema, which costs
+    more than validating an input: an executor keeps one of these so that each
+    action's schema is checked and compiled once, not on every call. Entries are
+    keyed by the schema's identity and keep the schema alive, so an ``id()`` is
+    never reused for another; at most ``limit`` are kept (then it starts over),
+    since specs loaded afresh are new objects.
+    """
+
+    def __init__(self, limit: int = 4096):
+        self.limit = limit
+        self._found: dict[tuple[int, int], tuple[dict, Any, Draft202012Validator]] = {}
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def get(self, schema: dict, defs: dict[str, Any] | None = None) -> Draft202012Validator:
+        """The validator of ``schema`` with ``defs`` beside it, compiled on first use.
+
+        Raises:
+            SchemaError: ``schema`` is not a JSON Schema (nothing is kept).
+        """
+        key = (id(schema), id(defs))
+        found = self._found.get(key)
+        if found is None or found[0] is not schema or found[1] is not defs:
+            validator = _validator(schema, defs)
+            if len(self._found) >= self.limit:
+                self._found.clear()
+            found = self._found[key] = (schema, defs, validator)
+        return found[2]
+
+
+def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, value: Any,
+                   validators: InputValidators | None = None) -> None:
     """Check ``value`` against the action's input schema.
+
+    ``validators`` keeps compiled validators between calls (an executor's); without it the
+    schema is checked and compiled for this call.
 
     Raises:
         ActionInputInvalid: listing each problem with its JSON pointer in the input.
     """
     try:
-        validator = _validator(action.input, connector.defs)
+        validator = validators.get(action.input, connector.defs) if validators is not None \
+            else _validator(action.input, connector.defs)
     except SchemaError as exc:
         raise ActionInputInvalid(connector.id, name, [Problem("/input", f"the action's input schema is invalid: {exc.message}")]) from None
     try:
@@ -62,19 +101,10 @@ def validate_input(connector: ConnectorSpec, name: str, action: ActionSpec, valu
         raise ActionInputInvalid(connector.id, name, problems)
 
 
-_VALIDATORS: dict[tuple[int, int], tuple[dict, Any, Draft202012Validator]] = {}
-
-
 def _validator(schema: dict, defs: dict[str, Any] | None = None) -> Draft202012Validator:
-    # Compiled once per schema object and connector $defs (specs are immutable once loaded);
-    # the objects are kept with their validator so a recycled id() can never return another's.
     # The shared schemas were checked when the connector loaded: only the action's own is here.
-    key = (id(schema), id(defs))
-    found = _VALIDATORS.get(key)
-    if found is None or found[0] is not schema or found[1] is not defs:
-        Draft202012Validator.check_schema(schema)
-        found = _VALIDATORS[key] = (schema, defs, Draft202012Validator(with_defs(schema, defs)))
-    return found[2]
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(with_defs(schema, defs))
 
 
 def _pointer(path: Any) -> str:
@@ -104,6 +134,7 @@ def build_raw_request(
     *,
     base_url: str | None = None,
     connection: Mapping[str, Any] | None = None,
+    validators: InputValidators | None = None,
 ) -> PreparedRequest:
     """The escape hatch: a request to any path below the connector's base URL.
 
@@ -114,7 +145,7 @@ def build_raw_request(
     Raises:
         ActionInputInvalid: the input does not match :data:`RAW_REQUEST_INPUT`, or the path leaves the base URL.
     """
-    validate_input(connector, RAW_REQUEST, _RAW_CONNECTOR_ACTION, value)
+    validate_input(connector, RAW_REQUEST, _RAW_CONNECTOR_ACTION, value, validators)
     path = value["path"]
     segments = [unquote(s) for s in urlsplit(path).path.split("/")]
     if any(s in (".", "..") for s in segments) or "?" in path or "#" in path:
@@ -160,6 +191,7 @@ def build_request(
     *,
     base_url: str | None = None,
     connection: Mapping[str, Any] | None = None,
+    validators: InputValidators | None = None,
 ) -> PreparedRequest:
     """Render action ``name`` of ``connector`` with input ``value`` into a request.
 
@@ -175,7 +207,7 @@ def build_request(
     if name not in connector.actions:
         raise UnknownAction(connector.id, name, sorted(connector.actions))
     action = connector.actions[name]
-    validate_input(connector, name, action, value)
+    validate_input(connector, name, action, value, validators)
     context = {"input": value, "connection": dict(connection or {})}
     where = f"/actions/{name}"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import RequestProblem, SandboxRequestInvalid
 from ..openapi import Operation
-from ._model import Resource, norm, properties
+from ._model import Defs, Resource, norm, properties, resolved
 from ._requests import CheckedRequest, IncomingRequest
 
 _DEFAULT_LIMIT = 100
@@ -26,16 +26,17 @@ _OFFSET_NAMES = ("offset", "skip", "start")
 _CURSOR_NAMES = ("after", "cursor", "pagetoken", "startingafter", "nexttoken", "continuationtoken")
 
 
-def filter_records(operation: Operation, resource: Resource, c: CheckedRequest, records: list[dict]) -> list[dict]:
+def filter_records(operation: Operation, resource: Resource, c: CheckedRequest, records: list[dict],
+                   defs: Defs = None) -> list[dict]:
     """Keep the records whose fields equal the query parameters that name them (paging parameters aside)."""
     paging_names = {norm(n) for n in (*_PAGE_NAMES, *_LIMIT_NAMES, *_OFFSET_NAMES, *_CURSOR_NAMES)}
-    defaults = {p.name: p.schema.get("default") for p in operation.parameters if isinstance(p.schema, dict)}
+    defaults = {p.name: resolved(p.schema, defs).get("default") for p in operation.parameters if isinstance(p.schema, dict)}
     for name, value in c.query.items():
         if norm(name) in paging_names:
             continue
         wanted = value if isinstance(value, list) else [value]
         wanted_text = {_text(v) for v in wanted}
-        declared = any(norm(f) == norm(name) for f in properties(resource.item_schema))
+        declared = any(norm(f) == norm(name) for f in properties(resource.item_schema, defs))
         kept = []
         applies = False
         for record in records:
@@ -53,7 +54,8 @@ def filter_records(operation: Operation, resource: Resource, c: CheckedRequest, 
         records = kept if applies else records
     return records
 
-def paging(operation: Operation, c: CheckedRequest, req: IncomingRequest) -> tuple[int, int | None, int, bool]:
+def paging(operation: Operation, c: CheckedRequest, req: IncomingRequest,
+           defs: Defs = None) -> tuple[int, int | None, int, bool]:
     """(offset, limit or None for everything, page number, whether the API pages by cursor) for a list request.
 
     Raises:
@@ -69,7 +71,7 @@ def paging(operation: Operation, c: CheckedRequest, req: IncomingRequest) -> tup
         return 0, None, 1, False
     limit = _DEFAULT_LIMIT
     if limit_p is not None:
-        default = limit_p.schema.get("default") if isinstance(limit_p.schema, dict) else None
+        default = resolved(limit_p.schema, defs).get("default") if isinstance(limit_p.schema, dict) else None
         limit = c.query.get(limit_p.name, default if isinstance(default, int) else _DEFAULT_LIMIT)
         limit = max(int(limit), 1)
     offset, page = 0, 1
@@ -81,7 +83,7 @@ def paging(operation: Operation, c: CheckedRequest, req: IncomingRequest) -> tup
         offset = int(cursor)
         page = offset // limit + 1
     elif page_p is not None:
-        first = page_p.schema.get("minimum", 1) if isinstance(page_p.schema, dict) else 1
+        first = resolved(page_p.schema, defs).get("minimum", 1) if isinstance(page_p.schema, dict) else 1
         first = 0 if first == 0 else 1
         page = int(c.query.get(page_p.name, first))
         offset = max(page - first, 0) * limit

@@ -35,11 +35,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from enum import Enum
+from collections.abc import Mapping
 from typing import Any
 
 from .._resource_graph import NOT_RECORDS, param_names_collection, pick_id_field
 from .._samples import merge_all_of
 from ..openapi import OpenAPIDocument, Operation, Response
+from ..specs._refs import DEFS_PREFIX, iter_refs
 from ._routes import split_template, template_params
 
 _ITEM_METHODS = ("GET", "PUT", "PATCH", "DELETE")
@@ -49,6 +51,10 @@ _TOTAL_NAMES = ("total", "totalcount", "totalresults", "totalrecords", "totalite
 _PAGE_NAMES = ("page", "pagenumber", "currentpage")
 _LIMIT_NAMES = ("limit", "pagesize", "perpage")
 _HAS_MORE_NAMES = ("hasmore", "more", "hasnextpage")
+# A document's shared schemas (``OpenAPIDocument.schemas``, by ``$defs`` name), or None when every reference is inlined.
+Defs = Mapping[str, Any] | None
+# How deep the reading of a schema's shape follows oneOf/anyOf branches (shared schemas may be recursive)
+_MAX_DEPTH = 8
 _CURSOR_NAMES = ("after", "cursor", "nextcursor", "nextpagetoken", "pagetoken", "nexttoken", "continuationtoken", "startingafter")
 
 
@@ -123,6 +129,8 @@ class Binding:
     # stored parents this path names, each with its parameters' names here (``ConversationSid`` for ``Sid``)
     parents: list[tuple[Resource, dict[str, str]]] = field(default_factory=list)
     record_prop: str | None = None  # the member holding the one record in the answer (Xero's ``employee``)
+    # on an alternate item path (``/Contacts/{ContactNumber}``): the parameter and the record field it looks up
+    lookup: tuple[str, str] | None = None
 
 
 def norm(name: str) -> str:
@@ -167,66 +175,80 @@ def _types(schema: dict) -> list[str]:
     return []
 
 
-def _object_like(schema: Any) -> bool:
-    if not isinstance(schema, dict):
+def _object_like(schema: Any, defs: Defs = None, depth: int = 0) -> bool:
+    if not isinstance(schema, dict) or depth > _MAX_DEPTH:
         return False
-    schema = merge_all_of(schema)
+    schema = merge_all_of(schema, defs)
     if "oneOf" in schema or "anyOf" in schema:
         branches = schema.get("oneOf") or schema.get("anyOf")
-        return any(_object_like(b) for b in branches if isinstance(b, dict))
+        return any(_object_like(b, defs, depth + 1) for b in branches if isinstance(b, dict))
     kinds = _types(schema)
     return "object" in kinds or (not kinds and bool(schema.get("properties")))
 
 
-def properties(schema: Any) -> dict[str, Any]:
-    """The declared properties of an object schema (allOf merged)."""
+def resolved(schema: Any, defs: Defs = None) -> Any:
+    """``schema`` with its ``$ref`` followed into ``defs`` and its ``allOf`` merged: a shape to read, not to validate."""
+    return merge_all_of(schema, defs) if isinstance(schema, dict) else schema
+
+
+def root_defs(schema: Any) -> Defs:
+    """The shared schemas a standalone schema carries (its root ``$defs``), or None."""
+    defs = schema.get("$defs") if isinstance(schema, dict) else None
+    return defs if isinstance(defs, dict) else None
+
+
+def properties(schema: Any, defs: Defs = None) -> dict[str, Any]:
+    """The declared properties of an object schema (allOf merged, its ``$ref`` followed into ``defs``).
+
+    The properties' own schemas are given as declared: they may be references (see :func:`resolved`).
+    """
     if not isinstance(schema, dict):
         return {}
-    merged = merge_all_of(schema)
+    merged = merge_all_of(schema, defs)
     props = merged.get("properties")
     return props if isinstance(props, dict) else {}
 
 
-def _find_prop(props: dict, names: tuple[str, ...], kinds: tuple[str, ...]) -> str | None:
+def _find_prop(props: dict, names: tuple[str, ...], kinds: tuple[str, ...], defs: Defs = None) -> str | None:
     for wanted in names:
         for name, sub in props.items():
-            if norm(name) == wanted and isinstance(sub, dict) and any(k in _types(merge_all_of(sub)) for k in kinds):
+            if norm(name) == wanted and isinstance(sub, dict) and any(k in _types(merge_all_of(sub, defs)) for k in kinds):
                 return name
     return None
 
 
-def _cursor_path(props: dict, depth: int = 0) -> tuple[str, ...] | None:
-    found = _find_prop(props, _CURSOR_NAMES, ("string",))
+def _cursor_path(props: dict, defs: Defs = None, depth: int = 0) -> tuple[str, ...] | None:
+    found = _find_prop(props, _CURSOR_NAMES, ("string",), defs)
     if found:
         return (found,)
     if depth >= 2:
         return None
     for name in sorted(props, key=lambda n: norm(n) not in ("paging", "next", "pagination", "meta", "links")):
         sub = props[name]
-        if isinstance(sub, dict) and _object_like(sub) and norm(name) in ("paging", "next", "pagination", "meta", "links", "page"):
-            inner = _cursor_path(properties(sub), depth + 1)
+        if isinstance(sub, dict) and _object_like(sub, defs) and norm(name) in ("paging", "next", "pagination", "meta", "links", "page"):
+            inner = _cursor_path(properties(sub, defs), defs, depth + 1)
             if inner:
                 return (name, *inner)
     return None
 
 
-def list_shape(schema: Any, resource_name: str, id_names: tuple[str, ...] = ()) -> ListShape | None:
+def list_shape(schema: Any, resource_name: str, id_names: tuple[str, ...] = (), defs: Defs = None) -> ListShape | None:
     """How ``schema`` holds a list of records, or None when it does not look like a list.
 
     An object with one of ``id_names`` at its top level is a record, not an envelope.
     """
     if not isinstance(schema, dict):
         return None
-    merged = merge_all_of(schema)
+    merged = merge_all_of(schema, defs)
     kinds = _types(merged)
     if "array" in kinds and "object" not in kinds:
         items = merged.get("items")
-        return ListShape(item_schema=items if isinstance(items, dict) else {}) if _object_like(items) or not items else None
-    props = properties(merged)
+        return ListShape(item_schema=items if isinstance(items, dict) else {}) if _object_like(items, defs) or not items else None
+    props = properties(merged, defs)
     if not props or any(norm(n) in id_names for n in props):
         return None
-    arrays = [n for n, sub in props.items() if isinstance(sub, dict) and "array" in _types(merge_all_of(sub))
-              and _object_like(merge_all_of(sub).get("items"))]
+    arrays = [n for n, sub in props.items() if isinstance(sub, dict) and "array" in _types(merge_all_of(sub, defs))
+              and _object_like(merge_all_of(sub, defs).get("items"), defs)]
     if not arrays:
         return None
     wanted = singular(resource_name)
@@ -238,26 +260,34 @@ def list_shape(schema: Any, resource_name: str, id_names: tuple[str, ...] = ()) 
         return None
     rest = {n: s for n, s in props.items() if n != chosen}
     return ListShape(
-        item_schema=merge_all_of(props[chosen]).get("items") or {},
+        item_schema=merge_all_of(props[chosen], defs).get("items") or {},
         items_prop=chosen,
-        total_prop=_find_prop(rest, _TOTAL_NAMES, ("integer", "number")),
-        page_prop=_find_prop(rest, _PAGE_NAMES, ("integer", "number")),
-        limit_prop=_find_prop(rest, _LIMIT_NAMES, ("integer", "number")),
-        has_more_prop=_find_prop(rest, _HAS_MORE_NAMES, ("boolean",)),
-        cursor_path=_cursor_path(rest),
+        total_prop=_find_prop(rest, _TOTAL_NAMES, ("integer", "number"), defs),
+        page_prop=_find_prop(rest, _PAGE_NAMES, ("integer", "number"), defs),
+        limit_prop=_find_prop(rest, _LIMIT_NAMES, ("integer", "number"), defs),
+        has_more_prop=_find_prop(rest, _HAS_MORE_NAMES, ("boolean",), defs),
+        cursor_path=_cursor_path(rest, defs),
     )
 
 
-def _strictness(schema: Any) -> int:
+def _strictness(schema: Any, defs: Defs = None) -> int:
     if not isinstance(schema, dict) or not schema:
         return 0
-    merged = merge_all_of(schema)
+    merged = merge_all_of(schema, defs)
     return 1 + bool(merged.get("format")) + bool(merged.get("pattern")) + ("integer" in _types(merged))
 
 
-def _id_field(resource: Resource, schema: dict) -> str | None:
-    props = properties(schema)
+def _id_like(name: str) -> bool:
+    low = norm(name)
+    return low in ("id", "sid", "uuid", "key") or low.endswith(("id", "sid", "uuid"))
+
+
+def _id_field(resource: Resource, schema: dict, defs: Defs = None) -> str | None:
+    props = properties(schema, defs)
     by_norm = {norm(n): n for n in props}
+    # the item parameter names the id when the record has that field (Xero's RepeatingInvoiceID beside an ID)
+    if resource.item_param and _id_like(resource.item_param) and norm(resource.item_param) in by_norm:
+        return by_norm[norm(resource.item_param)]
     candidates = ["id", singular(resource.name) + "id", singular(resource.name) + "sid", "sid", "uuid", "key"]
     for candidate in candidates:
         if candidate in by_norm:
@@ -266,7 +296,7 @@ def _id_field(resource: Resource, schema: dict) -> str | None:
     return pick_id_field(list(props), (resource.item_param,), resource.name) if resource.item_param else None
 
 
-def record_envelope(schema: Any, resource_name: str, id_names: tuple[str, ...]) -> str | None:
+def record_envelope(schema: Any, resource_name: str, id_names: tuple[str, ...], defs: Defs = None) -> str | None:
     """The member of ``schema`` that wraps a single record (Xero's ``{"pagination", "problem", "employee"}``), or None.
 
     An object with an id of its own is the record itself. Otherwise the wrapper
@@ -274,14 +304,14 @@ def record_envelope(schema: Any, resource_name: str, id_names: tuple[str, ...]) 
     ``result``), else its one object member that has an id field, else its only
     object member besides paging and error members.
     """
-    props = properties(schema)
+    props = properties(schema, defs)
     if not props or any(norm(n) in id_names for n in props):
         return None
     objects = [n for n, sub in props.items() if isinstance(sub, dict) and norm(n) not in NOT_RECORDS
-               and _object_like(sub) and "array" not in _types(merge_all_of(sub))]
+               and _object_like(sub, defs) and "array" not in _types(merge_all_of(sub, defs))]
     wanted = {singular(resource_name), norm(resource_name), "data", "result", "record", "item", "entity", "object"}
     for chosen in ([n for n in objects if norm(n) in wanted or singular(n) == singular(resource_name)],
-                   [n for n in objects if any(norm(p) in id_names for p in properties(props[n]))],
+                   [n for n in objects if any(norm(p) in id_names for p in properties(props[n], defs))],
                    objects if all(norm(n) in NOT_RECORDS for n in props if n not in objects) else []):
         if len(chosen) == 1:
             return chosen[0]
@@ -320,7 +350,11 @@ def _is_strict_prefix(prefix: str, path: str) -> bool:
 
 
 def _resolve_leftovers(document: OpenAPIDocument, node: Any, depth: int = 0) -> Any:
-    """Inline local ``$ref``s engine.openapi left in place (it skips the ``default`` response, taking it for data)."""
+    """Inline local ``$ref``s engine.openapi left in place (it skips the ``default`` response, taking it for data).
+
+    References to shared schemas (``#/$defs/<name>``, kept by ``load_openapi(keep_refs=True)``) stay: they are
+    followed where the schema is read.
+    """
     if depth > 64:
         return node
     if isinstance(node, list):
@@ -328,7 +362,7 @@ def _resolve_leftovers(document: OpenAPIDocument, node: Any, depth: int = 0) -> 
     if not isinstance(node, dict):
         return node
     ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
+    if isinstance(ref, str) and ref.startswith("#/") and not ref.startswith(DEFS_PREFIX):
         try:
             target = document.schema(ref[1:])
         except KeyError:
@@ -338,15 +372,24 @@ def _resolve_leftovers(document: OpenAPIDocument, node: Any, depth: int = 0) -> 
             for k, v in node.items()}
 
 
+def _has_leftover(schema: dict) -> bool:
+    return any(not ref.startswith(DEFS_PREFIX) for _, ref in iter_refs(schema))
+
+
 def _success(document: OpenAPIDocument, operation: Operation) -> tuple[int, Response | None]:
     status, response = success_response(operation)
-    if response is not None and isinstance(response.schema, dict) and "$ref" in json.dumps(response.schema):
+    if response is not None and isinstance(response.schema, dict) and _has_leftover(response.schema):
         response = dataclasses.replace(response, schema=_resolve_leftovers(document, response.schema))
     return status, response
 
 
 def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[str, str], Binding]]:
-    """Classify a document's operations into resources and roles; bindings are keyed by (METHOD, path template)."""
+    """Classify a document's operations into resources and roles; bindings are keyed by (METHOD, path template).
+
+    Schemas stay as the document holds them: with shared schemas (``document.schemas``) they may be
+    ``$ref``s into it, followed here wherever a shape is read.
+    """
+    defs = document.schemas
 
     def _succ(operation: Operation) -> tuple[int, Response | None]:
         return _success(document, operation)
@@ -355,16 +398,24 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
     for operation in document.operations:
         by_path[operation.path.rstrip("/") or "/"].setdefault(operation.method.upper(), operation)
 
-    item_of: dict[str, tuple[str, str]] = {}
+    items_below: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for template, ops in by_path.items():
         segments = split_template(template)
         if len(segments) >= 2 and re.fullmatch(r"\{[^{}]+\}", segments[-1]) and any(m in ops for m in _ITEM_METHODS):
             parent = "/" + "/".join(segments[:-1])
-            item_of.setdefault(parent, (template, segments[-1][1:-1]))
+            items_below[parent].append((template, segments[-1][1:-1]))
+    # a collection may be addressed by more than one key (Xero's /Contacts/{ContactID} and
+    # /Contacts/{ContactNumber}): the id-like parameter is the item path, the others look records up by field
+    item_of: dict[str, tuple[str, str]] = {}
+    alternates: dict[str, tuple[str, str]] = {}  # alternate item template -> (collection template, parameter)
+    for parent, found in items_below.items():
+        ranked = sorted(found, key=lambda tp: not _id_like(tp[1]))
+        item_of[parent] = ranked[0]
+        alternates.update((template, (parent, param)) for template, param in ranked[1:])
 
     resources: dict[str, Resource] = {}
     list_shapes: dict[str, ListShape] = {}
-    item_paths = {item for item, _ in item_of.values()}
+    item_paths = {item for item, _ in item_of.values()} | set(alternates)
     for template in sorted(set(by_path) | set(item_of)):
         if template in item_paths and template not in item_of:
             continue
@@ -373,7 +424,7 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
         literal = [s for s in segments if "{" not in s]
         name = literal[-1] if literal else "root"
         getter = ops.get("GET")
-        shape = list_shape(_schema_of(_succ(getter)[1]), name) if getter else None
+        shape = list_shape(_schema_of(_succ(getter)[1]), name, defs=defs) if getter else None
         if template in item_of or shape is not None:
             resource = Resource(key=template, name=name, scope_params=template_params(template))
             if template in item_of:
@@ -386,12 +437,12 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
                     for operation in ops.values():
                         for parameter in operation.parameters:
                             if parameter.in_ == "path" and parameter.name == resource.item_param and \
-                                    _strictness(parameter.schema) > _strictness(resource.item_param_schema):
+                                    _strictness(parameter.schema, defs) > _strictness(resource.item_param_schema, defs):
                                 resource.item_param_schema = parameter.schema
             resources[template] = resource
             if shape is not None:
                 list_shapes[template] = shape
-        elif getter is not None and any(m in ops for m in _WRITE_METHODS) and _object_like(_schema_of(_succ(getter)[1]) or {}):
+        elif getter is not None and any(m in ops for m in _WRITE_METHODS) and _object_like(_schema_of(_succ(getter)[1]) or {}, defs):
             resources[template] = Resource(key=template, name=name, scope_params=template_params(template), singleton=True,
                                            item_schema=_schema_of(_succ(getter)[1]) or {"type": "object"})
 
@@ -406,21 +457,21 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
         creator = ops.get("POST")
         listed = list_shapes[template].item_schema if template in list_shapes else None
         body = creator.request_body.schema if creator is not None and creator.request_body is not None else None
-        first = next((c for c in (listed, item_get, body) if isinstance(c, dict) and properties(c)), None)
-        guess = _id_field(resource, first) if first is not None else None
+        first = next((c for c in (listed, item_get, body) if isinstance(c, dict) and properties(c, defs)), None)
+        guess = _id_field(resource, first, defs) if first is not None else None
         ids = tuple(n for n in (guess and norm(guess), resource.item_param and norm(resource.item_param)) if n)
-        if item_get is not None and _object_like(item_get):
+        if item_get is not None and _object_like(item_get, defs):
             # some APIs (SendGrid) wrap even a single record in a list envelope, others (Xero) in an object
-            wrapped = list_shape(item_get, resource.name, ids)
-            member = record_envelope(item_get, resource.name, ids) if wrapped is None else None
-            item_get = wrapped.item_schema if wrapped is not None else properties(item_get)[member] if member else item_get
+            wrapped = list_shape(item_get, resource.name, ids, defs)
+            member = record_envelope(item_get, resource.name, ids, defs) if wrapped is None else None
+            item_get = wrapped.item_schema if wrapped is not None else properties(item_get, defs)[member] if member else item_get
             resource.enveloped = member is not None
         else:
             item_get = None
         candidates = [item_get, listed, body]
         resource.item_schema = next((c for c in candidates if isinstance(c, dict) and c), {"type": "object"})
-        resource.id_field = _id_field(resource, resource.item_schema)
-        by_norm = {norm(n): n for n in properties(resource.item_schema)}
+        resource.id_field = _id_field(resource, resource.item_schema, defs)
+        by_norm = {norm(n): n for n in properties(resource.item_schema, defs)}
         param = norm(resource.item_param) if resource.item_param else None
         resource.key_field = by_norm.get(param) if param else None
         if resource.key_field is None:
@@ -444,20 +495,29 @@ def build_model(document: OpenAPIDocument) -> tuple[list[Resource], dict[tuple[s
     id_names = tuple({norm(r.id_field) for r in resources.values() if r.id_field} | {norm(r.key_field) for r in resources.values() if r.key_field})
     bindings: dict[tuple[str, str], Binding] = {}
     item_templates = {r.item_template: r for r in resources.values() if r.item_template}
+    lookups: dict[str, tuple[str, str]] = {}
+    for template, (parent, param) in alternates.items():
+        owner = resources.get(parent)
+        if owner is None or owner.singleton or not owner.item_template:
+            continue
+        item_templates[template] = owner
+        field_name = next((n for n in properties(owner.item_schema, defs) if norm(n) == norm(param)), None)
+        lookups[template] = (param, field_name or param)
     for template, ops in by_path.items():
         for method, operation in ops.items():
             status, success = _success(document, operation)
             # a fragment variant (Box's PUT /folders/{folder_id}#remove_shared_link) acts on what its path serves
             served = template.split("#", 1)[0] if "#" in template and template.split("#", 1)[0] in by_path else template
-            role, resource, shape = _classify(served, method, operation, resources, item_templates, list_shapes, id_names)
+            role, resource, shape = _classify(served, method, operation, resources, item_templates, list_shapes, id_names, defs)
             record_prop = None
             if role in (Role.CREATE, Role.UPDATE_BY_BODY, Role.REPLACE, Role.MERGE, Role.GET, Role.DELETE) and resource is not None:
                 ids = tuple(norm(n) for n in (resource.id_field, resource.key_field) if n)
-                shape = list_shape(_schema_of(success), resource.name, ids)
+                shape = list_shape(_schema_of(success), resource.name, ids, defs)
                 if shape is None and _schema_of(success) is not None:
-                    record_prop = record_envelope(_schema_of(success), resource.name, ids)
+                    record_prop = record_envelope(_schema_of(success), resource.name, ids, defs)
+            lookup = lookups.get(served) if role in (Role.GET, Role.REPLACE, Role.MERGE, Role.DELETE) else None
             bindings[(method, template)] = Binding(operation, role, resource, status, success, shape,
-                                                   _parents(template, resources), record_prop)
+                                                   _parents(template, resources), record_prop, lookup)
     return list(resources.values()), bindings
 
 
@@ -488,6 +548,7 @@ def _classify(
     item_templates: dict[str, Resource],
     list_shapes: dict[str, ListShape],
     id_names: tuple[str, ...],
+    defs: Defs = None,
 ) -> tuple[Role, Resource | None, ListShape | None]:
     item_owner = item_templates.get(template)
     if item_owner is not None:
@@ -505,7 +566,7 @@ def _classify(
         if method == "POST":
             return Role.CREATE, resource, None
         if method in ("PUT", "PATCH") and operation.request_body is not None:
-            body_props = {norm(n) for n in properties(operation.request_body.schema)}
+            body_props = {norm(n) for n in properties(operation.request_body.schema, defs)}
             if resource.key_field and norm(resource.key_field) in body_props:
                 return Role.UPDATE_BY_BODY, resource, None
         return Role.ACTION, None, None
@@ -514,7 +575,7 @@ def _classify(
         for owner in resources.values():
             if owner.singleton or not _is_strict_prefix(owner.key, template):
                 continue
-            shape = list_shape(_schema_of(success), owner.name, id_names)
+            shape = list_shape(_schema_of(success), owner.name, id_names, defs)
             if shape is not None and _fingerprint(shape.item_schema) == _fingerprint(owner.item_schema):
                 return Role.LIST, owner, shape
     return Role.ACTION, None, None

@@ -26,7 +26,8 @@ import jsonschema
 from .._samples import merge_all_of, schema_view, validator_for
 from ..errors import RequestProblem, SandboxBadRequest, SandboxRequestInvalid, SandboxUnauthorized
 from ..openapi import Operation
-from ._model import _types, properties
+from ..specs import with_defs
+from ._model import Defs, _types, properties
 
 # OpenAPI: header parameters with these names are ignored (they are described elsewhere)
 _IGNORED_HEADERS = frozenset({"accept", "content-type", "authorization"})
@@ -117,8 +118,9 @@ def _describe(scheme: dict) -> str:
     return "Authorization: Bearer <token>"
 
 
-def check_request(operation: Operation, raw_path_params: dict[str, str], request: IncomingRequest) -> CheckedRequest:
-    """Validate and coerce parameters and body.
+def check_request(operation: Operation, raw_path_params: dict[str, str], request: IncomingRequest,
+                  defs: Defs = None) -> CheckedRequest:
+    """Validate and coerce parameters and body; ``defs`` are the document's shared schemas its ``$ref``s name.
 
     Raises:
         SandboxBadRequest: the body is not valid JSON (or form data) while its content type says it is.
@@ -136,8 +138,8 @@ def check_request(operation: Operation, raw_path_params: dict[str, str], request
             if parameter.required or location == "path":
                 problems.append(RequestProblem(location, "required parameter is missing", name=parameter.name))
             continue
-        value = coerce(values, parameter.schema)
-        for error in _errors(value, parameter.schema):
+        value = coerce(values, parameter.schema, defs)
+        for error in _errors(value, with_defs(parameter.schema, defs)):
             problems.append(RequestProblem(location, error.message, name=parameter.name))
         if location == "path":
             path_params[parameter.name] = value
@@ -145,7 +147,7 @@ def check_request(operation: Operation, raw_path_params: dict[str, str], request
             query[parameter.name] = value
     for name, value in raw_path_params.items():
         path_params.setdefault(name, value)
-    body, has_body = _body(operation, request, problems)
+    body, has_body = _body(operation, request, problems, defs)
     if problems:
         raise SandboxRequestInvalid(request.method, request.path, "request does not match the document", problems)
     raw_query = {k: v for k, v in request.query}
@@ -166,22 +168,23 @@ def _values(name: str, location: str, path_params: dict[str, str], request: Inco
     return []
 
 
-def coerce(values: list[str], schema: Any) -> Any:
+def coerce(values: list[str], schema: Any, defs: Defs = None) -> Any:
     """Turn the text of a parameter (repeated or comma-separated for arrays) into its schema's type."""
-    merged = merge_all_of(schema) if isinstance(schema, dict) else {}
+    merged = merge_all_of(schema, defs) if isinstance(schema, dict) else {}
     kinds = _types(merged)
     if "array" in kinds:
         parts = values if len(values) > 1 else [p for p in values[0].split(",") if p != ""]
         items = merged.get("items") if isinstance(merged.get("items"), dict) else {}
-        return [_scalar(p, items) for p in parts]
-    return _scalar(values[-1], merged)
+        return [_scalar(p, items, defs) for p in parts]
+    return _scalar(values[-1], merged, defs)
 
 
-def _scalar(text: str, schema: dict) -> Any:
-    kinds = _types(merge_all_of(schema)) if schema else []
+def _scalar(text: str, schema: dict, defs: Defs = None) -> Any:
+    schema = merge_all_of(schema, defs) if schema else schema
+    kinds = _types(schema) if schema else []
     if not kinds and isinstance(schema.get("anyOf") or schema.get("oneOf"), list):
         for branch in schema.get("anyOf") or schema.get("oneOf"):
-            kinds += _types(branch) if isinstance(branch, dict) else []
+            kinds += _types(merge_all_of(branch, defs)) if isinstance(branch, dict) else []
     for kind in ("integer", "number", "boolean", "null"):
         if kind not in kinds:
             continue
@@ -216,7 +219,7 @@ def _media(content_type: str) -> str:
     return content_type.split(";")[0].strip().lower()
 
 
-def _body(operation: Operation, request: IncomingRequest, problems: list[RequestProblem]) -> tuple[Any, bool]:
+def _body(operation: Operation, request: IncomingRequest, problems: list[RequestProblem], defs: Defs) -> tuple[Any, bool]:
     spec = operation.request_body
     raw = request.body
     if not raw.strip():
@@ -238,13 +241,13 @@ def _body(operation: Operation, request: IncomingRequest, problems: list[Request
             pairs = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError as exc:
             raise SandboxBadRequest(request.method, request.path, f"form body is not UTF-8: {exc}") from None
-        props = properties(spec.schema) if spec is not None else {}
-        body = {k: coerce(v, props.get(k, {})) for k, v in pairs.items()}
+        props = properties(spec.schema, defs) if spec is not None else {}
+        body = {k: coerce(v, props.get(k, {}), defs) for k, v in pairs.items()}
     else:
         # XML, multipart and binary bodies are accepted as they are: nothing here can check them
         return None, True
     if spec is not None and isinstance(spec.schema, dict) and spec.schema:
-        view = schema_view(spec.schema, for_request=True)
+        view = schema_view(with_defs(spec.schema, defs), for_request=True)
         for error in _errors(body, view):
             problems.append(_body_problem(error))
     return body, True

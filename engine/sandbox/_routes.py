@@ -118,3 +118,25 @@ class RouteTable:
         if allowed:
             raise SandboxMethodNotAllowed(method.upper(), path, sorted(allowed))
         raise SandboxNotFound(method.upper(), path, "no operation of the document matches this path")
+
+    def alternatives(self, method: str, path: str) -> list[tuple[Operation, dict[str, str]]]:
+        """Every operation for ``method`` a path may mean, best first, each with its raw path parameters.
+
+        Templates of the same shape that differ only in parameter names (Xero's
+        ``/Contacts/{ContactID}`` and ``/Contacts/{ContactNumber}``) all match a
+        path: the request's values decide (a number is not a uuid), so each is a
+        candidate, after the first template's own operation and variants.
+        """
+        normalised = path.rstrip("/") or "/"
+        found: list[tuple[Operation, dict[str, str]]] = []
+        rank = None
+        for route in self.routes:
+            if rank is not None and route.rank != rank:
+                break
+            params = route.match(normalised)
+            candidates = route.candidates(method) if params is not None else []
+            if not candidates:
+                continue
+            rank = route.rank
+            found.extend((operation, params) for operation in candidates)
+        return found

@@ -5,6 +5,12 @@ ASGI): it matches the route, checks credentials and the request, and acts on
 its records according to the operation's role (see ``_model.py``). Every
 response body is fitted to the documented response schema and checked
 against it before it leaves.
+
+A document loaded with shared schemas (``load_openapi(keep_refs=True)``, what
+a path given here is loaded as) stays its size: its ``$ref``s are followed
+into ``document.schemas`` where a schema is read, and each schema validated
+carries the shared schemas it reaches (``schema_view`` keeps only those).
+Xero's accounting document inlined is over a hundred megabytes.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from ..errors import (
     SandboxSetupError,
 )
 from ..openapi import OpenAPIDocument, Operation, load_openapi
+from ..specs import with_defs
 from ._listing import filter_records, paging
-from ._model import Binding, Resource, _types, build_model, norm, properties
+from ._model import Binding, Resource, _types, build_model, norm, properties, root_defs
 from ._requests import CheckedRequest, IncomingRequest, check_request, check_security, coerce
 from ._routes import RouteTable, server_path
 from ._seed import read_seed, resolve_seed_key
@@ -87,7 +94,8 @@ class Sandbox:
         seed: dict | str | Path | None = None,
         clock: Callable[[], datetime] | None = None,
     ):
-        self.document = document if isinstance(document, OpenAPIDocument) else load_openapi(document)
+        self.document = document if isinstance(document, OpenAPIDocument) else load_openapi(document, keep_refs=True)
+        self.defs = self.document.schemas
         self.base_path = server_path(self.document.servers)
         self.routes = RouteTable(self.document.operations, self.document.servers)
         self.resources, self.bindings = build_model(self.document)
@@ -157,9 +165,10 @@ class Sandbox:
     def handle(self, request: IncomingRequest) -> Reply:
         """Answer one request (never raises for a bad request: errors become 4xx replies)."""
         try:
-            route, operation, raw_params = self.routes.match(request.method, request.path)
+            _, operation, _ = self.routes.match(request.method, request.path)
             check_security(operation, self.document.security_schemes, request, self._requirements)
-            operation, checked = self._first_fitting(route.candidates(request.method), raw_params, request)
+            operation, checked, raw_params = self._first_fitting(self.routes.alternatives(request.method, request.path),
+                                                                 request)
             binding = self.bindings[(operation.method.upper(), operation.path.rstrip("/") or "/")]
             for parent, names in binding.parents:
                 self._require_parent(parent, names, raw_params, request)
@@ -172,16 +181,16 @@ class Sandbox:
                               "message": f"{type(error).__name__}: {error}", "problems": []}}
             return Reply(500, body)
 
-    def _first_fitting(self, candidates: list[Operation], raw: dict[str, str],
-                       request: IncomingRequest) -> tuple[Operation, CheckedRequest]:
-        """The first operation whose parameters and body the request fits, and the checked request.
+    def _first_fitting(self, candidates: list[tuple[Operation, dict[str, str]]],
+                       request: IncomingRequest) -> tuple[Operation, CheckedRequest, dict[str, str]]:
+        """The first operation whose parameters and body the request fits, the checked request and its path parameters.
 
         Raises the first operation's refusal when none fits.
         """
         refusal: SandboxRequestError | None = None
-        for operation in candidates:
+        for operation, raw in candidates:
             try:
-                return operation, check_request(operation, raw, request)
+                return operation, check_request(operation, raw, request, self.defs), raw
             except SandboxRequestInvalid as error:
                 refusal = refusal or error
         assert refusal is not None
@@ -194,8 +203,8 @@ class Sandbox:
         assert resource is not None
         scope = self._scope(resource, raw)
         records = [e.data for e in self._all(resource, scope)]
-        records = filter_records(b.operation, resource, c, records)
-        offset, limit, page, has_cursor = paging(b.operation, c, req)
+        records = filter_records(b.operation, resource, c, records, self.defs)
+        offset, limit, page, has_cursor = paging(b.operation, c, req, self.defs)
         window = records[offset: offset + limit] if limit else records[offset:]
         more = limit is not None and offset + limit < len(records)
         next_cursor = str(offset + limit) if more and (has_cursor or b.list_shape and b.list_shape.cursor_path) else None
@@ -240,7 +249,7 @@ class Sandbox:
         body = self._incoming(b, resource, c.body)
         if not body and c.query:
             # form-style updates in the query (swagger-petstore's POST /pet/{petId}?name=..&status=..)
-            fields = {norm(n): n for n in properties(resource.item_schema)}
+            fields = {norm(n): n for n in properties(resource.item_schema, self.defs)}
             body = {fields[norm(k)]: v for k, v in c.query.items() if norm(k) in fields}
         record = self._updated(resource, scope, key, current, body)
         return self._records_reply(b, [record], total=1, page=1, limit=1, next_cursor=None, seed=req.path)
@@ -268,7 +277,8 @@ class Sandbox:
         self.store.delete(resource.key, scope, key)
         if resource.virtual:
             self.store.bury(resource.key, scope, key)
-        gone = {**record, "deleted": True} if "deleted" in properties(self._success_schema(b) or {}) else record
+        success = self._success_schema(b) or {}
+        gone = {**record, "deleted": True} if "deleted" in properties(success, root_defs(success)) else record
         return self._records_reply(b, [gone], total=1, page=1, limit=1, next_cursor=None, seed=req.path)
 
     def _singleton_get(self, b: Binding, c: CheckedRequest, raw: dict, req: IncomingRequest) -> Reply:
@@ -308,7 +318,7 @@ class Sandbox:
     def _incoming(self, b: Binding, resource: Resource, body: Any) -> dict:
         """A request body as record fields: readOnly fields dropped, names aligned to the record's."""
         body = body if isinstance(body, dict) else {}
-        return self._align(resource, strip_flagged(body, self._request_schema(b.operation), "readOnly"))
+        return self._align(resource, strip_flagged(body, self._request_schema(b.operation), "readOnly", self.defs))
 
     def _align(self, resource: Resource, body: dict) -> dict:
         """Rename body fields to the record's spelling when they differ only in case and separators.
@@ -316,7 +326,7 @@ class Sandbox:
         Twilio takes ``FriendlyName`` in a form and answers ``friendly_name``; the record keeps one name.
         """
         fields: dict[str, list[str]] = {}
-        for name in properties(resource.item_schema):
+        for name in properties(resource.item_schema, self.defs):
             fields.setdefault(norm(name), []).append(name)
         out = {}
         for name, value in body.items():
@@ -330,7 +340,16 @@ class Sandbox:
     def _item_address(self, b: Binding, raw: dict[str, str]) -> tuple[Resource, Scope, str]:
         resource = b.resource
         assert resource is not None and resource.item_param is not None
-        return resource, self._scope(resource, raw), str(raw[resource.item_param])
+        scope = self._scope(resource, raw)
+        if b.lookup is None:
+            return resource, scope, str(raw[resource.item_param])
+        # an alternate key (``/Contacts/{ContactNumber}``): the record whose field holds the value, else (for
+        # a virtual resource, where every key has a record) the value as the key
+        param, field_name = b.lookup
+        value = str(raw[param])
+        found = next((e.key for e in self._all(resource, scope) if field_name in e.data
+                      and _text(e.data[field_name]) == value), None)
+        return resource, scope, found if found is not None else value
 
     def _all(self, resource: Resource, scope: Scope) -> list[Entry]:
         stored = self.store.entries(resource.key, scope)
@@ -409,13 +428,14 @@ class Sandbox:
     def _server_fields(self, resource: Resource, current: dict) -> dict:
         """Fields a client cannot change: the id and key, and every readOnly field."""
         names = {resource.id_field, resource.key_field}
-        names |= {n for n, s in properties(resource.item_schema).items() if isinstance(s, dict) and s.get("readOnly")}
+        names |= {n for n, s in properties(resource.item_schema, self.defs).items()
+                  if isinstance(s, dict) and merge_all_of(s, self.defs).get("readOnly")}
         return {n: current[n] for n in names if n and n in current}
 
     def _finish(self, resource: Resource, scope: Scope, record: dict, *, created: bool, seed: str) -> dict:
         now = None
-        for name, sub in properties(resource.item_schema).items():
-            merged = merge_all_of(sub) if isinstance(sub, dict) else {}
+        for name, sub in properties(resource.item_schema, self.defs).items():
+            merged = merge_all_of(sub, self.defs) if isinstance(sub, dict) else {}
             if merged.get("format") != "date-time":
                 continue
             label = norm(name)
@@ -427,23 +447,23 @@ class Sandbox:
         return conform(record, self._view(resource.item_schema), seed=seed)
 
     def _fill_scope(self, resource: Resource, scope: Scope, record: dict, *, override: bool = False) -> None:
-        fields = {norm(n): n for n in properties(resource.item_schema)}
+        fields = {norm(n): n for n in properties(resource.item_schema, self.defs)}
         for name, value in scope:
             target = fields.get(norm(name))
             if target and (override or target not in record):
                 record[target] = self._typed(resource, target, value)
 
     def _typed(self, resource: Resource, field_name: str, text: str) -> Any:
-        schema = properties(resource.item_schema).get(field_name, {})
-        value = coerce([text], schema)
-        return value if is_valid(value, schema) or not isinstance(value, str) else text
+        schema = properties(resource.item_schema, self.defs).get(field_name, {})
+        value = coerce([text], schema, self.defs)
+        return value if is_valid(value, with_defs(schema, self.defs)) or not isinstance(value, str) else text
 
     def _id_value(self, resource: Resource, number: int) -> Any:
-        schema = merge_all_of(properties(resource.item_schema).get(resource.id_field or "", {}) or {})
+        schema = merge_all_of(properties(resource.item_schema, self.defs).get(resource.id_field or "", {}) or {}, self.defs)
         kinds = _types(schema)
         if not (schema.get("format") or schema.get("pattern") or "integer" in kinds):
             # the path parameter may say more about ids than the record does (Resend: uuid in the path only)
-            param = merge_all_of(resource.item_param_schema or {})
+            param = merge_all_of(resource.item_param_schema or {}, self.defs)
             if param.get("format") or param.get("pattern") or "integer" in _types(param):
                 schema, kinds = param, _types(param)
         seed = f"{self.namespace}:{resource.key}:{number}"
@@ -457,7 +477,7 @@ class Sandbox:
         if isinstance(pattern, str):
             try:
                 candidate = rstr.Rstr(random.Random(seed)).xeger(pattern)
-                if is_valid(candidate, schema):
+                if is_valid(candidate, with_defs(schema, self.defs)):
                     return candidate
             except Exception:  # noqa: BLE001 - an unusual pattern falls back to a counter
                 pass
@@ -466,9 +486,10 @@ class Sandbox:
     # -- replies -----------------------------------------------------------
 
     def _view(self, schema: Any) -> Any:
+        """The response view of a schema of the document, standalone (with the shared schemas it reaches)."""
         key = id(schema)
         if key not in self._views:
-            self._views[key] = (schema, schema_view(schema, for_request=False))
+            self._views[key] = (schema, schema_view(with_defs(schema, self.defs), for_request=False))
         return self._views[key][1]
 
     def _request_schema(self, operation: Operation) -> dict:
@@ -526,16 +547,23 @@ class Sandbox:
             self._fill_scope(resource, scope, data)
             key_field = resource.key_field
             key = str(data[key_field]) if key_field and key_field in data else str(staging.next_number(resource.key))
-        for name in (schema.get("required", []) if isinstance(schema, dict) else []):
+        defs = root_defs(schema)
+        for name in (merge_all_of(schema, defs).get("required", []) if isinstance(schema, dict) else []):
             if name not in data:
-                data[name] = sample_from_schema(properties(schema).get(name, {}), seed=f"{pointer}/{name}",
-                                                required_only=True)
+                data[name] = sample_from_schema(with_defs(properties(schema, defs).get(name, {}), defs),
+                                                seed=f"{pointer}/{name}", required_only=True)
         errors = sorted(validator_for(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
         if errors:
             error = errors[0]
             at = "".join("/" + str(p) for p in error.absolute_path)
             raise SandboxSetupError("seed", pointer + at, f"record does not fit {resource.key}: {error.message}")
         return Entry(key, scope, data)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -17,7 +17,8 @@ def sandbox(document: str, port: int, host: str, seed_file: Path | None) -> None
     from engine.openapi import load_openapi
     from engine.sandbox import serve_sandbox
 
-    doc = load_openapi(document)
+    # keep_refs: shared schemas stay shared (Xero's accounting document inlined is over a hundred megabytes)
+    doc = load_openapi(document, keep_refs=True)
     base_path = urlpath(doc.servers[0]) if doc.servers else ""
     click.echo(f"sandbox of {doc.title!r} on http://{host}:{port}{base_path} (admin: http://{host}:{port}/__sandbox/state)", err=True)
     serve_sandbox(doc, host=host, port=port, seed_file=seed_file, log_level="warning")

@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support.documents import SPECS_DIR
+
 REPO = Path(__file__).resolve().parents[2]
-SPECS_DIR = REPO.parent / "shared" / "specs"
 CACHE_DIR = REPO / ".cache" / "prism"
 PRISM_PACKAGE = "@stoplight/prism-cli"
 PRISM_MAJOR = "5"
@@ -41,7 +42,7 @@ INSTALL_TIMEOUT = 300.0
 START_TIMEOUT = 120.0  # every document starts at once; on 2 busy cores a node start can take long
 PRISM_ERRORS = "https://stoplight.io/prism/errors#"
 
-# Prism refuses these at start (shared/specs/INDEX.md): a dangling $ref, and $refs into files that are not there.
+# Prism refuses these at start (tests/data/openapi/INDEX.md): a dangling $ref, and $refs into files that are not there.
 REFUSED = {
     "oai-callback-example-v3.0.yaml": "dangling $ref",
     "oai-petstore-separate-extref-v2.json": "external $refs to files that are not there",
@@ -78,7 +79,7 @@ def node_missing() -> str | None:
 
 
 def served_documents() -> list[str]:
-    """File names in shared/specs that Prism serves (all documents but :data:`REFUSED`)."""
+    """File names in tests/data/openapi that Prism serves (all documents but :data:`REFUSED`)."""
     return sorted(
         p.name for p in SPECS_DIR.iterdir()
         if p.suffix in (".yaml", ".yml", ".json") and p.name not in REFUSED
@@ -204,7 +205,7 @@ class PrismServer:
 def running_prisms(install: PrismInstall, documents: Sequence[str | Path]) -> Iterator[dict[str, PrismServer]]:
     """Start ``prism mock`` for every document at once and yield them by file name once all listen.
 
-    Documents are shared/specs file names or paths. Every process is stopped on the way out.
+    Documents are tests/data/openapi file names or paths. Every process is stopped on the way out.
 
     Raises:
         PrismStartFailed: one of them did not start (the others are stopped).
