@@ -450,7 +450,10 @@ def _plain_path(text: str) -> tuple[str | tuple[str, int], ...] | None:
 
 def _walk(path: tuple[str | tuple[str, int], ...], context: Any) -> Any:
     """A plain path evaluated over nested objects, as JSONata would; ``_FALLBACK`` where JSONata's
-    sequence rules could apply (a list on the way or at the end), so JSONata decides those."""
+    sequence rules could apply (a list on the way), so JSONata decides those.
+
+    A list reached through objects only is the value itself, as JSONata gives it (``results``
+    of a page): it is returned without JSONata's walk over every record in it."""
     node = context
     for step in path:
         if not isinstance(node, Mapping):
@@ -473,8 +476,6 @@ def _walk(path: tuple[str | tuple[str, int], ...], context: Any) -> Any:
         node = items[index]
         if not isinstance(node, Mapping):
             return _FALLBACK
-    if isinstance(node, (list, tuple)):
-        return _FALLBACK
     return node
 
 

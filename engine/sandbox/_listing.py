@@ -24,23 +24,29 @@ _PAGE_NAMES = ("page", "pagenumber", "pageno")
 _LIMIT_NAMES = ("limit", "pagesize", "perpage", "maxresults", "count", "size", "top")
 _OFFSET_NAMES = ("offset", "skip", "start")
 _CURSOR_NAMES = ("after", "cursor", "pagetoken", "startingafter", "nexttoken", "continuationtoken")
+_PAGING_NAMES = frozenset((*_PAGE_NAMES, *_LIMIT_NAMES, *_OFFSET_NAMES, *_CURSOR_NAMES))
+
+
+def filter_key(c: CheckedRequest) -> tuple:
+    """The query parameters that filter a listing (paging aside), as a hashable key."""
+    return tuple(sorted((name, repr(value)) for name, value in c.query.items() if norm(name) not in _PAGING_NAMES))
 
 
 def filter_records(operation: Operation, resource: Resource, c: CheckedRequest, records: list[dict],
                    defs: Defs = None) -> list[dict]:
     """Keep the records whose fields equal the query parameters that name them (paging parameters aside)."""
-    paging_names = {norm(n) for n in (*_PAGE_NAMES, *_LIMIT_NAMES, *_OFFSET_NAMES, *_CURSOR_NAMES)}
     defaults = {p.name: resolved(p.schema, defs).get("default") for p in operation.parameters if isinstance(p.schema, dict)}
     for name, value in c.query.items():
-        if norm(name) in paging_names:
+        if norm(name) in _PAGING_NAMES:
             continue
         wanted = value if isinstance(value, list) else [value]
         wanted_text = {_text(v) for v in wanted}
-        declared = any(norm(f) == norm(name) for f in properties(resource.item_schema, defs))
+        wanted_name = norm(name)
+        declared = any(norm(f) == wanted_name for f in properties(resource.item_schema, defs))
         kept = []
         applies = False
         for record in records:
-            field_name = next((f for f in record if norm(f) == norm(name)), None)
+            field_name = name if name in record else next((f for f in record if norm(f) == wanted_name), None)
             if field_name is None and (not declared or value == defaults.get(name, object())):
                 # not a field of these records, or absent and asked for its default (HubSpot's archived=false)
                 kept.append(record)

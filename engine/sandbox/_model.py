@@ -30,6 +30,7 @@ The rules (documented for users in engine/sandbox/__init__.py):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections import defaultdict
@@ -133,9 +134,14 @@ class Binding:
     lookup: tuple[str, str] | None = None
 
 
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
+@functools.lru_cache(maxsize=8192)
 def norm(name: str) -> str:
     """A name compared loosely: lower case, letters and digits only (``job_sid`` == ``JobSid``)."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+    # cached: listing compares every field name of every stored record with each query parameter
+    return _NOT_ALNUM.sub("", name.lower())
 
 
 def singular(name: str) -> str:

@@ -38,7 +38,7 @@ from ..errors import (
 )
 from ..openapi import OpenAPIDocument, Operation, load_openapi
 from ..specs import with_defs
-from ._listing import filter_records, paging
+from ._listing import filter_key, filter_records, paging
 from ._model import Binding, Resource, _types, build_model, norm, properties, root_defs
 from ._requests import CheckedRequest, IncomingRequest, check_request, check_security, coerce
 from ._routes import RouteTable, server_path
@@ -48,6 +48,7 @@ from ._store import Entry, RecordStore, Scope
 
 ADMIN_PREFIX = "/__sandbox"
 _VIRTUAL_PAGE = 2
+_LISTINGS_KEPT = 16  # listings kept between changes (a few list requests with different filters)
 _STAMP_CREATED = ("created", "datecreated", "createdat", "createdon", "createddate", "creationdate", "inserted")
 _STAMP_UPDATED = ("updated", "modified", "lastmodified", "datemodified", "dateupdated")
 _UUID_NAMESPACE = uuid.UUID("6f1c1f5e-56a3-4d1c-9a51-7c3c3e0b5a10")
@@ -102,6 +103,8 @@ class Sandbox:
         self.store = RecordStore(clock)
         self.namespace = f"{self.document.title}:{self.document.version}"
         self._views: dict[int, Any] = {}
+        self._listings: dict[tuple, list[dict]] = {}
+        self._listings_version = -1
         self._requirements: list[dict[str, list[str]]] = []
         for requirement in [*self.document.security, *(r for o in self.document.operations for r in o.security)]:
             if requirement and requirement not in self._requirements:
@@ -202,8 +205,7 @@ class Sandbox:
         resource = b.resource
         assert resource is not None
         scope = self._scope(resource, raw)
-        records = [e.data for e in self._all(resource, scope)]
-        records = filter_records(b.operation, resource, c, records, self.defs)
+        records = self._listing(b, resource, scope, c)
         offset, limit, page, has_cursor = paging(b.operation, c, req, self.defs)
         window = records[offset: offset + limit] if limit else records[offset:]
         more = limit is not None and offset + limit < len(records)
@@ -350,6 +352,22 @@ class Sandbox:
         found = next((e.key for e in self._all(resource, scope) if field_name in e.data
                       and _text(e.data[field_name]) == value), None)
         return resource, scope, found if found is not None else value
+
+    def _listing(self, b: Binding, resource: Resource, scope: Scope, c: CheckedRequest) -> list[dict]:
+        """The records a list request selects, before paging; reused page after page until the store changes
+        (each page would otherwise scan and filter every record: quadratic in the collection's size)."""
+        key = (id(b.operation), resource.key, scope, filter_key(c))
+        if self._listings_version != self.store.version:
+            self._listings.clear()
+            self._listings_version = self.store.version
+        records = self._listings.get(key)
+        if records is None:
+            records = [e.data for e in self._all(resource, scope)]
+            records = filter_records(b.operation, resource, c, records, self.defs)
+            if len(self._listings) >= _LISTINGS_KEPT:
+                self._listings.clear()
+            self._listings[key] = records
+        return records
 
     def _all(self, resource: Resource, scope: Scope) -> list[Entry]:
         stored = self.store.entries(resource.key, scope)

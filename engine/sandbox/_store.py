@@ -63,6 +63,8 @@ class RecordStore:
         self._entries: dict[str, list[Entry]] = {}
         self._tombstones: set[tuple[str, Scope, str]] = set()
         self._counters: dict[str, int] = {}
+        # bumped by every change, so a listing computed at one version can be reused until the next
+        self.version = 0
 
     def set_seed(self, seed: dict[str, list[Entry]]) -> None:
         """Replace the seed and reset to it."""
@@ -74,6 +76,7 @@ class RecordStore:
         """Forget every change: records back to the seed, counters and the default clock back to the start."""
         with self.lock:
             self._entries = copy.deepcopy(self._seed)
+            self.version += 1
             self._tombstones.clear()
             self._counters.clear()
             if isinstance(self.clock, StepClock):
@@ -102,6 +105,7 @@ class RecordStore:
     def put(self, resource: str, scope: Scope, key: str, data: dict) -> None:
         """Store ``data`` under ``key``, replacing a record of the same key in the same scope (in place)."""
         with self.lock:
+            self.version += 1
             entries = self._entries.setdefault(resource, [])
             for entry in entries:
                 if entry.key == key and in_scope(entry.scope, scope):
@@ -112,6 +116,7 @@ class RecordStore:
 
     def delete(self, resource: str, scope: Scope, key: str) -> bool:
         with self.lock:
+            self.version += 1
             entries = self._entries.get(resource, [])
             for index, entry in enumerate(entries):
                 if entry.key == key and in_scope(entry.scope, scope):
@@ -122,6 +127,7 @@ class RecordStore:
     def bury(self, resource: str, scope: Scope, key: str) -> None:
         """Remember that a virtual record was deleted, so it is no longer synthesised."""
         with self.lock:
+            self.version += 1
             self._tombstones.add((resource, scope, key))
 
     def buried(self, resource: str, scope: Scope, key: str) -> bool:
