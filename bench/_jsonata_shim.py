@@ -33,6 +33,10 @@ a switch would, and nothing more (a missing hook shows up as a failing test, not
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `make bench` runs every bench/*.py; this one is a pytest plugin
+    print("bench/_jsonata_shim.py is a pytest plugin (-p bench._jsonata_shim); see its docstring")
+    raise SystemExit(0)
+
 import os
 import threading
 from collections.abc import Callable
