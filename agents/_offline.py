@@ -15,13 +15,13 @@ final messages are labelled lines, not prose that could pass for an LLM's. It sp
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -75,6 +75,26 @@ class OfflineChatModel(BaseChatModel):
         message = self.decide(messages, kwargs.get("tools") or ())
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": OFFLINE})
 
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        # One chunk carrying the whole decision: the graphs stream every model the same way, and
+        # there is no prose to trickle out.
+        yield _as_chunk(self.decide(messages, kwargs.get("tools") or ()))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        yield _as_chunk(self.decide(messages, kwargs.get("tools") or ()))
+
     async def _agenerate(
         self,
         messages: list[BaseMessage],
@@ -112,6 +132,19 @@ class OfflineChatModel(BaseChatModel):
                 usage_metadata=_NO_USAGE,
             )
         return _final(messages, "done" if decision.outcome == "done" else "stopped", _report(intent, decision), intent=intent)
+
+
+def _as_chunk(message: AIMessage) -> ChatGenerationChunk:
+    return ChatGenerationChunk(message=AIMessageChunk(
+        content=message.content,
+        tool_call_chunks=[
+            {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
+            for i, c in enumerate(message.tool_calls)
+        ],
+        response_metadata=message.response_metadata,
+        usage_metadata=message.usage_metadata,
+        chunk_position="last",
+    ))
 
 
 _NO_USAGE = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}

@@ -126,16 +126,15 @@ def next_step(plan: Plan, state: PlanState, tools: Mapping[str, Mapping[str, Any
     if state.intent.kind not in plan.kinds:
         return Decision("stopped", reason=f"this agent does not build '{state.intent.kind}' integrations",
                         completed=_completed(state))
-    for step in plan.steps:
-        if step.when is not None and not step.when(state):
-            continue
-        if step.is_done(state):
-            continue
+    pending = [step for step in plan.steps if (step.when is None or step.when(state)) and not step.is_done(state)]
+    # A step out of attempts ends the run even when a repair row comes before it in the table.
+    for step in pending:
         failures = state.failures_since_success(step.tool)
         if failures >= step.attempts:
             last = state.last(step.tool)
             return Decision("stopped", tool=step.tool, completed=_completed(state),
                             reason=f"{step.tool} failed {failures} time(s); last result: {_brief(last.content if last else None)}")
+    for step in pending:
         arguments = step.arguments(state)
         if arguments is None:
             continue
