@@ -144,9 +144,12 @@ def _litellm(setting: ModelSetting) -> BaseChatModel:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
     try:
+        import litellm
         from langchain_litellm import ChatLiteLLM
     except ImportError as error:
         raise ModelUnavailable(setting.name, f"langchain-litellm is not installed ({error.name})") from None
+    # litellm prints help banners to stdout on every error; the platform's output is its logs.
+    litellm.suppress_debug_info = True
     return ChatLiteLLM(
         model=setting.model,
         api_base=setting.base_url,
