@@ -186,9 +186,6 @@ def _take_schedule(text: str) -> tuple[Trigger | str | None, str]:
     for pattern in (_SCHEDULE_AT_START, _SCHEDULE_AT_END):
         if found := pattern.search(text):
             rest = (text[: found.start()] + text[found.end():]).strip(" ,")
-            # "every time X happens, ..." is an event, not a schedule.
-            if pattern is _SCHEDULE_AT_START and re.match(r"^(?:every|each)\s+time\b", text, re.I):
-                return None, text
             return _schedule(found), rest
     return None, text
 

@@ -112,10 +112,10 @@ class OfflineChatModel(BaseChatModel):
         schemas = {tool["function"]["name"]: tool["function"].get("parameters") or {} for tool in tools}
         prompt_at = _last_human(messages)
         if prompt_at is None:
-            return _final(messages, "cannot do this", [("reason", "the conversation has no prompt from the builder")])
+            return _final("cannot do this", [("reason", "the conversation has no prompt from the builder")])
         intent = parse_intent(_text(messages[prompt_at]), apps=self.apps)
         if isinstance(intent, Refusal):
-            return _final(messages, "cannot do this", [
+            return _final("cannot do this", [
                 ("reason", intent.reason),
                 ("handles", " | ".join(SHAPES)),
                 ("other requests", "need a model: set SWITCHBOARD_MODEL to openai:<model> or litellm:<provider/model>"),
@@ -129,9 +129,9 @@ class OfflineChatModel(BaseChatModel):
                 content="",
                 tool_calls=[{"name": decision.tool, "args": dict(decision.arguments), "id": call_id, "type": "tool_call"}],
                 response_metadata=_metadata("tool_calls", intent),
-                usage_metadata=_NO_USAGE,
+                usage_metadata=dict(_NO_USAGE),
             )
-        return _final(messages, "done" if decision.outcome == "done" else "stopped", _report(intent, decision), intent=intent)
+        return _final("done" if decision.outcome == "done" else "stopped", _report(intent, decision), intent=intent)
 
 
 def _as_chunk(message: AIMessage) -> ChatGenerationChunk:
@@ -159,9 +159,9 @@ def _metadata(finish_reason: str, intent: Intent | None) -> dict[str, Any]:
     }
 
 
-def _final(messages: Sequence[BaseMessage], status: str, lines: list[tuple[str, str]], intent: Intent | None = None) -> AIMessage:
+def _final(status: str, lines: list[tuple[str, str]], intent: Intent | None = None) -> AIMessage:
     text = "\n".join([f"{LABEL}: {status}", *(f"{key}: {value}" for key, value in lines)])
-    return AIMessage(content=text, response_metadata=_metadata("stop", intent), usage_metadata=_NO_USAGE)
+    return AIMessage(content=text, response_metadata=_metadata("stop", intent), usage_metadata=dict(_NO_USAGE))
 
 
 def _report(intent: Intent, decision: Decision) -> list[tuple[str, str]]:
