@@ -21,8 +21,8 @@ from agents import (
     chat_model,
     model_errors,
 )
-from tests.support.fake_openai import FakeOpenAI, Reply, ScriptedCall
-from tests.support.servers import serve_app
+from support.fake_openai import FakeOpenAI, Reply, ScriptedCall
+from support.servers import serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-canary-7f3a"

@@ -49,7 +49,7 @@ class Reply:
 
 @dataclass
 class FakeOpenAI:
-    """The fake server's state; serve :attr:`app` (e.g. with ``tests.support.servers.serve_app``)."""
+    """The fake server's state; serve :attr:`app` (e.g. with ``support.servers.serve_app``)."""
 
     replies: deque[Reply] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
