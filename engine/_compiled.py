@@ -23,13 +23,18 @@ expression with jsonata-python, which gives the result or the error. That
 is sound because compiled expressions have no side effects.
 
 Bounds: no compiled node loops except over its input's items or recurses
-except into its own subtree, so an evaluation's work is bounded by the
-expression's size times the data's; the caller still charges its CPU time to
-the run's meter and checks cancellation.
+except into its own subtree, so an evaluation's work follows the expression's
+size times the data's. That can still be large (a mapping over a million
+items), so the closures count their work: each path step adds its items times
+its subtree's size, and each operation over a whole list or string adds its
+length. Every :data:`CHECK_UNITS` units the evaluation's ``check`` runs (the
+caller's CPU-time, run-budget and cancellation checks), and a :class:`Stop` it
+raises ends the evaluation, unlike other exceptions, which hand it back.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +43,10 @@ from jsonata import utils as _utils
 from jsonata.jsonata import Jsonata
 from jsonata.parser import Parser
 
-__all__ = ["Compiled", "Fallback", "compile_subset"]
+__all__ = ["CHECK_UNITS", "Compiled", "Fallback", "Stop", "compile_subset"]
+
+# Units of work (roughly, items visited) between two calls of an evaluation's check.
+CHECK_UNITS = 20_000
 
 JList = _utils.Utils.JList
 NULL = _utils.Utils.NULL_VALUE
@@ -53,6 +61,35 @@ Node = Callable[[Any, dict], Any]
 
 class Fallback(Exception):
     """This evaluation is left to jsonata-python (data the compiled form does not decide on)."""
+
+
+class Stop(Exception):
+    """Raised by an evaluation's check to end it (a budget is spent, the run is cancelled); not handed back."""
+
+
+class _Work(threading.local):
+    """The work counted by the evaluation running in this thread, and its check (None: not counted)."""
+
+    units = 0
+    next_check = CHECK_UNITS
+    check: Callable[[], None] | None = None
+
+
+_work = _Work()
+
+
+def _charge(units: int) -> None:
+    work = _work
+    if work.check is None:
+        return
+    work.units += units
+    if work.units >= work.next_check:
+        work.next_check = work.units + CHECK_UNITS
+        work.check()
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (list, str, dict)) else 1
 
 
 class _Unsupported(Exception):
@@ -89,22 +126,31 @@ class Compiled:
         self._root = root
         self._convert_nulls = convert_nulls
 
-    def evaluate(self, input: Any) -> Any:
+    def evaluate(self, input: Any, check: Callable[[], None] | None = None) -> Any:
         """The expression's value over ``input``, as ``Jsonata.evaluate`` gives it.
+
+        ``check`` is called every :data:`CHECK_UNITS` units of work; a :class:`Stop` it raises
+        ends the evaluation.
 
         Raises:
             Fallback: jsonata-python must evaluate this one (it gives the value or the error).
+            Stop: raised by ``check``.
         """
         if isinstance(input, list) and not _utils.Utils.is_sequence(input):
             input = _create_sequence(input)
             input.outer_wrapper = True
+        work = _work
+        outer = (work.units, work.next_check, work.check)
+        work.units, work.next_check, work.check = 0, CHECK_UNITS, check
         try:
             result = self._root(input, {})
-        except Fallback:
+        except (Fallback, Stop):
             raise
         except Exception:
             # any failure is reported by jsonata-python, with its own message
             raise Fallback from None
+        finally:
+            work.units, work.next_check, work.check = outer
         if self._convert_nulls:
             result = _utils.Utils.convert_nulls(result)
         return result
@@ -126,6 +172,10 @@ def compile_subset(ast: Any, environment: Any, convert_nulls: bool = False) -> C
         return None
 
 
+_CHILDREN = ("lhs", "rhs", "expressions", "steps", "condition", "then", "_else", "arguments", "procedure",
+             "lhs_object", "expression")
+
+
 def _bound_names(ast: Any) -> set[str]:
     names: set[str] = set()
     stack = [ast]
@@ -140,8 +190,7 @@ def _bound_names(ast: Any) -> set[str]:
         seen.add(id(node))
         if node.type == "bind" and getattr(node.lhs, "type", None) == "variable":
             names.add(str(node.lhs.value))
-        for key in ("lhs", "rhs", "expressions", "steps", "condition", "then", "_else", "arguments",
-                    "procedure", "lhs_object", "expression"):
+        for key in _CHILDREN:
             child = getattr(node, key, None)
             if child is not None:
                 stack.append(child)
@@ -195,6 +244,8 @@ class _Compiler:
                 if result is _MISSING:
                     return None
                 return NULL if result is None else _mangle(result)
+            if isinstance(input, list):
+                _charge(len(input))
             return _mangle(lookup(input, key))
         return name
 
@@ -221,6 +272,7 @@ class _Compiler:
         if steps[0].consarray:
             raise _Unsupported("array constructor step")
         compiled = [self.node(step) for step in steps]
+        weights = [_tree_size(step) for step in steps]
         count = len(compiled)
         # The leading steps that are plain names are walked directly while each value is one
         # object (the common case: source.properties.email); the rest follow evaluate_step.
@@ -233,6 +285,7 @@ class _Compiler:
         def general(sequence: Any, start: int, scope: dict) -> Any:
             result = sequence
             for index in range(start, count):
+                _charge(len(sequence) * weights[index])
                 result = _step(compiled[index], sequence, scope, index == count - 1)
                 if not result:
                     break
@@ -260,6 +313,7 @@ class _Compiler:
                             return _mangle(found)
                         else:
                             sequence = _create_sequence()
+                            _charge(len(found))
                             sequence.extend(found)
                         if last:
                             return _mangle(sequence)
@@ -295,7 +349,9 @@ class _Compiler:
             raise _Unsupported(op)
 
         def binary(input: Any, scope: dict) -> Any:
-            return _mangle(operation(lhs(input, scope), rhs(input, scope), op))
+            left, right = lhs(input, scope), rhs(input, scope)
+            _charge(_size(left) + _size(right))  # string conversion, deep equality, membership
+            return _mangle(operation(left, right, op))
         return binary
 
     def unary(self, expr: Any) -> Node:
@@ -330,6 +386,7 @@ class _Compiler:
                     if nested or not isinstance(value, list):
                         result.append(value)
                     else:
+                        _charge(len(value))
                         result.extend(value)
             if cons:
                 if type(result) is not JList:
@@ -409,11 +466,32 @@ class _Compiler:
         call = builtin[1]
 
         def function(input: Any, scope: dict) -> Any:
-            return _mangle(call(*[argument(input, scope) for argument in arguments]))
+            values = [argument(input, scope) for argument in arguments]
+            _charge(sum(_size(value) for value in values))
+            return _mangle(call(*values))
         return function
 
 
 _MISSING = object()
+
+
+def _tree_size(node: Any) -> int:
+    # how many nodes one evaluation of this step runs at most (its weight per item)
+    size, stack, seen = 0, [node], set()
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (list, tuple)):
+            stack.extend(current)
+            continue
+        if not isinstance(current, Parser.Symbol) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        size += 1
+        for key in _CHILDREN:
+            child = getattr(current, key, None)
+            if child is not None:
+                stack.append(child)
+    return size
 
 
 def _step(step: Node, sequence: Any, scope: dict, last: bool) -> Any:
@@ -431,6 +509,7 @@ def _step(step: Node, sequence: Any, scope: dict, last: bool) -> Any:
         if not isinstance(value, list) or (type(value) is JList and value.cons):
             flat.append(value)
         else:
+            _charge(len(value))
             flat.extend(value)
     return flat
 

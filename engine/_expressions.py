@@ -63,7 +63,7 @@ import jsonata
 from jsonata.jexception import JException
 from jsonata.parser import Parser
 
-from ._compiled import Fallback, compile_subset
+from ._compiled import Fallback, Stop, compile_subset
 from .errors import ExpressionError, ExpressionFunctionForbidden, ExpressionLimitExceeded
 
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
@@ -417,10 +417,24 @@ class Expression:
             raise ExpressionLimitExceeded(self.text, "seconds", budget.seconds,
                                           "the run's expressions used more CPU time than that", pointer)
         started = time.thread_time()
+
+        def check() -> None:
+            # what _Bounds.check_time does at every 64th node, here every CHECK_UNITS units of work
+            spent = time.thread_time() - started
+            if meter.cancelled:
+                raise Stop("cancelled", 0, "the run was cancelled")
+            if spent > budget.evaluation_seconds:
+                raise Stop("evaluation_seconds", budget.evaluation_seconds,
+                           "this evaluation ran longer than that (an infinite loop?)")
+            if meter.spent + spent > budget.seconds:
+                raise Stop("seconds", budget.seconds, "the run's expressions used more CPU time than that")
+
         try:
-            result = self._fast.evaluate(context)
+            result = self._fast.evaluate(context, check)
         except Fallback:
             return _FALLBACK
+        except Stop as stop:
+            raise ExpressionLimitExceeded(self.text, *stop.args, pointer) from None
         finally:
             meter.charge(time.thread_time() - started)
         if isinstance(result, list) and len(result) > budget.max_items:

@@ -160,3 +160,36 @@ def test_a_cancelled_or_spent_meter_stops_a_compiled_evaluation_too():
             Expression("$trim(a)").evaluate({"a": " x "})
     finally:
         expressions.reset_runtime(token)
+
+
+def _bound(budget):
+    meter = expressions.ExpressionMeter(budget)
+    return meter, expressions.bind_runtime(expressions.Runtime(now=lambda: None, random=lambda: 0.0, meter=meter))
+
+
+@pytest.mark.parametrize("text", ["[items.(a & b & a & b & $lowercase(a & b))]", "$join(items.a & items.b)",
+                                  "items.(($x := a; [$x, b, $x]))"])
+def test_a_compiled_evaluation_over_a_huge_list_stops_within_its_budget(text):
+    # the compiled form counts its work, so a mapping over a large list is checked as it runs,
+    # not only before and after: it ends with the evaluation's own bound, not jsonata-python's
+    assert Expression(text)._fast is not None
+    data = {"items": [{"a": "X", "b": "y"} for _ in range(400_000)]}
+    meter, token = _bound(expressions.ExpressionBudget(evaluation_seconds=0.02))
+    try:
+        with pytest.raises(ExpressionLimitExceeded) as raised:
+            Expression(text).evaluate(data)
+    finally:
+        expressions.reset_runtime(token)
+    assert raised.value.limit == "evaluation_seconds"
+    assert meter.spent < 5  # charged, and nowhere near a full evaluation over every item and jsonata-python's
+
+
+def test_a_run_whose_budget_runs_out_during_a_compiled_evaluation_stops_it():
+    data = {"items": [{"a": "X", "b": "y"} for _ in range(400_000)]}
+    meter, token = _bound(expressions.ExpressionBudget(seconds=0.02))
+    try:
+        with pytest.raises(ExpressionLimitExceeded) as raised:
+            Expression("[items.(a & b)]").evaluate(data)
+    finally:
+        expressions.reset_runtime(token)
+    assert raised.value.limit == "seconds"
