@@ -68,11 +68,14 @@ class Stop(Exception):
 
 
 class _Work(threading.local):
-    """The work counted by the evaluation running in this thread, and its check (None: not counted)."""
+    """The work counted by the evaluation running in this thread, its check (None: not counted) and
+    the longest string and array it may build (None: unbounded)."""
 
     units = 0
     next_check = CHECK_UNITS
     check: Callable[[], None] | None = None
+    max_string: int | None = None
+    max_items: int | None = None
 
 
 _work = _Work()
@@ -86,6 +89,18 @@ def _charge(units: int) -> None:
     if work.units >= work.next_check:
         work.next_check = work.units + CHECK_UNITS
         work.check()
+
+
+def _bounded(value: Any) -> Any:
+    # the size bounds jsonata-python's exit check applies to every node's result, here to every
+    # result an operation builds (a string doubled thirty times would otherwise take the memory)
+    work = _work
+    if type(value) is str:
+        if work.max_string is not None and len(value) > work.max_string:
+            raise Stop("string", work.max_string, f"a string of {len(value)} characters")
+    elif isinstance(value, list) and work.max_items is not None and len(value) > work.max_items:
+        raise Stop("items", work.max_items, f"an array of {len(value)} items")
+    return value
 
 
 def _size(value: Any) -> int:
@@ -126,11 +141,13 @@ class Compiled:
         self._root = root
         self._convert_nulls = convert_nulls
 
-    def evaluate(self, input: Any, check: Callable[[], None] | None = None) -> Any:
+    def evaluate(self, input: Any, check: Callable[[], None] | None = None, *,
+                 max_string: int | None = None, max_items: int | None = None) -> Any:
         """The expression's value over ``input``, as ``Jsonata.evaluate`` gives it.
 
         ``check`` is called every :data:`CHECK_UNITS` units of work; a :class:`Stop` it raises
-        ends the evaluation.
+        ends the evaluation, as does building a string longer than ``max_string`` or an array
+        longer than ``max_items``.
 
         Raises:
             Fallback: jsonata-python must evaluate this one (it gives the value or the error).
@@ -140,8 +157,9 @@ class Compiled:
             input = _create_sequence(input)
             input.outer_wrapper = True
         work = _work
-        outer = (work.units, work.next_check, work.check)
+        outer = (work.units, work.next_check, work.check, work.max_string, work.max_items)
         work.units, work.next_check, work.check = 0, CHECK_UNITS, check
+        work.max_string, work.max_items = max_string, max_items
         try:
             result = self._root(input, {})
         except (Fallback, Stop):
@@ -150,7 +168,7 @@ class Compiled:
             # any failure is reported by jsonata-python, with its own message
             raise Fallback from None
         finally:
-            work.units, work.next_check, work.check = outer
+            work.units, work.next_check, work.check, work.max_string, work.max_items = outer
         if self._convert_nulls:
             result = _utils.Utils.convert_nulls(result)
         return result
@@ -351,7 +369,7 @@ class _Compiler:
         def binary(input: Any, scope: dict) -> Any:
             left, right = lhs(input, scope), rhs(input, scope)
             _charge(_size(left) + _size(right))  # string conversion, deep equality, membership
-            return _mangle(operation(left, right, op))
+            return _mangle(_bounded(operation(left, right, op)))
         return binary
 
     def unary(self, expr: Any) -> Node:
@@ -388,6 +406,7 @@ class _Compiler:
                     else:
                         _charge(len(value))
                         result.extend(value)
+            _bounded(result)
             if cons:
                 if type(result) is not JList:
                     result = JList(result)
@@ -468,7 +487,7 @@ class _Compiler:
         def function(input: Any, scope: dict) -> Any:
             values = [argument(input, scope) for argument in arguments]
             _charge(sum(_size(value) for value in values))
-            return _mangle(call(*values))
+            return _mangle(_bounded(call(*values)))
         return function
 
 
@@ -511,7 +530,7 @@ def _step(step: Node, sequence: Any, scope: dict, last: bool) -> Any:
         else:
             _charge(len(value))
             flat.extend(value)
-    return flat
+    return _bounded(flat)
 
 
 # jsonata-python's own operators (instance methods that use no instance state).

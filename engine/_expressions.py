@@ -430,7 +430,7 @@ class Expression:
                 raise Stop("seconds", budget.seconds, "the run's expressions used more CPU time than that")
 
         try:
-            result = self._fast.evaluate(context, check)
+            result = self._fast.evaluate(context, check, max_string=budget.max_string, max_items=budget.max_items)
         except Fallback:
             return _FALLBACK
         except Stop as stop:

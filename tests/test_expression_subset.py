@@ -193,3 +193,19 @@ def test_a_run_whose_budget_runs_out_during_a_compiled_evaluation_stops_it():
     finally:
         expressions.reset_runtime(token)
     assert raised.value.limit == "seconds"
+
+
+def test_a_string_doubled_in_a_compiled_block_stops_at_the_string_bound():
+    text = "(" + "".join("$s := $s & $s; " for _ in range(40)).replace("$s := $s", "$s := a", 1) + "$s = 'x')"
+    assert Expression(text)._fast is not None
+    with pytest.raises(ExpressionLimitExceeded) as raised:
+        Expression(text).evaluate({"a": "abcdefgh"})
+    assert raised.value.limit == "string"
+
+
+def test_an_array_doubled_in_a_compiled_block_stops_at_the_item_bound():
+    text = "(" + "".join("$s := [$s, $s]; " for _ in range(40)).replace("$s := [$s, $s]", "$s := [a, a]", 1) + "$exists($s))"
+    assert Expression(text)._fast is not None
+    with pytest.raises(ExpressionLimitExceeded) as raised:
+        Expression(text).evaluate({"a": "x"})
+    assert raised.value.limit == "items"
