@@ -16,6 +16,7 @@ SURFACES = {
     "engine.specs": {
         "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
         "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
+        "Idempotency",
         "FilterStep", "ForeachSpec", "ForeachStep", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
         "Pagination", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
         "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "deref", "iter_steps",
@@ -66,7 +67,7 @@ def test_runtime_surface() -> None:
 
     assert sorted(runtime.__all__) == sorted(name for name in dir(runtime) if not name.startswith("_") and name not in (
         "errors",)), "runtime.__all__ lists exactly what the package exports"
-    assert {"Platform", "Principal", "Runs", "build_engine", "replay_record", "tenant_tx"} <= set(runtime.__all__)
+    assert {"Platform", "Principal", "Runs", "build_engine", "replay_record", "tenant_tx", "Worker"} <= set(runtime.__all__)
     for name in runtime.__all__:
         value = getattr(runtime, name)
         assert name.isupper() or value.__module__.startswith("runtime"), name

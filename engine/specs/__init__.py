@@ -1,7 +1,7 @@
 """Spec models: connectors, workflows and triggers, as validated data."""
 
 from ._auth import ApiKeyAuth, ApiKeyPlacement, AuthSpec, BasicAuth, BearerAuth, NoAuth, OAuth2Auth
-from ._connector import ActionSpec, ConnectorSpec, EventSpec, Pagination, WebhookSignature
+from ._connector import ActionSpec, ConnectorSpec, EventSpec, Idempotency, Pagination, WebhookSignature
 from ._refs import deref, with_defs
 from ._loading import json_pointer, load_connector, load_connectors_dir, load_model, load_workflow, parse_document
 from ._schema_export import SCHEMA_MODELS, spec_json_schema, write_json_schemas
@@ -34,7 +34,7 @@ from ._workflow import (
 
 __all__ = [
     "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
-    "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
+    "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec", "Idempotency",
     "FilterStep", "ForeachSpec", "ForeachStep", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
     "Pagination", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
     "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "deref", "iter_steps", "json_pointer",
