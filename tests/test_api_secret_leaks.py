@@ -296,7 +296,7 @@ def _connect_everything(world: World, echo_url: str) -> None:
         ],
         "output": {"steps": "{{ steps }}"},
     }
-    denied = {"id": f"{LABEL}-denied", "steps": [{"id": "basic", "action": f"{LABEL}-echo-basic.deny"}]}
+    denied = {"id": f"{LABEL}-denied", "tier": "instant", "steps": [{"id": "basic", "action": f"{LABEL}-echo-basic.deny"}]}
     for spec in (everything, denied):
         created = _ok(http.post("/v1/workflows", headers=headers, json={"spec": spec}))
         _ok(http.post(f"/v1/workflows/{spec['id']}/publish", headers=headers))
