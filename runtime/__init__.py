@@ -7,6 +7,11 @@
 * Credentials and connections: connecting (API keys, OAuth 2.0), reading and refreshing
   credentials, the engine's credential provider, connection tests and OAuth callbacks.
 * Quotas: :class:`Quotas` charges API calls and events without a request.
+* Durable executions: :meth:`Runs.start` is every trigger's entry point (Instant runs inline,
+  Standard and Long are queued); :class:`DurableQueue` hands executions to DBOS, :class:`Worker`
+  runs them (each connector call a durable step, :class:`DurableInvoker`), and
+  :class:`ProcessLease` fails the inline executions of processes that are gone. ``Worker`` and
+  ``DurableInvoker`` import DBOS, so they load on first use.
 
 A :class:`Platform` (built once per process by ``switchboard``) holds the seams and the services.
 Arrows point down: runtime imports ``engine`` and ``store``, never ``api`` or ``switchboard``.
@@ -41,7 +46,17 @@ from runtime._credentials import (
     start_oauth,
 )
 from runtime._engine import Engine, build_engine, build_executor, placeholders, static_credentials
-from runtime._platform import RUN_DEADLINE_SECONDS, Config, Platform, TokenVerifier, utc_now
+from runtime._durable import QUEUE_NAME, DurableQueue, idempotency_key, partition_key
+from runtime._leases import ProcessLease, pid_alive
+from runtime._platform import (
+    LONG_DEADLINE_SECONDS,
+    RUN_DEADLINE_SECONDS,
+    STANDARD_DEADLINE_SECONDS,
+    Config,
+    Platform,
+    TokenVerifier,
+    utc_now,
+)
 from runtime._quotas import Quotas
 from runtime._runs import (
     RECORD_FORMAT,
@@ -52,17 +67,37 @@ from runtime._runs import (
     Transactions,
     replay_offline,
     replay_record,
+    system_principal,
 )
 from runtime._specs import SpecCache, loaded, problems_out, stored, validated
 from runtime.errors import BadHeader, Forbidden, RunRefused, ServiceError, SpecInvalid, Unauthenticated
+
+# Loaded on first use: they import DBOS (half a second), which only workers need.
+_WORKER_NAMES = ("DurableInvoker", "Worker")
+
+
+def __getattr__(name: str) -> object:
+    if name in _WORKER_NAMES:
+        from runtime import _worker
+
+        return getattr(_worker, name)
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WORKER_NAMES])
+
 
 __all__ = [
     "ACCESS_KEY_HEADER",
     "ACCOUNT_HEADER",
     "CUSTOMER_CEILING",
+    "LONG_DEADLINE_SECONDS",
     "PRODUCTION",
+    "QUEUE_NAME",
     "RECORD_FORMAT",
     "RUN_DEADLINE_SECONDS",
+    "STANDARD_DEADLINE_SECONDS",
     "TENANT_HEADER",
     "BadHeader",
     "CallbackResult",
@@ -71,11 +106,14 @@ __all__ = [
     "ConnectionService",
     "ConnectionTest",
     "Connector",
+    "DurableInvoker",
+    "DurableQueue",
     "Engine",
     "Forbidden",
     "OAuthSetup",
     "Platform",
     "Principal",
+    "ProcessLease",
     "Quotas",
     "RunOutcome",
     "RunPlan",
@@ -88,6 +126,7 @@ __all__ = [
     "TokenVerifier",
     "Transactions",
     "Unauthenticated",
+    "Worker",
     "authenticate_key",
     "authenticate_user",
     "build_engine",
@@ -99,16 +138,20 @@ __all__ = [
     "credential_values",
     "credentials_for_connection",
     "customer_ceiling",
+    "idempotency_key",
     "loaded",
     "oauth_auth",
     "oauth_setup",
     "placeholders",
+    "partition_key",
+    "pid_alive",
     "problems_out",
     "replay_offline",
     "replay_record",
     "start_oauth",
     "static_credentials",
     "stored",
+    "system_principal",
     "tenant_scope",
     "tenant_tx",
     "utc_now",

@@ -9,6 +9,9 @@ caches.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,8 +22,16 @@ import store
 from engine.expressions import Evaluator, ExpressionBudget, ExpressionCache
 from engine.http import HttpClient
 
-# An inline run holds a request open; longer work belongs to durable executions (later issues).
+# An inline run holds a request open; longer work belongs to durable executions.
 RUN_DEADLINE_SECONDS = 300.0
+# A Standard execution's limit (issue: 15 minutes by default).
+STANDARD_DEADLINE_SECONDS = 900.0
+# A Long execution's limit.
+LONG_DEADLINE_SECONDS = 24 * 3600.0
+# Process leases: how often a process renews its lease, and how old a lease may get before the
+# process is taken for gone (its inline runs are then failed by the next sweep).
+HEARTBEAT_SECONDS = 10.0
+LEASE_SECONDS = 60.0
 # Threads that evaluate workflow expressions off the event loop; each run's budget bounds its share.
 EXPRESSION_THREADS = 4
 
@@ -51,6 +62,11 @@ class Config:
     public_url: str | None = None
     oidc_org_claim: str = "org_id"
     run_deadline: float = RUN_DEADLINE_SECONDS
+    standard_deadline: float = STANDARD_DEADLINE_SECONDS
+    long_deadline: float = LONG_DEADLINE_SECONDS
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
+    lease_seconds: float = LEASE_SECONDS
+    durable_schema: str = "dbos"
     expression_budget: ExpressionBudget = field(default_factory=ExpressionBudget)
     max_request_bytes: int = 1 << 20
     max_spec_request_bytes: int = 16 << 20
@@ -71,6 +87,7 @@ class Platform:
     def __post_init__(self) -> None:
         # Imported here: the services import this module for the type.
         from runtime._connections import ConnectionService
+        from runtime._durable import DurableQueue
         from runtime._quotas import Quotas
         from runtime._runs import Runs
 
@@ -80,11 +97,16 @@ class Platform:
             cache=ExpressionCache(),
             executor=ThreadPoolExecutor(max_workers=EXPRESSION_THREADS, thread_name_prefix="expressions"),
         )
+        # This process, as inline executions record their owner (see runtime._leases).
+        self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.durable = DurableQueue(self)
         self.quotas = Quotas(self.db, self.clock)
         self.runs = Runs(self)
         self.connections = ConnectionService(self)
 
     def close(self) -> None:
-        """Stop the expression threads (the shell closes the pool, HTTP client and OIDC it opened)."""
+        """Stop the expression threads and the durable queue's client (the shell closes the pool,
+        HTTP client and OIDC it opened)."""
         if self.evaluator.executor is not None:
             self.evaluator.executor.shutdown(wait=False, cancel_futures=True)
+        self.durable.close()

@@ -20,6 +20,8 @@ from store._oauth_states import OAUTH_STATE_TTL, OAuthStates, state_org
 from store._crypto import Encryptor, MasterKeyring, RotationReport, master_key_id, rotate_master_key
 from store._database import Database, Tx, app_conninfo, execution_org, has_organizations, set_app_password
 from store._db import create_database, drop_database, with_database
+from store._durable import durable_database_url, migrate_durable
+from store._processes import PROCESS_LOST, end_process, fail_orphaned, register_process, unstarted_executions
 from store._idempotency import IdempotencyKeys
 from store._ids import CLIENT_ID_PATTERN, new_id
 from store._orgs import DEFAULT_ENVIRONMENTS, RESIDENCIES, Customers, Environments, Organizations
@@ -42,6 +44,9 @@ from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
 from store._workflows import (
     DRAFT_VERSION,
     EXECUTION_STATUSES,
+    EXECUTION_TIERS,
+    FINISHED_STATUSES,
+    TRIGGERED_BY,
     TRIGGER_KINDS,
     WORKFLOW_STATUSES,
     WORKFLOW_TYPES,
@@ -90,10 +95,21 @@ from store.errors import (
 )
 
 __all__ = [
+    # durable executions and process leases
+    "PROCESS_LOST",
+    "durable_database_url",
+    "end_process",
+    "fail_orphaned",
+    "migrate_durable",
+    "register_process",
+    "unstarted_executions",
     # connectors and workflows
     "CONNECTOR_STATUSES",
     "DRAFT_VERSION",
     "EXECUTION_STATUSES",
+    "EXECUTION_TIERS",
+    "FINISHED_STATUSES",
+    "TRIGGERED_BY",
     "TRIGGER_KINDS",
     "VERSION_STATES",
     "WORKFLOW_STATUSES",

@@ -21,7 +21,7 @@ from datetime import datetime
 import psycopg
 
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
-from store._schema import PLATFORM_SCHEMA
+from store._schema import DURABLE_EXECUTIONS, PLATFORM_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
 # Arbitrary constant shared by every Switchboard process: migrate() holds this advisory lock so
@@ -76,6 +76,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m002_platform", PLATFORM_SCHEMA),
     # The interpreter's run record, kept with the execution so a run can be replayed offline.
     Migration("m003_execution_records", "ALTER TABLE executions ADD COLUMN record jsonb"),
+    # Durable executions: tiers, triggers, the queued/timeout/cancelled statuses and process leases.
+    Migration("m004_durable_executions", DURABLE_EXECUTIONS),
 )
 
 _CREATE_TABLE = """

@@ -99,7 +99,19 @@ class Settings(BaseSettings):
         description="Largest request body accepted by routes that take a spec or an OpenAPI document "
         "(connector create and import, connector versions, workflow create, draft and validate).",
     )
-    run_deadline_seconds: float = Field(300.0, gt=0, description="Wall-clock limit of an inline run.")
+    run_deadline_seconds: float = Field(300.0, gt=0, description="Wall-clock limit of an inline (Instant) run.")
+    standard_deadline_seconds: float = Field(900.0, gt=0, description="Wall-clock limit of a Standard execution.")
+    long_deadline_seconds: float = Field(86400.0, gt=0, description="Wall-clock limit of a Long execution.")
+    worker_id: str | None = Field(
+        None, description="This worker's name for DBOS (default: the host name). A restarted worker resumes the "
+        "executions its predecessor with the same id left unfinished; give concurrent workers different ids.")
+    worker_concurrency: int = Field(8, ge=1, le=1000, description="Executions one worker runs at once.")
+    worker_poll_seconds: float = Field(0.1, gt=0, le=60, description="How often an idle worker looks at the queue.")
+    durable_schema: str = Field("dbos", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                                description="Schema of DBOS's tables in the platform database.")
+    heartbeat_seconds: float = Field(10.0, gt=0, description="How often a process renews its lease.")
+    lease_seconds: float = Field(
+        60.0, gt=0, description="A process whose lease is older is taken for gone: its inline executions are failed.")
     expression_budget_seconds: float = Field(
         30.0, gt=0, description="CPU seconds all the expression evaluations of one run may use together "
         "(one evaluation: at most 5 s, or this when it is less)."

@@ -280,7 +280,7 @@ def test_run_now_real_and_dry(platform: str, two: tuple[Tenant, Tenant], publish
         dry = run(http, acme, customer, {"input": {"name": "Dry Ada"}, "dry_run": True})
         assert dry.status_code == 201, dry.text
         execution = dry.json()
-        assert (execution["status"], execution["dry_run"], execution["version"]) == ("succeeded", True, 1)
+        assert (execution["status"], execution["dry_run"], execution["version"]) == ("completed", True, 1)
         assert customers(cin7) == before  # nothing was written
         methods = {(t["method"], t["sent"]) for t in execution["trace"]}
         assert methods == {("GET", True), ("POST", False)} and all(t["dry_run"] for t in execution["trace"])
@@ -290,7 +290,7 @@ def test_run_now_real_and_dry(platform: str, two: tuple[Tenant, Tenant], publish
 
         real = run(http, acme, customer, {"input": {"name": "Real Grace"}})
         assert real.status_code == 201, real.text
-        assert (real.json()["status"], real.json()["dry_run"], real.json()["version"]) == ("succeeded", False, 1)
+        assert (real.json()["status"], real.json()["dry_run"], real.json()["version"]) == ("completed", False, 1)
         assert customers(cin7) == before + ["Real Grace"]
         assert {t["method"] for t in real.json()["trace"]} == {"GET", "POST"}
         assert all(t["status"] in (200, 201) for t in real.json()["trace"])
@@ -322,7 +322,7 @@ def test_runs_that_cannot_start(platform: str, two: tuple[Tenant, Tenant], publi
         assert unconnected.status_code == 409 and unconnected.json()["field"] == "connection"
         assert unconnected.json()["connector"] == "cin7"
         placeholder = run(http, acme, acme.customers[1], {"input": {"name": "x"}, "dry_run": True})
-        assert placeholder.status_code == 201 and placeholder.json()["status"] == "succeeded"
+        assert placeholder.status_code == 201 and placeholder.json()["status"] == "completed"
         assert run(http, acme, acme.customers[0], {"input": {"name": "x"}, "version": 9}).status_code == 404
         unpublished = http.post("/v1/workflows", headers=acme.headers(), json={"spec": {**WORKFLOW, "id": "unpublished"}})
         assert unpublished.status_code == 201
@@ -382,7 +382,7 @@ def test_the_deployed_version_runs_by_default(platform: str, two: tuple[Tenant, 
         assert pinned["version"] == 1 and pinned["output"] == {"version": 1}
         assert http.post(runs, headers=headers, json={"input": {"name": "x"}, "version": 2}).json()["version"] == 2
         # A call step runs the version deployed to the customer's environment too.
-        outer = {"id": "outer", "steps": [{"id": "inner", "call": {"workflow": "pinned", "input": {"name": "y"}}}]}
+        outer = {"id": "outer", "tier": "instant", "steps": [{"id": "inner", "call": {"workflow": "pinned", "input": {"name": "y"}}}]}
         http.post("/v1/workflows", headers=acme.headers(), json={"spec": outer})
         http.post("/v1/workflows/outer/publish", headers=acme.headers())
         called = http.post("/v1/workflows/outer/runs", headers=headers, json={})
@@ -445,7 +445,7 @@ def test_the_flagship_dry_runs_through_the_api(platform: str, db: store.Database
                         json={"input": {"currency": "EUR"}, "dry_run": True, "draft": True})
         assert dry.status_code == 201, dry.text
         execution = dry.json()
-        assert execution["status"] == "succeeded", execution["error"]
+        assert execution["status"] == "completed", execution["error"]
         assert httpx.get(cin7_app.admin_url + "/state").json() == before
         withheld = sorted({t["method"] for t in execution["trace"] if not t["sent"]})
         assert withheld == ["POST", "PUT"] and {t["method"] for t in execution["trace"] if t["sent"]} == {"GET"}
@@ -469,7 +469,7 @@ def test_a_run_is_replayed_offline_from_its_stored_record(
         unlimited = http.put(f"/v1/billing/customers/{acme.customers[0]}/overrides", headers=acme.headers(), json=UNLIMITED)
         assert unlimited.status_code == 200, unlimited.text
         real = run(http, acme, acme.customers[0], {"input": {"name": "Replay Rosalind"}})
-        assert real.status_code == 201 and real.json()["status"] == "succeeded", real.text
+        assert real.status_code == 201 and real.json()["status"] == "completed", real.text
     execution = real.json()
     with db.tenant(acme.org_id) as tx:
         stored_record = store.Executions(tx).record(acme.org_id, execution["id"])
@@ -545,7 +545,7 @@ def test_a_test_key_reaches_only_non_production_environments(
 
 # -- validation rights, executions by workflow and by customer -------------------------------------------------
 
-ECHO = {"id": "echo", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
+ECHO = {"id": "echo", "tier": "instant", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
             (org, f"st-{customer}", customer, connection),
         )
         q(
-            "INSERT INTO executions (org_id, id, customer_id, workflow_id, version, status) VALUES (%s, %s, %s, 'w', 1, 'succeeded')",
+            "INSERT INTO executions (org_id, id, customer_id, workflow_id, version, status) VALUES (%s, %s, %s, 'w', 1, 'completed')",
             (org, f"ex-{customer}", customer),
         )
         q(

@@ -29,6 +29,8 @@ router = make_router("workflows")
 WorkflowStatus = Literal["draft", "published", "archived"]
 WorkflowType = Literal["instant", "standard", "long"]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="A version number.")]
+ExecutionStatus = Literal["queued", "running", "completed", "failed", "timeout", "cancelled"]
+TriggeredBy = Literal["webhook", "schedule", "app_event", "manual", "mcp", "agent"]
 HOOK_PATH = "/v1/hooks/"
 
 
@@ -163,7 +165,9 @@ class ExecutionOut(BaseModel):
     customer_id: str
     version: int = Field(description="The workflow version run; 0 for the draft.")
     dry_run: bool
-    status: Literal["running", "succeeded", "failed"]
+    status: ExecutionStatus
+    tier: WorkflowType = Field(description="How it runs: instant (inline), standard or long (durable, by a worker).")
+    triggered_by: TriggeredBy = Field(description="What started it.")
     input: dict[str, Any]
     output: Any = None
     error: dict[str, Any] | None = None
@@ -475,11 +479,14 @@ def delete_trigger(trigger_id: str, db: Db, principal: Annotated[Principal, requ
 # -- executions -----------------------------------------------------------------------
 
 
-@router.post("/workflows/{workflow_id}/runs", name="execution.create", response_model=ExecutionDetailOut, status_code=201)
+@router.post("/workflows/{workflow_id}/runs", name="execution.create", response_model=ExecutionDetailOut, status_code=201,
+             responses={202: {"model": ExecutionDetailOut, "description": "A Standard or Long workflow's execution, "
+                                                                        "queued for a worker (poll GET /v1/executions/{id})."}})
 async def run_workflow(
     workflow_id: str,
     body: RunIn,
     request: Request,
+    response: Response,
     runs: RunsDep,
     db: Db,
     principal: Annotated[Principal, require("workflows", "execute")],
@@ -491,16 +498,21 @@ async def run_workflow(
     credentials, the environment's secrets the secrets. One event is charged to the customer's
     quota before the run starts. A dry run sends only GET and HEAD requests: the others are
     answered with a synthetic response derived from the request and marked ``sent: false`` in the
-    trace. Answers 201 with the execution, whether the run succeeded or failed. The run itself is
-    ``runtime.Runs.run``, shared with every other way of starting one.
+    trace. By the workflow's tier: an Instant workflow (and every dry run) runs inline and answers
+    201 with the finished execution, whether it completed or failed; a Standard or Long workflow's
+    execution is queued for a durable worker and answered 202 with its id and status ``queued``.
+    The run itself is ``runtime.Runs.start``, shared with every other way of starting one.
     """
     # The request's own transactions: the execution's row commits with the route's audit entry.
     transactions = Transactions(open=partial(tenant_tx, db), step=in_thread)
-    started = await runs.run(
+    started = await runs.start(
         principal, workflow_id, customer_id=principal.customer(), version=body.version, draft=body.draft,
-        dry_run=body.dry_run, input=body.input, transactions=transactions,
+        dry_run=body.dry_run, input=body.input, triggered_by="manual", transactions=transactions,
     )
     note_warnings(request, started.warnings)
+    if started.durable:
+        response.status_code = 202
+        response.headers["Location"] = f"/v1/executions/{started.execution['id']}"
     return started.execution
 
 
@@ -510,7 +522,7 @@ def list_executions(
     principal: Annotated[Principal, require("workflows", "read")],
     page: ListParams,
     workflow: Annotated[str | None, Query(max_length=128, description="Workflow id or key.")] = None,
-    status: Literal["running", "succeeded", "failed"] | None = None,
+    status: ExecutionStatus | None = None,
     dry_run: bool | None = None,
     customer: Annotated[str | None, Query(max_length=128, description="Customer id (default: the x-fastn-account-tenant-id customer).")] = None,
     workflow_id: Annotated[
