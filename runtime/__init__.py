@@ -7,6 +7,9 @@
 * Credentials and connections: connecting (API keys, OAuth 2.0), reading and refreshing
   credentials, the engine's credential provider, connection tests and OAuth callbacks.
 * Quotas: :class:`Quotas` charges API calls and events without a request.
+* Events and webhooks: :class:`Webhooks` verifies a delivery (Standard Webhooks, HubSpot v3),
+  stores its event and hands it to the platform's :class:`Dispatcher` (by default a
+  :class:`BackgroundDispatcher`); :func:`recover_events` dispatches what a crash left behind.
 
 A :class:`Platform` (built once per process by ``switchboard``) holds the seams and the services.
 Arrows point down: runtime imports ``engine`` and ``store``, never ``api`` or ``switchboard``.
@@ -17,12 +20,15 @@ from runtime._access import (
     ACCOUNT_HEADER,
     CUSTOMER_CEILING,
     PRODUCTION,
+    SYSTEM_PERMISSIONS,
     TENANT_HEADER,
     Principal,
     authenticate_key,
     authenticate_user,
+    check_customer,
     check_environment,
     customer_ceiling,
+    system_principal,
     tenant_scope,
     tenant_tx,
 )
@@ -40,6 +46,17 @@ from runtime._credentials import (
     oauth_setup,
     start_oauth,
 )
+from runtime._events import BackgroundDispatcher, Dispatcher, recover_events
+from runtime._signatures import (
+    HUBSPOT_V3,
+    SIGNATURE_SCHEMES,
+    STANDARD_WEBHOOKS,
+    Delivery,
+    new_standard_secret,
+    sign_hubspot_v3,
+    standard_secret_problem,
+)
+from runtime._webhooks import Receipt, Webhooks, filter_problem, secret_purpose
 from runtime._engine import Engine, build_engine, build_executor, placeholders, static_credentials
 from runtime._platform import RUN_DEADLINE_SECONDS, Config, Platform, TokenVerifier, utc_now
 from runtime._quotas import Quotas
@@ -54,16 +71,32 @@ from runtime._runs import (
     replay_record,
 )
 from runtime._specs import SpecCache, loaded, problems_out, stored, validated
-from runtime.errors import BadHeader, Forbidden, RunRefused, ServiceError, SpecInvalid, Unauthenticated
+from runtime.errors import (
+    BadHeader,
+    EventRefused,
+    Forbidden,
+    PayloadInvalid,
+    PayloadTooLarge,
+    RunRefused,
+    ServiceError,
+    SignatureInvalid,
+    SpecInvalid,
+    Unauthenticated,
+)
 
 __all__ = [
     "ACCESS_KEY_HEADER",
     "ACCOUNT_HEADER",
     "CUSTOMER_CEILING",
+    "HUBSPOT_V3",
     "PRODUCTION",
     "RECORD_FORMAT",
     "RUN_DEADLINE_SECONDS",
+    "SIGNATURE_SCHEMES",
+    "STANDARD_WEBHOOKS",
+    "SYSTEM_PERMISSIONS",
     "TENANT_HEADER",
+    "BackgroundDispatcher",
     "BadHeader",
     "CallbackResult",
     "Config",
@@ -71,27 +104,36 @@ __all__ = [
     "ConnectionService",
     "ConnectionTest",
     "Connector",
+    "Delivery",
+    "Dispatcher",
     "Engine",
+    "EventRefused",
     "Forbidden",
     "OAuthSetup",
+    "PayloadInvalid",
+    "PayloadTooLarge",
     "Platform",
     "Principal",
     "Quotas",
+    "Receipt",
     "RunOutcome",
     "RunPlan",
     "RunRefused",
     "Runs",
     "ServiceError",
+    "SignatureInvalid",
     "SpecCache",
     "SpecInvalid",
     "Started",
     "TokenVerifier",
     "Transactions",
     "Unauthenticated",
+    "Webhooks",
     "authenticate_key",
     "authenticate_user",
     "build_engine",
     "build_executor",
+    "check_customer",
     "check_environment",
     "connection_for_run",
     "connector_for_connections",
@@ -99,16 +141,23 @@ __all__ = [
     "credential_values",
     "credentials_for_connection",
     "customer_ceiling",
+    "filter_problem",
     "loaded",
+    "new_standard_secret",
     "oauth_auth",
     "oauth_setup",
     "placeholders",
     "problems_out",
+    "recover_events",
     "replay_offline",
     "replay_record",
+    "secret_purpose",
+    "sign_hubspot_v3",
+    "standard_secret_problem",
     "start_oauth",
     "static_credentials",
     "stored",
+    "system_principal",
     "tenant_scope",
     "tenant_tx",
     "utc_now",

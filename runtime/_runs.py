@@ -150,6 +150,8 @@ class Runs:
         draft: bool = False,
         dry_run: bool = False,
         input: dict[str, Any] | None = None,
+        trigger: Any = None,
+        charge_event: bool = True,
         transactions: Transactions | None = None,
         **seams: Any,
     ) -> Started:
@@ -162,7 +164,9 @@ class Runs:
         ``credentials_for_connection``; ``store.QuotaExceeded`` when the event quota refuses.
         Whether the run then succeeds or fails, the finished execution is returned. ``seams``
         (an observer) go to the engine's ``Dependencies``; ``transactions`` replaces where the
-        run's transactions open (default :meth:`transactions`).
+        run's transactions open (default :meth:`transactions`). ``trigger`` is what the templates
+        see as ``trigger`` (a webhook's payload); ``charge_event=False`` is for a caller that
+        charged the event quota itself (a trigger charges when the event arrives).
         """
         principal.require("workflows", "execute")
         customer_id = customer_id or principal.customer()
@@ -170,17 +174,20 @@ class Runs:
         tx = transactions or self.transactions()
         plan = await self.plan(principal, customer_id, workflow_ref, version=version, draft=draft,
                                dry_run=dry_run, input=input or {}, transactions=tx)
-        charge = await anyio.to_thread.run_sync(self.platform.quotas.charge_event, principal, customer_id)
+        warnings: tuple[str, ...] = ()
+        if charge_event:
+            charge = await anyio.to_thread.run_sync(self.platform.quotas.charge_event, principal, customer_id)
+            warnings = tuple(charge.warnings)
         execution = await tx.step(self._start, tx, principal, plan)
         try:
-            outcome = await self.execute(plan, execution["id"], **seams)
+            outcome = await self.execute(plan, execution["id"], trigger=trigger, **seams)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await tx.step(self._finish, tx, principal, execution["id"],
                               _failure("internal_error", "the run stopped unexpectedly"))
             raise
         finished = await tx.step(self._finish, tx, principal, execution["id"], outcome)
-        return Started(finished, tuple(charge.warnings))
+        return Started(finished, warnings)
 
     def transactions(self) -> Transactions:
         """The default :class:`Transactions`: ``tenant_tx`` on the platform's pool, blocking work in a
@@ -316,9 +323,10 @@ class Runs:
 
     # -- executing -------------------------------------------------------------------------------
 
-    async def execute(self, plan: RunPlan, run_id: str, **seams: Any) -> RunOutcome:
-        """Run ``plan`` inline with id ``run_id`` within the deadline; the outcome holds no secret or
-        credential value, and its ``record`` the run record with the specs it ran."""
+    async def execute(self, plan: RunPlan, run_id: str, *, trigger: Any = None, **seams: Any) -> RunOutcome:
+        """Run ``plan`` inline with id ``run_id`` within the deadline (``trigger``: what fired it, seen
+        by templates as ``trigger``); the outcome holds no secret or credential value, and its
+        ``record`` the run record with the specs it ran."""
         engine = build_engine(
             plan.connectors, self.platform.http,
             credentials=plan.provider if plan.provider is not None else StaticCredentials(plan.credentials),
@@ -329,7 +337,7 @@ class Runs:
         deadline = self.platform.config.run_deadline
         try:
             async with asyncio.timeout(deadline):
-                result = await Interpreter(engine.deps).run(plan.spec, plan.input, run_id=run_id)
+                result = await Interpreter(engine.deps).run(plan.spec, plan.input, trigger=trigger, run_id=run_id)
         except TimeoutError:
             return _failure("run_deadline_exceeded", f"the run did not finish within {deadline:g} seconds")
         error = None
