@@ -354,3 +354,20 @@ def test_events_a_crash_left_received_are_dispatched_at_the_next_start(
             recovered = dispatched(restarted, acme, left["id"])
     assert recovered["status"] == "dispatched" and len(recovered["execution_ids"]) == 1
     assert len(executions_of(http, acme, who)) == 1
+
+
+def test_under_50_concurrent_senders_accepted_events_never_exceed_the_quota(http: httpx.Client, db, two) -> None:
+    acme, _ = two
+    # The day's limit: a minute's could reset in the middle of the burst.
+    who = customer(db, http, acme, events_per_day={"limit": 5, "mode": "hard"})
+    hook = trigger(http, acme, who)
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        responses = list(pool.map(lambda i: send(http, hook, webhook_id=f"msg_burst{i}"), range(50)))
+    assert sorted(r.status_code for r in responses) == [202] * 5 + [429] * 45
+    assert all(int(r.headers["retry-after"]) >= 1 for r in responses if r.status_code == 429)
+    stored = events_of(http, acme, trigger=hook["id"])
+    assert len(stored) == 50 and sum(e["status"] == "refused" for e in stored) == 45
+    for response in responses:
+        if response.status_code == 202:
+            dispatched(http, acme, response.json()["event_id"])
+    assert len(executions_of(http, acme, who)) == 5
