@@ -371,3 +371,21 @@ def test_under_50_concurrent_senders_accepted_events_never_exceed_the_quota(http
         if response.status_code == 202:
             dispatched(http, acme, response.json()["event_id"])
     assert len(executions_of(http, acme, who)) == 5
+
+
+def test_a_webhook_triggers_customer_can_be_changed_never_removed(http: httpx.Client, db, two) -> None:
+    acme, globex = two
+    first, second = customer(db, http, acme), customer(db, http, acme)
+    hook = trigger(http, acme, first)
+    path = f"/v1/triggers/{hook['id']}"
+    moved = http.patch(path, headers=acme.headers(), json={"customer": second})
+    assert moved.status_code == 200 and moved.json()["config"]["customer"] == second
+    assert moved.json()["config"]["path"] == hook["config"]["path"] and "signing_secret" not in moved.json()["config"]
+    removed = http.patch(path, headers=acme.headers(), json={"customer": None})
+    assert removed.status_code == 422 and removed.json()["pointer"] == "/customer"
+    foreign = http.patch(path, headers=acme.headers(), json={"customer": globex.customers[0]})
+    assert foreign.status_code == 422 and foreign.json()["pointer"] == "/customer"
+    delivered = send(http, hook)
+    assert delivered.status_code == 202
+    assert dispatched(http, acme, delivered.json()["event_id"])["customer_id"] == second
+    assert executions_of(http, acme, first) == [] and len(executions_of(http, acme, second)) == 1
