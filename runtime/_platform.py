@@ -3,8 +3,8 @@
 
 It holds the seams (database pool, encryptor, outbound HTTP client, clock, OIDC verifier), the
 configuration the use cases read (:class:`Config`) and the services built on them (``runs``,
-``connections``, ``quotas``), so a route, a tool and a worker run the same code with the same
-caches.
+``connections``, ``quotas``, ``webhooks``, and the ``dispatcher`` stored events run through), so
+a route, a tool and a worker run the same code with the same caches.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import store
 from engine.expressions import Evaluator, ExpressionBudget, ExpressionCache
 from engine.http import HttpClient
+
+if TYPE_CHECKING:
+    from runtime._events import Dispatcher
 
 # An inline run holds a request open; longer work belongs to durable executions.
 RUN_DEADLINE_SECONDS = 300.0
@@ -70,6 +73,7 @@ class Config:
     expression_budget: ExpressionBudget = field(default_factory=ExpressionBudget)
     max_request_bytes: int = 1 << 20
     max_spec_request_bytes: int = 16 << 20
+    max_event_bytes: int = 256 << 10
 
 
 @dataclass
@@ -88,8 +92,10 @@ class Platform:
         # Imported here: the services import this module for the type.
         from runtime._connections import ConnectionService
         from runtime._durable import DurableQueue
+        from runtime._events import BackgroundDispatcher
         from runtime._quotas import Quotas
         from runtime._runs import Runs
+        from runtime._webhooks import Webhooks
 
         # One expression cache and thread pool for the process: each expression text is parsed
         # once, and evaluations never run on the event loop the API answers on.
@@ -103,6 +109,10 @@ class Platform:
         self.quotas = Quotas(self.db, self.clock)
         self.runs = Runs(self)
         self.connections = ConnectionService(self)
+        self.webhooks = Webhooks(self)
+        # Where stored events go to start their runs (through ``runs.start``, so their tier decides
+        # inline or queued); any ``Dispatcher`` may replace it.
+        self.dispatcher: Dispatcher = BackgroundDispatcher(self)
 
     def close(self) -> None:
         """Stop the expression threads and the durable queue's client (the shell closes the pool,

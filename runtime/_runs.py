@@ -1,10 +1,12 @@
 """Running a workflow for one customer: the use case every trigger shares (the run route, the CLI,
-later webhooks, schedules, MCP calls and agents' tools).
+webhook events, later schedules, MCP calls and agents' tools).
 
-:meth:`Runs.run` authorizes the caller, plans the run, charges one event to the customer's quota,
-records the execution, runs the engine and records the outcome with its run record. Each part is
-also callable alone (:meth:`Runs.plan`, :meth:`Runs.execute`) for callers that compose them
-differently (a dry run from an agent's tool, a durable worker).
+:meth:`Runs.start` authorizes the caller, plans the run, charges one event to the customer's quota
+and records the execution; by the workflow's tier it then runs the engine inline and records the
+outcome with its run record (Instant), or records it ``queued`` for a durable worker (Standard,
+Long). :meth:`Runs.run` always runs inline. Each part is also callable alone (:meth:`Runs.plan`,
+:meth:`Runs.execute`) for callers that compose them differently (a dry run from an agent's tool,
+a durable worker).
 
 Planning reads, in one tenant transaction, the version (``version``; else the one deployed to the
 customer's environment, else the latest published; or the draft for a dry run), the workflows its
@@ -124,13 +126,6 @@ class Started:
     durable: bool = False
 
 
-def system_principal(org_id: str, customer_id: str) -> Principal:
-    """Who a durable worker runs an execution as: the platform, limited to the execution's
-    customer. The caller that started the execution was authorized when it was recorded."""
-    return Principal(org_id, "system", "worker", "system", {"workflows": ["read", "execute"]},
-                     customer_id=customer_id, bound_customer=True)
-
-
 def _failure(code: str, message: str) -> RunOutcome:
     return RunOutcome("failed", None, {"code": code, "step": None, "message": message}, [])
 
@@ -163,6 +158,8 @@ class Runs:
         dry_run: bool = False,
         input: dict[str, Any] | None = None,
         triggered_by: str = "manual",
+        trigger: Any = None,
+        charge_event: bool = True,
         transactions: Transactions | None = None,
         **seams: Any,
     ) -> Started:
@@ -179,8 +176,8 @@ class Runs:
         which runs durably the workflows whose tier asks for it.
         """
         return await self.start(principal, workflow_ref, customer_id=customer_id, version=version, draft=draft,
-                                dry_run=dry_run, input=input, triggered_by=triggered_by, transactions=transactions,
-                                inline=True, **seams)
+                                dry_run=dry_run, input=input, triggered_by=triggered_by, trigger=trigger,
+                                charge_event=charge_event, transactions=transactions, inline=True, **seams)
 
     async def start(
         self,
@@ -191,6 +188,8 @@ class Runs:
         version: int | None = None,
         input: dict[str, Any] | None = None,
         triggered_by: str = "manual",
+        trigger: Any = None,
+        charge_event: bool = True,
         dry_run: bool = False,
         draft: bool = False,
         transactions: Transactions | None = None,
@@ -207,6 +206,10 @@ class Runs:
         execution is returned; ``standard`` and ``long`` are recorded ``queued`` and handed to the
         durable queue (a worker runs them, see ``runtime.Worker``), and the queued execution is
         returned with ``durable`` true. Raises what :meth:`run` raises, before anything is recorded.
+
+        ``trigger`` is what the templates see as ``trigger`` (a webhook's payload); it is recorded
+        with the execution, so a worker runs a queued one with it. ``charge_event=False`` is for a
+        caller that charged the event quota itself (a webhook trigger charges when the event arrives).
         """
         principal.require("workflows", "execute")
         customer_id = customer_id or principal.customer()
@@ -216,23 +219,26 @@ class Runs:
                                dry_run=dry_run, input=input or {}, transactions=tx)
         tier = plan.spec.tier
         durable = not dry_run and not inline and tier != "instant"
-        charge = await anyio.to_thread.run_sync(self.platform.quotas.charge_event, principal, customer_id)
+        warnings: tuple[str, ...] = ()
+        if charge_event:
+            charge = await anyio.to_thread.run_sync(self.platform.quotas.charge_event, principal, customer_id)
+            warnings = tuple(charge.warnings)
         if durable:
-            execution = await tx.step(self._start, tx, principal, plan, tier, triggered_by, "queued")
+            execution = await tx.step(self._start, tx, principal, plan, tier, triggered_by, trigger, "queued")
             # Recorded first, then handed over: a process lost in between leaves it queued, and a
             # worker's sweep hands it over again (enqueueing is idempotent by execution id).
             await anyio.to_thread.run_sync(self.platform.durable.enqueue, execution)
-            return Started(execution, tuple(charge.warnings), durable=True)
-        execution = await tx.step(self._start, tx, principal, plan, tier, triggered_by, "running")
+            return Started(execution, warnings, durable=True)
+        execution = await tx.step(self._start, tx, principal, plan, tier, triggered_by, trigger, "running")
         try:
-            outcome = await self.execute(plan, execution["id"], **seams)
+            outcome = await self.execute(plan, execution["id"], trigger=trigger, **seams)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await tx.step(self._finish, tx, principal, execution["id"],
                               _failure("internal_error", "the run stopped unexpectedly"))
             raise
         finished = await tx.step(self._finish, tx, principal, execution["id"], outcome)
-        return Started(finished, tuple(charge.warnings))
+        return Started(finished, warnings)
 
     def transactions(self) -> Transactions:
         """The default :class:`Transactions`: ``tenant_tx`` on the platform's pool, blocking work in a
@@ -240,11 +246,12 @@ class Runs:
         return Transactions(open=partial(tenant_tx, self.platform.db), step=anyio.to_thread.run_sync)
 
     def _start(self, tx: Transactions, principal: Principal, plan: RunPlan, tier: str, triggered_by: str,
-               status: str) -> dict[str, Any]:
+               trigger: Any, status: str) -> dict[str, Any]:
         with tx.open(principal) as t:
             return store.Executions(t).start(
                 plan.org_id, customer_id=plan.customer_id, workflow_id=plan.workflow_id, version=plan.version,
-                dry_run=plan.dry_run, input=plan.input, tier=tier, triggered_by=triggered_by, status=status,
+                dry_run=plan.dry_run, input=plan.input, tier=tier, triggered_by=triggered_by, trigger=trigger,
+                status=status,
                 # An inline run belongs to this process: if it dies, the sweep fails the run.
                 owner=self.platform.process_id if status == "running" else None,
             )
@@ -371,12 +378,13 @@ class Runs:
 
     # -- executing -------------------------------------------------------------------------------
 
-    async def execute(self, plan: RunPlan, run_id: str, *, deadline: float | None = None,
+    async def execute(self, plan: RunPlan, run_id: str, *, trigger: Any = None, deadline: float | None = None,
                       wrap_invoker: Callable[[ActionInvoker], ActionInvoker] | None = None, **seams: Any) -> RunOutcome:
         """Run ``plan`` with id ``run_id`` within ``deadline`` seconds (default: the inline run
-        deadline; past it the outcome is ``timeout``); the outcome holds no secret or credential
-        value, and its ``record`` the run record with the specs it ran. ``wrap_invoker`` wraps the
-        engine's action invoker (a durable run makes each call a durable step)."""
+        deadline; past it the outcome is ``timeout``); ``trigger`` is what fired it, seen by
+        templates as ``trigger``. The outcome holds no secret or credential value, and its
+        ``record`` the run record with the specs it ran. ``wrap_invoker`` wraps the engine's action
+        invoker (a durable run makes each call a durable step)."""
         engine = build_engine(
             plan.connectors, self.platform.http,
             credentials=plan.provider if plan.provider is not None else StaticCredentials(plan.credentials),
@@ -390,7 +398,7 @@ class Runs:
             deps = dataclasses.replace(deps, invoker=wrap_invoker(deps.invoker))
         try:
             async with asyncio.timeout(deadline):
-                result = await Interpreter(deps).run(plan.spec, plan.input, run_id=run_id)
+                result = await Interpreter(deps).run(plan.spec, plan.input, trigger=trigger, run_id=run_id)
         except TimeoutError:
             return RunOutcome("timeout", None, {"code": "run_deadline_exceeded", "step": None,
                                                 "message": f"the run did not finish within {deadline:g} seconds"}, [])

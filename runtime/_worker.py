@@ -7,7 +7,7 @@ process's lease. ``switchboard worker`` runs one; ``switchboard run`` runs one i
 One execution is one DBOS workflow, whose id is the execution's id. Its steps, in order:
 
 1. ``claim``: the execution becomes ``running`` (it stays so when resumed after a recovery).
-2. The run: planned again from the execution row (the recorded version, customer and input), then
+2. The run: planned again from the execution row (the recorded version, customer, input and trigger), then
    interpreted with every connector call made through :class:`DurableInvoker`, one DBOS step per
    call, and foreach iterations one at a time (``Dependencies.sequential``), so that the calls come
    in the same order when the run is resumed.
@@ -41,7 +41,8 @@ from engine.errors import EngineError, RecordedCallError
 from engine.workflow import ActionCall, ActionInvoker, ErrorInfo, TraceRecord, TraceSink
 from runtime._durable import APP_NAME, CLASS_NAME, INSTANCE_NAME, QUEUE_NAME, WORKFLOW_NAME, idempotency_key
 from runtime._leases import ProcessLease
-from runtime._runs import RunOutcome, system_principal
+from runtime._access import system_principal
+from runtime._runs import RunOutcome
 from runtime.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -193,21 +194,22 @@ class Worker:
     def _claim(self, org_id: str, execution_id: str) -> dict[str, Any]:
         with self.platform.db.tenant(org_id) as tx:
             row = store.Executions(tx).claim(org_id, execution_id)
-        return {key: row[key] for key in ("status", "customer_id", "workflow_id", "version", "input", "tier")}
+        return {key: row[key] for key in ("status", "customer_id", "workflow_id", "version", "input", "trigger", "tier")}
 
     async def _outcome(self, org_id: str, execution_id: str, claimed: dict[str, Any]) -> RunOutcome:
         runs, config = self.platform.runs, self.platform.config
         customer_id = claimed["customer_id"]
         try:
-            plan = await runs.plan(system_principal(org_id, customer_id), customer_id, claimed["workflow_id"],
-                                   version=claimed["version"], input=claimed["input"])
+            principal = system_principal(org_id, customer_id, f"worker:{self.executor_id}")
+            plan = await runs.plan(principal, customer_id, claimed["workflow_id"], version=claimed["version"],
+                                   input=claimed["input"])
         except (ServiceError, EngineError, store.StoreError) as exc:
             # The world changed since the run was accepted (a connection removed, a customer suspended).
             code = getattr(exc, "code", "runtime_error")
             return RunOutcome("failed", None, {"code": code, "step": None, "message": str(exc)}, [])
         deadline = config.long_deadline if claimed["tier"] == "long" else config.standard_deadline
         return await runs.execute(
-            plan, execution_id, deadline=deadline,
+            plan, execution_id, trigger=claimed.get("trigger"), deadline=deadline,
             wrap_invoker=lambda inner: DurableInvoker(inner, execution_id),
             sequential=True, random=random.Random(execution_id),
         )

@@ -41,6 +41,8 @@ from store._people import (
 from store._schema import APP_ROLE
 from store._secrets import MAX_SECRET_BYTES, SECRET_NAME_PATTERN, Secrets
 from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
+from store._events import Events, events_awaiting_dispatch
+from store._schema_events import EVENT_SOURCES, EVENT_STATUSES
 from store._workflows import (
     DRAFT_VERSION,
     EXECUTION_STATUSES,
@@ -118,6 +120,12 @@ __all__ = [
     "Executions",
     "Triggers",
     "Workflows",
+    # events
+    "EVENT_SOURCES",
+    "EVENT_STATUSES",
+    "Events",
+    "events_awaiting_dispatch",
+    # end events
     # connections
     "CONNECTION_STATUSES",
     "MAX_CREDENTIAL_LENGTH",

@@ -345,31 +345,32 @@ class Executions:
         self.tx = tx
 
     def start(self, org_id: str, *, customer_id: str, workflow_id: str, version: int, dry_run: bool,
-              input: Any, tier: str = "instant", triggered_by: str = "manual", status: str = "running",
-              owner: str | None = None) -> dict[str, Any]:
+              input: Any, tier: str = "instant", triggered_by: str = "manual", trigger: Any = None,
+              status: str = "running", owner: str | None = None) -> dict[str, Any]:
         """Record a run: ``running`` inline in process ``owner`` (see ``fail_orphaned``), or
-        ``queued`` for a durable worker. ``version`` 0 means the draft."""
+        ``queued`` for a durable worker. ``version`` 0 means the draft; ``trigger`` is what fired it
+        (a webhook's payload), kept for the worker that runs it (see ``claim``), not returned."""
         _check("execution", "tier", tier, EXECUTION_TIERS)
         _check("execution", "triggered_by", triggered_by, TRIGGERED_BY)
         _check("execution", "status", status, ("queued", "running"))
         try:
             return self.tx.execute(
                 "INSERT INTO executions (org_id, id, customer_id, workflow_id, version, dry_run, status, input, tier,"
-                " triggered_by, owner) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " triggered_by, trigger, owner) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 f" RETURNING {_EXECUTION_DETAIL}",
                 (org_id, new_id("exe"), customer_id, workflow_id, version, dry_run, status, Jsonb(input), tier,
-                 triggered_by, owner),
+                 triggered_by, Jsonb(trigger) if trigger is not None else None, owner),
             ).fetchone()
         except ForeignKeyViolation as exc:
             raise NotFound("customer", customer_id) from exc
 
     def claim(self, org_id: str, execution_id: str) -> dict[str, Any]:
         """Mark a queued execution ``running`` (a durable worker took it; again after a recovery:
-        a running one stays running). Returns the row, whatever its status, so a worker that finds
-        it finished or cancelled leaves it be. Raises ``NotFound``."""
+        a running one stays running). Returns the row with its ``trigger``, whatever its status, so
+        a worker that finds it finished or cancelled leaves it be. Raises ``NotFound``."""
         row = self.tx.execute(
             "UPDATE executions SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,"
-            f" updated_at = now() WHERE org_id = %s AND id = %s RETURNING {_EXECUTION_DETAIL}",
+            f" updated_at = now() WHERE org_id = %s AND id = %s RETURNING {_EXECUTION_DETAIL}, trigger",
             (org_id, execution_id),
         ).fetchone()
         if row is None:

@@ -47,6 +47,7 @@ def runtime_config(settings: Settings) -> Config:
         oidc_org_claim=settings.oidc_org_claim,
         max_request_bytes=settings.max_request_bytes,
         max_spec_request_bytes=settings.max_spec_request_bytes,
+        max_event_bytes=settings.max_event_bytes,
     )
 
 

@@ -32,6 +32,7 @@ DEFAULT_HTTP_CONNECT_TIMEOUT = 10.0
 # and OpenAPI documents (the largest public OpenAPI documents are about 2 MB as JSON, more as YAML).
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 DEFAULT_MAX_SPEC_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 
 # Values that ship in examples and compose files; production refuses them as secrets.
 DEFAULT_SECRETS = frozenset({"", "changethis", "changeme", "secret", "password", "postgres", "switchboard"})
@@ -98,6 +99,10 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted by routes that take a spec or an OpenAPI document "
         "(connector create and import, connector versions, workflow create, draft and validate).",
+    )
+    max_event_bytes: int = Field(
+        DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest event payload a webhook trigger accepts and stores "
+        "(413 beyond; at most max_request_bytes in effect)."
     )
     run_deadline_seconds: float = Field(300.0, gt=0, description="Wall-clock limit of an inline (Instant) run.")
     standard_deadline_seconds: float = Field(900.0, gt=0, description="Wall-clock limit of a Standard execution.")

@@ -219,11 +219,22 @@ def test_triggers(platform: str, two: tuple[Tenant, Tenant], published: dict[str
     acme, globex = two
     base = "/v1/workflows/add-customer/triggers"
     with client(platform) as http:
-        hook = http.post(base, headers=acme.headers(), json={"kind": "webhook"})
+        hook = http.post(base, headers=acme.headers(), json={"kind": "webhook", "customer": acme.customers[0]})
         assert hook.status_code == 201, hook.text
         created = hook.json()
         secret = created["signing_secret"]
-        assert secret.startswith("whsec_") and created["config"]["path"].startswith("/v1/hooks/hook_")
+        assert secret.startswith("whsec_") and created["config"]["path"] == f"/v1/hooks/{acme.org_id}/{created['id']}"
+        assert created["config"]["customer"] == acme.customers[0]
+        no_customer = http.post(base, headers=acme.headers(), json={"kind": "webhook"})
+        assert no_customer.status_code == 422 and no_customer.json()["errors"][0]["pointer"] == "/body/webhook/customer"
+        foreign_customer = http.post(base, headers=acme.headers(), json={"kind": "webhook", "customer": globex.customers[0]})
+        assert foreign_customer.status_code == 422 and foreign_customer.json()["pointer"] == "/customer"
+        bad_filter = http.post(base, headers=acme.headers(), json={"kind": "webhook", "customer": acme.customers[0],
+                                                                  "filter": "payload.("})
+        assert bad_filter.status_code == 422 and bad_filter.json()["pointer"] == "/filter"
+        hubspot_without_secret = http.post(base, headers=acme.headers(), json={
+            "kind": "webhook", "customer": acme.customers[0], "signature": "hubspot_v3"})
+        assert hubspot_without_secret.status_code == 422 and hubspot_without_secret.json()["pointer"] == "/signing_secret"
         shown = http.get(f"/v1/triggers/{created['id']}", headers=acme.headers())
         assert secret not in shown.text and "signing_secret\"" not in shown.text
         assert shown.json()["config"]["signing_secret_hint"].endswith(secret[-4:])
@@ -264,7 +275,7 @@ def test_triggers(platform: str, two: tuple[Tenant, Tenant], published: dict[str
             assert http.request(method, path, headers=globex.headers()).status_code == 404
         assert http.patch(path, headers=globex.headers(), json={"enabled": True}).status_code == 404
         assert http.get(base, headers=globex.headers()).status_code == 404
-        assert http.post(base, headers=globex.headers(), json={"kind": "webhook"}).status_code == 404
+        assert http.post(base, headers=globex.headers(), json={"kind": "webhook", "customer": globex.customers[0]}).status_code == 404
         assert http.delete(path, headers=acme.headers()).status_code == 204
         assert http.get(path, headers=acme.headers()).status_code == 404
 

@@ -14,17 +14,13 @@ call it receives with its Idempotency-Key and can hold one call open.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +30,9 @@ from fastapi import FastAPI, Request
 
 import store
 from support.platform import Tenant, app_database, client, make_tenant, running_platform
-from support.serve_process import platform_process
+from support.serve_process import platform_process, worker_process
 from support.servers import serve_app
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = 6
 ROUNDS = 3
 WAIT_SECONDS = 60
@@ -98,32 +93,6 @@ def _workflow(key: str, tier: str, steps: int) -> dict[str, Any]:
 def _publish(http: httpx.Client, tenant: Tenant, spec: dict[str, Any]) -> None:
     assert http.post("/v1/workflows", headers=tenant.headers(), json={"spec": spec}).status_code == 201
     assert http.post(f"/v1/workflows/{spec['id']}/publish", headers=tenant.headers()).status_code == 201
-
-
-@contextmanager
-def worker_process(conninfo: str, data_dir: Path, worker_id: str) -> Iterator[subprocess.Popen[str]]:
-    """``switchboard worker`` in a child process, once it says it runs; stopped (or reaped) after."""
-    env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "SWITCHBOARD_DATABASE_URL": conninfo, "SWITCHBOARD_DATA": str(data_dir),
-        "SWITCHBOARD_WORKER_ID": worker_id, "SWITCHBOARD_EGRESS_ALLOW": "127.0.0.1", "SWITCHBOARD_LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "switchboard", "worker", "--no-migrate"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "running" in line, f"the worker did not start (exit {proc.poll()})"
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def _finished(http: httpx.Client, tenant: Tenant, customer: str, execution_id: str) -> dict[str, Any]:
