@@ -60,8 +60,13 @@ class ProcessLease:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> ProcessLease:
-        await anyio.to_thread.run_sync(self._register)
-        await self.sweep()
+        try:
+            await anyio.to_thread.run_sync(self._register)
+            await self.sweep()
+        except store.StoreError as exc:
+            # A database unreachable or not migrated yet must not stop the process from starting:
+            # its /health answers 503 and says why, and the heartbeat takes the lease once it can.
+            log.warning("cannot take the process lease yet: %s", exc)
         self._task = asyncio.get_running_loop().create_task(self._beat())
         return self
 
