@@ -74,6 +74,15 @@ class DurableQueue:
                                           application_name=APP_NAME, system_database_pool_size=2)
             return self._client
 
+    def register(self, *, worker_concurrency: int, polling_seconds: float) -> None:
+        """Create or update the queue's settings in DBOS's tables, where every worker reads them:
+        at most ``worker_concurrency`` executions per worker, one at a time per partition, and an
+        idle worker's look at the queue every ``polling_seconds``. Blocking."""
+        self._open().register_queue(
+            QUEUE_NAME, worker_concurrency=worker_concurrency, partition_concurrency=1,
+            polling_interval_sec=polling_seconds, on_conflict="always_update",
+        )
+
     def enqueue(self, execution: dict[str, Any]) -> None:
         """Enqueue the DBOS workflow that runs ``execution`` (a row of ``store.Executions``, or the
         ``org_id``, ``id``, ``customer_id`` and ``workflow_id`` of one); a no-op when it is already

@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import random
 import socket
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -39,7 +40,7 @@ from dbos import DBOS, DBOSConfig, DBOSConfiguredInstance
 import store
 from engine.errors import EngineError, RecordedCallError
 from engine.workflow import ActionCall, ActionInvoker, ErrorInfo, TraceRecord, TraceSink
-from runtime._durable import APP_NAME, CLASS_NAME, INSTANCE_NAME, QUEUE_NAME, WORKFLOW_NAME, idempotency_key
+from runtime._durable import APP_NAME, CLASS_NAME, INSTANCE_NAME, WORKFLOW_NAME, idempotency_key
 from runtime._leases import ProcessLease
 from runtime._access import system_principal
 from runtime._runs import RunOutcome
@@ -159,13 +160,14 @@ class Worker:
         }
         _EXECUTIONS.worker = self
         try:
+            # Registered before the launch: DBOS's queue manager lists the queues when it starts,
+            # then only once a second, so a queue registered after the launch would wait up to a
+            # second before this worker took anything from it.
+            await anyio.to_thread.run_sync(partial(
+                platform.durable.register, worker_concurrency=self.concurrency, polling_seconds=self.polling_seconds))
             DBOS(config=config)
             # Launched from this loop: DBOS then runs the (async) executions on it.
             DBOS.launch()
-            await DBOS.register_queue_async(
-                QUEUE_NAME, worker_concurrency=self.concurrency, partition_concurrency=1,
-                polling_interval_sec=self.polling_seconds, on_conflict="always_update",
-            )
             await self._lease.__aenter__()
         except BaseException:
             _EXECUTIONS.worker = None
