@@ -33,7 +33,8 @@ Choices, and why:
   default (30 CPU seconds per run) is a guard for interactive runs.
 * The create path sends one POST per record, so it is slow by nature (the
   sandbox answers each); it runs at ``--create-sizes`` only (default 10,000).
-* ``--profile N`` prints a cProfile (CPU time) of the unchanged run at N records.
+* ``--profile N`` prints a cProfile (CPU time) of the unchanged run at N records (``--profile-path
+  create`` profiles the create path).
 
 ``tests/test_bench_smoke.py`` runs it with ``--sizes 200 --create-sizes 200``.
 """
@@ -266,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--create-sizes", default="10000", help="record counts of the create path (default 10000; '' for none)")
     parser.add_argument("--budget-seconds", type=float, default=600.0, help="the run's expression budget in CPU seconds")
     parser.add_argument("--profile", type=int, default=None, metavar="N", help="profile the unchanged run at N records")
+    parser.add_argument("--profile-path", choices=("unchanged", "create"), default="unchanged",
+                        help="which path --profile profiles")
     # the measured child's own arguments
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--hubspot", help=argparse.SUPPRESS)
@@ -283,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(n < 1 for n in sizes + create_sizes):
         parser.error("record counts must be >= 1")
     if args.profile is not None:
-        measure(args.profile, "unchanged", args.budget_seconds, profile=True)
+        measure(args.profile, args.profile_path, args.budget_seconds, profile=True)
         return 0
     print("flagship sync (HubSpot contacts -> Cin7 customers) against sandboxes in child processes, no rate limit:")
     print(f"{'path':<10} {'records':>8} {'run s':>8} {'records/s':>10} {'cpu s':>7} {'baseline s':>10} {'ratio':>6} "

@@ -15,13 +15,16 @@ import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from switchboard.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from agents import ModelSetting
 
 DEFAULT_DATA_DIR = Path(".switchboard")
 DEFAULT_HOST = "127.0.0.1"
@@ -146,10 +149,60 @@ class Settings(BaseSettings):
     oidc_org_claim: str = Field("org_id", description="JWT claim naming the organization (else x-fastn-account-id).")
     public_url: str | None = Field(None, description="Base URL the platform is reached at (OAuth redirect URIs).")
 
+    # The agents' chat model. Parsed by agents.ModelSetting (imported only when a model other than
+    # the default is named, so `import switchboard` stays free of LangChain).
+    model: str = Field(
+        "offline",
+        description="Chat model of the agents: offline (deterministic, no key), openai:<model> or "
+        "litellm:<provider/model>.",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SWITCHBOARD_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url"),
+        description="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama) for openai:<model>.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None,
+        repr=False,
+        validation_alias=AliasChoices("SWITCHBOARD_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"),
+        description="API key for openai:<model>.",
+    )
+    litellm_api_base: str | None = Field(
+        None, description="Endpoint for litellm:<provider/model>; unset: the provider's own."
+    )
+    litellm_api_key: SecretStr | None = Field(
+        None, repr=False, description="API key for litellm:<provider/model>; unset: litellm reads the provider's variable."
+    )
+    model_timeout: float = Field(120.0, gt=0, description="Seconds one chat model request may take.")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("model")
+    @classmethod
+    def _model_setting(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() != "offline":
+            from agents import ModelSetting  # raises ModelSettingInvalid, a ValueError
+
+            ModelSetting.parse(value)
+        return value
+
+    @field_validator("openai_base_url", "litellm_api_base", mode="before")
+    @classmethod
+    def _empty_endpoint_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("openai_base_url", "litellm_api_base")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -218,6 +271,19 @@ class Settings(BaseSettings):
         if problems:
             raise ConfigurationError(self.mode, tuple(problems))
         return self
+
+    def model_setting(self) -> "ModelSetting":
+        """The agents' :class:`agents.ModelSetting`, with the endpoint and key of its provider."""
+        from agents import ModelSetting
+
+        setting = ModelSetting.parse(self.model, timeout=self.model_timeout)
+        if setting.provider == "openai":
+            base_url, key = self.openai_base_url, self.openai_api_key
+        elif setting.provider == "litellm":
+            base_url, key = self.litellm_api_base, self.litellm_api_key
+        else:
+            return setting
+        return ModelSetting.parse(self.model, base_url=base_url, api_key=key, timeout=self.model_timeout)
 
     @property
     def master_key_path(self) -> Path:

@@ -73,3 +73,16 @@ def test_runtime_surface() -> None:
     for name in runtime.__all__:
         value = getattr(runtime, name)
         assert name.isupper() or value.__module__.startswith("runtime"), name
+
+
+def test_agents_surface() -> None:
+    import agents
+
+    assert set(agents.__all__) == {
+        "PROVIDERS", "SHAPES", "AgentError", "AppObject", "CallUsage", "Decision", "Intent", "ModelSetting",
+        "ModelSettingInvalid", "ModelUnavailable", "OfflineChatModel", "Plan", "PlanError", "PlanState", "PlanStep",
+        "Refusal", "TokenUsage", "ToolResult", "Trigger", "call_usage", "chat_model", "is_model_error",
+        "model_errors", "next_step", "parse_intent",
+    }
+    for name in agents.__all__:
+        assert getattr(agents, name) is not None

@@ -163,3 +163,52 @@ def test_switchboard_public_surface() -> None:
     import switchboard
 
     assert sorted(switchboard.__all__) == ["ConfigurationError", "Settings", "SwitchboardError", "get_settings"]
+
+
+@pytest.fixture
+def no_model_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_model_is_offline_by_default(no_model_env: None) -> None:
+    setting = Settings().model_setting()
+    assert (setting.provider, setting.name, setting.api_key) == ("offline", "offline", None)
+
+
+def test_openai_reads_the_openai_variables(monkeypatch: pytest.MonkeyPatch, no_model_env: None) -> None:
+    monkeypatch.setenv("SWITCHBOARD_MODEL", "openai:qwen2.5")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8001/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-settings-canary")
+    monkeypatch.setenv("SWITCHBOARD_MODEL_TIMEOUT", "30")
+    settings = Settings()
+    setting = settings.model_setting()
+    assert (setting.provider, setting.model, setting.base_url, setting.timeout) == (
+        "openai", "qwen2.5", "http://127.0.0.1:8001/v1", 30.0)
+    assert setting.api_key is not None and setting.api_key.get_secret_value() == "sk-settings-canary"
+    assert "sk-settings-canary" not in repr(settings) + repr(setting) + str(setting)
+
+
+def test_litellm_has_its_own_endpoint_and_ignores_the_openai_ones(monkeypatch: pytest.MonkeyPatch, no_model_env: None) -> None:
+    monkeypatch.setenv("SWITCHBOARD_MODEL", "litellm:anthropic/claude-sonnet-4")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8001/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    setting = Settings().model_setting()
+    assert (setting.provider, setting.model, setting.base_url, setting.api_key) == (
+        "litellm", "anthropic/claude-sonnet-4", None, None)
+    monkeypatch.setenv("SWITCHBOARD_LITELLM_API_BASE", "http://127.0.0.1:4000")
+    assert Settings().model_setting().base_url == "http://127.0.0.1:4000"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "message"),
+    [("SWITCHBOARD_MODEL", "gpt-4o", "expected 'offline'"),
+     ("SWITCHBOARD_MODEL", "litellm:gpt-4o", "<provider>/<model>"),
+     ("OPENAI_BASE_URL", "localhost:8001", "http(s) URL"),
+     ("SWITCHBOARD_MODEL_TIMEOUT", "0", "greater than 0")],
+)
+def test_bad_model_settings_are_refused(monkeypatch: pytest.MonkeyPatch, no_model_env: None, env: str, value: str,
+                                        message: str) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings()

@@ -417,17 +417,16 @@ class Sandbox:
     def _new_record(self, resource: Resource, scope: Scope, body: dict, req: IncomingRequest) -> tuple[dict, str]:
         record = copy.deepcopy(body)
         key_field, id_field = resource.key_field, resource.id_field
-        taken = self.store.taken(resource.key)
         key: str | None = None
         if key_field and record.get(key_field) not in (None, ""):
             key = str(record[key_field])
-            if key in taken and self.store.find(resource.key, scope, key) is not None:
+            if self.store.find(resource.key, scope, key) is not None:
                 raise SandboxConflict(req.method, req.path, f"a {resource.name} with {key_field} {key!r} already exists",
                                       [RequestProblem("body", "already exists", pointer="/" + key_field)])
         if id_field and record.get(id_field) in (None, ""):
             number = self.store.next_number(resource.key)
             value = self._id_value(resource, number)
-            while str(value) in taken:
+            while self.store.is_taken(resource.key, str(value)):
                 number = self.store.next_number(resource.key)
                 value = self._id_value(resource, number)
             record[id_field] = value
@@ -558,8 +557,7 @@ class Sandbox:
             data = copy.deepcopy(record)
             if resource.id_field and data.get(resource.id_field) in (None, ""):
                 number = staging.next_number(resource.key)
-                taken = staging.taken(resource.key)
-                while str(self._id_value(resource, number)) in taken:
+                while staging.is_taken(resource.key, str(self._id_value(resource, number))):
                     number = staging.next_number(resource.key)
                 data[resource.id_field] = self._id_value(resource, number)
             self._fill_scope(resource, scope, data)
