@@ -1,4 +1,4 @@
-# The Switchboard image: the API (`switchboard run`) and, later, the worker use it.
+# The Switchboard image: the API (`switchboard run`) and the durable workers (`switchboard worker`) use it.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,6 +14,7 @@ COPY engine ./engine
 COPY store ./store
 COPY api ./api
 COPY runtime ./runtime
+COPY agents ./agents
 RUN pip install . \
     && useradd --system --create-home --home-dir /var/lib/switchboard switchboard
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import _health, _limits, _openapi, _quota, _v1
+from api import _health, _hooks, _limits, _openapi, _quota, _v1
 from api.errors import install_error_handlers
-from runtime import Config, Platform
+from runtime import Config, Platform, recover_events
 
 API_VERSION = "0.1.0"
 
@@ -34,7 +35,15 @@ def create_app(open_platform: PlatformOpener, config: Config | None = None) -> F
             app.state.config = platform.config
             # The route class audits through the pool directly.
             app.state.db = platform.db
-            yield
+            # Events a crash left between their acknowledgement and their dispatch run now, without
+            # holding up the start.
+            recovery = asyncio.create_task(recover_events(platform), name="recover events")
+            try:
+                yield
+            finally:
+                recovery.cancel()
+                await asyncio.gather(recovery, return_exceptions=True)
+                await platform.dispatcher.aclose()
 
     # FastAPIOffline serves the Swagger UI and ReDoc assets from the package instead of a CDN,
     # so /docs works on a machine without internet.
@@ -49,6 +58,7 @@ def create_app(open_platform: PlatformOpener, config: Config | None = None) -> F
     _quota.install(app)
     _limits.install(app, default_limit=config.max_request_bytes, spec_limit=config.max_spec_request_bytes)
     app.include_router(_health.router)
+    app.include_router(_hooks.router)
     _v1.install(app)
     app.openapi = lambda: _openapi.document_problem_responses(app)  # type: ignore[method-assign]
     return app

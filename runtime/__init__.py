@@ -7,6 +7,15 @@
 * Credentials and connections: connecting (API keys, OAuth 2.0), reading and refreshing
   credentials, the engine's credential provider, connection tests and OAuth callbacks.
 * Quotas: :class:`Quotas` charges API calls and events without a request.
+* Durable executions: :meth:`Runs.start` is every trigger's entry point (Instant runs inline,
+  Standard and Long are queued); :class:`DurableQueue` hands executions to DBOS, :class:`Worker`
+  runs them (each connector call a durable step, :class:`DurableInvoker`), and
+  :class:`ProcessLease` fails the inline executions of processes that are gone. ``Worker`` and
+  ``DurableInvoker`` import DBOS, so they load on first use.
+* Events and webhooks: :class:`Webhooks` verifies a delivery (Standard Webhooks, HubSpot v3),
+  stores its event and hands it to the platform's :class:`Dispatcher` (by default a
+  :class:`BackgroundDispatcher`, which starts the run with :meth:`Runs.start`, so the workflow's
+  tier decides inline or queued); :func:`recover_events` dispatches what a crash left behind.
 
 A :class:`Platform` (built once per process by ``switchboard``) holds the seams and the services.
 Arrows point down: runtime imports ``engine`` and ``store``, never ``api`` or ``switchboard``.
@@ -17,12 +26,15 @@ from runtime._access import (
     ACCOUNT_HEADER,
     CUSTOMER_CEILING,
     PRODUCTION,
+    SYSTEM_PERMISSIONS,
     TENANT_HEADER,
     Principal,
     authenticate_key,
     authenticate_user,
+    check_customer,
     check_environment,
     customer_ceiling,
+    system_principal,
     tenant_scope,
     tenant_tx,
 )
@@ -40,8 +52,29 @@ from runtime._credentials import (
     oauth_setup,
     start_oauth,
 )
+from runtime._events import BackgroundDispatcher, Dispatcher, recover_events
+from runtime._signatures import (
+    HUBSPOT_V3,
+    SIGNATURE_SCHEMES,
+    STANDARD_WEBHOOKS,
+    Delivery,
+    new_standard_secret,
+    sign_hubspot_v3,
+    standard_secret_problem,
+)
+from runtime._webhooks import Receipt, Webhooks, filter_problem, secret_purpose
 from runtime._engine import Engine, build_engine, build_executor, placeholders, static_credentials
-from runtime._platform import RUN_DEADLINE_SECONDS, Config, Platform, TokenVerifier, utc_now
+from runtime._durable import QUEUE_NAME, DurableQueue, idempotency_key, partition_key
+from runtime._leases import ProcessLease, pid_alive
+from runtime._platform import (
+    LONG_DEADLINE_SECONDS,
+    RUN_DEADLINE_SECONDS,
+    STANDARD_DEADLINE_SECONDS,
+    Config,
+    Platform,
+    TokenVerifier,
+    utc_now,
+)
 from runtime._quotas import Quotas
 from runtime._runs import (
     RECORD_FORMAT,
@@ -54,16 +87,51 @@ from runtime._runs import (
     replay_record,
 )
 from runtime._specs import SpecCache, loaded, problems_out, stored, validated
-from runtime.errors import BadHeader, Forbidden, RunRefused, ServiceError, SpecInvalid, Unauthenticated
+from runtime.errors import (
+    BadHeader,
+    EventRefused,
+    Forbidden,
+    PayloadInvalid,
+    PayloadTooLarge,
+    RunRefused,
+    ServiceError,
+    SignatureInvalid,
+    SpecInvalid,
+    Unauthenticated,
+)
+
+# Loaded on first use: they import DBOS (half a second), which only workers need.
+_WORKER_NAMES = ("DurableInvoker", "Worker")
+
+
+def __getattr__(name: str) -> object:
+    if name in _WORKER_NAMES:
+        from runtime import _worker
+
+        return getattr(_worker, name)
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WORKER_NAMES])
+
 
 __all__ = [
     "ACCESS_KEY_HEADER",
     "ACCOUNT_HEADER",
     "CUSTOMER_CEILING",
+    "HUBSPOT_V3",
+    "LONG_DEADLINE_SECONDS",
     "PRODUCTION",
+    "QUEUE_NAME",
     "RECORD_FORMAT",
     "RUN_DEADLINE_SECONDS",
+    "SIGNATURE_SCHEMES",
+    "STANDARD_DEADLINE_SECONDS",
+    "STANDARD_WEBHOOKS",
+    "SYSTEM_PERMISSIONS",
     "TENANT_HEADER",
+    "BackgroundDispatcher",
     "BadHeader",
     "CallbackResult",
     "Config",
@@ -71,27 +139,40 @@ __all__ = [
     "ConnectionService",
     "ConnectionTest",
     "Connector",
+    "Delivery",
+    "Dispatcher",
+    "DurableInvoker",
+    "DurableQueue",
     "Engine",
+    "EventRefused",
     "Forbidden",
     "OAuthSetup",
+    "PayloadInvalid",
+    "PayloadTooLarge",
     "Platform",
     "Principal",
+    "ProcessLease",
     "Quotas",
+    "Receipt",
     "RunOutcome",
     "RunPlan",
     "RunRefused",
     "Runs",
     "ServiceError",
+    "SignatureInvalid",
     "SpecCache",
     "SpecInvalid",
     "Started",
     "TokenVerifier",
     "Transactions",
     "Unauthenticated",
+    "Webhooks",
+    "Worker",
     "authenticate_key",
     "authenticate_user",
     "build_engine",
     "build_executor",
+    "check_customer",
     "check_environment",
     "connection_for_run",
     "connector_for_connections",
@@ -99,16 +180,26 @@ __all__ = [
     "credential_values",
     "credentials_for_connection",
     "customer_ceiling",
+    "filter_problem",
+    "idempotency_key",
     "loaded",
+    "new_standard_secret",
     "oauth_auth",
     "oauth_setup",
+    "partition_key",
+    "pid_alive",
     "placeholders",
     "problems_out",
+    "recover_events",
     "replay_offline",
     "replay_record",
+    "secret_purpose",
+    "sign_hubspot_v3",
+    "standard_secret_problem",
     "start_oauth",
     "static_credentials",
     "stored",
+    "system_principal",
     "tenant_scope",
     "tenant_tx",
     "utc_now",

@@ -48,6 +48,11 @@ CUSTOMER_CEILING: dict[str, tuple[str, ...]] = {
 }
 
 
+# What the runtime itself may do when it acts for one customer without a caller (a trigger firing,
+# a worker running a queued execution): read and run that customer's workflows, nothing else.
+SYSTEM_PERMISSIONS: dict[str, list[str]] = {"workflows": ["read", "execute"]}
+
+
 def customer_ceiling(permissions: Mapping[str, list[str]]) -> dict[str, list[str]]:
     """``permissions`` cut down to ``CUSTOMER_CEILING``."""
     return {
@@ -109,6 +114,15 @@ class Principal:
         (a row of ``store.Environments``)."""
         if self.test_only and environment.get("slug") == PRODUCTION:
             raise Forbidden(None, "a Test key reaches only non-production environments; use a Live key for production")
+
+
+def system_principal(org_id: str, customer_id: str, actor_id: str) -> Principal:
+    """The principal of work the platform does by itself for ``customer_id`` of ``org_id``: a
+    trigger firing (``actor_id`` ``trigger:<id>``) or a durable worker running a queued execution
+    (``worker:<executor id>``; whoever started the execution was authorized when it was recorded).
+    Actor type ``system``, bound to that customer, allowed ``SYSTEM_PERMISSIONS`` only."""
+    return Principal(org_id=org_id, actor_type="system", actor_id=actor_id, role_id="system",
+                     permissions=SYSTEM_PERMISSIONS, customer_id=customer_id, bound_customer=True)
 
 
 def tenant_scope(principal: Principal, *, customer: bool = True) -> tuple[str, str | None]:

@@ -3,24 +3,38 @@
 
 It holds the seams (database pool, encryptor, outbound HTTP client, clock, OIDC verifier), the
 configuration the use cases read (:class:`Config`) and the services built on them (``runs``,
-``connections``, ``quotas``), so a route, a tool and a worker run the same code with the same
-caches.
+``connections``, ``quotas``, ``webhooks``, and the ``dispatcher`` stored events run through), so
+a route, a tool and a worker run the same code with the same caches.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import store
 from engine.expressions import Evaluator, ExpressionBudget, ExpressionCache
 from engine.http import HttpClient
 
-# An inline run holds a request open; longer work belongs to durable executions (later issues).
+if TYPE_CHECKING:
+    from runtime._events import Dispatcher
+
+# An inline run holds a request open; longer work belongs to durable executions.
 RUN_DEADLINE_SECONDS = 300.0
+# A Standard execution's limit (issue: 15 minutes by default).
+STANDARD_DEADLINE_SECONDS = 900.0
+# A Long execution's limit.
+LONG_DEADLINE_SECONDS = 24 * 3600.0
+# Process leases: how often a process renews its lease, and how old a lease may get before the
+# process is taken for gone (its inline runs are then failed by the next sweep).
+HEARTBEAT_SECONDS = 10.0
+LEASE_SECONDS = 60.0
 # Threads that evaluate workflow expressions off the event loop; each run's budget bounds its share.
 EXPRESSION_THREADS = 4
 
@@ -51,9 +65,15 @@ class Config:
     public_url: str | None = None
     oidc_org_claim: str = "org_id"
     run_deadline: float = RUN_DEADLINE_SECONDS
+    standard_deadline: float = STANDARD_DEADLINE_SECONDS
+    long_deadline: float = LONG_DEADLINE_SECONDS
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
+    lease_seconds: float = LEASE_SECONDS
+    durable_schema: str = "dbos"
     expression_budget: ExpressionBudget = field(default_factory=ExpressionBudget)
     max_request_bytes: int = 1 << 20
     max_spec_request_bytes: int = 16 << 20
+    max_event_bytes: int = 256 << 10
 
 
 @dataclass
@@ -71,8 +91,11 @@ class Platform:
     def __post_init__(self) -> None:
         # Imported here: the services import this module for the type.
         from runtime._connections import ConnectionService
+        from runtime._durable import DurableQueue
+        from runtime._events import BackgroundDispatcher
         from runtime._quotas import Quotas
         from runtime._runs import Runs
+        from runtime._webhooks import Webhooks
 
         # One expression cache and thread pool for the process: each expression text is parsed
         # once, and evaluations never run on the event loop the API answers on.
@@ -80,11 +103,20 @@ class Platform:
             cache=ExpressionCache(),
             executor=ThreadPoolExecutor(max_workers=EXPRESSION_THREADS, thread_name_prefix="expressions"),
         )
+        # This process, as inline executions record their owner (see runtime._leases).
+        self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.durable = DurableQueue(self)
         self.quotas = Quotas(self.db, self.clock)
         self.runs = Runs(self)
         self.connections = ConnectionService(self)
+        self.webhooks = Webhooks(self)
+        # Where stored events go to start their runs (through ``runs.start``, so their tier decides
+        # inline or queued); any ``Dispatcher`` may replace it.
+        self.dispatcher: Dispatcher = BackgroundDispatcher(self)
 
     def close(self) -> None:
-        """Stop the expression threads (the shell closes the pool, HTTP client and OIDC it opened)."""
+        """Stop the expression threads and the durable queue's client (the shell closes the pool,
+        HTTP client and OIDC it opened)."""
         if self.evaluator.executor is not None:
             self.evaluator.executor.shutdown(wait=False, cancel_futures=True)
+        self.durable.close()

@@ -1,10 +1,12 @@
 """Running a workflow for one customer: the use case every trigger shares (the run route, the CLI,
-later webhooks, schedules, MCP calls and agents' tools).
+webhook events, later schedules, MCP calls and agents' tools).
 
-:meth:`Runs.run` authorizes the caller, plans the run, charges one event to the customer's quota,
-records the execution, runs the engine and records the outcome with its run record. Each part is
-also callable alone (:meth:`Runs.plan`, :meth:`Runs.execute`) for callers that compose them
-differently (a dry run from an agent's tool, a durable worker).
+:meth:`Runs.start` authorizes the caller, plans the run, charges one event to the customer's quota
+and records the execution; by the workflow's tier it then runs the engine inline and records the
+outcome with its run record (Instant), or records it ``queued`` for a durable worker (Standard,
+Long). :meth:`Runs.run` always runs inline. Each part is also callable alone (:meth:`Runs.plan`,
+:meth:`Runs.execute`) for callers that compose them differently (a dry run from an agent's tool,
+a durable worker).
 
 Planning reads, in one tenant transaction, the version (``version``; else the one deployed to the
 customer's environment, else the latest published; or the draft for a dry run), the workflows its
@@ -22,6 +24,7 @@ offline, answering every call from the record.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ from engine.specs import CallStep, ConnectorSpec, WorkflowSpec, iter_steps
 from engine.workflow import (
     MAX_CALL_DEPTH,
     ActionCall,
+    ActionInvoker,
     Dependencies,
     Interpreter,
     Redactor,
@@ -102,7 +106,8 @@ class RunPlan:
 
 @dataclass
 class RunOutcome:
-    """How a run ended, with nothing secret in it: ``status`` ``succeeded`` or ``failed``."""
+    """How a run ended, with nothing secret in it: ``status`` ``completed``, ``failed`` or
+    ``timeout`` (past its deadline)."""
 
     status: str
     output: Any
@@ -113,10 +118,12 @@ class RunOutcome:
 
 @dataclass
 class Started:
-    """What :meth:`Runs.run` answers: the finished execution row and the quota warnings charged."""
+    """What :meth:`Runs.run` and :meth:`Runs.start` answer: the execution row (finished, for an
+    inline run; ``queued`` for a durable one, ``durable`` true) and the quota warnings charged."""
 
     execution: dict[str, Any]
     warnings: tuple[str, ...] = ()
+    durable: bool = False
 
 
 def _failure(code: str, message: str) -> RunOutcome:
@@ -150,19 +157,59 @@ class Runs:
         draft: bool = False,
         dry_run: bool = False,
         input: dict[str, Any] | None = None,
+        triggered_by: str = "manual",
+        trigger: Any = None,
+        charge_event: bool = True,
         transactions: Transactions | None = None,
         **seams: Any,
     ) -> Started:
         """Run ``workflow_ref`` (id or key) now, inline, for ``customer_id`` (default: the customer
-        the principal acts for) and record it as an execution.
+        the principal acts for) and record it as an execution, whatever the workflow's tier.
 
         Needs ``workflows:execute``. Raises before anything is recorded or charged: ``Forbidden``,
         ``BadHeader`` (no customer), ``NotFound``, ``RunRefused``, ``SpecInvalid``,
         ``WorkflowInputInvalid``, ``ConnectionNeedsReconnect`` and the OAuth errors of
         ``credentials_for_connection``; ``store.QuotaExceeded`` when the event quota refuses.
-        Whether the run then succeeds or fails, the finished execution is returned. ``seams``
+        Whether the run then completes or fails, the finished execution is returned. ``seams``
         (an observer) go to the engine's ``Dependencies``; ``transactions`` replaces where the
-        run's transactions open (default :meth:`transactions`).
+        run's transactions open (default :meth:`transactions`). Triggers call :meth:`start`,
+        which runs durably the workflows whose tier asks for it.
+        """
+        return await self.start(principal, workflow_ref, customer_id=customer_id, version=version, draft=draft,
+                                dry_run=dry_run, input=input, triggered_by=triggered_by, trigger=trigger,
+                                charge_event=charge_event, transactions=transactions, inline=True, **seams)
+
+    async def start(
+        self,
+        principal: Principal,
+        workflow_ref: str,
+        *,
+        customer_id: str | None = None,
+        version: int | None = None,
+        input: dict[str, Any] | None = None,
+        triggered_by: str = "manual",
+        trigger: Any = None,
+        charge_event: bool = True,
+        dry_run: bool = False,
+        draft: bool = False,
+        transactions: Transactions | None = None,
+        inline: bool | None = None,
+        **seams: Any,
+    ) -> Started:
+        """Start an execution of ``workflow_ref`` for ``customer_id``: the one entry point of every
+        trigger (the run route, webhooks, schedules, app events, MCP and agents' tools).
+
+        Authorizes (``workflows:execute``), plans (see :meth:`plan`), charges one event to the
+        customer's quota and records the execution with its tier and ``triggered_by`` (webhook,
+        schedule, app_event, manual, mcp, agent). Then, by the workflow's ``tier``: ``instant``
+        (and every dry run, and ``inline=True``) runs now, within the deadline, and the finished
+        execution is returned; ``standard`` and ``long`` are recorded ``queued`` and handed to the
+        durable queue (a worker runs them, see ``runtime.Worker``), and the queued execution is
+        returned with ``durable`` true. Raises what :meth:`run` raises, before anything is recorded.
+
+        ``trigger`` is what the templates see as ``trigger`` (a webhook's payload); it is recorded
+        with the execution, so a worker runs a queued one with it. ``charge_event=False`` is for a
+        caller that charged the event quota itself (a webhook trigger charges when the event arrives).
         """
         principal.require("workflows", "execute")
         customer_id = customer_id or principal.customer()
@@ -170,28 +217,43 @@ class Runs:
         tx = transactions or self.transactions()
         plan = await self.plan(principal, customer_id, workflow_ref, version=version, draft=draft,
                                dry_run=dry_run, input=input or {}, transactions=tx)
-        charge = await anyio.to_thread.run_sync(self.platform.quotas.charge_event, principal, customer_id)
-        execution = await tx.step(self._start, tx, principal, plan)
+        tier = plan.spec.tier
+        durable = not dry_run and not inline and tier != "instant"
+        warnings: tuple[str, ...] = ()
+        if charge_event:
+            charge = await anyio.to_thread.run_sync(self.platform.quotas.charge_event, principal, customer_id)
+            warnings = tuple(charge.warnings)
+        if durable:
+            execution = await tx.step(self._start, tx, principal, plan, tier, triggered_by, trigger, "queued")
+            # Recorded first, then handed over: a process lost in between leaves it queued, and a
+            # worker's sweep hands it over again (enqueueing is idempotent by execution id).
+            await anyio.to_thread.run_sync(self.platform.durable.enqueue, execution)
+            return Started(execution, warnings, durable=True)
+        execution = await tx.step(self._start, tx, principal, plan, tier, triggered_by, trigger, "running")
         try:
-            outcome = await self.execute(plan, execution["id"], **seams)
+            outcome = await self.execute(plan, execution["id"], trigger=trigger, **seams)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await tx.step(self._finish, tx, principal, execution["id"],
                               _failure("internal_error", "the run stopped unexpectedly"))
             raise
         finished = await tx.step(self._finish, tx, principal, execution["id"], outcome)
-        return Started(finished, tuple(charge.warnings))
+        return Started(finished, warnings)
 
     def transactions(self) -> Transactions:
         """The default :class:`Transactions`: ``tenant_tx`` on the platform's pool, blocking work in a
         worker thread."""
         return Transactions(open=partial(tenant_tx, self.platform.db), step=anyio.to_thread.run_sync)
 
-    def _start(self, tx: Transactions, principal: Principal, plan: RunPlan) -> dict[str, Any]:
+    def _start(self, tx: Transactions, principal: Principal, plan: RunPlan, tier: str, triggered_by: str,
+               trigger: Any, status: str) -> dict[str, Any]:
         with tx.open(principal) as t:
             return store.Executions(t).start(
                 plan.org_id, customer_id=plan.customer_id, workflow_id=plan.workflow_id, version=plan.version,
-                dry_run=plan.dry_run, input=plan.input,
+                dry_run=plan.dry_run, input=plan.input, tier=tier, triggered_by=triggered_by, trigger=trigger,
+                status=status,
+                # An inline run belongs to this process: if it dies, the sweep fails the run.
+                owner=self.platform.process_id if status == "running" else None,
             )
 
     def _finish(self, tx: Transactions, principal: Principal, execution_id: str, outcome: RunOutcome) -> dict[str, Any]:
@@ -316,9 +378,13 @@ class Runs:
 
     # -- executing -------------------------------------------------------------------------------
 
-    async def execute(self, plan: RunPlan, run_id: str, **seams: Any) -> RunOutcome:
-        """Run ``plan`` inline with id ``run_id`` within the deadline; the outcome holds no secret or
-        credential value, and its ``record`` the run record with the specs it ran."""
+    async def execute(self, plan: RunPlan, run_id: str, *, trigger: Any = None, deadline: float | None = None,
+                      wrap_invoker: Callable[[ActionInvoker], ActionInvoker] | None = None, **seams: Any) -> RunOutcome:
+        """Run ``plan`` with id ``run_id`` within ``deadline`` seconds (default: the inline run
+        deadline; past it the outcome is ``timeout``); ``trigger`` is what fired it, seen by
+        templates as ``trigger``. The outcome holds no secret or credential value, and its
+        ``record`` the run record with the specs it ran. ``wrap_invoker`` wraps the engine's action
+        invoker (a durable run makes each call a durable step)."""
         engine = build_engine(
             plan.connectors, self.platform.http,
             credentials=plan.provider if plan.provider is not None else StaticCredentials(plan.credentials),
@@ -326,12 +392,16 @@ class Runs:
             secrets=plan.secrets, workflows=lookup_in(plan.called), evaluator=self.platform.evaluator,
             budget=self.platform.config.expression_budget, **seams,
         )
-        deadline = self.platform.config.run_deadline
+        deadline = deadline if deadline is not None else self.platform.config.run_deadline
+        deps = engine.deps
+        if wrap_invoker is not None:
+            deps = dataclasses.replace(deps, invoker=wrap_invoker(deps.invoker))
         try:
             async with asyncio.timeout(deadline):
-                result = await Interpreter(engine.deps).run(plan.spec, plan.input, run_id=run_id)
+                result = await Interpreter(deps).run(plan.spec, plan.input, trigger=trigger, run_id=run_id)
         except TimeoutError:
-            return _failure("run_deadline_exceeded", f"the run did not finish within {deadline:g} seconds")
+            return RunOutcome("timeout", None, {"code": "run_deadline_exceeded", "step": None,
+                                                "message": f"the run did not finish within {deadline:g} seconds"}, [])
         error = None
         if result.error is not None:
             # The record's copy of the message has secret values redacted; the exception's may not.
@@ -344,7 +414,7 @@ class Runs:
             }
         output = result.record.output if result.succeeded else None
         redact = await _redactor(plan)
-        return RunOutcome(result.status, output, error, engine.traces(result), redact(_stored_record(plan, result)))
+        return RunOutcome("completed" if result.succeeded else "failed", output, error, engine.traces(result), redact(_stored_record(plan, result)))
 
     # -- replaying -------------------------------------------------------------------------------
 

@@ -8,6 +8,10 @@ Hierarchy::
      +-- BadHeader          a header is malformed or contradicts the credentials (400); ``header``
      +-- SpecInvalid        a connector or workflow spec is refused (422); ``errors`` lists each JSON pointer
      +-- RunRefused         a run cannot start: no usable version, connector or connection (409)
+ +-- SignatureInvalid   a webhook delivery's signature does not verify (401); ``reason``
+ +-- PayloadInvalid     a webhook delivery's body is not a JSON payload it can take (400, 422); ``pointer``
+ +-- PayloadTooLarge    a webhook delivery's body is over the event limit (413); ``limit``
+ +-- EventRefused       an event was stored as refused: a quota (429, ``Retry-After``), a disabled trigger (409)
 
 Each class has ``code`` and ``http_status``; ``api/`` maps any exception carrying both to a problem
 response, so callers other than routes (tools, MCP, workers) get the same codes. Errors of the
@@ -100,4 +104,77 @@ class RunRefused(ServiceError):
         super().__init__(reason)
 
 
-__all__ = ["BadHeader", "Forbidden", "RunRefused", "ServiceError", "SpecInvalid", "Unauthenticated"]
+class SignatureInvalid(ServiceError):
+    """A webhook delivery is not signed as its trigger requires (``scheme``): a header is missing or
+    malformed, its timestamp is outside the tolerance, or no signature matches the body as received.
+    Nothing is stored or run."""
+
+    code = "signature_invalid"
+    http_status = 401
+    problem_fields = ("scheme", "reason")
+
+    def __init__(self, scheme: str, reason: str) -> None:
+        self.scheme = scheme
+        self.reason = reason
+        super().__init__(f"the delivery's {scheme} signature does not verify: {reason}")
+
+    def problem_headers(self) -> dict[str, str]:
+        # A 401 names how to authenticate (RFC 9110 section 15.5.2): here, the signature scheme.
+        return {"WWW-Authenticate": f'Signature realm="webhooks", scheme="{self.scheme}"'}
+
+
+class PayloadInvalid(ServiceError, ValueError):
+    """A webhook delivery's body cannot be taken: not JSON, not storable (400), or not what the
+    trigger's payload schema expects (422); ``pointer`` is a JSON pointer into the body."""
+
+    code = "payload_invalid"
+    http_status = 400
+    problem_fields = ("pointer", "reason")
+
+    def __init__(self, pointer: str, reason: str, *, status: int = 400) -> None:
+        self.pointer = pointer
+        self.reason = reason
+        self.http_status = status
+        super().__init__(f"payload {pointer or '/'}: {reason}")
+
+
+class PayloadTooLarge(ServiceError):
+    """A webhook delivery's body of ``size`` bytes is over the event payload limit ``limit``
+    (setting ``max_event_bytes``). Nothing is stored."""
+
+    code = "payload_too_large"
+    http_status = 413
+    problem_fields = ("limit", "setting")
+    setting = "max_event_bytes"
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"the payload of {size} bytes is over the event limit of {limit} bytes "
+                         f"(setting max_event_bytes, env SWITCHBOARD_MAX_EVENT_BYTES)")
+
+
+class EventRefused(ServiceError):
+    """Event ``event_id`` was stored as refused, so nothing runs: ``reason_code`` ``quota_exceeded``
+    (429, ``Retry-After``; ``dimension`` names the quota) or ``trigger_disabled`` (409)."""
+
+    code = "event_refused"
+    http_status = 409
+    problem_fields = ("event_id", "reason_code", "dimension", "retry_after")
+
+    def __init__(self, event_id: str, reason_code: str, message: str, *, status: int = 409,
+                 dimension: str | None = None, retry_after: int | None = None) -> None:
+        self.event_id = event_id
+        self.reason_code = reason_code
+        self.dimension = dimension
+        self.retry_after = retry_after
+        self.http_status = status
+        super().__init__(f"event {event_id} refused: {message}")
+
+    def problem_headers(self) -> dict[str, str]:
+        """``Retry-After`` (seconds) when waiting helps (a quota window)."""
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+__all__ = ["BadHeader", "EventRefused", "Forbidden", "PayloadInvalid", "PayloadTooLarge", "RunRefused", "ServiceError",
+           "SignatureInvalid", "SpecInvalid", "Unauthenticated"]

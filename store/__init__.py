@@ -20,6 +20,8 @@ from store._oauth_states import OAUTH_STATE_TTL, OAuthStates, state_org
 from store._crypto import Encryptor, MasterKeyring, RotationReport, master_key_id, rotate_master_key
 from store._database import Database, Tx, app_conninfo, execution_org, has_organizations, set_app_password
 from store._db import create_database, drop_database, with_database
+from store._durable import durable_database_url, migrate_durable
+from store._processes import PROCESS_LOST, end_process, fail_orphaned, register_process, unstarted_executions
 from store._idempotency import IdempotencyKeys
 from store._ids import CLIENT_ID_PATTERN, new_id
 from store._orgs import DEFAULT_ENVIRONMENTS, RESIDENCIES, Customers, Environments, Organizations
@@ -39,9 +41,14 @@ from store._people import (
 from store._schema import APP_ROLE
 from store._secrets import MAX_SECRET_BYTES, SECRET_NAME_PATTERN, Secrets
 from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
+from store._events import Events, events_awaiting_dispatch
+from store._schema_events import EVENT_SOURCES, EVENT_STATUSES
 from store._workflows import (
     DRAFT_VERSION,
     EXECUTION_STATUSES,
+    EXECUTION_TIERS,
+    FINISHED_STATUSES,
+    TRIGGERED_BY,
     TRIGGER_KINDS,
     WORKFLOW_STATUSES,
     WORKFLOW_TYPES,
@@ -90,10 +97,21 @@ from store.errors import (
 )
 
 __all__ = [
+    # durable executions and process leases
+    "PROCESS_LOST",
+    "durable_database_url",
+    "end_process",
+    "fail_orphaned",
+    "migrate_durable",
+    "register_process",
+    "unstarted_executions",
     # connectors and workflows
     "CONNECTOR_STATUSES",
     "DRAFT_VERSION",
     "EXECUTION_STATUSES",
+    "EXECUTION_TIERS",
+    "FINISHED_STATUSES",
+    "TRIGGERED_BY",
     "TRIGGER_KINDS",
     "VERSION_STATES",
     "WORKFLOW_STATUSES",
@@ -102,6 +120,12 @@ __all__ = [
     "Executions",
     "Triggers",
     "Workflows",
+    # events
+    "EVENT_SOURCES",
+    "EVENT_STATUSES",
+    "Events",
+    "events_awaiting_dispatch",
+    # end events
     # connections
     "CONNECTION_STATUSES",
     "MAX_CREDENTIAL_LENGTH",

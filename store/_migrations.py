@@ -21,7 +21,8 @@ from datetime import datetime
 import psycopg
 
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
-from store._schema import PLATFORM_SCHEMA
+from store._schema import DURABLE_EXECUTIONS, PLATFORM_SCHEMA
+from store._schema_events import EVENTS_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
 # Arbitrary constant shared by every Switchboard process: migrate() holds this advisory lock so
@@ -76,6 +77,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m002_platform", PLATFORM_SCHEMA),
     # The interpreter's run record, kept with the execution so a run can be replayed offline.
     Migration("m003_execution_records", "ALTER TABLE executions ADD COLUMN record jsonb"),
+    # Durable executions: tiers, triggers, the queued/timeout/cancelled statuses and process leases.
+    Migration("m004_durable_executions", DURABLE_EXECUTIONS),
+    # Incoming events (webhook deliveries first), stored before anything runs: store/_schema_events.py.
+    Migration("m005_events", EVENTS_SCHEMA),
 )
 
 _CREATE_TABLE = """

@@ -493,3 +493,32 @@ def _grants() -> list[str]:
 PLATFORM_SCHEMA = _TABLES + "".join(
     statement + ";\n" for statement in (*_policies(), *_seed_system_roles(), _CREATE_APP_ROLE, *_grants())
 )
+
+
+# Migration m004: durable executions. Statuses gain queued, timeout and cancelled, and succeeded
+# becomes completed; each execution records its tier and what triggered it; an inline execution
+# records the process running it (``owner``), so that one left running by a lost process can be
+# found and marked failed. ``runtime_processes`` is each platform process's lease: a row per
+# process, its host and pid, renewed by a heartbeat. It is the platform's, not a tenant's: only the
+# owner role reads and writes it (the sweep spans organizations).
+DURABLE_EXECUTIONS = """
+ALTER TABLE executions DROP CONSTRAINT executions_status_check;
+UPDATE executions SET status = 'completed' WHERE status = 'succeeded';
+ALTER TABLE executions ADD CONSTRAINT executions_status_check
+    CHECK (status IN ('queued', 'running', 'completed', 'failed', 'timeout', 'cancelled'));
+ALTER TABLE executions ADD COLUMN tier text NOT NULL DEFAULT 'instant'
+    CHECK (tier IN ('instant', 'standard', 'long'));
+ALTER TABLE executions ADD COLUMN triggered_by text NOT NULL DEFAULT 'manual'
+    CHECK (triggered_by IN ('webhook', 'schedule', 'app_event', 'manual', 'mcp', 'agent'));
+ALTER TABLE executions ADD COLUMN owner text;
+ALTER TABLE executions ADD COLUMN updated_at timestamptz;
+CREATE INDEX executions_unfinished ON executions (status, started_at) WHERE status IN ('queued', 'running');
+CREATE TABLE runtime_processes (
+    id           text PRIMARY KEY,
+    kind         text NOT NULL,
+    host         text NOT NULL,
+    pid          integer NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+"""

@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 WORKFLOW_STATUSES = ("draft", "published", "archived")
 WORKFLOW_TYPES = ("instant", "standard", "long")
 TRIGGER_KINDS = ("webhook", "schedule", "app_event")
-EXECUTION_STATUSES = ("running", "succeeded", "failed")
+EXECUTION_STATUSES = ("queued", "running", "completed", "failed", "timeout", "cancelled")
+# How an execution may end (``Executions.finish``).
+FINISHED_STATUSES = ("completed", "failed", "timeout", "cancelled")
+EXECUTION_TIERS = ("instant", "standard", "long")
+TRIGGERED_BY = ("webhook", "schedule", "app_event", "manual", "mcp", "agent")
 # Executions record version 0 when they ran the draft (dry runs only).
 DRAFT_VERSION = 0
 
@@ -39,7 +43,8 @@ _SUMMARY = (
 )
 _VERSION_COLUMNS = "org_id, id, workflow_id, version, created_by, created_at"
 _EXECUTION_SUMMARY = (
-    "org_id, id, customer_id, workflow_id, version, dry_run, status, input, output, error, started_at, finished_at"
+    "org_id, id, customer_id, workflow_id, version, dry_run, status, tier, triggered_by, input, output, error,"
+    " started_at, finished_at"
 )
 _EXECUTION_DETAIL = _EXECUTION_SUMMARY + ", trace"
 
@@ -340,30 +345,52 @@ class Executions:
         self.tx = tx
 
     def start(self, org_id: str, *, customer_id: str, workflow_id: str, version: int, dry_run: bool,
-              input: Any) -> dict[str, Any]:
-        """Record a run that is starting (status ``running``); ``version`` 0 means the draft."""
+              input: Any, tier: str = "instant", triggered_by: str = "manual", trigger: Any = None,
+              status: str = "running", owner: str | None = None) -> dict[str, Any]:
+        """Record a run: ``running`` inline in process ``owner`` (see ``fail_orphaned``), or
+        ``queued`` for a durable worker. ``version`` 0 means the draft; ``trigger`` is what fired it
+        (a webhook's payload), kept for the worker that runs it (see ``claim``), not returned."""
+        _check("execution", "tier", tier, EXECUTION_TIERS)
+        _check("execution", "triggered_by", triggered_by, TRIGGERED_BY)
+        _check("execution", "status", status, ("queued", "running"))
         try:
             return self.tx.execute(
-                "INSERT INTO executions (org_id, id, customer_id, workflow_id, version, dry_run, status, input)"
-                " VALUES (%s, %s, %s, %s, %s, %s, 'running', %s) RETURNING *",
-                (org_id, new_id("exe"), customer_id, workflow_id, version, dry_run, Jsonb(input)),
+                "INSERT INTO executions (org_id, id, customer_id, workflow_id, version, dry_run, status, input, tier,"
+                " triggered_by, trigger, owner) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                f" RETURNING {_EXECUTION_DETAIL}",
+                (org_id, new_id("exe"), customer_id, workflow_id, version, dry_run, status, Jsonb(input), tier,
+                 triggered_by, Jsonb(trigger) if trigger is not None else None, owner),
             ).fetchone()
         except ForeignKeyViolation as exc:
             raise NotFound("customer", customer_id) from exc
 
+    def claim(self, org_id: str, execution_id: str) -> dict[str, Any]:
+        """Mark a queued execution ``running`` (a durable worker took it; again after a recovery:
+        a running one stays running). Returns the row with its ``trigger``, whatever its status, so
+        a worker that finds it finished or cancelled leaves it be. Raises ``NotFound``."""
+        row = self.tx.execute(
+            "UPDATE executions SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,"
+            f" updated_at = now() WHERE org_id = %s AND id = %s RETURNING {_EXECUTION_DETAIL}, trigger",
+            (org_id, execution_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound("execution", execution_id)
+        return row
+
     def finish(self, org_id: str, execution_id: str, *, status: str, output: Any = None, error: Any = None,
                trace: list[Any] | None = None, record: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Record the outcome of a run: ``succeeded`` or ``failed``, its output or error, its trace
-        and its run record (what a replay needs; not returned by ``get``, see ``record``).
+        """Record the outcome of a run: ``completed``, ``failed``, ``timeout`` or ``cancelled``, its
+        output or error, its trace and its run record (what a replay needs; not returned by
+        ``get``, see ``record``).
 
         They hold what third-party APIs answered, so text jsonb cannot store (a NUL, an unpaired
         surrogate) is replaced by U+FFFD rather than leave the run unrecorded.
         """
-        _check("execution", "status", status, EXECUTION_STATUSES[1:])
+        _check("execution", "status", status, FINISHED_STATUSES)
         output, error, trace, record = _storable(output), _storable(error), _storable(trace), _storable(record)
         row = self.tx.execute(
-            "UPDATE executions SET status = %s, output = %s, error = %s, trace = %s, record = %s, finished_at = now()"
-            f" WHERE org_id = %s AND id = %s RETURNING {_EXECUTION_DETAIL}",
+            "UPDATE executions SET status = %s, output = %s, error = %s, trace = %s, record = %s, finished_at = now(),"
+            f" updated_at = now() WHERE org_id = %s AND id = %s RETURNING {_EXECUTION_DETAIL}",
             (status, Jsonb(output), Jsonb(error) if error is not None else None, Jsonb(trace or []),
              Jsonb(record) if record is not None else None, org_id, execution_id),
         ).fetchone()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -19,10 +20,13 @@ import api
 import store
 from api import OidcVerifier
 from engine.expressions import ExpressionBudget
-from runtime import Config, Platform, utc_now
+from runtime import Config, Platform, ProcessLease, utc_now
 from switchboard.engine_runtime import build_http_client
 from switchboard.platform_db import app_database_url
 from switchboard.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from runtime import Worker
 
 
 def runtime_config(settings: Settings) -> Config:
@@ -31,6 +35,11 @@ def runtime_config(settings: Settings) -> Config:
     budget = ExpressionBudget(seconds=seconds, evaluation_seconds=min(seconds, ExpressionBudget().evaluation_seconds))
     return Config(
         run_deadline=settings.run_deadline_seconds,
+        standard_deadline=settings.standard_deadline_seconds,
+        long_deadline=settings.long_deadline_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        lease_seconds=settings.lease_seconds,
+        durable_schema=settings.durable_schema,
         expression_budget=budget,
         mode=settings.mode,
         egress_allow=tuple(settings.egress_allow),
@@ -38,14 +47,20 @@ def runtime_config(settings: Settings) -> Config:
         oidc_org_claim=settings.oidc_org_claim,
         max_request_bytes=settings.max_request_bytes,
         max_spec_request_bytes=settings.max_spec_request_bytes,
+        max_event_bytes=settings.max_event_bytes,
     )
 
 
 @asynccontextmanager
-async def open_platform(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> AsyncIterator[Platform]:
+async def open_platform(settings: Settings, *, clock: Callable[[], datetime] | None = None,
+                        worker: bool = False) -> AsyncIterator[Platform]:
     """The platform for ``settings``: ``database_url``, or the embedded Postgres under
     ``pg_data_dir`` (started or joined, and stopped if this call started it). It does not migrate:
-    that is ``switchboard db migrate`` or ``switchboard run``. ``clock`` replaces the wall clock."""
+    that is ``switchboard db migrate`` or ``switchboard run``. ``clock`` replaces the wall clock.
+
+    The process holds a lease while the platform is open (``runtime.ProcessLease``: the inline
+    executions of gone processes are failed when it starts and with each heartbeat); with
+    ``worker`` it also runs a durable worker (``runtime.Worker``) in-process."""
     conninfo, embedded = await anyio.to_thread.run_sync(
         lambda: store.resolve_conninfo(settings.database_url, settings.pg_data_dir)
     )
@@ -65,7 +80,12 @@ async def open_platform(settings: Settings, *, clock: Callable[[], datetime] | N
         platform = Platform(db=db, encryptor=store.Encryptor(keyring), http=http, conninfo=conninfo,
                             clock=clock or utc_now, oidc=oidc, config=runtime_config(settings))
         try:
-            yield platform
+            if worker:
+                async with worker_for(platform, settings):
+                    yield platform
+            else:
+                async with ProcessLease(platform, "api"):
+                    yield platform
         finally:
             platform.close()
             await http.aclose()
@@ -77,7 +97,17 @@ async def open_platform(settings: Settings, *, clock: Callable[[], datetime] | N
             await anyio.to_thread.run_sync(embedded.stop)
 
 
-def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
-    """The API for ``settings`` (default: ``get_settings()``) over :func:`open_platform`."""
+def worker_for(platform: Platform, settings: Settings, *, executor_id: str | None = None) -> Worker:
+    """A durable worker over ``platform``, configured from ``settings``."""
+    from runtime import Worker
+
+    return Worker(platform, executor_id=executor_id or settings.worker_id, concurrency=settings.worker_concurrency,
+                  polling_seconds=settings.worker_poll_seconds)
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None,
+               worker: bool = False) -> FastAPI:
+    """The API for ``settings`` (default: ``get_settings()``) over :func:`open_platform`; with
+    ``worker``, the process also runs a durable worker."""
     settings = settings or get_settings()
-    return api.create_app(lambda: open_platform(settings, clock=clock), runtime_config(settings))
+    return api.create_app(lambda: open_platform(settings, clock=clock, worker=worker), runtime_config(settings))

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from switchboard.commands import connector, db, keys, run, sandbox, schema, tenants, workflow
+from switchboard.commands import connector, db, keys, run, sandbox, schema, tenants, worker, workflow
 
 
 class _Group(click.Group):
@@ -47,6 +47,7 @@ COMMANDS: list[tuple[click.Command, str | None]] = [
     (connector.connector, None),
     (sandbox.sandbox, None),
     (workflow.workflow, None),
+    (worker.worker, None),
 ]
 
 for _command, _name in COMMANDS:

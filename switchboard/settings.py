@@ -35,6 +35,7 @@ DEFAULT_HTTP_CONNECT_TIMEOUT = 10.0
 # and OpenAPI documents (the largest public OpenAPI documents are about 2 MB as JSON, more as YAML).
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 DEFAULT_MAX_SPEC_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 
 # Values that ship in examples and compose files; production refuses them as secrets.
 DEFAULT_SECRETS = frozenset({"", "changethis", "changeme", "secret", "password", "postgres", "switchboard"})
@@ -102,7 +103,23 @@ class Settings(BaseSettings):
         description="Largest request body accepted by routes that take a spec or an OpenAPI document "
         "(connector create and import, connector versions, workflow create, draft and validate).",
     )
-    run_deadline_seconds: float = Field(300.0, gt=0, description="Wall-clock limit of an inline run.")
+    max_event_bytes: int = Field(
+        DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest event payload a webhook trigger accepts and stores "
+        "(413 beyond; at most max_request_bytes in effect)."
+    )
+    run_deadline_seconds: float = Field(300.0, gt=0, description="Wall-clock limit of an inline (Instant) run.")
+    standard_deadline_seconds: float = Field(900.0, gt=0, description="Wall-clock limit of a Standard execution.")
+    long_deadline_seconds: float = Field(86400.0, gt=0, description="Wall-clock limit of a Long execution.")
+    worker_id: str | None = Field(
+        None, description="This worker's name for DBOS (default: the host name). A restarted worker resumes the "
+        "executions its predecessor with the same id left unfinished; give concurrent workers different ids.")
+    worker_concurrency: int = Field(8, ge=1, le=1000, description="Executions one worker runs at once.")
+    worker_poll_seconds: float = Field(0.1, gt=0, le=60, description="How often an idle worker looks at the queue.")
+    durable_schema: str = Field("dbos", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                                description="Schema of DBOS's tables in the platform database.")
+    heartbeat_seconds: float = Field(10.0, gt=0, description="How often a process renews its lease.")
+    lease_seconds: float = Field(
+        60.0, gt=0, description="A process whose lease is older is taken for gone: its inline executions are failed.")
     expression_budget_seconds: float = Field(
         30.0, gt=0, description="CPU seconds all the expression evaluations of one run may use together "
         "(one evaluation: at most 5 s, or this when it is less)."

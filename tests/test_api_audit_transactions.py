@@ -92,7 +92,7 @@ def test_a_run_has_one_entry_naming_its_execution(platform: str, tenant: Tenant,
     that changes something carries the entry, and the request has no other."""
     customer = tenant.customers[0]
     with httpx.Client(base_url=platform, timeout=30) as http:
-        spec = {"spec": {"id": "compute", "steps": [{"id": "a", "map": {"n": "{{ 1 + 1 }}"}}]}}
+        spec = {"spec": {"id": "compute", "tier": "instant", "steps": [{"id": "a", "map": {"n": "{{ 1 + 1 }}"}}]}}
         assert http.post("/v1/workflows", headers=tenant.headers(), json=spec).status_code == 201
         assert http.post("/v1/workflows/compute/publish", headers=tenant.headers()).status_code == 201
         run = http.post("/v1/workflows/compute/runs", headers=tenant.headers(customer), json={"input": {}})

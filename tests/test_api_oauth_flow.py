@@ -383,7 +383,7 @@ def test_a_run_keeps_the_tokens_the_engine_renewed(
 
     ran = http.post("/v1/workflows/whoami/runs", headers=globex.headers(customer), json={"draft": True, "dry_run": True, "input": {}})
     assert ran.status_code == 201, ran.text
-    assert ran.json()["status"] == "succeeded", ran.json()["error"]
+    assert ran.json()["status"] == "completed", ran.json()["error"]
     assert provider.token_requests.count("refresh_token") == refreshes + 1
     renewed = _tokens(provider)
     assert provider.token(first.access_token) is not None and renewed.refresh_token != first.refresh_token

@@ -20,7 +20,7 @@ NEXT_MINUTE = datetime(2031, 3, 4, 10, 1, tzinfo=UTC)
 NEXT_MIDNIGHT = datetime(2031, 3, 5, tzinfo=UTC)
 # A cheap request that names a customer, so it is charged as an API call.
 CHEAP = "/v1/organization"
-ECHO = {"id": "echo", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
+ECHO = {"id": "echo", "tier": "instant", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
 
 
 class FakeClock:
@@ -419,7 +419,7 @@ def test_workflow_runs_are_charged_as_events(http: httpx.Client, db: store.Datab
     tenant = make_tenant(db, "Runs")
     first, second = tenant.customers
     org = tenant.headers()
-    spec = {"id": "echo", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
+    spec = {"id": "echo", "tier": "instant", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
     assert http.post("/v1/workflows", headers=org, json={"spec": spec}).status_code == 201
     assert http.post("/v1/workflows/echo/publish", headers=org).status_code == 201
 
@@ -428,7 +428,7 @@ def test_workflow_runs_are_charged_as_events(http: httpx.Client, db: store.Datab
 
     for _ in range(10):
         response = run(first)
-        assert response.status_code == 201 and response.json()["status"] == "succeeded", response.text
+        assert response.status_code == 201 and response.json()["status"] == "completed", response.text
     assert_refused(run(first), "events_per_minute", 10, NEXT_MINUTE, START)
     assert run(second).status_code == 201
     assert counts(http, tenant, first)["events_per_minute"] == 10

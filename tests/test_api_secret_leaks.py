@@ -296,7 +296,7 @@ def _connect_everything(world: World, echo_url: str) -> None:
         ],
         "output": {"steps": "{{ steps }}"},
     }
-    denied = {"id": f"{LABEL}-denied", "steps": [{"id": "basic", "action": f"{LABEL}-echo-basic.deny"}]}
+    denied = {"id": f"{LABEL}-denied", "tier": "instant", "steps": [{"id": "basic", "action": f"{LABEL}-echo-basic.deny"}]}
     for spec in (everything, denied):
         created = _ok(http.post("/v1/workflows", headers=headers, json={"spec": spec}))
         _ok(http.post(f"/v1/workflows/{spec['id']}/publish", headers=headers))
@@ -318,9 +318,9 @@ def run_everything(world: World) -> None:
     http, tenant = world.http, world.tenant
     first, second = tenant.customers
     runs = [
-        (f"{LABEL}-everything", {"input": {}}, "succeeded"),
-        (f"{LABEL}-everything", {"input": {}, "dry_run": True}, "succeeded"),
-        (world.seeded.workflow_key, {"input": {"name": "Real run"}}, "succeeded"),
+        (f"{LABEL}-everything", {"input": {}}, "completed"),
+        (f"{LABEL}-everything", {"input": {}, "dry_run": True}, "completed"),
+        (world.seeded.workflow_key, {"input": {"name": "Real run"}}, "completed"),
         (f"{LABEL}-denied", {"input": {}}, "failed"),
     ]
     for workflow, body, status in runs:
@@ -430,7 +430,7 @@ def test_stderr_has_the_platforms_debug_logs_and_no_stored_value(world: World, c
     request are served. A refused connection test marks a connection needs_reconnect, and runs
     are then refused: the tests are on the second customer's connections, runs use the first's."""
     http, tenant, first = world.http, world.tenant, world.tenant.customers[0]
-    for workflow, status in ((f"{LABEL}-everything", "succeeded"), (f"{LABEL}-denied", "failed")):
+    for workflow, status in ((f"{LABEL}-everything", "completed"), (f"{LABEL}-denied", "failed")):
         run = _ok(http.post(f"/v1/workflows/{workflow}/runs", headers=tenant.headers(first), json={"input": {}}))
         assert run["status"] == status, run
     for connection in (world.connections["cin7"], world.connections["oauth"]):

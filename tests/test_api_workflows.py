@@ -219,11 +219,22 @@ def test_triggers(platform: str, two: tuple[Tenant, Tenant], published: dict[str
     acme, globex = two
     base = "/v1/workflows/add-customer/triggers"
     with client(platform) as http:
-        hook = http.post(base, headers=acme.headers(), json={"kind": "webhook"})
+        hook = http.post(base, headers=acme.headers(), json={"kind": "webhook", "customer": acme.customers[0]})
         assert hook.status_code == 201, hook.text
         created = hook.json()
         secret = created["signing_secret"]
-        assert secret.startswith("whsec_") and created["config"]["path"].startswith("/v1/hooks/hook_")
+        assert secret.startswith("whsec_") and created["config"]["path"] == f"/v1/hooks/{acme.org_id}/{created['id']}"
+        assert created["config"]["customer"] == acme.customers[0]
+        no_customer = http.post(base, headers=acme.headers(), json={"kind": "webhook"})
+        assert no_customer.status_code == 422 and no_customer.json()["errors"][0]["pointer"] == "/body/webhook/customer"
+        foreign_customer = http.post(base, headers=acme.headers(), json={"kind": "webhook", "customer": globex.customers[0]})
+        assert foreign_customer.status_code == 422 and foreign_customer.json()["pointer"] == "/customer"
+        bad_filter = http.post(base, headers=acme.headers(), json={"kind": "webhook", "customer": acme.customers[0],
+                                                                  "filter": "payload.("})
+        assert bad_filter.status_code == 422 and bad_filter.json()["pointer"] == "/filter"
+        hubspot_without_secret = http.post(base, headers=acme.headers(), json={
+            "kind": "webhook", "customer": acme.customers[0], "signature": "hubspot_v3"})
+        assert hubspot_without_secret.status_code == 422 and hubspot_without_secret.json()["pointer"] == "/signing_secret"
         shown = http.get(f"/v1/triggers/{created['id']}", headers=acme.headers())
         assert secret not in shown.text and "signing_secret\"" not in shown.text
         assert shown.json()["config"]["signing_secret_hint"].endswith(secret[-4:])
@@ -264,7 +275,7 @@ def test_triggers(platform: str, two: tuple[Tenant, Tenant], published: dict[str
             assert http.request(method, path, headers=globex.headers()).status_code == 404
         assert http.patch(path, headers=globex.headers(), json={"enabled": True}).status_code == 404
         assert http.get(base, headers=globex.headers()).status_code == 404
-        assert http.post(base, headers=globex.headers(), json={"kind": "webhook"}).status_code == 404
+        assert http.post(base, headers=globex.headers(), json={"kind": "webhook", "customer": globex.customers[0]}).status_code == 404
         assert http.delete(path, headers=acme.headers()).status_code == 204
         assert http.get(path, headers=acme.headers()).status_code == 404
 
@@ -280,7 +291,7 @@ def test_run_now_real_and_dry(platform: str, two: tuple[Tenant, Tenant], publish
         dry = run(http, acme, customer, {"input": {"name": "Dry Ada"}, "dry_run": True})
         assert dry.status_code == 201, dry.text
         execution = dry.json()
-        assert (execution["status"], execution["dry_run"], execution["version"]) == ("succeeded", True, 1)
+        assert (execution["status"], execution["dry_run"], execution["version"]) == ("completed", True, 1)
         assert customers(cin7) == before  # nothing was written
         methods = {(t["method"], t["sent"]) for t in execution["trace"]}
         assert methods == {("GET", True), ("POST", False)} and all(t["dry_run"] for t in execution["trace"])
@@ -290,7 +301,7 @@ def test_run_now_real_and_dry(platform: str, two: tuple[Tenant, Tenant], publish
 
         real = run(http, acme, customer, {"input": {"name": "Real Grace"}})
         assert real.status_code == 201, real.text
-        assert (real.json()["status"], real.json()["dry_run"], real.json()["version"]) == ("succeeded", False, 1)
+        assert (real.json()["status"], real.json()["dry_run"], real.json()["version"]) == ("completed", False, 1)
         assert customers(cin7) == before + ["Real Grace"]
         assert {t["method"] for t in real.json()["trace"]} == {"GET", "POST"}
         assert all(t["status"] in (200, 201) for t in real.json()["trace"])
@@ -322,7 +333,7 @@ def test_runs_that_cannot_start(platform: str, two: tuple[Tenant, Tenant], publi
         assert unconnected.status_code == 409 and unconnected.json()["field"] == "connection"
         assert unconnected.json()["connector"] == "cin7"
         placeholder = run(http, acme, acme.customers[1], {"input": {"name": "x"}, "dry_run": True})
-        assert placeholder.status_code == 201 and placeholder.json()["status"] == "succeeded"
+        assert placeholder.status_code == 201 and placeholder.json()["status"] == "completed"
         assert run(http, acme, acme.customers[0], {"input": {"name": "x"}, "version": 9}).status_code == 404
         unpublished = http.post("/v1/workflows", headers=acme.headers(), json={"spec": {**WORKFLOW, "id": "unpublished"}})
         assert unpublished.status_code == 201
@@ -382,7 +393,7 @@ def test_the_deployed_version_runs_by_default(platform: str, two: tuple[Tenant, 
         assert pinned["version"] == 1 and pinned["output"] == {"version": 1}
         assert http.post(runs, headers=headers, json={"input": {"name": "x"}, "version": 2}).json()["version"] == 2
         # A call step runs the version deployed to the customer's environment too.
-        outer = {"id": "outer", "steps": [{"id": "inner", "call": {"workflow": "pinned", "input": {"name": "y"}}}]}
+        outer = {"id": "outer", "tier": "instant", "steps": [{"id": "inner", "call": {"workflow": "pinned", "input": {"name": "y"}}}]}
         http.post("/v1/workflows", headers=acme.headers(), json={"spec": outer})
         http.post("/v1/workflows/outer/publish", headers=acme.headers())
         called = http.post("/v1/workflows/outer/runs", headers=headers, json={})
@@ -445,7 +456,7 @@ def test_the_flagship_dry_runs_through_the_api(platform: str, db: store.Database
                         json={"input": {"currency": "EUR"}, "dry_run": True, "draft": True})
         assert dry.status_code == 201, dry.text
         execution = dry.json()
-        assert execution["status"] == "succeeded", execution["error"]
+        assert execution["status"] == "completed", execution["error"]
         assert httpx.get(cin7_app.admin_url + "/state").json() == before
         withheld = sorted({t["method"] for t in execution["trace"] if not t["sent"]})
         assert withheld == ["POST", "PUT"] and {t["method"] for t in execution["trace"] if t["sent"]} == {"GET"}
@@ -469,7 +480,7 @@ def test_a_run_is_replayed_offline_from_its_stored_record(
         unlimited = http.put(f"/v1/billing/customers/{acme.customers[0]}/overrides", headers=acme.headers(), json=UNLIMITED)
         assert unlimited.status_code == 200, unlimited.text
         real = run(http, acme, acme.customers[0], {"input": {"name": "Replay Rosalind"}})
-        assert real.status_code == 201 and real.json()["status"] == "succeeded", real.text
+        assert real.status_code == 201 and real.json()["status"] == "completed", real.text
     execution = real.json()
     with db.tenant(acme.org_id) as tx:
         stored_record = store.Executions(tx).record(acme.org_id, execution["id"])
@@ -545,7 +556,7 @@ def test_a_test_key_reaches_only_non_production_environments(
 
 # -- validation rights, executions by workflow and by customer -------------------------------------------------
 
-ECHO = {"id": "echo", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
+ECHO = {"id": "echo", "tier": "instant", "steps": [{"id": "greet", "map": {"hello": "{{ input.name }}"}}]}
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ SURFACES = {
     "engine.specs": {
         "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
         "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
-        "FilterStep", "ForeachSpec", "ForeachStep", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
+        "FilterStep", "ForeachSpec", "ForeachStep", "Idempotency", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
         "Pagination", "RateLimitSpec", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
         "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "deref", "iter_steps",
         "json_pointer", "load_connector", "load_connectors_dir", "load_model", "load_workflow", "parse_document",
@@ -66,7 +66,10 @@ def test_runtime_surface() -> None:
 
     assert sorted(runtime.__all__) == sorted(name for name in dir(runtime) if not name.startswith("_") and name not in (
         "errors",)), "runtime.__all__ lists exactly what the package exports"
-    assert {"Platform", "Principal", "Runs", "build_engine", "replay_record", "tenant_tx"} <= set(runtime.__all__)
+    assert {"Platform", "Principal", "Runs", "build_engine", "replay_record", "tenant_tx", "Worker", "DurableQueue",
+            "Dispatcher", "Webhooks", "recover_events", "system_principal"} <= set(runtime.__all__)
+    # One system principal: the webhook dispatcher and the durable worker act through the same one.
+    assert runtime.system_principal.__module__ == "runtime._access"
     for name in runtime.__all__:
         value = getattr(runtime, name)
         assert name.isupper() or value.__module__.startswith("runtime"), name

@@ -60,5 +60,5 @@ def test_a_run_whose_third_party_data_postgres_cannot_store_is_still_recorded(db
     assert finished["error"] == {"message": "answered \ufffd"} and finished["trace"] == [{"body": "\ufffd"}]
     # A valid pair (an emoji) is kept.
     with db.tenant(tenant.org_id) as tx:
-        kept = store.Executions(tx).finish(tenant.org_id, started["id"], status="succeeded", output={"e": "\U0001f600"})
+        kept = store.Executions(tx).finish(tenant.org_id, started["id"], status="completed", output={"e": "\U0001f600"})
     assert kept["output"] == {"e": "\U0001f600"}

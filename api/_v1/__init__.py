@@ -10,6 +10,7 @@ from api._v1 import (
     billing,
     connections,
     connectors,
+    events,
     keys,
     oauth_apps,
     organization,
@@ -19,7 +20,7 @@ from api._v1 import (
 )
 
 # Order is the order of the sections in the OpenAPI document.
-MODULES = (organization, people, keys, secrets, oauth_apps, connectors, connections, workflows, billing, audit)
+MODULES = (organization, people, keys, secrets, oauth_apps, connectors, connections, workflows, events, billing, audit)
 
 
 def install(app: FastAPI) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 from functools import partial
-import secrets as _secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
@@ -21,7 +20,19 @@ from api._v1._common import in_thread, tenant_tx
 from api._v1._common import router as make_router
 from api._v1._specs import SpecBody, loaded, problems_out, spec_data, stored, validated
 from engine import check_workflow
-from runtime import Runs, SpecInvalid, Transactions, check_environment
+from api._hooks import hook_path
+from runtime import (
+    HUBSPOT_V3,
+    Runs,
+    SpecInvalid,
+    Transactions,
+    check_customer,
+    check_environment,
+    filter_problem,
+    new_standard_secret,
+    secret_purpose,
+    standard_secret_problem,
+)
 from engine.specs import AppEventTrigger, ConnectorSpec, ScheduleTrigger, WebhookTrigger, WorkflowSpec
 
 router = make_router("workflows")
@@ -29,7 +40,8 @@ router = make_router("workflows")
 WorkflowStatus = Literal["draft", "published", "archived"]
 WorkflowType = Literal["instant", "standard", "long"]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="A version number.")]
-HOOK_PATH = "/v1/hooks/"
+ExecutionStatus = Literal["queued", "running", "completed", "failed", "timeout", "cancelled"]
+TriggeredBy = Literal["webhook", "schedule", "app_event", "manual", "mcp", "agent"]
 
 
 # -- models -------------------------------------------------------------------------
@@ -91,7 +103,16 @@ class WebhookTriggerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["webhook"]
     enabled: bool = True
-    payload: dict[str, Any] | None = Field(None, description="JSON Schema of the expected body.")
+    customer: str = Field(min_length=1, max_length=128, description="The customer whose runs the deliveries start.")
+    payload: dict[str, Any] | None = Field(None, description="JSON Schema of the expected body (422 otherwise).")
+    filter: str | None = Field(None, min_length=1, max_length=2000, description=(
+        "A JSONata expression over {payload}; a delivery runs the workflow only when it yields true "
+        "(e.g. payload.type = \"contact.created\"), and is stored as a filtered event otherwise."))
+    signature: Literal["standard_webhooks", "hubspot_v3"] = Field(
+        "standard_webhooks", description="How deliveries are signed: Standard Webhooks, or HubSpot's v3 signature.")
+    signing_secret: str | None = Field(None, min_length=1, max_length=512, description=(
+        "standard_webhooks: a whsec_ secret the sender gave you (default: one is generated and shown once); "
+        "hubspot_v3: required, the HubSpot app's client secret. Stored encrypted, never shown."))
 
 
 class ScheduleTriggerIn(BaseModel):
@@ -119,6 +140,8 @@ class TriggerPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool | None = None
     payload: dict[str, Any] | None = Field(None, description="webhook")
+    customer: str | None = Field(None, min_length=1, max_length=128, description="webhook")
+    filter: str | None = Field(None, min_length=1, max_length=2000, description="webhook")
     cron: str | None = Field(None, min_length=1, max_length=200, description="schedule")
     timezone: str | None = Field(None, max_length=64, description="schedule")
     connector: str | None = Field(None, min_length=1, max_length=100, description="app_event")
@@ -130,8 +153,9 @@ class TriggerOut(BaseModel):
     workflow_id: str
     kind: Literal["webhook", "schedule", "app_event"]
     enabled: bool
-    config: dict[str, Any] = Field(description="webhook: path, payload, signing_secret_hint; schedule: cron, "
-                                               "timezone; app_event: connector, event.")
+    config: dict[str, Any] = Field(description="webhook: path (POST deliveries there), customer, signature, "
+                                               "payload, filter, signing_secret_hint; schedule: cron, timezone; "
+                                               "app_event: connector, event.")
     created_at: datetime
     updated_at: datetime
 
@@ -163,7 +187,9 @@ class ExecutionOut(BaseModel):
     customer_id: str
     version: int = Field(description="The workflow version run; 0 for the draft.")
     dry_run: bool
-    status: Literal["running", "succeeded", "failed"]
+    status: ExecutionStatus
+    tier: WorkflowType = Field(description="How it runs: instant (inline), standard or long (durable, by a worker).")
+    triggered_by: TriggeredBy = Field(description="What started it.")
     input: dict[str, Any]
     output: Any = None
     error: dict[str, Any] | None = None
@@ -199,11 +225,41 @@ def _trigger_out(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("id", "workflow_id", "kind", "enabled", "created_at", "updated_at")} | {"config": config}
 
 
-def _trigger_config(runs: Runs, tx: store.Tx, org_id: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """Validate a trigger's settings with the engine's trigger models; an app event must exist."""
+# A webhook trigger's delivery settings, beside what the engine's trigger model holds.
+_WEBHOOK_SETTINGS = ("customer", "filter")
+
+
+def _webhook_settings(tx: store.Tx, principal: Principal, fields: dict[str, Any]) -> dict[str, Any]:
+    """The customer (required, must exist and be reachable by the caller) and the filter (must parse)."""
+    customer_id = fields.get("customer")
+    if not customer_id:
+        raise SpecInvalid("trigger", [{"pointer": "/customer", "reason": "is required: the customer whose runs "
+                                                                        "the webhook's deliveries start"}])
+    try:
+        customer = store.Customers(tx).get(principal.org_id, customer_id)
+    except store.NotFound:
+        raise SpecInvalid("trigger", [{"pointer": "/customer", "reason": f"no customer {customer_id!r} in this "
+                                                                        "organization"}]) from None
+    check_customer(tx, principal, customer)
+    settings = {"customer": customer_id}
+    if fields.get("filter"):
+        problem = filter_problem(fields["filter"])
+        if problem:
+            raise SpecInvalid("trigger", [{"pointer": "/filter", "reason": problem}])
+        settings["filter"] = fields["filter"]
+    return settings
+
+
+def _trigger_config(runs: Runs, tx: store.Tx, principal: Principal, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate a trigger's settings with the engine's trigger models; an app event must exist; a
+    webhook needs its customer."""
+    org_id = principal.org_id
     model = {"webhook": WebhookTrigger, "schedule": ScheduleTrigger, "app_event": AppEventTrigger}[kind]
-    spec = validated(model, {"kind": kind, **fields}, "trigger")
+    own = {k: v for k, v in fields.items() if not (kind == "webhook" and k in _WEBHOOK_SETTINGS)}
+    spec = validated(model, {"kind": kind, **own}, "trigger")
     config = {k: v for k, v in stored(spec).items() if k != "kind"}
+    if kind == "webhook":
+        config |= _webhook_settings(tx, principal, fields)
     if kind == "app_event":
         connectors = runs.specs.connectors(tx, org_id, {spec.connector}, published_only=False)
         connector: ConnectorSpec | None = connectors.get(spec.connector)
@@ -216,7 +272,22 @@ def _trigger_config(runs: Runs, tx: store.Tx, org_id: str, kind: str, fields: di
 
 
 def _hint(secret: str) -> str:
-    return f"{secret[:6]}...{secret[-4:]}"
+    return f"{secret[:6]}...{secret[-4:]}" if len(secret) >= 16 else "..." + secret[-2:]
+
+
+def _signing_secret(body: WebhookTriggerIn) -> tuple[str, bool]:
+    """The trigger's signing secret and whether it was generated here (then it is shown once)."""
+    if body.signature == HUBSPOT_V3:
+        if not body.signing_secret:
+            raise SpecInvalid("trigger", [{"pointer": "/signing_secret", "reason": "is required for hubspot_v3: "
+                                                                                  "the HubSpot app's client secret"}])
+        return body.signing_secret, False
+    if body.signing_secret is None:
+        return new_standard_secret(), True
+    problem = standard_secret_problem(body.signing_secret)
+    if problem:
+        raise SpecInvalid("trigger", [{"pointer": "/signing_secret", "reason": problem}])
+    return body.signing_secret, False
 
 
 # -- workflows ------------------------------------------------------------------------
@@ -374,8 +445,8 @@ def delete_workflow(
 
 
 # -- triggers -------------------------------------------------------------------------
-# Triggers are stored configuration: nothing fires them yet (webhook delivery, the scheduler and
-# app-event polling come with durable executions).
+# Webhook triggers fire on deliveries (api/_hooks.py, runtime/_webhooks.py); schedules and
+# app-event polling are stored configuration until the durable runtime fires them.
 
 
 @router.get("/workflows/{workflow_id}/triggers", name="trigger.list", response_model=PageOut[TriggerOut])
@@ -410,26 +481,31 @@ def create_trigger(
     encryptor: Encryptor,
     principal: Annotated[Principal, require("workflows", "write")],
 ) -> Any:
-    """Attach a trigger (stored configuration; nothing fires it yet).
+    """Attach a trigger.
 
-    webhook: gets a delivery path and a signing secret, returned here once and stored encrypted.
-    schedule: ``cron`` (checked with croniter) read in ``timezone``. app_event: ``connector`` (a
-    key) and ``event``, which must be one of the connector's events.
+    webhook: runs the workflow for ``customer`` on each verified delivery to its ``path``
+    (``POST /v1/hooks/{org_id}/{trigger_id}``), optionally only when ``filter`` yields true.
+    Deliveries are signed per ``signature``: Standard Webhooks with a secret generated here and
+    returned once (or the sender's own ``signing_secret``), or HubSpot v3 with the HubSpot app's
+    client secret; the secret is stored encrypted. schedule: ``cron`` (checked with croniter) read
+    in ``timezone``. app_event: ``connector`` (a key) and ``event``, which must be one of the
+    connector's events. Schedules and app events are stored configuration: nothing fires them yet.
     """
-    fields = body.model_dump(exclude={"kind", "enabled"}, exclude_none=True)
+    fields = body.model_dump(exclude={"kind", "enabled", "signature", "signing_secret"}, exclude_none=True)
     with tenant_tx(db, principal) as tx:
         store.Workflows(tx).get(principal.org_id, workflow_id)
-        config = _trigger_config(runs, tx, principal.org_id, body.kind, fields)
+        config = _trigger_config(runs, tx, principal, body.kind, fields)
         trigger_id = store.new_id("trg")
-        secret = None
-        if body.kind == "webhook":
-            secret = "whsec_" + _secrets.token_urlsafe(32)
-            sealed = encryptor.encrypt(tx, principal.org_id, secret.encode(), f"trigger:{trigger_id}")
-            config |= {"path": HOOK_PATH + "hook_" + _secrets.token_hex(16), "signing_secret_hint": _hint(secret),
-                       "signing_secret": base64.b64encode(sealed).decode()}
+        shown = None
+        if isinstance(body, WebhookTriggerIn):
+            secret, generated = _signing_secret(body)
+            shown = secret if generated else None
+            sealed = encryptor.encrypt(tx, principal.org_id, secret.encode(), secret_purpose(trigger_id))
+            config |= {"path": hook_path(principal.org_id, trigger_id), "signature": body.signature,
+                       "signing_secret_hint": _hint(secret), "signing_secret": base64.b64encode(sealed).decode()}
         row = store.Triggers(tx).create(principal.org_id, workflow_id, body.kind, config, enabled=body.enabled,
                                         trigger_id=trigger_id)
-    return _trigger_out(row) | {"signing_secret": secret}
+    return _trigger_out(row) | {"signing_secret": shown}
 
 
 @router.get("/triggers/{trigger_id}", name="trigger.get", response_model=TriggerOut)
@@ -447,7 +523,8 @@ def update_trigger(
     """Switch a trigger on or off, or change its settings (of its own kind only)."""
     changes = patch.model_dump(exclude_unset=True)
     enabled = changes.pop("enabled", None)
-    own = {"webhook": {"payload"}, "schedule": {"cron", "timezone"}, "app_event": {"connector", "event"}}
+    own = {"webhook": {"payload", "customer", "filter"}, "schedule": {"cron", "timezone"},
+           "app_event": {"connector", "event"}}
     with tenant_tx(db, principal) as tx:
         triggers = store.Triggers(tx)
         row = triggers.get(principal.org_id, trigger_id)
@@ -459,7 +536,7 @@ def update_trigger(
             # null clears a setting (a webhook's payload schema); required ones are then refused.
             current = {k: v for k, v in row["config"].items() if k in own[row["kind"]]}
             merged = {k: v for k, v in (current | changes).items() if v is not None}
-            settings = _trigger_config(runs, tx, principal.org_id, row["kind"], merged)
+            settings = _trigger_config(runs, tx, principal, row["kind"], merged)
             config = {k: v for k, v in row["config"].items() if k not in own[row["kind"]]} | settings
         return _trigger_out(triggers.update(principal.org_id, trigger_id, config=config, enabled=enabled))
 
@@ -475,11 +552,14 @@ def delete_trigger(trigger_id: str, db: Db, principal: Annotated[Principal, requ
 # -- executions -----------------------------------------------------------------------
 
 
-@router.post("/workflows/{workflow_id}/runs", name="execution.create", response_model=ExecutionDetailOut, status_code=201)
+@router.post("/workflows/{workflow_id}/runs", name="execution.create", response_model=ExecutionDetailOut, status_code=201,
+             responses={202: {"model": ExecutionDetailOut, "description": "A Standard or Long workflow's execution, "
+                                                                        "queued for a worker (poll GET /v1/executions/{id})."}})
 async def run_workflow(
     workflow_id: str,
     body: RunIn,
     request: Request,
+    response: Response,
     runs: RunsDep,
     db: Db,
     principal: Annotated[Principal, require("workflows", "execute")],
@@ -491,16 +571,21 @@ async def run_workflow(
     credentials, the environment's secrets the secrets. One event is charged to the customer's
     quota before the run starts. A dry run sends only GET and HEAD requests: the others are
     answered with a synthetic response derived from the request and marked ``sent: false`` in the
-    trace. Answers 201 with the execution, whether the run succeeded or failed. The run itself is
-    ``runtime.Runs.run``, shared with every other way of starting one.
+    trace. By the workflow's tier: an Instant workflow (and every dry run) runs inline and answers
+    201 with the finished execution, whether it completed or failed; a Standard or Long workflow's
+    execution is queued for a durable worker and answered 202 with its id and status ``queued``.
+    The run itself is ``runtime.Runs.start``, shared with every other way of starting one.
     """
     # The request's own transactions: the execution's row commits with the route's audit entry.
     transactions = Transactions(open=partial(tenant_tx, db), step=in_thread)
-    started = await runs.run(
+    started = await runs.start(
         principal, workflow_id, customer_id=principal.customer(), version=body.version, draft=body.draft,
-        dry_run=body.dry_run, input=body.input, transactions=transactions,
+        dry_run=body.dry_run, input=body.input, triggered_by="manual", transactions=transactions,
     )
     note_warnings(request, started.warnings)
+    if started.durable:
+        response.status_code = 202
+        response.headers["Location"] = f"/v1/executions/{started.execution['id']}"
     return started.execution
 
 
@@ -510,7 +595,7 @@ def list_executions(
     principal: Annotated[Principal, require("workflows", "read")],
     page: ListParams,
     workflow: Annotated[str | None, Query(max_length=128, description="Workflow id or key.")] = None,
-    status: Literal["running", "succeeded", "failed"] | None = None,
+    status: ExecutionStatus | None = None,
     dry_run: bool | None = None,
     customer: Annotated[str | None, Query(max_length=128, description="Customer id (default: the x-fastn-account-tenant-id customer).")] = None,
     workflow_id: Annotated[

@@ -110,6 +110,7 @@ class ActionExecutor:
         raise_for_status: bool = True,
         observer: Any = None,
         on_response: Any = None,
+        idempotency_key: str | None = None,
     ) -> ActionResponse:
         """Call one action and return its response and result.
 
@@ -119,7 +120,8 @@ class ActionExecutor:
         A paginated action (with ``paginate_pages``) walks its pages and its
         result is ``{"items": [...], "pages": n}``; otherwise the result is the
         response body, or the action's ``result`` expression over
-        ``{body, headers, status}``.
+        ``{body, headers, status}``. ``idempotency_key`` is sent in the connector's declared
+        ``idempotency`` header when the request's method is one it lists (else not at all).
 
         Raises:
             UnknownAction, ActionInputInvalid, ExpressionError: before anything is sent.
@@ -138,6 +140,9 @@ class ActionExecutor:
             connector, action = self.action(connector_id, name)
             request = build_request(connector, name, input, base_url=base_url, connection=connection,
                                     validators=self._validators)
+        if idempotency_key is not None and connector.idempotency is not None \
+                and request.method in connector.idempotency.methods:
+            request.headers[connector.idempotency.header] = idempotency_key
         attempts: list[Attempt] = []
         last: dict[str, Any] = {}
 
@@ -200,7 +205,7 @@ class ActionExecutor:
         try:
             response = await self.call(
                 call.connector, call.action, call.input, paginate_pages=call.paginate, max_pages=call.max_pages,
-                observer=pending.append, on_response=on_response,
+                observer=pending.append, on_response=on_response, idempotency_key=call.idempotency_key,
             )
         finally:
             flush()  # attempts that ended without a response (refused, timed out)

@@ -1,7 +1,7 @@
 """Spec models: connectors, workflows and triggers, as validated data."""
 
 from ._auth import ApiKeyAuth, ApiKeyPlacement, AuthSpec, BasicAuth, BearerAuth, NoAuth, OAuth2Auth
-from ._connector import ActionSpec, ConnectorSpec, EventSpec, Pagination, RateLimitSpec, WebhookSignature
+from ._connector import ActionSpec, ConnectorSpec, EventSpec, Idempotency, Pagination, RateLimitSpec, WebhookSignature
 from ._refs import deref, with_defs
 from ._loading import json_pointer, load_connector, load_connectors_dir, load_model, load_workflow, parse_document
 from ._schema_export import SCHEMA_MODELS, spec_json_schema, write_json_schemas
@@ -35,7 +35,7 @@ from ._workflow import (
 __all__ = [
     "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
     "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
-    "FilterStep", "ForeachSpec", "ForeachStep", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
+    "FilterStep", "ForeachSpec", "ForeachStep", "Idempotency", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
     "Pagination", "RateLimitSpec", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
     "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "deref", "iter_steps", "json_pointer",
     "load_connector", "load_connectors_dir", "load_model", "load_workflow", "parse_document", "spec_json_schema",

@@ -195,6 +195,18 @@ class RateLimitSpec(_Model):
         return self.requests / self.per_seconds
 
 
+class Idempotency(_Model):
+    """How the app de-duplicates repeated requests: a key header it honours.
+
+    A durable run sends each connector call's idempotency key (the same on every attempt of that
+    call, including a repeat after a worker was lost mid-call) in ``header`` for requests whose
+    method is in ``methods``. Declare it only for apps that honour such a header.
+    """
+
+    header: str = Field(default="Idempotency-Key", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    methods: list[HttpMethod] = Field(default_factory=lambda: ["POST", "PUT", "PATCH", "DELETE"], min_length=1)
+
+
 class ConnectorSpec(_Model):
     """A versioned description of one app: base URL, auth, actions and events."""
 
@@ -210,6 +222,8 @@ class ConnectorSpec(_Model):
         default=None,
         description="the provider's documented request quota per connection; without one the engine's default applies",
     )
+    idempotency: Idempotency | None = Field(
+        default=None, description="the app honours an idempotency key header; durable runs send one per call")
     source: dict[str, Any] | None = Field(default=None, description="provenance, e.g. the imported document's title and version")
     defs: dict[str, dict[str, Any] | bool] | None = Field(
         default=None, alias="$defs",

@@ -224,6 +224,9 @@ class Dependencies:
         evaluator: where expressions are parsed (once per text, in its bounded cache) and evaluated
             (off the event loop); the process's shared cache and the loop's default executor by
             default. A long-lived caller builds one and passes it to every run.
+        sequential: run foreach iterations one at a time whatever their ``concurrency``, so that the
+            run makes its action calls in the same order every time it is run from its record
+            (a durable run resumed after a lost worker matches calls to recorded steps by order).
     """
 
     invoker: ActionInvoker
@@ -235,3 +238,4 @@ class Dependencies:
     observer: RunObserver = field(default_factory=NullObserver)
     budget: ExpressionBudget = field(default_factory=ExpressionBudget)
     evaluator: Evaluator = field(default_factory=Evaluator)
+    sequential: bool = False

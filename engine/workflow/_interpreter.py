@@ -487,7 +487,7 @@ class _Run:
                 except WorkflowError as exc:
                     failures[position] = exc
 
-        workers = min(spec.concurrency, len(items))
+        workers = 1 if self.deps.sequential else min(spec.concurrency, len(items))
         if workers <= 1:
             await worker()
         else:

@@ -83,6 +83,8 @@ class ActionCall:
         paginate: walk every page of a paginated action; the result is then ``{"items": [...], "pages": n}``.
         max_pages: stop after this many pages.
         trace: where the invoker writes one :class:`TraceRecord` per HTTP attempt.
+        idempotency_key: the key a durable run gives this call (the same on every attempt, and on a
+            repeat after a lost worker); sent where the connector declares ``idempotency``.
     """
 
     run_id: str
@@ -95,6 +97,7 @@ class ActionCall:
     paginate: bool
     max_pages: int | None
     trace: TraceSink
+    idempotency_key: str | None = None
 
     @property
     def qualified_action(self) -> str:

@@ -63,8 +63,11 @@ def _first_start(settings, conninfo: str) -> None:
 @click.option("--host", default=None, help="Interface to bind [env SWITCHBOARD_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port; 0 picks a free one [env PORT / SWITCHBOARD_PORT, default 8000].")
 @click.option("--migrate/--no-migrate", default=True, show_default=True, help="Apply pending migrations first.")
-def run(host: str | None, port: int | None, migrate: bool) -> None:
-    """Start Postgres (embedded unless DATABASE_URL), apply migrations and serve the API."""
+@click.option("--worker/--no-worker", "with_worker", default=True, show_default=True,
+              help="Also run a durable worker in this process (Standard and Long workflows).")
+def run(host: str | None, port: int | None, migrate: bool, with_worker: bool) -> None:
+    """Start Postgres (embedded unless DATABASE_URL), apply migrations and serve the API (and, by
+    default, a durable worker in the same process)."""
     import uvicorn
 
     import store
@@ -79,7 +82,11 @@ def run(host: str | None, port: int | None, migrate: bool) -> None:
         if applied:
             click.echo(f"applied migrations {', '.join(map(str, applied))}", err=True)
         _first_start(settings, conninfo)
-        app = create_app(settings.model_copy(update={"database_url": conninfo}))
+        updates: dict[str, object] = {"database_url": conninfo}
+        if with_worker and settings.worker_id is None:
+            # Not the host name: that is a separate `switchboard worker`'s default id on this host.
+            updates["worker_id"] = f"{socket.gethostname()}-run"
+        app = create_app(settings.model_copy(update=updates), worker=with_worker)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=True, lifespan="on"
         )

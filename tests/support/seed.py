@@ -17,11 +17,13 @@ show them are kept in ``shown_once``.
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from standardwebhooks.webhooks import Webhook
 import yaml
 from support.platform import Tenant
 
@@ -243,10 +245,11 @@ def seed_tenant(
     _ok(http.post(f"/v1/workflows/{workflow['id']}/deploy", headers=s.headers(),
                   json={"version": 1, "environment": environment["slug"]}), 200)
     hook_headers = s.headers()
+    hook_body = {"kind": "webhook", "customer": tenant.customers[0]}
     if idempotency:
         hook_headers["Idempotency-Key"] = f"seed-{label}-webhook"
-        seeded.idempotent.append((f"/v1/workflows/{workflow['id']}/triggers", hook_headers["Idempotency-Key"], {"kind": "webhook"}, ""))
-    response = http.post(f"/v1/workflows/{workflow['id']}/triggers", headers=hook_headers, json={"kind": "webhook"})
+        seeded.idempotent.append((f"/v1/workflows/{workflow['id']}/triggers", hook_headers["Idempotency-Key"], hook_body, ""))
+    response = http.post(f"/v1/workflows/{workflow['id']}/triggers", headers=hook_headers, json=hook_body)
     hook = _ok(response)
     seeded.shown_once.append(response)
     seeded.signing_secret = hook["signing_secret"]
@@ -259,11 +262,30 @@ def seed_tenant(
         run = http.post(f"/v1/workflows/{workflow['id']}/runs", headers=s.headers(customer),
                         json={"input": {"name": f"{label} dry run"}, "dry_run": True})
         execution = _ok(run)
-        assert execution["status"] == "succeeded", execution
+        assert execution["status"] == "completed", execution
         seeded.add("execution_id", execution["id"])
         seeded.by_customer[customer]["execution_id"] = execution["id"]
     seeded.by_customer[second]["key_id"] = seeded.key_ids["bound_end_user"]
     seeded.by_customer[first]["key_id"] = seeded.key_ids["bound_admin"]
+
+    # One webhook event per customer: a trigger for each whose filter the delivery does not match,
+    # so the event is stored (filtered) and runs nothing.
+    for customer in tenant.customers:
+        created = http.post(f"/v1/workflows/{workflow['id']}/triggers", headers=s.headers(),
+                            json={"kind": "webhook", "customer": customer, "filter": 'payload.type = "never"'})
+        customer_hook = _ok(created)
+        seeded.shown_once.append(created)
+        seeded.add("trigger_id", customer_hook["id"])
+        body = f'{{"type": "{label} seeded"}}'.encode()
+        at, delivery_id = datetime.now(UTC), f"msg_{label}_{len(seeded.ids.get('event_id', []))}"
+        signature = Webhook(customer_hook["signing_secret"]).sign(delivery_id, at, body)
+        delivered = http.post(customer_hook["config"]["path"], content=body, headers={
+            "webhook-id": delivery_id, "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signature,
+            "content-type": "application/json"})
+        event = _ok(delivered, 202)
+        assert event["status"] == "filtered", event
+        seeded.add("event_id", event["event_id"])
+        seeded.by_customer[customer]["event_id"] = event["event_id"]
 
     # Audit entries came with every mutation: the newest and the oldest, and one per customer.
     audit = http.get("/v1/audit-log", headers=s.headers(), params={"limit": 200}).json()["items"]

@@ -1,8 +1,10 @@
-"""The platform API in a separate process, for tests that measure its memory or kill it.
+"""The platform API, or a durable worker, in a separate process, for tests that measure its memory
+or kill it.
 
 ``python -m support.serve_process`` serves ``create_app(Settings())`` (settings from the
 environment) on an ephemeral 127.0.0.1 port and prints the port on its first line of stdout.
-``platform_process(...)`` starts it and yields its base URL and ``Popen``.
+``platform_process(...)`` starts it and yields its base URL and ``Popen``; ``worker_process(...)``
+starts ``switchboard worker`` and yields its ``Popen``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,34 @@ def platform_process(admin_conninfo: str, data_dir: Path, **settings: str) -> It
             proc.terminate()
             try:
                 proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@contextmanager
+def worker_process(conninfo: str, data_dir: Path, worker_id: str) -> Iterator[subprocess.Popen[str]]:
+    """``switchboard worker`` with id ``worker_id`` in a child process on the migrated database
+    ``conninfo``, its state (the master key) in ``data_dir``, once it says it runs; stopped (or
+    reaped) after."""
+    env = {
+        **os.environ, "PYTHONPATH": str(ROOT), "SWITCHBOARD_DATABASE_URL": conninfo, "SWITCHBOARD_DATA": str(data_dir),
+        "SWITCHBOARD_WORKER_ID": worker_id, "SWITCHBOARD_EGRESS_ALLOW": "127.0.0.1", "SWITCHBOARD_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "switchboard", "worker", "--no-migrate"], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "running" in line, f"the worker did not start (exit {proc.poll()})"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

@@ -1,0 +1,233 @@
+"""Durable executions against real parts: the platform API over HTTP, `switchboard worker` in a
+child process (DBOS on the session's Postgres), and a counting app on 127.0.0.1 that records every
+call it receives with its Idempotency-Key and can hold one call open.
+
+* A Standard workflow answers 202 and completes through the worker, with output, trace and run record.
+* Crash test (small form of issue 10's): while a workflow of ``STEPS`` calls runs, the worker is
+  killed with SIGKILL in the middle of a call, ``ROUNDS`` times; the restarted worker resumes each
+  execution, every one completes, no completed call is sent again, and the interrupted call's
+  repeat carries the same idempotency key.
+* An inline (Instant) execution whose API process is killed is marked failed (``process_lost``)
+  when the next platform process starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+
+import store
+from support.platform import Tenant, app_database, client, make_tenant, running_platform
+from support.serve_process import platform_process, worker_process
+from support.servers import serve_app
+
+STEPS = 6
+ROUNDS = 3
+WAIT_SECONDS = 60
+CONNINFO: list[str] = []  # the session's database, set by the world fixture
+
+
+class Counter:
+    """The counting app's state: every call received, and the call to hold open."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.hold_at: int | None = None
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+
+
+def counting_app(counter: Counter) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/items")
+    async def create(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        with counter.lock:
+            counter.calls.append({"key": request.headers.get("idempotency-key"), "n": body["n"]})
+            held = counter.hold_at is not None and len(counter.calls) == counter.hold_at
+        if held:
+            # Hold the answer until the test (having killed the caller) releases it.
+            await asyncio.to_thread(counter.release.wait, 30)
+        return {"n": body["n"]}
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def counter() -> Iterator[tuple[Counter, str]]:
+    state = Counter()
+    with serve_app(counting_app(state)) as url:
+        yield state, url
+    state.release.set()
+
+
+def _connector(base_url: str) -> dict[str, Any]:
+    return {
+        "id": "counter", "base_url": base_url, "idempotency": {"header": "Idempotency-Key"},
+        "actions": {"create": {"method": "POST", "path": "/items", "body": {"n": "{{ input.n }}"},
+                               "input": {"type": "object", "properties": {"n": {"type": "integer"}}}}},
+    }
+
+
+def _workflow(key: str, tier: str, steps: int) -> dict[str, Any]:
+    return {
+        "id": key, "tier": tier,
+        "steps": [{"id": f"s{i}", "action": "counter.create", "input": {"n": i}} for i in range(1, steps + 1)],
+        "output": {"last": f"{{{{ steps.s{steps}.n }}}}"},
+    }
+
+
+def _publish(http: httpx.Client, tenant: Tenant, spec: dict[str, Any]) -> None:
+    assert http.post("/v1/workflows", headers=tenant.headers(), json={"spec": spec}).status_code == 201
+    assert http.post(f"/v1/workflows/{spec['id']}/publish", headers=tenant.headers()).status_code == 201
+
+
+def _finished(http: httpx.Client, tenant: Tenant, customer: str, execution_id: str) -> dict[str, Any]:
+    """The execution once it is neither queued nor running, as the API shows it (polled in the
+    database: the organization's API quota would refuse fast polling)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    with app_database(CONNINFO[0]) as db:
+        while True:
+            with db.tenant(tenant.org_id) as tx:
+                status = store.Executions(tx).get(tenant.org_id, execution_id)["status"]
+            if status not in ("queued", "running") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    return http.get(f"/v1/executions/{execution_id}", headers=tenant.headers(customer)).json()
+
+
+def _wait_for_calls(counter: Counter, count: int) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while len(counter.calls) < count:
+        assert time.monotonic() < deadline, f"only {len(counter.calls)} of {count} calls arrived"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def world(migrated_database_url: str, counter: tuple[Counter, str]) -> Iterator[dict[str, Any]]:
+    _, url = counter
+    CONNINFO[:] = [migrated_database_url]
+    with running_platform(migrated_database_url, egress_allow=["127.0.0.1"]) as (base, settings):
+        with app_database(migrated_database_url) as db:
+            tenant = make_tenant(db, "Durable")
+        with client(base) as http:
+            assert http.post("/v1/connectors", headers=tenant.headers(), json={"spec": _connector(url)}).status_code == 201
+            assert http.post("/v1/connectors/counter/versions/1/publish", headers=tenant.headers()).status_code == 200
+            _publish(http, tenant, _workflow("steps", "standard", STEPS))
+            _publish(http, tenant, _workflow("inline-steps", "instant", 2))
+        yield {"url": base, "settings": settings, "tenant": tenant, "conninfo": migrated_database_url}
+
+
+def test_a_standard_run_answers_202_and_completes_through_the_worker(world: dict[str, Any], counter) -> None:
+    calls, _ = counter
+    calls.calls.clear()
+    tenant: Tenant = world["tenant"]
+    customer = tenant.customers[0]
+    with client(world["url"]) as http:
+        started = http.post("/v1/workflows/steps/runs", headers=tenant.headers(customer), json={"input": {}})
+        assert started.status_code == 202, started.text
+        queued = started.json()
+        assert (queued["status"], queued["tier"], queued["triggered_by"]) == ("queued", "standard", "manual")
+        assert started.headers["location"] == f"/v1/executions/{queued['id']}"
+        with worker_process(world["conninfo"], world["settings"].data_dir, "worker-standard"):
+            done = _finished(http, tenant, customer, queued["id"])
+    assert done["status"] == "completed", done
+    assert done["output"] == {"last": STEPS}
+    assert [t["step_id"] for t in done["trace"]] == [f"s{i}" for i in range(1, STEPS + 1)]
+    keys = [call["key"] for call in calls.calls]
+    # A call's seq numbers the steps and calls of the run together: step s{i}'s call is 2i.
+    assert keys == [f"{queued['id']}/s{i}#{2 * i}" for i in range(1, STEPS + 1)]
+    with app_database(world["conninfo"]) as db, db.tenant(tenant.org_id) as tx:
+        record = store.Executions(tx).record(tenant.org_id, queued["id"])
+    assert record is not None and record["run"]["output"] == {"last": STEPS}
+
+
+@pytest.mark.parametrize("rounds", [ROUNDS])
+def test_a_worker_killed_mid_call_is_resumed_without_repeating_completed_calls(
+        world: dict[str, Any], counter, rounds: int) -> None:
+    calls, _ = counter
+    tenant: Tenant = world["tenant"]
+    customer = tenant.customers[1]
+    data_dir = world["settings"].data_dir
+    pick = random.Random(10)
+    with client(world["url"]) as http:
+        worker = worker_process(world["conninfo"], data_dir, "worker-crash")
+        proc = worker.__enter__()
+        try:
+            for _ in range(rounds):
+                interrupted = pick.randint(1, STEPS)
+                calls.calls.clear()
+                calls.release.clear()
+                calls.hold_at = interrupted
+                started = http.post("/v1/workflows/steps/runs", headers=tenant.headers(customer), json={"input": {}})
+                assert started.status_code == 202, started.text
+                execution_id = started.json()["id"]
+                _wait_for_calls(calls, interrupted)
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                worker.__exit__(None, None, None)
+                calls.hold_at = None
+                calls.release.set()
+                # The same worker id: at launch it resumes what its predecessor left.
+                worker = worker_process(world["conninfo"], data_dir, "worker-crash")
+                proc = worker.__enter__()
+                done = _finished(http, tenant, customer, execution_id)
+                assert done["status"] == "completed", done
+                assert done["output"] == {"last": STEPS}
+                sent = [(call["n"], call["key"]) for call in calls.calls]
+                expected = [(i, f"{execution_id}/s{i}#{2 * i}") for i in range(1, STEPS + 1)]
+                # Each completed call once; the interrupted one twice, with the same key.
+                assert sent == expected[:interrupted] + expected[interrupted - 1:], (interrupted, sent)
+        finally:
+            calls.release.set()
+            worker.__exit__(None, None, None)
+
+
+def test_an_inline_run_whose_process_was_killed_is_failed_at_the_next_start(world: dict[str, Any], counter) -> None:
+    calls, _ = counter
+    tenant: Tenant = world["tenant"]
+    customer = tenant.customers[0]
+    calls.calls.clear()
+    calls.release.clear()
+    calls.hold_at = 1
+    data_dir = Path(tempfile.mkdtemp(prefix="durable-inline-"))
+    shutil.copy(world["settings"].data_dir / "master-key.json", data_dir / "master-key.json")
+    try:
+        with platform_process(world["conninfo"], data_dir, egress_allow="127.0.0.1") as (url, proc):
+            def run() -> None:
+                with pytest.raises(httpx.TransportError), client(url) as http:
+                    http.post("/v1/workflows/inline-steps/runs", headers=tenant.headers(customer), json={"input": {}})
+
+            sender = threading.Thread(target=run)
+            sender.start()
+            _wait_for_calls(calls, 1)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            sender.join(30)
+        calls.hold_at = None
+        calls.release.set()
+        with app_database(world["conninfo"]) as db, db.tenant(tenant.org_id) as tx:
+            rows = tx.execute("SELECT id, status FROM executions WHERE workflow_id IN "
+                              "(SELECT id FROM workflows WHERE key = 'inline-steps')").fetchall()
+        assert [row["status"] for row in rows] == ["running"]  # left running by the killed process
+        with platform_process(world["conninfo"], data_dir, egress_allow="127.0.0.1"):
+            with app_database(world["conninfo"]) as db, db.tenant(tenant.org_id) as tx:
+                failed = store.Executions(tx).get(tenant.org_id, rows[0]["id"])
+        assert failed["status"] == "failed"
+        assert failed["error"]["code"] == store.PROCESS_LOST and failed["finished_at"] is not None
+    finally:
+        calls.release.set()
+        shutil.rmtree(data_dir, ignore_errors=True)
