@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from store._db import connect, translate_errors
 from store._ids import new_id
-from store._paging import Filters, ListQuery, Page, fetch_page
+from store._paging import CUSTOMERS_OF_ENVIRONMENT, Filters, ListQuery, Page, fetch_page
 from store._schema import APP_ROLE
 from store.errors import NotFound
 
@@ -181,14 +181,17 @@ class Schedules:
         return row
 
     def list(self, org_id: str, query: ListQuery, *, workflow_id: str | None = None,
-             customer_id: str | None = None) -> Page:
-        """Schedules (sort: created_at), of one workflow (an id) or customer."""
+             customer_id: str | None = None, hidden_environment: str | None = None) -> Page:
+        """Schedules (sort: created_at), of one workflow (an id) or customer, leaving out the
+        customers of environment ``hidden_environment`` (a slug)."""
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
         if workflow_id:
             filters.add("workflow_id = %(workflow)s", workflow=workflow_id)
         if customer_id:
             filters.add("customer_id = %(customer)s", customer=customer_id)
+        if hidden_environment:
+            filters.add("customer_id NOT IN " + CUSTOMERS_OF_ENVIRONMENT, hidden_env=hidden_environment)
         sortable = {"created_at": "created_at"}
         return fetch_page(self.tx, "schedule", "schedules", query, sortable, filters, columns=_COLUMNS)
 

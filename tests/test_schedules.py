@@ -234,3 +234,44 @@ def test_two_worker_processes_fire_each_slot_of_a_one_second_schedule_exactly_on
         assert len(fired) >= WINDOW_SLOTS
     # The workers also ran what they queued.
     assert any(e["status"] == "completed" for e in executions)
+
+
+# -- the API --------------------------------------------------------------------------------------
+
+
+def test_the_api_refuses_bad_schedules_with_pointers_and_lists_the_schedules(migrated_database_url: str) -> None:
+    from support.platform import client, running_platform
+
+    with running_platform(migrated_database_url) as (url, _settings), client(url) as http:
+        with app_database(migrated_database_url) as db:
+            tenant = make_tenant(db, "ApiSchedules")
+        headers = tenant.headers()
+        bad = http.post("/v1/workflows", headers=headers,
+                        json={"spec": _workflow("bad", {"kind": "schedule", "interval": "soon"})})
+        assert bad.status_code == 422, bad.text
+        assert any(p["pointer"] == "/trigger/interval" and "not an interval" in p["reason"]
+                   for p in bad.json()["errors"]), bad.json()
+        spec = _workflow("api-daily", {"kind": "schedule", "daily": {"at": "06:00"}})
+        assert http.post("/v1/workflows", headers=headers, json={"spec": spec}).status_code == 201
+        assert http.post("/v1/workflows/api-daily/publish", headers=headers).status_code == 201
+        refused = http.post("/v1/workflows/api-daily/triggers", headers=headers,
+                            json={"kind": "schedule", "weekly": {"on": ["funday"], "at": "09:00"}})
+        assert refused.status_code == 422, refused.text
+        assert [p["pointer"] for p in refused.json()["errors"]] == ["/weekly/on"]
+        attached = http.post("/v1/workflows/api-daily/triggers", headers=headers,
+                             json={"kind": "schedule", "interval": "30m", "timezone": "Europe/Paris"})
+        assert attached.status_code == 201, attached.text
+        deployed = http.post("/v1/workflows/api-daily/deploy", headers=headers, json={"version": 1, "environment": ENVIRONMENT})
+        assert deployed.status_code == 200, deployed.text
+        listed = http.get("/v1/schedules", headers=headers, params={"workflow": "api-daily"})
+        assert listed.status_code == 200, listed.text
+        items = listed.json()["items"]
+        assert sorted((i["customer_id"], i["trigger_id"] is None, i["timezone"]) for i in items) == sorted(
+            [(c, True, "UTC") for c in tenant.customers] + [(c, False, "Europe/Paris") for c in tenant.customers])
+        mine = http.get("/v1/schedules", headers=tenant.headers(tenant.customers[0])).json()["items"]
+        assert {i["customer_id"] for i in mine} == {tenant.customers[0]}
+        # Switching the attached trigger off removes its rows.
+        assert http.patch(f"/v1/triggers/{attached.json()['id']}", headers=headers,
+                          json={"enabled": False}).status_code == 200
+        left = http.get("/v1/schedules", headers=headers, params={"workflow": "api-daily"}).json()["items"]
+        assert {i["trigger_id"] for i in left} == {None}
