@@ -1,5 +1,5 @@
 """Running a workflow for one customer: the use case every trigger shares (the run route, the CLI,
-webhook events, later schedules, MCP calls and agents' tools).
+webhook events, schedules, later MCP calls and agents' tools).
 
 :meth:`Runs.start` authorizes the caller, plans the run, charges one event to the customer's quota
 and records the execution; by the workflow's tier it then runs the engine inline and records the
