@@ -5,7 +5,6 @@ pointers."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -13,7 +12,6 @@ from engine import Schedule
 from engine.errors import SpecValidationError
 from engine.specs import load_workflow
 
-NEW_YORK = ZoneInfo("America/New_York")
 
 
 def utc(*parts: int) -> datetime:

@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,7 @@ async def test_the_scheduler_fires_each_due_slot_once_and_catches_up_with_one_ru
         assert {f["next_slot"] for f in fired} == {datetime(2031, 5, 5, 12, 13, tzinfo=UTC)}
         assert [f for f in await scheduler.tick() if f["schedule_id"] in ids] == []
 
-    executions = [e for e in _executions(migrated_database_url, org)]
+    executions = _executions(migrated_database_url, org)
     by_slot = Counter((e["customer_id"], e["trigger"]["slot"]) for e in executions)
     assert set(by_slot.values()) == {1}
     assert sorted(by_slot) == sorted(
@@ -208,15 +208,20 @@ def test_two_worker_processes_fire_each_slot_of_a_one_second_schedule_exactly_on
         _deploy(db, org, _workflow("every-second", {"kind": "schedule", "interval": "1s"}))
         ids = {r["id"] for r in _schedules(db, org, "every-second")}
     poll = {"schedule_poll_seconds": "0.05"}
-    with worker_process(migrated_database_url, data_dir, "sched-a", **poll), \
-            worker_process(migrated_database_url, data_dir, "sched-b", **poll):
-        deadline = time.monotonic() + WAIT_SECONDS
-        while True:
-            per_customer = Counter(e["customer_id"] for e in _executions(migrated_database_url, org))
-            if all(per_customer[c] >= WINDOW_SLOTS for c in tenant.customers):
-                break
-            assert time.monotonic() < deadline, f"only {dict(per_customer)} runs fired"
-            time.sleep(0.2)
+    try:
+        with worker_process(migrated_database_url, data_dir, "sched-a", **poll), \
+                worker_process(migrated_database_url, data_dir, "sched-b", **poll):
+            deadline = time.monotonic() + WAIT_SECONDS
+            while True:
+                per_customer = Counter(e["customer_id"] for e in _executions(migrated_database_url, org))
+                if all(per_customer[c] >= WINDOW_SLOTS for c in tenant.customers):
+                    break
+                assert time.monotonic() < deadline, f"only {dict(per_customer)} runs fired"
+                time.sleep(0.2)
+    finally:
+        # The workers of later tests share this database: leave no schedule due every second.
+        with app_database(migrated_database_url) as db, db.tenant(org) as tx:
+            store.Workflows(tx).undeploy(org, "every-second", ENVIRONMENT)
     # Stopped: count what fired, per schedule and slot.
     executions = _executions(migrated_database_url, org)
     schedule = Schedule.of({"interval": "1s"})
@@ -275,3 +280,5 @@ def test_the_api_refuses_bad_schedules_with_pointers_and_lists_the_schedules(mig
                           json={"enabled": False}).status_code == 200
         left = http.get("/v1/schedules", headers=headers, params={"workflow": "api-daily"}).json()["items"]
         assert {i["trigger_id"] for i in left} == {None}
+        assert http.delete(f"/v1/workflows/api-daily/deployments/{ENVIRONMENT}", headers=headers).status_code == 204
+        assert http.get("/v1/schedules", headers=headers, params={"workflow": "api-daily"}).json()["items"] == []
