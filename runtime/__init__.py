@@ -16,6 +16,9 @@
   stores its event and hands it to the platform's :class:`Dispatcher` (by default a
   :class:`BackgroundDispatcher`, which starts the run with :meth:`Runs.start`, so the workflow's
   tier decides inline or queued); :func:`recover_events` dispatches what a crash left behind.
+* Schedules: every worker runs a :class:`Scheduler`, which fires each due slot of each
+  customer's scheduled deployments exactly once across workers (queued through
+  :meth:`Runs.start`), and catches up a missed window with one run.
 
 A :class:`Platform` (built once per process by ``switchboard``) holds the seams and the services.
 Arrows point down: runtime imports ``engine`` and ``store``, never ``api`` or ``switchboard``.
@@ -53,6 +56,7 @@ from runtime._credentials import (
     start_oauth,
 )
 from runtime._events import BackgroundDispatcher, Dispatcher, recover_events
+from runtime._schedules import Scheduler
 from runtime._signatures import (
     HUBSPOT_V3,
     SIGNATURE_SCHEMES,
@@ -158,6 +162,7 @@ __all__ = [
     "RunPlan",
     "RunRefused",
     "Runs",
+    "Scheduler",
     "ServiceError",
     "SignatureInvalid",
     "SpecCache",

@@ -1,5 +1,5 @@
 """Running a workflow for one customer: the use case every trigger shares (the run route, the CLI,
-webhook events, later schedules, MCP calls and agents' tools).
+webhook events, schedules, later MCP calls and agents' tools).
 
 :meth:`Runs.start` authorizes the caller, plans the run, charges one event to the customer's quota
 and records the execution; by the workflow's tier it then runs the engine inline and records the
@@ -207,6 +207,9 @@ class Runs:
         durable queue (a worker runs them, see ``runtime.Worker``), and the queued execution is
         returned with ``durable`` true. Raises what :meth:`run` raises, before anything is recorded.
 
+        ``inline=True`` runs any tier inline; ``inline=False`` queues any tier, Instant included
+        (the scheduler's runs: nobody waits for their result).
+
         ``trigger`` is what the templates see as ``trigger`` (a webhook's payload); it is recorded
         with the execution, so a worker runs a queued one with it. ``charge_event=False`` is for a
         caller that charged the event quota itself (a webhook trigger charges when the event arrives).
@@ -218,7 +221,7 @@ class Runs:
         plan = await self.plan(principal, customer_id, workflow_ref, version=version, draft=draft,
                                dry_run=dry_run, input=input or {}, transactions=tx)
         tier = plan.spec.tier
-        durable = not dry_run and not inline and tier != "instant"
+        durable = not dry_run and (inline is False or (inline is None and tier != "instant"))
         warnings: tuple[str, ...] = ()
         if charge_event:
             charge = await anyio.to_thread.run_sync(self.platform.quotas.charge_event, principal, customer_id)

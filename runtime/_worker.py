@@ -2,7 +2,8 @@
 
 A :class:`Worker` launches DBOS in the running event loop (so the executions it takes run on that
 loop, with the process's :class:`~runtime.Platform`), registers the executions queue and holds the
-process's lease. ``switchboard worker`` runs one; ``switchboard run`` runs one in-process.
+process's lease and a :class:`~runtime.Scheduler` (due schedules fire from every worker, each slot
+once). ``switchboard worker`` runs one; ``switchboard run`` runs one in-process.
 
 One execution is one DBOS workflow, whose id is the execution's id. Its steps, in order:
 
@@ -44,6 +45,7 @@ from runtime._durable import APP_NAME, CLASS_NAME, INSTANCE_NAME, WORKFLOW_NAME,
 from runtime._leases import ProcessLease
 from runtime._access import system_principal
 from runtime._runs import RunOutcome
+from runtime._schedules import SCHEDULE_POLL_SECONDS, Scheduler
 from runtime.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -139,12 +141,15 @@ class Worker:
     """
 
     def __init__(self, platform: Platform, *, executor_id: str | None = None,
-                 concurrency: int = WORKER_CONCURRENCY, polling_seconds: float = QUEUE_POLLING_SECONDS) -> None:
+                 concurrency: int = WORKER_CONCURRENCY, polling_seconds: float = QUEUE_POLLING_SECONDS,
+                 schedule_seconds: float = SCHEDULE_POLL_SECONDS) -> None:
         self.platform = platform
         self.executor_id = executor_id or socket.gethostname()
         self.concurrency = concurrency
         self.polling_seconds = polling_seconds
         self._lease = ProcessLease(platform, "worker")
+        # Every worker fires due schedules too (runtime._schedules: each slot once across workers).
+        self.scheduler = Scheduler(platform, poll_seconds=schedule_seconds)
 
     async def __aenter__(self) -> Worker:
         if _EXECUTIONS.worker is not None:
@@ -169,6 +174,7 @@ class Worker:
             # Launched from this loop: DBOS then runs the (async) executions on it.
             DBOS.launch()
             await self._lease.__aenter__()
+            await self.scheduler.__aenter__()
         except BaseException:
             _EXECUTIONS.worker = None
             await anyio.to_thread.run_sync(DBOS.destroy)
@@ -177,6 +183,7 @@ class Worker:
 
     async def __aexit__(self, *exc: object) -> None:
         try:
+            await self.scheduler.__aexit__(*exc)
             await self._lease.__aexit__(*exc)
         finally:
             await anyio.to_thread.run_sync(DBOS.destroy)

@@ -42,6 +42,7 @@ from store._schema import APP_ROLE
 from store._secrets import MAX_SECRET_BYTES, SECRET_NAME_PATTERN, Secrets
 from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
 from store._events import Events, events_awaiting_dispatch
+from store._schedules import Schedules, schedules_due
 from store._schema_events import EVENT_SOURCES, EVENT_STATUSES
 from store._workflows import (
     DRAFT_VERSION,
@@ -126,6 +127,10 @@ __all__ = [
     "Events",
     "events_awaiting_dispatch",
     # end events
+    # schedules
+    "Schedules",
+    "schedules_due",
+    # end schedules
     # connections
     "CONNECTION_STATUSES",
     "MAX_CREDENTIAL_LENGTH",

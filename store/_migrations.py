@@ -22,6 +22,7 @@ import psycopg
 
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
 from store._schema import DURABLE_EXECUTIONS, PLATFORM_SCHEMA
+from store._schedules import SCHEDULES_MIGRATION
 from store._schema_events import EVENTS_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
@@ -81,6 +82,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m004_durable_executions", DURABLE_EXECUTIONS),
     # Incoming events (webhook deliveries first), stored before anything runs: store/_schema_events.py.
     Migration("m005_events", EVENTS_SCHEMA),
+    # Schedules: one row per scheduled deployment and customer, with its next slot: store/_schedules.py.
+    Migration("m006_schedules", SCHEDULES_MIGRATION),
 )
 
 _CREATE_TABLE = """

@@ -8,6 +8,7 @@ from psycopg.types.json import Jsonb
 
 from store._ids import CLIENT_ID_PATTERN, new_id
 from store._paging import Filters, ListQuery, Page, fetch_page
+from store._schedules import Schedules
 from psycopg.errors import ForeignKeyViolation, UniqueViolation
 
 from store.errors import Conflict, InvalidInput, NotFound
@@ -67,6 +68,8 @@ class Organizations:
         ).fetchone()
         if row is None:
             raise NotFound("organization", org_id)
+        if "timezone" in changes:
+            Schedules(self.tx).sync(org_id)  # wall-clock schedules read in the organization's zone move with it
         return row
 
 
@@ -141,7 +144,7 @@ class Customers:
         environment = Environments(self.tx).get(org_id, environment_id)
         customer_id = customer_id or new_id("cus")
         try:
-            return self.tx.execute(
+            row = self.tx.execute(
                 "INSERT INTO customers (org_id, id, environment_id, name, tier, residency, metadata, quota_overrides) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
                 (
@@ -151,6 +154,8 @@ class Customers:
             ).fetchone()
         except UniqueViolation as exc:
             raise taken("customer", "id", customer_id) from exc
+        Schedules(self.tx).sync(org_id, customer_id=customer_id)  # the workflows scheduled in its environment
+        return row
 
     def get(self, org_id: str, customer_id: str) -> dict[str, Any]:
         row = self.tx.execute(
@@ -210,6 +215,8 @@ class Customers:
         ).fetchone()
         if row is None:
             raise NotFound("customer", customer_id)
+        if "status" in changes:
+            Schedules(self.tx).sync(org_id, customer_id=customer_id)  # a suspended customer's schedules stop
         return row
 
     def delete(self, org_id: str, customer_id: str) -> None:

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from store._ids import new_id
 from store._orgs import Environments, taken
 from store._paging import CUSTOMERS_OF_ENVIRONMENT, Filters, ListQuery, Page, fetch_page
+from store._schedules import Schedules
 from store.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ class Workflows:
             "UPDATE workflows SET status = 'archived', updated_at = now() WHERE org_id = %s AND id = %s",
             (org_id, workflow["id"]),
         )
+        Schedules(self.tx).sync(org_id, workflow_id=workflow["id"])  # an archived workflow no longer runs
         return self.get(org_id, workflow["id"])
 
     def delete(self, org_id: str, ref: str) -> None:
@@ -238,6 +240,7 @@ class Workflows:
             " DO UPDATE SET version = EXCLUDED.version, deployed_by = EXCLUDED.deployed_by, deployed_at = now()",
             (org_id, new_id("dep"), workflow["id"], env["id"], number, deployed_by),
         )
+        Schedules(self.tx).sync(org_id, workflow_id=workflow["id"])
         return next(d for d in self.deployments(org_id, workflow["id"]) if d["environment_id"] == env["id"])
 
     def deployments(self, org_id: str, workflow_id: str) -> list[dict[str, Any]]:
@@ -291,13 +294,16 @@ class Triggers:
         _check("trigger", "kind", kind, TRIGGER_KINDS)
         workflow = Workflows(self.tx)._row(org_id, workflow_ref)
         try:
-            return self.tx.execute(
+            row = self.tx.execute(
                 "INSERT INTO triggers (org_id, id, workflow_id, kind, config, enabled) VALUES (%s, %s, %s, %s, %s, %s)"
                 " RETURNING *",
                 (org_id, trigger_id or new_id("trg"), workflow["id"], kind, Jsonb(config), enabled),
             ).fetchone()
         except UniqueViolation as exc:
             raise taken("trigger", "id", trigger_id) from exc
+        if kind == "schedule":
+            Schedules(self.tx).sync(org_id, workflow_id=workflow["id"])
+        return row
 
     def get(self, org_id: str, trigger_id: str) -> dict[str, Any]:
         row = self.tx.execute("SELECT * FROM triggers WHERE org_id = %s AND id = %s", (org_id, trigger_id)).fetchone()
@@ -328,6 +334,8 @@ class Triggers:
             " WHERE org_id = %s AND id = %s RETURNING *",
             (Jsonb(config) if config is not None else None, enabled, org_id, trigger_id),
         ).fetchone()
+        if row["kind"] == "schedule":
+            Schedules(self.tx).sync(org_id, workflow_id=row["workflow_id"])
         return row
 
     def delete(self, org_id: str, trigger_id: str) -> None:

@@ -102,7 +102,7 @@ def worker_for(platform: Platform, settings: Settings, *, executor_id: str | Non
     from runtime import Worker
 
     return Worker(platform, executor_id=executor_id or settings.worker_id, concurrency=settings.worker_concurrency,
-                  polling_seconds=settings.worker_poll_seconds)
+                  polling_seconds=settings.worker_poll_seconds, schedule_seconds=settings.schedule_poll_seconds)
 
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None,

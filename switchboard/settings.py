@@ -115,6 +115,8 @@ class Settings(BaseSettings):
         "executions its predecessor with the same id left unfinished; give concurrent workers different ids.")
     worker_concurrency: int = Field(8, ge=1, le=1000, description="Executions one worker runs at once.")
     worker_poll_seconds: float = Field(0.1, gt=0, le=60, description="How often an idle worker looks at the queue.")
+    schedule_poll_seconds: float = Field(1.0, gt=0, le=60, description="How often each worker looks for due "
+                                         "schedules (a slot fires at most this late; each fires once across workers).")
     durable_schema: str = Field("dbos", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
                                 description="Schema of DBOS's tables in the platform database.")
     heartbeat_seconds: float = Field(10.0, gt=0, description="How often a process renews its lease.")

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 SURFACES = {
-    "engine": {"ActionCheck", "ConnectorCheckReport", "EngineError", "check_connector", "check_workflow", "sample_input"},
+    "engine": {"ActionCheck", "ConnectorCheckReport", "Due", "EngineError", "Schedule", "check_connector", "check_workflow", "sample_input"},
     "engine.expressions": {"FORBIDDEN_FUNCTIONS", "Evaluator", "Expression", "ExpressionBudget", "ExpressionCache",
                            "ExpressionMeter", "Runtime", "as_text", "bind_runtime", "check_template",
                            "compile_expression", "evaluate", "is_template", "quote_field", "references", "render",
@@ -15,10 +15,10 @@ SURFACES = {
     "engine.datamodel": {"KINDS", "model_schema", "schema_paths", "suggest_mapping", "validate_record"},
     "engine.specs": {
         "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
-        "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
-        "FilterStep", "ForeachSpec", "ForeachStep", "Idempotency", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
+        "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DailySchedule", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
+        "FilterStep", "ForeachSpec", "ForeachStep", "Idempotency", "IfStep", "ManualTrigger", "MapStep", "MonthlySchedule", "NoAuth", "OAuth2Auth",
         "Pagination", "RateLimitSpec", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
-        "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "deref", "iter_steps",
+        "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WeeklySchedule", "WorkflowSpec", "deref", "iter_steps",
         "json_pointer", "load_connector", "load_connectors_dir", "load_model", "load_workflow", "parse_document",
         "spec_json_schema", "with_defs", "write_json_schemas",
     },

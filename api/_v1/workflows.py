@@ -119,8 +119,13 @@ class ScheduleTriggerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["schedule"]
     enabled: bool = True
-    cron: str = Field(min_length=1, max_length=200, description="A cron expression, e.g. */15 * * * *.")
-    timezone: str = Field("UTC", max_length=64, description="IANA time zone the schedule is read in.")
+    cron: str | None = Field(None, min_length=1, max_length=200, description="A cron expression, e.g. */15 * * * *.")
+    interval: str | None = Field(None, min_length=1, max_length=32, description="Every so long: 90s, 15m, 1h30m, 1d.")
+    daily: dict[str, Any] | None = Field(None, description='{"at": "HH:MM"}')
+    weekly: dict[str, Any] | None = Field(None, description='{"on": ["monday", ...], "at": "HH:MM"}')
+    monthly: dict[str, Any] | None = Field(None, description='{"day": 1..31 or "last", "at": "HH:MM"}')
+    timezone: str | None = Field(None, max_length=64, description="IANA time zone the schedule is read in "
+                                                                  "(default: the organization's).")
 
 
 class AppEventTriggerIn(BaseModel):
@@ -143,6 +148,10 @@ class TriggerPatch(BaseModel):
     customer: str | None = Field(None, min_length=1, max_length=128, description="webhook")
     filter: str | None = Field(None, min_length=1, max_length=2000, description="webhook")
     cron: str | None = Field(None, min_length=1, max_length=200, description="schedule")
+    interval: str | None = Field(None, min_length=1, max_length=32, description="schedule")
+    daily: dict[str, Any] | None = Field(None, description="schedule")
+    weekly: dict[str, Any] | None = Field(None, description="schedule")
+    monthly: dict[str, Any] | None = Field(None, description="schedule")
     timezone: str | None = Field(None, max_length=64, description="schedule")
     connector: str | None = Field(None, min_length=1, max_length=100, description="app_event")
     event: str | None = Field(None, min_length=1, max_length=200, description="app_event")
@@ -162,6 +171,24 @@ class TriggerOut(BaseModel):
 
 class TriggerCreatedOut(TriggerOut):
     signing_secret: str | None = Field(None, description="webhook only, shown once: senders sign deliveries with it.")
+
+
+class ScheduleOut(BaseModel):
+    id: str
+    workflow_id: str
+    environment_id: str
+    customer_id: str
+    trigger_id: str | None = Field(description="The attached schedule trigger; null: the trigger in the workflow's spec.")
+    version: int = Field(description="The deployed version it runs.")
+    config: dict[str, Any] = Field(description="The schedule trigger: cron, interval, daily, weekly or monthly.")
+    timezone: str = Field(description="The zone its wall-clock times are read in.")
+    next_due_at: datetime | None = Field(description="Its next slot; null until a worker plans it.")
+    last_slot: datetime | None
+    last_fired_at: datetime | None
+    last_execution_id: str | None
+    last_error: dict[str, Any] | None = Field(description="Why its last firing started no run (quota, input...).")
+    created_at: datetime
+    updated_at: datetime
 
 
 class RunIn(BaseModel):
@@ -445,8 +472,9 @@ def delete_workflow(
 
 
 # -- triggers -------------------------------------------------------------------------
-# Webhook triggers fire on deliveries (api/_hooks.py, runtime/_webhooks.py); schedules and
-# app-event polling are stored configuration until the durable runtime fires them.
+# Webhook triggers fire on deliveries (api/_hooks.py, runtime/_webhooks.py); schedule triggers
+# fire from the workers' schedulers (runtime/_schedules.py); app-event polling is stored
+# configuration until the runtime polls it.
 
 
 @router.get("/workflows/{workflow_id}/triggers", name="trigger.list", response_model=PageOut[TriggerOut])
@@ -487,9 +515,12 @@ def create_trigger(
     (``POST /v1/hooks/{org_id}/{trigger_id}``), optionally only when ``filter`` yields true.
     Deliveries are signed per ``signature``: Standard Webhooks with a secret generated here and
     returned once (or the sender's own ``signing_secret``), or HubSpot v3 with the HubSpot app's
-    client secret; the secret is stored encrypted. schedule: ``cron`` (checked with croniter) read
-    in ``timezone``. app_event: ``connector`` (a key) and ``event``, which must be one of the
-    connector's events. Schedules and app events are stored configuration: nothing fires them yet.
+    client secret; the secret is stored encrypted. schedule: exactly one of ``cron`` (checked with
+    croniter), ``interval``, ``daily``, ``weekly`` or ``monthly``, read in ``timezone`` (default:
+    the organization's); it fires, like the schedule in the workflow's spec, for every active
+    customer of each environment the workflow is deployed to (``GET /v1/schedules``). app_event:
+    ``connector`` (a key) and ``event``, which must be one of the connector's events (stored
+    configuration: nothing polls it yet).
     """
     fields = body.model_dump(exclude={"kind", "enabled", "signature", "signing_secret"}, exclude_none=True)
     with tenant_tx(db, principal) as tx:
@@ -523,7 +554,8 @@ def update_trigger(
     """Switch a trigger on or off, or change its settings (of its own kind only)."""
     changes = patch.model_dump(exclude_unset=True)
     enabled = changes.pop("enabled", None)
-    own = {"webhook": {"payload", "customer", "filter"}, "schedule": {"cron", "timezone"},
+    own = {"webhook": {"payload", "customer", "filter"},
+           "schedule": {"cron", "interval", "daily", "weekly", "monthly", "timezone"},
            "app_event": {"connector", "event"}}
     with tenant_tx(db, principal) as tx:
         triggers = store.Triggers(tx)
@@ -547,6 +579,29 @@ def delete_trigger(trigger_id: str, db: Db, principal: Annotated[Principal, requ
     with tenant_tx(db, principal) as tx:
         store.Triggers(tx).delete(principal.org_id, trigger_id)
     return Response(status_code=204)
+
+
+# -- schedules ------------------------------------------------------------------------
+
+
+@router.get("/schedules", name="schedule.list", response_model=PageOut[ScheduleOut])
+def list_schedules(
+    db: Db,
+    principal: Annotated[Principal, require("workflows", "read")],
+    page: ListParams,
+    workflow: Annotated[str | None, Query(max_length=128, description="Workflow id or key.")] = None,
+    customer: Annotated[str | None, Query(max_length=128, description="Customer id (default: the x-fastn-account-tenant-id customer).")] = None,
+) -> Any:
+    """The schedules that fire (read-only): one per schedule trigger of a deployed workflow and
+    active customer of the deployment's environment, with its next and last slot. Deploying,
+    undeploying, archiving, customers and the organization's time zone keep them in step. A
+    request naming a customer sees only that customer's."""
+    with db.tenant(principal.org_id, principal.customer_id) as tx:
+        workflow_id = store.Workflows(tx).get(principal.org_id, workflow)["id"] if workflow else None
+        result = store.Schedules(tx).list(principal.org_id, page.query("-created_at"), workflow_id=workflow_id,
+                                          customer_id=customer or principal.customer_id,
+                                          hidden_environment=principal.hidden_environment)
+    return page_out(result, dict)
 
 
 # -- executions -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from ._workflow import (
     AppEventTrigger,
     CallSpec,
     CallStep,
+    DailySchedule,
     DelaySpec,
     DelayStep,
     FilterSpec,
@@ -20,6 +21,7 @@ from ._workflow import (
     IfStep,
     ManualTrigger,
     MapStep,
+    MonthlySchedule,
     ScheduleTrigger,
     Step,
     SyncMatch,
@@ -28,16 +30,17 @@ from ._workflow import (
     SyncTarget,
     TriggerSpec,
     WebhookTrigger,
+    WeeklySchedule,
     WorkflowSpec,
     iter_steps,
 )
 
 __all__ = [
     "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
-    "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
-    "FilterStep", "ForeachSpec", "ForeachStep", "Idempotency", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
+    "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DailySchedule", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
+    "FilterStep", "ForeachSpec", "ForeachStep", "Idempotency", "IfStep", "ManualTrigger", "MapStep", "MonthlySchedule", "NoAuth", "OAuth2Auth",
     "Pagination", "RateLimitSpec", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
-    "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "deref", "iter_steps", "json_pointer",
+    "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WeeklySchedule", "WorkflowSpec", "deref", "iter_steps", "json_pointer",
     "load_connector", "load_connectors_dir", "load_model", "load_workflow", "parse_document", "spec_json_schema",
     "with_defs", "write_json_schemas",
 ]

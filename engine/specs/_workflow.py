@@ -13,6 +13,7 @@ other use).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
@@ -48,32 +49,129 @@ class WebhookTrigger(_Model):
         return check_json_schema(value)
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+SCHEDULE_KINDS = ("cron", "interval", "daily", "weekly", "monthly")
+# "1h30m", "15m", "90s", "1d": days, hours, minutes, seconds, in that order, each at most once.
+INTERVAL_PATTERN = r"^(?=\d)(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$"
+TIME_OF_DAY_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
+_DAY_ABBREVIATIONS = {day[:3]: day for day in WEEKDAYS}
+
+
+def interval_seconds(text: str) -> int:
+    """The length of interval ``text`` ("1h30m", "15m", "90s", "1d") in seconds; ValueError when
+    it is not one or is shorter than a second."""
+    match = re.fullmatch(INTERVAL_PATTERN, text)
+    if match is None:
+        raise ValueError(f"not an interval: {text!r} (write e.g. 90s, 15m, 1h30m or 1d)")
+    days, hours, minutes, seconds = (int(part) if part else 0 for part in match.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total < 1:
+        raise ValueError(f"an interval must be at least one second, got {text!r}")
+    return total
+
+
+class DailySchedule(_Model):
+    """Every day at a wall-clock time."""
+
+    at: str = Field(pattern=TIME_OF_DAY_PATTERN, description="HH:MM, 24-hour, in the schedule's time zone")
+
+
+class WeeklySchedule(_Model):
+    """On some days of the week, at a wall-clock time."""
+
+    on: list[str] = Field(min_length=1, max_length=7, description="days: monday..sunday (or mon..sun)")
+    at: str = Field(pattern=TIME_OF_DAY_PATTERN, description="HH:MM, 24-hour, in the schedule's time zone")
+
+    @field_validator("on")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        days = []
+        for index, day in enumerate(value):
+            name = _DAY_ABBREVIATIONS.get(day.lower(), day.lower())
+            if name not in WEEKDAYS:
+                raise ValueError(f"item {index}: {day!r} is not a day of the week (monday..sunday, or mon..sun)")
+            if name in days:
+                raise ValueError(f"item {index}: {day!r} is listed twice")
+            days.append(name)
+        return days
+
+
+class MonthlySchedule(_Model):
+    """On one day of the month, at a wall-clock time. Days 29 to 31 are skipped in the months that
+    lack them; ``last`` is the last day of every month."""
+
+    day: int | Literal["last"] = Field(description="1..31, or last")
+    at: str = Field(pattern=TIME_OF_DAY_PATTERN, description="HH:MM, 24-hour, in the schedule's time zone")
+
+    @field_validator("day", mode="before")
+    @classmethod
+    def _day(cls, value: Any) -> Any:
+        # Before the union, so that a bad day gets one message rather than one per member.
+        if value == "last" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 31):
+            return value
+        raise ValueError(f"a day of the month is 1..31 or last, got {value!r}")
+
+
 class ScheduleTrigger(_Model):
-    """Run on a cron schedule."""
+    """Run on a schedule, for every customer the workflow is deployed for: exactly one of ``cron``,
+    ``interval``, ``daily``, ``weekly`` or ``monthly``. Wall-clock schedules read in ``timezone``
+    (default: the organization's); intervals count from the Unix epoch, whatever the zone. How
+    slots are computed, across DST changes and after downtime: ``engine.Schedule``."""
 
     kind: Literal["schedule"] = "schedule"
-    cron: str
-    timezone: str = "UTC"
+    cron: str | None = Field(default=None, description="a cron expression (5 fields; a 6th is seconds), e.g. */15 * * * *")
+    interval: str | None = Field(default=None, description="every so long: 90s, 15m, 1h30m, 1d")
+    daily: DailySchedule | None = None
+    weekly: WeeklySchedule | None = None
+    monthly: MonthlySchedule | None = None
+    timezone: str | None = Field(default=None, description="IANA time zone (default: the organization's)")
 
     @field_validator("cron")
     @classmethod
-    def _valid_cron(cls, value: str) -> str:
+    def _valid_cron(cls, value: str | None) -> str | None:
         from croniter import croniter  # lazily: only schedule triggers need it
 
-        if not croniter.is_valid(value):
+        if value is not None and not croniter.is_valid(value):
             raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _valid_interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            interval_seconds(value)
         return value
 
     @field_validator("timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_timezone(value)
         return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "ScheduleTrigger":
+        given = [kind for kind in SCHEDULE_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            got = f" (got {', '.join(given)})" if given else ""
+            raise ValueError(f"a schedule needs exactly one of: {', '.join(SCHEDULE_KINDS)}{got}")
+        return self
+
+    @property
+    def schedule_kind(self) -> str:
+        """Which of ``SCHEDULE_KINDS`` this schedule is."""
+        return next(kind for kind in SCHEDULE_KINDS if getattr(self, kind) is not None)
+
+
+def check_timezone(value: str) -> str:
+    """``value`` if it names an IANA time zone; ValueError otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
 
 
 class AppEventTrigger(_Model):

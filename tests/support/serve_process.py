@@ -70,13 +70,14 @@ def platform_process(admin_conninfo: str, data_dir: Path, **settings: str) -> It
 
 
 @contextmanager
-def worker_process(conninfo: str, data_dir: Path, worker_id: str) -> Iterator[subprocess.Popen[str]]:
+def worker_process(conninfo: str, data_dir: Path, worker_id: str, **settings: str) -> Iterator[subprocess.Popen[str]]:
     """``switchboard worker`` with id ``worker_id`` in a child process on the migrated database
     ``conninfo``, its state (the master key) in ``data_dir``, once it says it runs; stopped (or
-    reaped) after."""
+    reaped) after. ``settings`` are extra ``SWITCHBOARD_<NAME>`` values."""
     env = {
         **os.environ, "PYTHONPATH": str(ROOT), "SWITCHBOARD_DATABASE_URL": conninfo, "SWITCHBOARD_DATA": str(data_dir),
         "SWITCHBOARD_WORKER_ID": worker_id, "SWITCHBOARD_EGRESS_ALLOW": "127.0.0.1", "SWITCHBOARD_LOG_LEVEL": "WARNING",
+        **{f"SWITCHBOARD_{name.upper()}": value for name, value in settings.items()},
     }
     proc = subprocess.Popen([sys.executable, "-m", "switchboard", "worker", "--no-migrate"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
