@@ -21,7 +21,7 @@ from datetime import datetime
 import psycopg
 
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
-from store._schema import DURABLE_EXECUTIONS, PLATFORM_SCHEMA
+from store._schema import DURABLE_EXECUTIONS, EXECUTION_CONTROL, PLATFORM_SCHEMA
 from store._schema_events import EVENTS_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
@@ -81,6 +81,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m004_durable_executions", DURABLE_EXECUTIONS),
     # Incoming events (webhook deliveries first), stored before anything runs: store/_schema_events.py.
     Migration("m005_events", EVENTS_SCHEMA),
+    # Overlap turns, cancel and re-run from the failed step (store/_schema.py EXECUTION_CONTROL).
+    Migration("m006_execution_control", EXECUTION_CONTROL),
 )
 
 _CREATE_TABLE = """

@@ -11,6 +11,7 @@ from ._workflow import (
     AppEventTrigger,
     CallSpec,
     CallStep,
+    ConcurrencySpec,
     DelaySpec,
     DelayStep,
     FilterSpec,
@@ -34,7 +35,7 @@ from ._workflow import (
 
 __all__ = [
     "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
-    "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
+    "BearerAuth", "CallSpec", "CallStep", "ConcurrencySpec", "ConnectorSpec", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
     "FilterStep", "ForeachSpec", "ForeachStep", "Idempotency", "IfStep", "ManualTrigger", "MapStep", "NoAuth", "OAuth2Auth",
     "Pagination", "RateLimitSpec", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
     "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WorkflowSpec", "deref", "iter_steps", "json_pointer",
