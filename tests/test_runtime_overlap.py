@@ -322,7 +322,7 @@ def test_coalescing_cancel_and_a_finished_or_foreign_execution(
         # Finished: 409, and the cancelled ones stay cancelled.
         conflict = http.post(f"/v1/executions/{running['id']}/cancel", headers=tenant.headers())
         assert conflict.status_code == 409, conflict.text
-        audit = http.get("/v1/audit", headers=tenant.headers(), params={"limit": 50}).json()["items"]
+        audit = http.get("/v1/audit-log", headers=tenant.headers(), params={"limit": 50}).json()["items"]
         assert any(entry["action"] == "execution.cancel" for entry in audit), [e["action"] for e in audit]
     assert state.of(customer, "enter") == [1]  # run 2 never started
     assert [e["status"] for e in _executions(migrated_database_url, tenant, customer)] == ["cancelled"] * 3
@@ -360,3 +360,62 @@ def test_a_run_failing_at_step_3_of_5_reruns_from_it_without_sending_steps_1_and
         assert again.status_code == 409 and again.json()["field"] == "status", again.text
         shown = _ok(http.get(f"/v1/executions/{rerun['id']}", headers=tenant.headers(customer)), 200)
         assert shown["rerun_of"] == failed["id"]
+
+
+# -- durable executions (a `switchboard worker` child process) ---------------------------------
+
+
+def test_durable_runs_wait_per_customer_cancel_and_rerun_through_the_worker(
+        platform: tuple[str, Any], db: store.Database, counter: tuple[Counter, str], migrated_database_url: str) -> None:
+    from support.serve_process import worker_process
+
+    url, settings = platform
+    state, counter_url = counter
+    tenant = make_tenant(db, "Durable turns")
+    first, second = tenant.customers
+    gated = {"id": "gated-durable", "tier": "standard", "input": {"type": "object"}, "concurrency": {"per_customer": 1},
+             "steps": [{"id": "g", "action": "counter.gate", "input": {"n": "{{ input.n }}"}}]}
+    five = {"id": "five-durable", "tier": "standard",
+            "steps": [{"id": f"s{i}", "action": "counter.create", "input": {"n": i}} for i in range(1, 6)]}
+
+    def status(execution_id: str) -> str:
+        return next(e["status"] for e in _executions(migrated_database_url, tenant, customer_of[execution_id])
+                    if e["id"] == execution_id)
+
+    customer_of: dict[str, str] = {}
+    with client(url) as http:
+        _setup(http, tenant, [_counter_connector(counter_url)], [gated, five], [first, second])
+
+        def queue(customer: str, workflow: str, n: int = 0) -> str:
+            started = _ok(http.post(f"/v1/workflows/{workflow}/runs", headers=tenant.headers(customer),
+                                    json={"input": {"n": n} if workflow == "gated-durable" else {}}), 202)
+            customer_of[started["id"]] = customer
+            return started["id"]
+
+        state.held.add(first)
+        a1, a2, b1 = queue(first, "gated-durable", 1), queue(first, "gated-durable", 2), queue(second, "gated-durable", 3)
+        queued_only = queue(first, "five-durable")
+        # Cancelled before any worker runs: it never starts.
+        assert _ok(http.post(f"/v1/executions/{queued_only}/cancel", headers=tenant.headers()), 200)["status"] == "cancelled"
+        with worker_process(migrated_database_url, settings.data_dir, "worker-overlap"):
+            _wait(lambda: state.of(first, "enter") == [1], "the first customer's first run to hold its call")
+            _wait(lambda: status(b1) == "completed", "the other customer's run, while the first is held")
+            assert status(a2) == "queued" and state.of(first, "enter") == [1]
+            assert _ok(http.post(f"/v1/executions/{a2}/cancel", headers=tenant.headers()), 200)["status"] == "cancelled"
+            state.release(first)
+            _wait(lambda: status(a1) == "completed", "the first run to complete")
+
+            state.fail_n = 3
+            try:
+                failed = queue(second, "five-durable")
+                _wait(lambda: status(failed) == "failed", "the five-step run to fail at step 3")
+            finally:
+                state.fail_n = None
+            sent_before = len(state.of(second))
+            rerun = _ok(http.post(f"/v1/executions/{failed}/rerun", headers=tenant.headers(second)), 202)
+            customer_of[rerun["id"]] = second
+            _wait(lambda: status(rerun["id"]) == "completed", "the re-run to complete")
+        assert state.of(first, "enter") == [1]  # a2 never ran
+        assert 1 not in state.of(second)[sent_before:] and state.of(second)[sent_before:] == [3, 4, 5]
+        assert status(queued_only) == "cancelled"
+        assert not [n for n in state.of(first, "call")]  # the cancelled five-step run sent nothing
