@@ -9,8 +9,13 @@ execution whose hand-over may have been lost. A worker (``runtime.Worker``, ``sw
 takes it from the queue and runs it (see ``runtime._worker``).
 
 The queue is partitioned by organization, customer and workflow, one execution of a partition at
-a time: runs of the same workflow for the same customer never race, runs for different customers
-never wait on each other, and one customer's burst cannot hold every worker.
+a time, in the order they were enqueued: runs of the same workflow for the same customer never
+race (the workflow's ``concurrency.per_customer``, default 1 with a sync step), runs for different
+customers never wait on each other. A workflow allowing N runs at once per customer gets N
+partitions (``#0`` .. ``#N-1``, an execution's picked at random): at most N run at once, each partition in
+order. One without a limit gets ``UNLIMITED_PARTITIONS`` of them, so that one customer's burst
+still cannot hold every worker. The partition is recorded with the execution
+(``queue_partition``), so a sweep that hands it over again uses the same one.
 
 This side uses a ``DBOSClient`` only (it needs no launched DBOS, and runs no workflow code), so an
 API process enqueues without being a worker.
@@ -18,6 +23,7 @@ API process enqueues without being a worker.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +48,23 @@ def idempotency_key(workflow_id: str, call: ActionCall) -> str:
     return f"{workflow_id}/{call.step_path}#{call.seq}"
 
 
+# Partitions of a workflow without a per-customer limit (see the module docstring).
+UNLIMITED_PARTITIONS = 4
+
+
+def queue_partition(org_id: str, customer_id: str, workflow_id: str, limit: int | None) -> str:
+    """The queue partition a new execution of ``workflow_id`` for ``customer_id`` waits in, for a
+    workflow allowing ``limit`` runs of one customer at once (None: no limit; see the module
+    docstring). Recorded with the execution (``queue_partition``)."""
+    base = f"{org_id}/{customer_id}/{workflow_id}"
+    slots = UNLIMITED_PARTITIONS if limit is None else limit
+    return base if slots == 1 else f"{base}#{secrets.randbelow(slots)}"
+
+
 def partition_key(execution: dict[str, Any]) -> str:
-    """The queue partition an execution waits in: its organization, customer and workflow."""
-    return f"{execution['org_id']}/{execution['customer_id']}/{execution['workflow_id']}"
+    """The queue partition of a recorded execution: its ``queue_partition``, else (recorded before
+    partitions were kept) its organization, customer and workflow."""
+    return execution.get("queue_partition") or f"{execution['org_id']}/{execution['customer_id']}/{execution['workflow_id']}"
 
 
 class DurableQueue:
@@ -85,8 +105,8 @@ class DurableQueue:
 
     def enqueue(self, execution: dict[str, Any]) -> None:
         """Enqueue the DBOS workflow that runs ``execution`` (a row of ``store.Executions``, or the
-        ``org_id``, ``id``, ``customer_id`` and ``workflow_id`` of one); a no-op when it is already
-        enqueued, running or finished. Blocking: call it off the event loop."""
+        ``org_id``, ``id``, ``customer_id`` and ``workflow_id`` of one, with its ``queue_partition``);
+        a no-op when it is already enqueued, running or finished. Blocking: call it off the event loop."""
         client = self._open()
         client.enqueue(
             {
@@ -100,6 +120,12 @@ class DurableQueue:
             execution["org_id"],
             execution["id"],
         )
+
+    def cancel(self, execution_id: str) -> None:
+        """Cancel the DBOS workflow of ``execution_id``: a queued one never starts, a running one
+        stops at its next step boundary (the call in flight completes). A no-op for one never
+        enqueued or finished. Blocking: call it off the event loop."""
+        self._open().cancel_workflow(execution_id)
 
     def close(self) -> None:
         """Release the client's connections."""

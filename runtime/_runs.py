@@ -55,6 +55,9 @@ from engine.workflow import (
 from runtime._access import Principal, check_customer, tenant_tx
 from runtime._credentials import ConnectionCredentials, connection_for_run, credentials_for_connection
 from runtime._engine import build_engine, lookup_in, placeholders
+from runtime._durable import queue_partition
+from runtime._overlap import Overlap
+from runtime._resume import ResumeInvoker, reusable_calls
 from runtime._specs import SpecCache, loaded, problems_out, stored
 from runtime.errors import RunRefused, SpecInvalid
 
@@ -144,6 +147,8 @@ class Runs:
         self.platform = platform
         # Parsed connector specs, shared by the runs (and checks) of this process.
         self.specs = SpecCache()
+        # This process's inline runs: their turns, and cancelling them.
+        self.overlap = Overlap(platform)
 
     # -- the whole use case ------------------------------------------------------------------
 
@@ -194,6 +199,7 @@ class Runs:
         draft: bool = False,
         transactions: Transactions | None = None,
         inline: bool | None = None,
+        rerun_of: str | None = None,
         **seams: Any,
     ) -> Started:
         """Start an execution of ``workflow_ref`` for ``customer_id``: the one entry point of every
@@ -213,6 +219,15 @@ class Runs:
         ``trigger`` is what the templates see as ``trigger`` (a webhook's payload); it is recorded
         with the execution, so a worker runs a queued one with it. ``charge_event=False`` is for a
         caller that charged the event quota itself (a webhook trigger charges when the event arrives).
+        ``rerun_of`` (see :meth:`rerun`) names a failed execution whose calls before its failed
+        step are answered from its record.
+
+        Overlap (the workflow's ``concurrency``, see ``engine.specs.ConcurrencySpec``): when the
+        workflow limits the runs of one customer, an inline run is recorded ``queued`` and waits
+        its turn in arrival order (``Executions.take_turn``; within the deadline, else it ends
+        ``timeout`` with code ``overlap_wait_exceeded``), and a durable one waits in its queue
+        partition (``runtime._durable``). With ``overlap: coalesce`` a run arriving while another
+        is already waiting ends ``cancelled`` (code ``coalesced``) at once. Dry runs never wait.
         """
         principal.require("workflows", "execute")
         customer_id = customer_id or principal.customer()
@@ -222,26 +237,111 @@ class Runs:
                                dry_run=dry_run, input=input or {}, transactions=tx)
         tier = plan.spec.tier
         durable = not dry_run and (inline is False or (inline is None and tier != "instant"))
+        limit = None if dry_run else plan.spec.customer_limit()
+        coalesce = limit is not None and plan.spec.concurrency.overlap == "coalesce"
+        reuse = await self._reusable(principal, rerun_of, tx) if rerun_of else None
         warnings: tuple[str, ...] = ()
         if charge_event:
             charge = await anyio.to_thread.run_sync(self.platform.quotas.charge_event, principal, customer_id)
             warnings = tuple(charge.warnings)
+        start = partial(self._start, tx, principal, plan, tier, triggered_by, trigger, rerun_of=rerun_of,
+                        coalesce=coalesce)
         if durable:
-            execution = await tx.step(self._start, tx, principal, plan, tier, triggered_by, trigger, "queued")
-            # Recorded first, then handed over: a process lost in between leaves it queued, and a
-            # worker's sweep hands it over again (enqueueing is idempotent by execution id).
-            await anyio.to_thread.run_sync(self.platform.durable.enqueue, execution)
+            partition = queue_partition(plan.org_id, plan.customer_id, plan.workflow_id, limit)
+            execution = await tx.step(partial(start, "queued", partition=partition))
+            if execution["status"] == "queued":
+                # Recorded first, then handed over: a process lost in between leaves it queued, and a
+                # worker's sweep hands it over again (enqueueing is idempotent by execution id).
+                await anyio.to_thread.run_sync(self.platform.durable.enqueue, {**execution, "queue_partition": partition})
             return Started(execution, warnings, durable=True)
-        execution = await tx.step(self._start, tx, principal, plan, tier, triggered_by, trigger, "running")
+        if limit is None:
+            execution = await tx.step(partial(start, "running"))
+        else:
+            execution = await self.overlap.wait_turn(tx, principal, await tx.step(partial(start, "queued")), limit)
+            if execution["status"] != "running":
+                return Started(execution, warnings)  # coalesced, cancelled or timed out while it waited
+        if reuse is not None:
+            redact = await redactor(plan)
+            seams["wrap_invoker"] = lambda inner: ResumeInvoker(inner, reuse, redact)
         try:
-            outcome = await self.execute(plan, execution["id"], trigger=trigger, **seams)
+            with anyio.CancelScope() as scope:
+                self.overlap.running(execution["id"], scope, plan.org_id)
+                try:
+                    outcome = await self.execute(plan, execution["id"], trigger=trigger, **seams)
+                finally:
+                    self.overlap.done(execution["id"])
+            if scope.cancelled_caught:
+                outcome = RunOutcome("cancelled", None, None, [])
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await tx.step(self._finish, tx, principal, execution["id"],
                               _failure("internal_error", "the run stopped unexpectedly"))
+                self.overlap.finished(execution)
             raise
         finished = await tx.step(self._finish, tx, principal, execution["id"], outcome)
+        self.overlap.finished(execution)
         return Started(finished, warnings)
+
+    async def _reusable(self, principal: Principal, execution_id: str, tx: Transactions) -> dict[str, Any]:
+        def read() -> dict[str, Any] | None:
+            with tx.open(principal) as t:
+                return store.Executions(t).record(principal.org_id, execution_id)
+
+        return reusable_calls(await tx.step(read), execution_id)
+
+    # -- cancel and re-run -------------------------------------------------------------------
+
+    async def cancel(self, principal: Principal, execution_id: str, *,
+                     transactions: Transactions | None = None) -> dict[str, Any]:
+        """Cancel execution ``execution_id``: it is recorded ``cancelled`` (error code
+        ``cancelled``) at once. A queued one never starts; a running inline one stops at once in
+        this process, or within ``CANCEL_POLL_SECONDS`` in another; a running durable one stops at
+        its next step boundary (the call in flight completes; DBOS ``cancel_workflow``). Needs
+        ``workflows:execute``. Raises ``NotFound`` (another tenant's or customer's execution) and
+        ``store.Conflict`` (409: it already finished)."""
+        principal.require("workflows", "execute")
+        tx = transactions or self.transactions()
+        who = f"{principal.actor_type}:{principal.actor_id}"
+
+        def mark() -> dict[str, Any]:
+            with tx.open(principal) as t:
+                return store.Executions(t).cancel(principal.org_id, execution_id, by=who)
+
+        row = await tx.step(mark)
+        if row["tier"] != "instant" and row["owner"] is None:
+            await anyio.to_thread.run_sync(self.platform.durable.cancel, execution_id)
+        self.overlap.cancel_local(execution_id)
+        self.overlap.finished(row)
+        return {k: v for k, v in row.items() if k != "owner"}
+
+    async def rerun(self, principal: Principal, execution_id: str, *,
+                    transactions: Transactions | None = None, triggered_by: str | None = None) -> Started:
+        """Re-run a failed execution from its failed step, as a new execution naming it
+        (``rerun_of``): the same version, customer, input and trigger; the calls of the steps
+        before the failed one are answered from its stored record and not sent again (see
+        ``runtime._resume``); it then runs like any start (inline or queued, by tier). Needs
+        ``workflows:execute``. Raises ``NotFound`` (another tenant's or customer's execution),
+        ``RunRefused`` (409: it did not fail, it was a dry run, or it has no record to re-run
+        from) and what :meth:`start` raises."""
+        principal.require("workflows", "execute")
+        tx = transactions or self.transactions()
+
+        def read() -> dict[str, Any]:
+            with tx.open(principal) as t:
+                return store.Executions(t).control(principal.org_id, execution_id)
+
+        original = await tx.step(read)
+        if original["status"] not in ("failed", "timeout", "cancelled"):
+            raise RunRefused("status", f"execution {execution_id!r} is {original['status']}; only a failed, timed out "
+                                       "or cancelled execution can be re-run")
+        if original["dry_run"]:
+            raise RunRefused("dry_run", f"execution {execution_id!r} was a dry run; dry runs are not re-run")
+        reusable_calls(original["record"], execution_id)  # refuse before anything is charged
+        return await self.start(
+            principal, original["workflow_id"], customer_id=original["customer_id"], version=original["version"],
+            input=original["input"], triggered_by=triggered_by or original["triggered_by"],
+            trigger=original["trigger"], transactions=tx, rerun_of=execution_id,
+        )
 
     def transactions(self) -> Transactions:
         """The default :class:`Transactions`: ``tenant_tx`` on the platform's pool, blocking work in a
@@ -249,14 +349,16 @@ class Runs:
         return Transactions(open=partial(tenant_tx, self.platform.db), step=anyio.to_thread.run_sync)
 
     def _start(self, tx: Transactions, principal: Principal, plan: RunPlan, tier: str, triggered_by: str,
-               trigger: Any, status: str) -> dict[str, Any]:
+               trigger: Any, status: str, *, partition: str | None = None, rerun_of: str | None = None,
+               coalesce: bool = False) -> dict[str, Any]:
         with tx.open(principal) as t:
             return store.Executions(t).start(
                 plan.org_id, customer_id=plan.customer_id, workflow_id=plan.workflow_id, version=plan.version,
                 dry_run=plan.dry_run, input=plan.input, tier=tier, triggered_by=triggered_by, trigger=trigger,
-                status=status,
-                # An inline run belongs to this process: if it dies, the sweep fails the run.
-                owner=self.platform.process_id if status == "running" else None,
+                status=status, rerun_of=rerun_of, queue_partition=partition, coalesce=coalesce,
+                # An inline run (running, or queued for its turn) belongs to this process: if it
+                # dies, the sweep fails the run. A durable one has no owner here (DBOS owns it).
+                owner=self.platform.process_id if partition is None else None,
             )
 
     def _finish(self, tx: Transactions, principal: Principal, execution_id: str, outcome: RunOutcome) -> dict[str, Any]:
@@ -416,7 +518,7 @@ class Runs:
                 "cause": recorded.cause_code if recorded is not None else None,
             }
         output = result.record.output if result.succeeded else None
-        redact = await _redactor(plan)
+        redact = await redactor(plan)
         return RunOutcome("completed" if result.succeeded else "failed", output, error, engine.traces(result), redact(_stored_record(plan, result)))
 
     # -- replaying -------------------------------------------------------------------------------
@@ -453,7 +555,7 @@ async def replay_offline(spec: WorkflowSpec, record: RunRecord, workflows: Workf
     return await Interpreter(deps).replay(spec, record)
 
 
-async def _redactor(plan: RunPlan) -> Redactor:
+async def redactor(plan: RunPlan) -> Redactor:
     """What the stored record must not hold: the environment's secrets and every credential the run
     had (renewed tokens included). A record keeps what APIs answered, and an API may echo a value
     it was sent, or hold a secret a workflow wrote into it."""

@@ -7,7 +7,9 @@ once). ``switchboard worker`` runs one; ``switchboard run`` runs one in-process.
 
 One execution is one DBOS workflow, whose id is the execution's id. Its steps, in order:
 
-1. ``claim``: the execution becomes ``running`` (it stays so when resumed after a recovery).
+1. ``claim``: the execution becomes ``running`` (it stays so when resumed after a recovery); one
+   cancelled before it started is left be. Cancelling a running one (``Runs.cancel``) cancels its
+   DBOS workflow, which stops at its next step boundary.
 2. The run: planned again from the execution row (the recorded version, customer, input and trigger), then
    interpreted with every connector call made through :class:`DurableInvoker`, one DBOS step per
    call, and foreach iterations one at a time (``Dependencies.sequential``), so that the calls come
@@ -44,7 +46,8 @@ from engine.workflow import ActionCall, ActionInvoker, ErrorInfo, TraceRecord, T
 from runtime._durable import APP_NAME, CLASS_NAME, INSTANCE_NAME, WORKFLOW_NAME, idempotency_key
 from runtime._leases import ProcessLease
 from runtime._access import system_principal
-from runtime._runs import RunOutcome
+from runtime._resume import ResumeInvoker, reusable_calls
+from runtime._runs import RunOutcome, redactor
 from runtime._schedules import SCHEDULE_POLL_SECONDS, Scheduler
 from runtime.errors import ServiceError
 
@@ -203,7 +206,8 @@ class Worker:
     def _claim(self, org_id: str, execution_id: str) -> dict[str, Any]:
         with self.platform.db.tenant(org_id) as tx:
             row = store.Executions(tx).claim(org_id, execution_id)
-        return {key: row[key] for key in ("status", "customer_id", "workflow_id", "version", "input", "trigger", "tier")}
+        return {key: row[key] for key in ("status", "customer_id", "workflow_id", "version", "input", "trigger", "tier",
+                                          "rerun_of")}
 
     async def _outcome(self, org_id: str, execution_id: str, claimed: dict[str, Any]) -> RunOutcome:
         runs, config = self.platform.runs, self.platform.config
@@ -217,11 +221,25 @@ class Worker:
             code = getattr(exc, "code", "runtime_error")
             return RunOutcome("failed", None, {"code": code, "step": None, "message": str(exc)}, [])
         deadline = config.long_deadline if claimed["tier"] == "long" else config.standard_deadline
+        wrap = lambda inner: DurableInvoker(inner, execution_id)  # noqa: E731
+        if claimed.get("rerun_of"):
+            # A re-run: the calls before the original's failed step are answered from its record
+            # (inside the durable step, so a resumed re-run answers them the same way).
+            original = claimed["rerun_of"]
+            try:
+                reuse = reusable_calls(await anyio.to_thread.run_sync(self._record, org_id, original), original)
+            except ServiceError as exc:
+                return RunOutcome("failed", None, {"code": exc.code, "step": None, "message": str(exc)}, [])
+            redact = await redactor(plan)
+            wrap = lambda inner: DurableInvoker(ResumeInvoker(inner, reuse, redact), execution_id)  # noqa: E731
         return await runs.execute(
             plan, execution_id, trigger=claimed.get("trigger"), deadline=deadline,
-            wrap_invoker=lambda inner: DurableInvoker(inner, execution_id),
-            sequential=True, random=random.Random(execution_id),
+            wrap_invoker=wrap, sequential=True, random=random.Random(execution_id),
         )
+
+    def _record(self, org_id: str, execution_id: str) -> dict[str, Any] | None:
+        with self.platform.db.tenant(org_id) as tx:
+            return store.Executions(tx).record(org_id, execution_id)
 
     def _finish(self, org_id: str, execution_id: str, outcome: RunOutcome) -> str:
         with self.platform.db.tenant(org_id) as tx:

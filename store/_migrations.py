@@ -21,7 +21,7 @@ from datetime import datetime
 import psycopg
 
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
-from store._schema import DURABLE_EXECUTIONS, PLATFORM_SCHEMA
+from store._schema import DURABLE_EXECUTIONS, EXECUTION_CONTROL, PLATFORM_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
 from store._schema_events import EVENTS_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
@@ -84,6 +84,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m005_events", EVENTS_SCHEMA),
     # Schedules: one row per scheduled deployment and customer, with its next slot: store/_schedules.py.
     Migration("m006_schedules", SCHEDULES_MIGRATION),
+    # Overlap turns, cancel and re-run from the failed step (store/_schema.py EXECUTION_CONTROL).
+    Migration("m007_execution_control", EXECUTION_CONTROL),
 )
 
 _CREATE_TABLE = """

@@ -47,7 +47,8 @@ def end_process(admin_conninfo: str, process_id: str) -> None:
 def fail_orphaned(
     admin_conninfo: str, *, host: str, alive: Callable[[int], bool], lease_seconds: float
 ) -> list[dict[str, Any]]:
-    """Mark ``failed`` every inline execution still ``running`` whose owner process is gone (see the
+    """Mark ``failed`` every inline execution still ``running`` (or ``queued``, waiting its turn)
+    whose owner process is gone (see the
     module docstring), and forget the gone processes. ``alive(pid)`` says whether a pid exists on
     ``host`` (this machine). Returns the executions failed (``org_id``, ``id``, ``owner``)."""
     with connect(admin_conninfo, autocommit=True) as conn:
@@ -58,7 +59,7 @@ def fail_orphaned(
         gone = {pid_row[0] for pid_row in processes if pid_row[3] or (pid_row[1] == host and not alive(pid_row[2]))}
         known = {row[0] for row in processes}
         owners = conn.execute(
-            "SELECT DISTINCT owner FROM executions WHERE status = 'running' AND owner IS NOT NULL"
+            "SELECT DISTINCT owner FROM executions WHERE status IN ('queued', 'running') AND owner IS NOT NULL"
         ).fetchall()
         lost = sorted({owner for (owner,) in owners if owner in gone or owner not in known})
         failed: list[dict[str, Any]] = []
@@ -70,7 +71,7 @@ def fail_orphaned(
                 }
                 rows = conn.execute(
                     "UPDATE executions SET status = 'failed', error = %s, finished_at = now(), updated_at = now()"
-                    " WHERE status = 'running' AND owner = %s RETURNING org_id, id, owner",
+                    " WHERE status IN ('queued', 'running') AND owner = %s RETURNING org_id, id, owner",
                     (Jsonb(error), owner),
                 ).fetchall()
                 failed += [{"org_id": org_id, "id": id_, "owner": who} for org_id, id_, who in rows]
@@ -85,8 +86,10 @@ def unstarted_executions(admin_conninfo: str, *, older_than_seconds: float, limi
     and enqueueing it). Enqueueing is idempotent by execution id, so a caller re-enqueues them all."""
     with connect(admin_conninfo, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT org_id, id, customer_id, workflow_id, tier FROM executions WHERE status = 'queued'"
-            " AND started_at < now() - make_interval(secs => %s) ORDER BY started_at LIMIT %s",
+            "SELECT org_id, id, customer_id, workflow_id, tier, queue_partition FROM executions WHERE status = 'queued'"
+            # An owner marks an inline run waiting its turn in its process, not a durable one.
+            " AND owner IS NULL AND started_at < now() - make_interval(secs => %s) ORDER BY started_at LIMIT %s",
             (older_than_seconds, limit),
         ).fetchall()
-    return [{"org_id": r[0], "id": r[1], "customer_id": r[2], "workflow_id": r[3], "tier": r[4]} for r in rows]
+    return [{"org_id": r[0], "id": r[1], "customer_id": r[2], "workflow_id": r[3], "tier": r[4],
+             "queue_partition": r[5]} for r in rows]

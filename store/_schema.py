@@ -522,3 +522,13 @@ CREATE TABLE runtime_processes (
     heartbeat_at timestamptz NOT NULL DEFAULT now()
 );
 """
+
+# Overlap, cancel and re-run (m006): an execution re-run from its failed step names the original;
+# a durable one remembers its queue partition (a sweep that hands it over again uses the same);
+# runs waiting their turn are found by workflow and customer.
+EXECUTION_CONTROL = """
+ALTER TABLE executions ADD COLUMN rerun_of text;
+ALTER TABLE executions ADD COLUMN queue_partition text;
+CREATE INDEX executions_turns ON executions (org_id, customer_id, workflow_id, started_at, id)
+    WHERE status IN ('queued', 'running') AND NOT dry_run;
+"""

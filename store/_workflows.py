@@ -45,8 +45,13 @@ _SUMMARY = (
 _VERSION_COLUMNS = "org_id, id, workflow_id, version, created_by, created_at"
 _EXECUTION_SUMMARY = (
     "org_id, id, customer_id, workflow_id, version, dry_run, status, tier, triggered_by, input, output, error,"
-    " started_at, finished_at"
+    " started_at, finished_at, rerun_of"
 )
+# Still to run or running: what an overlap limit counts, and what can be cancelled.
+UNFINISHED_STATUSES = ("queued", "running")
+# The error a cancelled execution records, and the one a coalesced run records.
+CANCELLED = "cancelled"
+COALESCED = "coalesced"
 _EXECUTION_DETAIL = _EXECUTION_SUMMARY + ", trace"
 
 
@@ -354,23 +359,109 @@ class Executions:
 
     def start(self, org_id: str, *, customer_id: str, workflow_id: str, version: int, dry_run: bool,
               input: Any, tier: str = "instant", triggered_by: str = "manual", trigger: Any = None,
-              status: str = "running", owner: str | None = None) -> dict[str, Any]:
-        """Record a run: ``running`` inline in process ``owner`` (see ``fail_orphaned``), or
-        ``queued`` for a durable worker. ``version`` 0 means the draft; ``trigger`` is what fired it
-        (a webhook's payload), kept for the worker that runs it (see ``claim``), not returned."""
+              status: str = "running", owner: str | None = None, rerun_of: str | None = None,
+              queue_partition: str | None = None, coalesce: bool = False) -> dict[str, Any]:
+        """Record a run: ``running`` inline in process ``owner`` (see ``fail_orphaned``), ``queued``
+        inline in ``owner`` (waiting its turn, see ``take_turn``), or ``queued`` for a durable
+        worker (no owner; ``queue_partition`` is the durable queue's partition it waits in).
+        ``version`` 0 means the draft; ``trigger`` is what fired it (a webhook's payload), kept for
+        the worker that runs it (see ``claim``), not returned; ``rerun_of`` the execution it re-runs.
+
+        With ``coalesce``, when another run of the workflow for the customer is already ``queued``,
+        this one is recorded ``cancelled`` (error code ``coalesced``, ``into`` naming that run)
+        instead: the check and the insert are serialized per workflow and customer."""
         _check("execution", "tier", tier, EXECUTION_TIERS)
         _check("execution", "triggered_by", triggered_by, TRIGGERED_BY)
         _check("execution", "status", status, ("queued", "running"))
+        error = None
+        if coalesce:
+            self._lock_turns(org_id, customer_id, workflow_id)
+            waiting = self.tx.execute(
+                "SELECT id FROM executions WHERE org_id = %s AND customer_id = %s AND workflow_id = %s"
+                " AND status = 'queued' AND NOT dry_run ORDER BY started_at, id LIMIT 1",
+                (org_id, customer_id, workflow_id),
+            ).fetchone()
+            if waiting is not None:
+                status = "cancelled"
+                error = {"code": COALESCED, "step": None, "into": waiting["id"],
+                         "message": f"coalesced into execution {waiting['id']}, which was already waiting to run"}
         try:
             return self.tx.execute(
                 "INSERT INTO executions (org_id, id, customer_id, workflow_id, version, dry_run, status, input, tier,"
-                " triggered_by, trigger, owner) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " triggered_by, trigger, owner, rerun_of, queue_partition, error, finished_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " CASE WHEN %s = 'cancelled' THEN now() END)"
                 f" RETURNING {_EXECUTION_DETAIL}",
                 (org_id, new_id("exe"), customer_id, workflow_id, version, dry_run, status, Jsonb(input), tier,
-                 triggered_by, Jsonb(trigger) if trigger is not None else None, owner),
+                 triggered_by, Jsonb(trigger) if trigger is not None else None, owner, rerun_of, queue_partition,
+                 Jsonb(error) if error is not None else None, status),
             ).fetchone()
         except ForeignKeyViolation as exc:
             raise NotFound("customer", customer_id) from exc
+
+    def _lock_turns(self, org_id: str, customer_id: str, workflow_id: str) -> None:
+        # Serializes, per workflow and customer, the decisions that count runs (coalescing, turns),
+        # for the rest of the transaction.
+        self.tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 10))",
+                        (f"{org_id}/{customer_id}/{workflow_id}",))
+
+    def take_turn(self, org_id: str, execution_id: str, limit: int) -> dict[str, Any]:
+        """Start execution ``execution_id`` (``queued`` inline, waiting its turn) when fewer than
+        ``limit`` runs of its workflow for its customer are ahead of it: running, or queued before
+        it (by start time, then id). Returns its row: ``running`` when it got its turn, still
+        ``queued`` when it must wait, or finished (cancelled while it waited). Raises ``NotFound``.
+
+        Decisions are serialized per workflow and customer, so at most ``limit`` runs hold a turn."""
+        row = self.tx.execute(
+            "SELECT customer_id, workflow_id FROM executions WHERE org_id = %s AND id = %s", (org_id, execution_id)
+        ).fetchone()
+        if row is None:
+            raise NotFound("execution", execution_id)
+        self._lock_turns(org_id, row["customer_id"], row["workflow_id"])
+        self.tx.execute(
+            "UPDATE executions e SET status = 'running', updated_at = now() WHERE e.org_id = %(org)s AND e.id = %(id)s"
+            " AND e.status = 'queued' AND (SELECT count(*) FROM executions o WHERE o.org_id = e.org_id"
+            " AND o.customer_id = e.customer_id AND o.workflow_id = e.workflow_id AND o.id <> e.id AND NOT o.dry_run"
+            " AND (o.status = 'running' OR (o.status = 'queued' AND (o.started_at, o.id) < (e.started_at, e.id))))"
+            " < %(limit)s",
+            {"org": org_id, "id": execution_id, "limit": limit},
+        )
+        return self.get(org_id, execution_id)
+
+    def cancel(self, org_id: str, execution_id: str, *, by: str | None = None) -> dict[str, Any]:
+        """Mark a ``queued`` or ``running`` execution ``cancelled`` (error code ``cancelled``) and
+        return it; whoever runs it stops (see ``runtime.Runs.cancel``). Raises ``NotFound`` and
+        ``Conflict`` (409) for a finished execution."""
+        error = {"code": CANCELLED, "step": None, "message": f"cancelled by {by}" if by else "cancelled"}
+        row = self.tx.execute(
+            "UPDATE executions SET status = 'cancelled', error = %s, finished_at = now(), updated_at = now()"
+            f" WHERE org_id = %s AND id = %s AND status IN ('queued', 'running') RETURNING {_EXECUTION_DETAIL}, owner",
+            (Jsonb(error), org_id, execution_id),
+        ).fetchone()
+        if row is None:
+            current = self.get(org_id, execution_id)
+            raise Conflict("execution", "status", f"execution {execution_id!r} is {current['status']}; "
+                                                    "only a queued or running execution can be cancelled")
+        return row
+
+    def cancelled_among(self, org_id: str, execution_ids: list[str]) -> list[str]:
+        """Which of ``execution_ids`` are ``cancelled`` (a runner in another process asks)."""
+        rows = self.tx.execute(
+            "SELECT id FROM executions WHERE org_id = %s AND id = ANY(%s) AND status = 'cancelled'",
+            (org_id, list(execution_ids)),
+        ).fetchall()
+        return sorted(row["id"] for row in rows)
+
+    def control(self, org_id: str, execution_id: str) -> dict[str, Any]:
+        """What running, cancelling and re-running an execution need beyond ``get``: its ``trigger``,
+        ``owner``, ``queue_partition`` and run ``record``. Raises ``NotFound``."""
+        row = self.tx.execute(
+            f"SELECT {_EXECUTION_DETAIL}, trigger, owner, queue_partition, record FROM executions"
+            " WHERE org_id = %s AND id = %s", (org_id, execution_id)
+        ).fetchone()
+        if row is None:
+            raise NotFound("execution", execution_id)
+        return row
 
     def claim(self, org_id: str, execution_id: str) -> dict[str, Any]:
         """Mark a queued execution ``running`` (a durable worker took it; again after a recovery:
@@ -396,8 +487,13 @@ class Executions:
         """
         _check("execution", "status", status, FINISHED_STATUSES)
         output, error, trace, record = _storable(output), _storable(error), _storable(trace), _storable(record)
+        # A cancelled execution stays cancelled (its runner may finish the call it was in); it
+        # keeps the trace and record of what it did before it stopped.
         row = self.tx.execute(
-            "UPDATE executions SET status = %s, output = %s, error = %s, trace = %s, record = %s, finished_at = now(),"
+            "UPDATE executions SET status = CASE WHEN status = 'cancelled' THEN status ELSE %s END,"
+            " output = CASE WHEN status = 'cancelled' THEN NULL ELSE %s END,"
+            " error = CASE WHEN status = 'cancelled' THEN error ELSE %s END, trace = %s, record = %s,"
+            " finished_at = coalesce(finished_at, now()),"
             f" updated_at = now() WHERE org_id = %s AND id = %s RETURNING {_EXECUTION_DETAIL}",
             (status, Jsonb(output), Jsonb(error) if error is not None else None, Jsonb(trace or []),
              Jsonb(record) if record is not None else None, org_id, execution_id),

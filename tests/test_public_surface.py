@@ -15,7 +15,7 @@ SURFACES = {
     "engine.datamodel": {"KINDS", "model_schema", "schema_paths", "suggest_mapping", "validate_record"},
     "engine.specs": {
         "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
-        "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DailySchedule", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
+        "BearerAuth", "CallSpec", "CallStep", "ConcurrencySpec", "ConnectorSpec", "DailySchedule", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
         "FilterStep", "ForeachSpec", "ForeachStep", "Idempotency", "IfStep", "ManualTrigger", "MapStep", "MonthlySchedule", "NoAuth", "OAuth2Auth",
         "Pagination", "RateLimitSpec", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
         "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WeeklySchedule", "WorkflowSpec", "deref", "iter_steps",

@@ -222,6 +222,7 @@ class ExecutionOut(BaseModel):
     error: dict[str, Any] | None = None
     started_at: datetime
     finished_at: datetime | None
+    rerun_of: str | None = Field(None, description="The failed execution this one re-runs from its failed step.")
 
 
 class ExecutionDetailOut(ExecutionOut):
@@ -677,3 +678,38 @@ def get_execution(execution_id: str, db: Db, principal: Annotated[Principal, req
     # Bound to the customer the request names (any caller), not only to a key's bound customer.
     with db.tenant(principal.org_id, principal.customer_id) as tx:
         return store.Executions(tx).get(principal.org_id, execution_id)
+
+
+@router.post("/executions/{execution_id}/cancel", name="execution.cancel", response_model=ExecutionDetailOut)
+async def cancel_execution(
+    execution_id: str, runs: RunsDep, db: Db, principal: Annotated[Principal, require("workflows", "execute")],
+) -> Any:
+    """Cancel a queued or running execution: it is recorded ``cancelled`` at once. A queued one
+    never starts; a running inline one stops; a running durable one stops at its next step
+    boundary (the connector call in flight completes). 409 when it already finished; 404 for an
+    execution of another organization (or, naming a customer, of another customer)."""
+    transactions = Transactions(open=partial(tenant_tx, db, named_customer=True), step=in_thread)
+    return await runs.cancel(principal, execution_id, transactions=transactions)
+
+
+@router.post("/executions/{execution_id}/rerun", name="execution.rerun", response_model=ExecutionDetailOut,
+             status_code=201,
+             responses={202: {"model": ExecutionDetailOut, "description": "A Standard or Long workflow's re-run, "
+                                                                        "queued for a worker."}})
+async def rerun_execution(
+    execution_id: str, request: Request, response: Response, runs: RunsDep, db: Db,
+    principal: Annotated[Principal, require("workflows", "execute")],
+) -> Any:
+    """Re-run a failed (or timed out, or cancelled) execution from its failed step: a new
+    execution (``rerun_of`` names the original) with the same version, customer, input and
+    trigger, in which the calls of the steps before the failed one are answered from the
+    original's run record and not sent again. Answers like a run: 201 with the finished execution
+    (Instant), 202 queued (Standard, Long). 409 when the execution did not fail or has no run
+    record to re-run from; 404 for another organization's (or customer's) execution."""
+    transactions = Transactions(open=partial(tenant_tx, db, named_customer=True), step=in_thread)
+    started = await runs.rerun(principal, execution_id, transactions=transactions)
+    note_warnings(request, started.warnings)
+    if started.durable:
+        response.status_code = 202
+        response.headers["Location"] = f"/v1/executions/{started.execution['id']}"
+    return started.execution

@@ -11,6 +11,7 @@ from ._workflow import (
     AppEventTrigger,
     CallSpec,
     CallStep,
+    ConcurrencySpec,
     DailySchedule,
     DelaySpec,
     DelayStep,
@@ -37,7 +38,7 @@ from ._workflow import (
 
 __all__ = [
     "ActionSpec", "ActionStep", "ApiKeyAuth", "ApiKeyPlacement", "AppEventTrigger", "AuthSpec", "BasicAuth",
-    "BearerAuth", "CallSpec", "CallStep", "ConnectorSpec", "DailySchedule", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
+    "BearerAuth", "CallSpec", "CallStep", "ConcurrencySpec", "ConnectorSpec", "DailySchedule", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
     "FilterStep", "ForeachSpec", "ForeachStep", "Idempotency", "IfStep", "ManualTrigger", "MapStep", "MonthlySchedule", "NoAuth", "OAuth2Auth",
     "Pagination", "RateLimitSpec", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
     "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WeeklySchedule", "WorkflowSpec", "deref", "iter_steps", "json_pointer",

@@ -340,6 +340,38 @@ Step = Annotated[
 ]
 
 
+OVERLAP_POLICIES = ("queue", "coalesce")
+
+
+class ConcurrencySpec(_Model):
+    """How runs of this workflow for one customer overlap.
+
+    ``per_customer``: how many of the customer's runs may run at once (``unlimited``: no limit).
+    Default: 1 for a workflow with a sync step (two syncs of the same data race: each lists, then
+    creates the same records), unlimited otherwise. Runs for different customers never wait on
+    each other.
+
+    ``overlap``: what a run that arrives while the customer's limit is reached does.
+    ``queue`` (default): it is recorded ``queued`` and waits its turn, in arrival order.
+    ``coalesce``: when another run of the workflow for the customer is already waiting (queued, not
+    yet started), the new one does not run: it is recorded ``cancelled`` with error code
+    ``coalesced`` naming the waiting execution, which runs for both (it has not started, so it
+    sees what the new one would have seen). At most one run then runs and one waits.
+    """
+
+    per_customer: int | Literal["unlimited"] | None = Field(
+        default=None, description="runs of one customer at once; default 1 with a sync step, else unlimited")
+    overlap: Literal["queue", "coalesce"] = Field(default="queue", description="queue: wait in order; "
+                                                  "coalesce: join the run already waiting")
+
+    @field_validator("per_customer")
+    @classmethod
+    def _positive(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 1 <= value <= 64:
+            raise ValueError("must be between 1 and 64, or 'unlimited'")
+        return value
+
+
 class WorkflowSpec(_Model):
     """A versioned workflow: its trigger, input schema and steps."""
 
@@ -352,6 +384,8 @@ class WorkflowSpec(_Model):
     input: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, description="JSON Schema of the input")
     steps: list[Step] = Field(min_length=1)
     output: Any = Field(default=None, description="template for the result; default: the last step's output")
+    concurrency: ConcurrencySpec = Field(default_factory=ConcurrencySpec,
+                                         description="how runs for one customer overlap (see ConcurrencySpec)")
 
     @field_validator("input")
     @classmethod
@@ -366,6 +400,16 @@ class WorkflowSpec(_Model):
                 raise ValueError(f"step id {step.id!r} is used more than once")
             seen.add(step.id)
         return self
+
+    def customer_limit(self) -> int | None:
+        """How many runs of this workflow may run at once for one customer (None: no limit); see
+        :class:`ConcurrencySpec`."""
+        value = self.concurrency.per_customer
+        if value == "unlimited":
+            return None
+        if value is None:
+            return 1 if any(isinstance(step, SyncStep) for step in iter_steps(self.steps)) else None
+        return int(value)
 
     def connectors(self) -> set[str]:
         """The connector ids this workflow's steps call."""
