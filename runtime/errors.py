@@ -8,6 +8,7 @@ Hierarchy::
      +-- BadHeader          a header is malformed or contradicts the credentials (400); ``header``
      +-- SpecInvalid        a connector or workflow spec is refused (422); ``errors`` lists each JSON pointer
      +-- RunRefused         a run cannot start: no usable version, connector or connection (409)
+     +-- EmbeddingFailed    the embedder (``embedder``) could not embed text (502): its server failed or refused
 
 Each class has ``code`` and ``http_status``; ``api/`` maps any exception carrying both to a problem
 response, so callers other than routes (tools, MCP, workers) get the same codes. Errors of the
@@ -100,4 +101,18 @@ class RunRefused(ServiceError):
         super().__init__(reason)
 
 
-__all__ = ["BadHeader", "Forbidden", "RunRefused", "ServiceError", "SpecInvalid", "Unauthenticated"]
+class EmbeddingFailed(ServiceError):
+    """The embedder ``embedder`` could not embed text, for ``reason``. 502: the cause is the
+    embedding server (or the bundled model's files), not the request."""
+
+    code = "embedding_failed"
+    http_status = 502
+    problem_fields = ("embedder",)
+
+    def __init__(self, embedder: str, reason: str) -> None:
+        self.embedder = embedder
+        self.reason = reason
+        super().__init__(f"embedder {embedder!r} failed: {reason}")
+
+
+__all__ = ["BadHeader", "EmbeddingFailed", "Forbidden", "RunRefused", "ServiceError", "SpecInvalid", "Unauthenticated"]

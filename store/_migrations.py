@@ -21,6 +21,7 @@ from datetime import datetime
 import psycopg
 
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
+from store._catalog import CATALOG_SCHEMA
 from store._schema import PLATFORM_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
@@ -76,6 +77,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m002_platform", PLATFORM_SCHEMA),
     # The interpreter's run record, kept with the execution so a run can be replayed offline.
     Migration("m003_execution_records", "ALTER TABLE executions ADD COLUMN record jsonb"),
+    # The connector catalog: embeddings (HNSW) and full-text documents of connectors and actions.
+    # Named m006: it lands after m004/m005 of a branch merged before it.
+    Migration("m006_catalog", CATALOG_SCHEMA),
 )
 
 _CREATE_TABLE = """
