@@ -7,6 +7,9 @@
 * Credentials and connections: connecting (API keys, OAuth 2.0), reading and refreshing
   credentials, the engine's credential provider, connection tests and OAuth callbacks.
 * Quotas: :class:`Quotas` charges API calls and events without a request.
+* Catalog: :class:`Catalog` indexes saved connectors and their actions (embeddings and full
+  text) and searches them, the organization's own first; :func:`build_embedder` picks the
+  :class:`Embedder` (``offline`` WordLlama, or ``openai:<model>``).
 
 A :class:`Platform` (built once per process by ``switchboard``) holds the seams and the services.
 Arrows point down: runtime imports ``engine`` and ``store``, never ``api`` or ``switchboard``.
@@ -26,6 +29,15 @@ from runtime._access import (
     tenant_scope,
     tenant_tx,
 )
+from runtime._catalog import (
+    MAX_QUERY_LENGTH,
+    MAX_RESULTS,
+    Catalog,
+    CatalogHit,
+    PreparedIndex,
+    check_query,
+)
+from runtime._embeddings import Embedder, OfflineEmbedder, OpenAIEmbedder, build_embedder
 from runtime._connections import CallbackResult, ConnectionService, ConnectionTest
 from runtime._credentials import (
     ConnectionCredentials,
@@ -54,27 +66,36 @@ from runtime._runs import (
     replay_record,
 )
 from runtime._specs import SpecCache, loaded, problems_out, stored, validated
-from runtime.errors import BadHeader, Forbidden, RunRefused, ServiceError, SpecInvalid, Unauthenticated
+from runtime.errors import BadHeader, EmbeddingFailed, Forbidden, RunRefused, ServiceError, SpecInvalid, Unauthenticated
 
 __all__ = [
     "ACCESS_KEY_HEADER",
     "ACCOUNT_HEADER",
     "CUSTOMER_CEILING",
+    "MAX_QUERY_LENGTH",
+    "MAX_RESULTS",
     "PRODUCTION",
     "RECORD_FORMAT",
     "RUN_DEADLINE_SECONDS",
     "TENANT_HEADER",
     "BadHeader",
     "CallbackResult",
+    "Catalog",
+    "CatalogHit",
     "Config",
     "ConnectionCredentials",
     "ConnectionService",
     "ConnectionTest",
     "Connector",
+    "EmbeddingFailed",
+    "Embedder",
     "Engine",
     "Forbidden",
     "OAuthSetup",
+    "OfflineEmbedder",
+    "OpenAIEmbedder",
     "Platform",
+    "PreparedIndex",
     "Principal",
     "Quotas",
     "RunOutcome",
@@ -90,9 +111,11 @@ __all__ = [
     "Unauthenticated",
     "authenticate_key",
     "authenticate_user",
+    "build_embedder",
     "build_engine",
     "build_executor",
     "check_environment",
+    "check_query",
     "connection_for_run",
     "connector_for_connections",
     "create_connection",

@@ -3,7 +3,7 @@
 
 It holds the seams (database pool, encryptor, outbound HTTP client, clock, OIDC verifier), the
 configuration the use cases read (:class:`Config`) and the services built on them (``runs``,
-``connections``, ``quotas``), so a route, a tool and a worker run the same code with the same
+``connections``, ``quotas``, ``catalog``), so a route, a tool and a worker run the same code with the same
 caches.
 """
 
@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import store
 from engine.expressions import Evaluator, ExpressionBudget, ExpressionCache
 from engine.http import HttpClient
+from runtime._embeddings import Embedder
 
 # An inline run holds a request open; longer work belongs to durable executions (later issues).
 RUN_DEADLINE_SECONDS = 300.0
@@ -67,10 +68,14 @@ class Platform:
     clock: Callable[[], datetime] = utc_now
     oidc: TokenVerifier | None = None
     config: Config = field(default_factory=Config)
+    # The catalog's embedder (default: the offline one, loaded on first use).
+    embedder: Embedder | None = None
 
     def __post_init__(self) -> None:
         # Imported here: the services import this module for the type.
+        from runtime._catalog import Catalog
         from runtime._connections import ConnectionService
+        from runtime._embeddings import OfflineEmbedder
         from runtime._quotas import Quotas
         from runtime._runs import Runs
 
@@ -83,6 +88,7 @@ class Platform:
         self.quotas = Quotas(self.db, self.clock)
         self.runs = Runs(self)
         self.connections = ConnectionService(self)
+        self.catalog = Catalog(self.embedder or OfflineEmbedder())
 
     def close(self) -> None:
         """Stop the expression threads (the shell closes the pool, HTTP client and OIDC it opened)."""
