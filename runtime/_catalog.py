@@ -18,6 +18,7 @@ before it opens: :meth:`Catalog.prepare` (async, may call an embedding server) t
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -176,6 +177,8 @@ class Catalog:
     @staticmethod
     def _hit(row: Mapping[str, Any]) -> CatalogHit:
         similarity = float(row["similarity"]) if row["similarity"] is not None else 0.0
+        if math.isnan(similarity):  # a query with no known token embeds to zeros: no direction to compare
+            similarity = 0.0
         keyword = float(row["keyword"] or 0.0)
         own = bool(row["own"])
         score = SEMANTIC_WEIGHT * similarity + KEYWORD_WEIGHT * keyword + (OWN_BOOST if own else 0.0)
