@@ -27,11 +27,12 @@ from typing import Any
 import store
 from runtime._embeddings import Embedder
 
-# Bounds of a query's text (characters) and of the results a search returns.
+# Bounds of a query's text (characters) and of the results a search returns (as a list's page).
 MAX_QUERY_LENGTH = 500
-MAX_RESULTS = 50
+MAX_RESULTS = 200
 DEFAULT_RESULTS = 10
-# Entries the store returns from each side (vector, keyword) before ranking.
+# Entries the store returns from each side (vector, keyword) before ranking, at least (a larger
+# limit asks for as many).
 CANDIDATES = 60
 # Ranking (see the module docstring). The keyword rank is ts_rank_cd normalised to 0..1.
 SEMANTIC_WEIGHT = 1.0
@@ -169,7 +170,9 @@ class Catalog:
         text = check_query(text)
         if not 1 <= limit <= MAX_RESULTS:
             raise store.InvalidInput("catalog_search", "limit", f"must be 1 to {MAX_RESULTS}")
-        rows = store.CatalogIndex(tx).candidates(org_id, text, vector, embedder=self.embedder.name, limit=CANDIDATES)
+        rows = store.CatalogIndex(tx).candidates(
+            org_id, text, vector, embedder=self.embedder.name, limit=max(CANDIDATES, limit)
+        )
         hits = [self._hit(row) for row in rows]
         hits.sort(key=lambda hit: (-hit.score, not hit.own, hit.ref))
         return hits[:limit]

@@ -88,6 +88,14 @@ class CatalogEntry:
     embedding: Sequence[float]
 
 
+# The rows a search of organization %(org)s considers: its own and the built-in ones, except a
+# built-in connector the organization has one of the same key of (its own stands for it).
+_VISIBLE = sql.SQL(
+    "(e.org_id = %(org)s OR (e.org_id IS NULL AND NOT EXISTS ("
+    "SELECT 1 FROM catalog_entries o WHERE o.org_id = %(org)s AND o.connector_key = e.connector_key)))"
+)
+
+
 def _vector(values: Sequence[float]) -> str:
     # pgvector's text form; repr keeps every digit of a float.
     return "[" + ",".join(repr(float(v)) for v in values) + "]"
@@ -160,6 +168,9 @@ class CatalogIndex:
         dimensions = len(embedding)
         if not 1 <= dimensions <= MAX_DIMENSIONS:
             raise InvalidInput("catalog_search", "embedding", f"has {dimensions} dimensions; 1 to {MAX_DIMENSIONS} fit")
+        # HNSW returns ef_search neighbours before the organization's filter applies: ask for
+        # enough that a small organization in a large shared table still gets ``limit`` of its own.
+        self.tx.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, max(100, 2 * limit))),))
         # The size is spelled as a literal so that the planner matches the partial HNSW index.
         sized = sql.SQL("vector({})").format(sql.Literal(dimensions))
         query = sql.SQL(
@@ -169,22 +180,17 @@ class CatalogIndex:
                        (SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | '))
                           FROM unnest(to_tsvector(%(config)s::regconfig, %(text)s))) AS tq
             ),
-            visible AS (
-                SELECT e.* FROM catalog_entries e
-                WHERE (e.org_id = %(org)s OR e.org_id IS NULL)
-                  AND NOT (e.org_id IS NULL AND EXISTS (
-                      SELECT 1 FROM catalog_entries o WHERE o.org_id = %(org)s AND o.connector_key = e.connector_key))
-            ),
             semantic AS (
-                SELECT id FROM visible
-                WHERE embedder = %(embedder)s AND dimensions = {dims}
-                ORDER BY embedding::{sized} <=> (SELECT v FROM query)
+                -- On the table itself, ordered by the parameter, so the planner may use the HNSW index.
+                SELECT e.id FROM catalog_entries e
+                WHERE {visible} AND e.embedder = %(embedder)s AND e.dimensions = {dims}
+                ORDER BY e.embedding::{sized} <=> %(embedding)s::{sized}
                 LIMIT %(limit)s
             ),
             lexical AS (
-                SELECT id FROM visible, query
-                WHERE query.tq IS NOT NULL AND document @@ query.tq
-                ORDER BY ts_rank_cd(document, query.tq, 32) DESC
+                SELECT e.id FROM catalog_entries e, query
+                WHERE {visible} AND query.tq IS NOT NULL AND e.document @@ query.tq
+                ORDER BY ts_rank_cd(e.document, query.tq, 32) DESC
                 LIMIT %(limit)s
             )
             SELECT e.id, e.org_id, e.connector_id, e.connector_key, e.connector_version, e.action, e.name, e.summary,
@@ -195,7 +201,7 @@ class CatalogIndex:
             FROM catalog_entries e, query q
             WHERE e.id IN (SELECT id FROM semantic UNION SELECT id FROM lexical)
             """
-        ).format(sized=sized, dims=sql.Literal(dimensions))
+        ).format(sized=sized, dims=sql.Literal(dimensions), visible=_VISIBLE)
         return self.tx.execute(
             query,
             {

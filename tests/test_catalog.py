@@ -9,6 +9,7 @@ once, and the labelled queries are searched with the offline embedder.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -16,11 +17,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI, Request
 
 import store
 from runtime import Catalog, OfflineEmbedder
 from support.catalog import connector_spec, queries, recall_at, sources
-from support.platform import Tenant, app_database, client, make_tenant, running_platform
+from support.platform import Tenant, client, make_tenant, running_platform
+from support.servers import serve_app
 
 SEARCH = "/v1/catalog/search"
 
@@ -117,7 +120,7 @@ def test_a_hit_names_the_connector_action_and_scores(http: httpx.Client, indexed
         ({"q": "   "}, "/query/q"),
         ({"q": "x" * 501}, "/query/q"),
         ({"q": "contacts", "limit": 0}, "/query/limit"),
-        ({"q": "contacts", "limit": 51}, "/query/limit"),
+        ({"q": "contacts", "limit": 201}, "/query/limit"),
         ({"q": "contacts", "limit": "many"}, "/query/limit"),
     ],
 )
@@ -143,10 +146,11 @@ def test_another_organizations_entries_are_invisible_through_the_api(
     _, b = tenants
     _save(http, b, _widget_spec("zorblax", {"defrobnicate_zorblax": "Defrobnicate a zorblax"}))
     assert _refs(_search(http, b, "defrobnicate a zorblax", limit=3))[0] == "zorblax.defrobnicate_zorblax"
-    seen_by_a = _search(http, indexed, "defrobnicate a zorblax", limit=50)
+    seen_by_a = _search(http, indexed, "defrobnicate a zorblax", limit=200)
     assert all(item["connector"] != "zorblax" for item in seen_by_a)
     # and B sees nothing of A's connectors (it has only its own)
-    assert {item["connector"] for item in _search(http, b, "create a customer in Cin7", limit=50)} == {"zorblax"}
+    a_keys = {source.key for source in sources()}
+    assert not a_keys & {item["connector"] for item in _search(http, b, "create a customer in Cin7", limit=200)}
 
 
 def test_another_organizations_entries_are_invisible_to_sql_as_the_app_role(
@@ -264,3 +268,100 @@ def test_the_offline_embedder_loads_its_bundled_model_without_the_network(monkey
     assert abs(dot(vectors[0], vectors[0]) - 1) < 1e-4
     # A real model: a paraphrase is nearer than an unrelated request.
     assert dot(vectors[0], vectors[1]) > dot(vectors[0], vectors[2])
+
+
+# -- an OpenAI-compatible embeddings server ----------------------------------------------------------
+
+
+def _fake_embeddings_app(requests: list[dict[str, Any]]) -> Any:
+    """An OpenAI-compatible ``POST /v1/embeddings`` in the real wire format: a deterministic
+    8-dimensional bag-of-words vector per input (hashing each word), usage included."""
+    app = FastAPI()
+
+    def vector(text: str) -> list[float]:
+        values = [0.0] * 8
+        for word in text.lower().split():
+            values[hashlib.sha256(word.encode()).digest()[0] % 8] += 1.0
+        return values
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        requests.append({"body": body, "authorization": request.headers.get("authorization")})
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return {
+            "object": "list",
+            "model": body["model"],
+            "data": [{"object": "embedding", "index": i, "embedding": vector(text)} for i, text in enumerate(inputs)],
+            "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
+        }
+
+    return app
+
+
+def test_an_openai_compatible_embedder_is_called_through_the_egress_guard(migrated_database_url: str, db: store.Database) -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_app(_fake_embeddings_app(seen)) as fake:
+        settings = {"embedder": "openai:fake-embed-8", "openai_base_url": f"{fake}/v1", "openai_api_key": "sk-fake-7f3a"}
+        tenant = make_tenant(db, "Catalog OpenAI", customers=0)
+        with running_platform(migrated_database_url, egress_allow=["127.0.0.1"], **settings) as (url, _):
+            with client(url) as http:
+                _save(http, tenant, _widget_spec("frobber", {"frob_widget": "Frob a widget"}))
+                response = http.get(SEARCH, params={"q": "frob a widget", "limit": 2}, headers=tenant.headers())
+                assert response.status_code == 200, response.text
+                assert response.json()["embedder"] == "openai:fake-embed-8"
+                assert response.json()["items"][0]["ref"] == "frobber.frob_widget"
+        assert seen and all(r["body"]["model"] == "fake-embed-8" for r in seen)
+        assert all(r["authorization"] == "Bearer sk-fake-7f3a" for r in seen)
+        assert seen[-1]["body"]["input"] == ["frob a widget"]
+        with psycopg.connect(migrated_database_url) as owner:
+            stored_sizes = owner.execute(
+                "SELECT DISTINCT embedder, dimensions FROM catalog_entries WHERE org_id = %s", (tenant.org_id,)
+            ).fetchall()
+        assert stored_sizes == [("openai:fake-embed-8", 8)]
+
+        # Without the allow-list the guard refuses the loopback server: a 502 naming the embedder,
+        # and the connector is not saved without its catalog entries.
+        calls = len(seen)
+        with running_platform(migrated_database_url, **settings) as (url, _):
+            with client(url) as http:
+                refused = http.post("/v1/connectors", json={"spec": _widget_spec("blocked", {"x_y": "X a y"})},
+                                    headers=tenant.headers())
+                assert refused.status_code == 502, refused.text
+                assert refused.json()["code"] == "embedding_failed"
+                assert refused.json()["embedder"] == "openai:fake-embed-8"
+                assert "sk-fake-7f3a" not in refused.text
+                assert http.get("/v1/connectors/blocked", headers=tenant.headers()).status_code == 404
+        assert len(seen) == calls
+
+
+def test_embedder_settings_are_checked() -> None:
+    from pydantic import ValidationError
+
+    from runtime import build_embedder
+    from switchboard.settings import Settings
+
+    assert Settings(embedder="openai:text-embedding-3-small").embedder == "openai:text-embedding-3-small"
+    with pytest.raises(ValidationError, match="embedder"):
+        Settings(embedder="bogus")
+    with pytest.raises(ValidationError, match="openai_base_url"):
+        Settings(openai_base_url="ftp://models.example.com")
+    with pytest.raises(ValueError, match="'offline' or 'openai:<model>'"):
+        build_embedder("openai:")
+    with pytest.raises(ValueError, match="HTTP client"):
+        build_embedder("openai:some-model")
+    assert "sk-hidden-51" not in repr(Settings(openai_api_key="sk-hidden-51"))
+
+
+def test_another_embedding_size_gets_its_own_hnsw_index(migrated_database_url: str) -> None:
+    assert store.ensure_catalog_index(migrated_database_url, 8) in (True, False)  # the OpenAI test may have made it
+    assert store.ensure_catalog_index(migrated_database_url, 8) is False
+    assert store.ensure_catalog_index(migrated_database_url, 256) is False  # the migration's
+    with psycopg.connect(migrated_database_url) as owner:
+        definition = owner.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'catalog_entries_embedding_8'"
+        ).fetchone()[0]
+    assert "hnsw" in definition and "vector_cosine_ops" in definition and "(dimensions = 8)" in definition
+    with pytest.raises(store.InvalidInput) as refused:
+        store.ensure_catalog_index(migrated_database_url, 0)
+    assert refused.value.field == "dimensions"

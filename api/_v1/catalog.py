@@ -48,7 +48,7 @@ async def search_catalog(
     """Connectors and actions for ``q``, best first: embedding similarity combined with a
     full-text match, the organization's own connectors ahead of built-in ones (a built-in
     connector whose key the organization has is left out). A query without a word, longer than
-    500 characters, or a ``limit`` outside 1..50 is a 422 naming the field."""
+    500 characters, or a ``limit`` outside 1..200 is a 422 naming the field."""
     catalog = platform.catalog
     vector = await catalog.query_vector(q)
 
