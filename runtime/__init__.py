@@ -19,6 +19,9 @@
 * Schedules: every worker runs a :class:`Scheduler`, which fires each due slot of each
   customer's scheduled deployments exactly once across workers (queued through
   :meth:`Runs.start`), and catches up a missed window with one run.
+* Catalog: :class:`Catalog` indexes saved connectors and their actions (embeddings and full
+  text) and searches them, the organization's own first; :func:`build_embedder` picks the
+  :class:`Embedder` (``offline`` WordLlama, or ``openai:<model>``).
 
 A :class:`Platform` (built once per process by ``switchboard``) holds the seams and the services.
 Arrows point down: runtime imports ``engine`` and ``store``, never ``api`` or ``switchboard``.
@@ -41,6 +44,15 @@ from runtime._access import (
     tenant_scope,
     tenant_tx,
 )
+from runtime._catalog import (
+    MAX_QUERY_LENGTH,
+    MAX_RESULTS,
+    Catalog,
+    CatalogHit,
+    PreparedIndex,
+    check_query,
+)
+from runtime._embeddings import Embedder, OfflineEmbedder, OpenAIEmbedder, build_embedder
 from runtime._connections import CallbackResult, ConnectionService, ConnectionTest
 from runtime._credentials import (
     ConnectionCredentials,
@@ -93,6 +105,7 @@ from runtime._runs import (
 from runtime._specs import SpecCache, loaded, problems_out, stored, validated
 from runtime.errors import (
     BadHeader,
+    EmbeddingFailed,
     EventRefused,
     Forbidden,
     PayloadInvalid,
@@ -126,6 +139,8 @@ __all__ = [
     "CUSTOMER_CEILING",
     "HUBSPOT_V3",
     "LONG_DEADLINE_SECONDS",
+    "MAX_QUERY_LENGTH",
+    "MAX_RESULTS",
     "PRODUCTION",
     "QUEUE_NAME",
     "RECORD_FORMAT",
@@ -138,6 +153,8 @@ __all__ = [
     "BackgroundDispatcher",
     "BadHeader",
     "CallbackResult",
+    "Catalog",
+    "CatalogHit",
     "Config",
     "ConnectionCredentials",
     "ConnectionService",
@@ -147,13 +164,18 @@ __all__ = [
     "Dispatcher",
     "DurableInvoker",
     "DurableQueue",
+    "EmbeddingFailed",
+    "Embedder",
     "Engine",
     "EventRefused",
     "Forbidden",
     "OAuthSetup",
     "PayloadInvalid",
     "PayloadTooLarge",
+    "OfflineEmbedder",
+    "OpenAIEmbedder",
     "Platform",
+    "PreparedIndex",
     "Principal",
     "ProcessLease",
     "Quotas",
@@ -175,10 +197,12 @@ __all__ = [
     "Worker",
     "authenticate_key",
     "authenticate_user",
+    "build_embedder",
     "build_engine",
     "build_executor",
     "check_customer",
     "check_environment",
+    "check_query",
     "connection_for_run",
     "connector_for_connections",
     "create_connection",

@@ -5,6 +5,8 @@ It holds the seams (database pool, encryptor, outbound HTTP client, clock, OIDC 
 configuration the use cases read (:class:`Config`) and the services built on them (``runs``,
 ``connections``, ``quotas``, ``webhooks``, and the ``dispatcher`` stored events run through), so
 a route, a tool and a worker run the same code with the same caches.
+``connections``, ``quotas``, ``catalog``), so a route, a tool and a worker run the same code with the same
+caches.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import store
 from engine.expressions import Evaluator, ExpressionBudget, ExpressionCache
 from engine.http import HttpClient
+from runtime._embeddings import Embedder
 
 if TYPE_CHECKING:
     from runtime._events import Dispatcher
@@ -87,12 +90,16 @@ class Platform:
     clock: Callable[[], datetime] = utc_now
     oidc: TokenVerifier | None = None
     config: Config = field(default_factory=Config)
+    # The catalog's embedder (default: the offline one, loaded on first use).
+    embedder: Embedder | None = None
 
     def __post_init__(self) -> None:
         # Imported here: the services import this module for the type.
+        from runtime._catalog import Catalog
         from runtime._connections import ConnectionService
         from runtime._durable import DurableQueue
         from runtime._events import BackgroundDispatcher
+        from runtime._embeddings import OfflineEmbedder
         from runtime._quotas import Quotas
         from runtime._runs import Runs
         from runtime._webhooks import Webhooks
@@ -113,6 +120,7 @@ class Platform:
         # Where stored events go to start their runs (through ``runs.start``, so their tier decides
         # inline or queued); any ``Dispatcher`` may replace it.
         self.dispatcher: Dispatcher = BackgroundDispatcher(self)
+        self.catalog = Catalog(self.embedder or OfflineEmbedder())
 
     def close(self) -> None:
         """Stop the expression threads and the durable queue's client (the shell closes the pool,

@@ -12,6 +12,7 @@ Hierarchy::
  +-- PayloadInvalid     a webhook delivery's body is not a JSON payload it can take (400, 422); ``pointer``
  +-- PayloadTooLarge    a webhook delivery's body is over the event limit (413); ``limit``
  +-- EventRefused       an event was stored as refused: a quota (429, ``Retry-After``), a disabled trigger (409)
+     +-- EmbeddingFailed    the embedder (``embedder``) could not embed text (502): its server failed or refused
 
 Each class has ``code`` and ``http_status``; ``api/`` maps any exception carrying both to a problem
 response, so callers other than routes (tools, MCP, workers) get the same codes. Errors of the
@@ -176,5 +177,20 @@ class EventRefused(ServiceError):
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
 
-__all__ = ["BadHeader", "EventRefused", "Forbidden", "PayloadInvalid", "PayloadTooLarge", "RunRefused", "ServiceError",
-           "SignatureInvalid", "SpecInvalid", "Unauthenticated"]
+
+class EmbeddingFailed(ServiceError):
+    """The embedder ``embedder`` could not embed text, for ``reason``. 502: the cause is the
+    embedding server (or the bundled model's files), not the request."""
+
+    code = "embedding_failed"
+    http_status = 502
+    problem_fields = ("embedder",)
+
+    def __init__(self, embedder: str, reason: str) -> None:
+        self.embedder = embedder
+        self.reason = reason
+        super().__init__(f"embedder {embedder!r} failed: {reason}")
+
+
+__all__ = ["BadHeader", "EmbeddingFailed", "EventRefused", "Forbidden", "PayloadInvalid", "PayloadTooLarge", "RunRefused",
+           "ServiceError", "SignatureInvalid", "SpecInvalid", "Unauthenticated"]

@@ -7,6 +7,7 @@ Nothing here touches the database on import.
 
 from store._api_keys import KEY_KINDS, ApiKeys, hash_key
 from store._audit import AuditLog, has_changes
+from store._catalog import CatalogEntry, CatalogIndex, ensure_catalog_index
 from store._connections import (
     CONNECTION_STATUSES,
     MAX_CREDENTIAL_LENGTH,
@@ -106,6 +107,11 @@ __all__ = [
     "migrate_durable",
     "register_process",
     "unstarted_executions",
+    # connector catalog
+    "CatalogEntry",
+    "CatalogIndex",
+    "ensure_catalog_index",
+    # end connector catalog
     # connectors and workflows
     "CONNECTOR_STATUSES",
     "DRAFT_VERSION",

@@ -21,6 +21,7 @@ from datetime import datetime
 import psycopg
 
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
+from store._catalog import CATALOG_SCHEMA
 from store._schema import DURABLE_EXECUTIONS, EXECUTION_CONTROL, PLATFORM_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
 from store._schema_events import EVENTS_SCHEMA
@@ -86,6 +87,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m006_schedules", SCHEDULES_MIGRATION),
     # Overlap turns, cancel and re-run from the failed step (store/_schema.py EXECUTION_CONTROL).
     Migration("m007_execution_control", EXECUTION_CONTROL),
+    # The connector catalog: embeddings (HNSW) and full-text documents of connectors and actions.
+    Migration("m008_catalog", CATALOG_SCHEMA),
 )
 
 _CREATE_TABLE = """

@@ -20,7 +20,8 @@ import api
 import store
 from api import OidcVerifier
 from engine.expressions import ExpressionBudget
-from runtime import Config, Platform, ProcessLease, utc_now
+from engine.http import HttpClient
+from runtime import Config, Embedder, Platform, ProcessLease, build_embedder, utc_now
 from switchboard.engine_runtime import build_http_client
 from switchboard.platform_db import app_database_url
 from switchboard.settings import Settings, get_settings
@@ -51,6 +52,12 @@ def runtime_config(settings: Settings) -> Config:
     )
 
 
+def build_catalog_embedder(settings: Settings, http: HttpClient) -> Embedder:
+    """The catalog's embedder for ``settings.embedder``; an ``openai:`` one sends through ``http``."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    return build_embedder(settings.embedder, http, base_url=settings.openai_base_url, api_key=key)
+
+
 @asynccontextmanager
 async def open_platform(settings: Settings, *, clock: Callable[[], datetime] | None = None,
                         worker: bool = False) -> AsyncIterator[Platform]:
@@ -78,7 +85,8 @@ async def open_platform(settings: Settings, *, clock: Callable[[], datetime] | N
         # its connection pool (a client per request costs ~18 ms).
         http = build_http_client(settings)
         platform = Platform(db=db, encryptor=store.Encryptor(keyring), http=http, conninfo=conninfo,
-                            clock=clock or utc_now, oidc=oidc, config=runtime_config(settings))
+                            clock=clock or utc_now, oidc=oidc, config=runtime_config(settings),
+                            embedder=build_catalog_embedder(settings, http))
         try:
             if worker:
                 async with worker_for(platform, settings):

@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     oidc_jwks_url: str | None = Field(None, description="JWKS URL; default: the jwks_uri of <issuer>/.well-known/openid-configuration.")
     oidc_org_claim: str = Field("org_id", description="JWT claim naming the organization (else x-fastn-account-id).")
     public_url: str | None = Field(None, description="Base URL the platform is reached at (OAuth redirect URIs).")
+    embedder: str = Field(
+        "offline",
+        pattern=r"^(offline|openai:[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199})$",
+        description="Embeddings of the connector catalog: `offline` (WordLlama, bundled in its wheel: no download) "
+        "or `openai:<model>` (an OpenAI-compatible /embeddings at OPENAI_BASE_URL, through the egress guard).",
+    )
 
     # The agents' chat model. Parsed by agents.ModelSetting (imported only when a model other than
     # the default is named, so `import switchboard` stays free of LangChain).
@@ -161,13 +167,14 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         None,
         validation_alias=AliasChoices("SWITCHBOARD_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url"),
-        description="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama) for openai:<model>.",
+        description="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama) for openai:<model> chat and "
+        "openai:<model> embeddings; unset: https://api.openai.com/v1. A private address must be in the egress allow-list.",
     )
     openai_api_key: SecretStr | None = Field(
         None,
         repr=False,
         validation_alias=AliasChoices("SWITCHBOARD_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"),
-        description="API key for openai:<model>.",
+        description="API key for openai:<model> (chat and embeddings).",
     )
     litellm_api_base: str | None = Field(
         None, description="Endpoint for litellm:<provider/model>; unset: the provider's own."

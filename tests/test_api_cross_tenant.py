@@ -36,6 +36,9 @@ TENANT_HEADER = "x-fastn-account-tenant-id"
 METHOD_ORDER = {"GET": 0, "POST": 1, "PUT": 2, "PATCH": 3, "DELETE": 4}
 # Fields that change by reading or by the clock, not by anyone's writes.
 VOLATILE = frozenset({"last_used_at", "last_seen_at", "window_start", "reset_at"})
+# A value for each required query parameter a plain call sends (the walk adds the other tenant's
+# values as filters too); a required parameter missing here fails the walk with a KeyError.
+REQUIRED_QUERY_VALUES = {"q": "customer"}
 SEED = {"/customer": [{"ID": "6f1c6a52-0000-4000-8000-000000000001", "Name": "Existing", "Currency": "NZD"}]}
 
 
@@ -50,6 +53,12 @@ class Operation:
     query_params: tuple[str, ...]
     header_params: tuple[str, ...]
     body: dict[str, Any] | None  # the requestBody object, if any
+    required_query: tuple[str, ...] = ()  # query parameters the operation cannot do without (a search's q)
+
+    def base_params(self) -> dict[str, Any]:
+        """The largest page, and a plain value for each required query parameter."""
+        params: dict[str, Any] = {"limit": 200} if "limit" in self.query_params else {}
+        return params | {name: REQUIRED_QUERY_VALUES[name] for name in self.required_query}
 
     @property
     def authenticated(self) -> bool:
@@ -130,6 +139,7 @@ def operations(http: httpx.Client) -> list[Operation]:
                 query_params=tuple(p["name"] for p in parameters if p["in"] == "query"),
                 header_params=tuple(p["name"].lower() for p in parameters if p["in"] == "header"),
                 body=spec.get("requestBody"),
+                required_query=tuple(p["name"] for p in parameters if p["in"] == "query" and p.get("required")),
             ))
     found.sort(key=lambda o: (METHOD_ORDER[o.method], o.path))
     assert len(found) > 50, "the document lists too few operations to be the platform's"
@@ -272,7 +282,7 @@ def snapshot(http: httpx.Client, tenant: SeededTenant, operations: list[Operatio
     for operation in operations:
         if operation.method != "GET" or operation.operation_id == "connection.oauth_callback":
             continue
-        params = {"limit": 200} if "limit" in operation.query_params else {}
+        params = operation.base_params()
         for values in combinations(operation, tenant.ids) or []:
             url = operation.url(values)
             response = http.get(url, headers=tenant.tenant.headers(), params=params)
@@ -314,7 +324,7 @@ def b_lists(http: httpx.Client, two: tuple[SeededTenant, SeededTenant], operatio
     calls = []
     filters = filter_values(a)
     for operation in filter(is_list, operations):
-        base = {"limit": 200} if "limit" in operation.query_params else {}
+        base = operation.base_params()
         for who, headers in variants(b):
             calls.append(call(http, who, headers, operation, {}, params=base))
             for name in operation.query_params:
@@ -393,7 +403,7 @@ def test_lists_show_only_ones_own_rows(b_lists: list[Call], two: tuple[SeededTen
         if made.who == "B naming A's customer":
             if made.operation.authenticated and (made.status != 400 or (made.body or {}).get("header") != TENANT_HEADER):
                 problems.append(f"{made}: expected 400 for a customer of another account")
-        elif made.status >= 500 or (made.status != 200 and "limit" in made.operation.query_params and set(made.params) == {"limit"}):
+        elif made.status >= 500 or (made.status != 200 and "limit" in made.operation.query_params and made.params == made.operation.base_params()):
             problems.append(f"{made}: a list must answer")
         if found := foreign(made.text, a, made.sent):
             problems.append(f"{made} shows {found}")
@@ -438,7 +448,7 @@ def test_a_key_bound_to_one_customer_reaches_no_other_customer(
                     problems.append(f"{made}: expected 404")
         if not is_list(operation):
             continue
-        base = {"limit": 200} if "limit" in operation.query_params else {}
+        base = operation.base_params()
         for params in (base, *([base | {"customer": second}] if "customer" in operation.query_params else [])):
             made = call(http, "bound key", a.tenant.headers(key=key), operation, {}, params=params)
             if made.status >= 500:

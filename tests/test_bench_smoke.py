@@ -71,3 +71,22 @@ def test_sync_bench_refuses_a_bad_size():
     done = subprocess.run([sys.executable, str(SYNC_BENCH), "--sizes", "0"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and "record counts must be >= 1" in done.stderr
+
+
+CATALOG_BENCH = ROOT / "bench" / "catalog.py"
+
+
+def test_catalog_bench_prints_recall_and_latency_ratios():
+    done = subprocess.run([sys.executable, str(CATALOG_BENCH), "--repeat", "1"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr + done.stdout
+    recall = re.search(r"^recall@5: (\d\.\d{3})$", done.stdout, re.M)
+    assert recall is not None, done.stdout
+    assert float(recall.group(1)) >= 0.9
+    assert re.search(r"^ratio p50: \d+\.\d\d \(search/baseline\), p95: \d+\.\d\d$", done.stdout, re.M), done.stdout
+
+
+def test_catalog_bench_refuses_a_bad_repeat():
+    done = subprocess.run([sys.executable, str(CATALOG_BENCH), "--repeat", "0"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "--repeat must be >= 1" in done.stderr

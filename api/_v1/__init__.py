@@ -8,6 +8,7 @@ from api._route import PlatformRoute
 from api._v1 import (
     audit,
     billing,
+    catalog,
     connections,
     connectors,
     events,
@@ -20,7 +21,8 @@ from api._v1 import (
 )
 
 # Order is the order of the sections in the OpenAPI document.
-MODULES = (organization, people, keys, secrets, oauth_apps, connectors, connections, workflows, events, billing, audit)
+MODULES = (organization, people, keys, secrets, oauth_apps, connectors, catalog, connections, workflows, events, billing,
+           audit)
 
 
 def install(app: FastAPI) -> None:

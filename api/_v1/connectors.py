@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import store
 from api._auth import Principal, require
-from api._deps import AppConfig, Db
+from api._deps import AppConfig, Db, PlatformDep
 from api._lists import ListParams, PageOut, page_out
 from api._v1._common import router as make_router
-from api._v1._common import tenant_tx
+from api._v1._common import in_thread, tenant_tx
 from api._v1._specs import SpecBody, problems_out, spec_data, stored, validated
 from api.errors import OpenAPIImportRefused
 from engine.errors import OpenAPIImportError
@@ -108,24 +108,41 @@ def list_connectors(
         return page_out(store.Connectors(tx).list(principal.org_id, page.query(), status=status, search=q), dict)
 
 
+async def _create_indexed(platform: PlatformDep, db: Db, principal: Principal, spec: dict[str, Any]) -> dict[str, Any]:
+    # Embedded before the transaction opens (an embedding server may be slow); saved and indexed
+    # in one transaction, so the catalog never lists a connector that was not saved.
+    prepared = await platform.catalog.prepare(spec)
+
+    def save() -> dict[str, Any]:
+        with tenant_tx(db, principal) as tx:
+            connector = store.Connectors(tx).create(principal.org_id, spec, created_by=principal.actor_id)
+            platform.catalog.save(tx, principal.org_id, connector, prepared)
+            return connector
+
+    return await in_thread(save)
+
+
 @router.post("/connectors", name="connector.create", response_model=ConnectorDetailOut, status_code=201)
-def create_connector(body: SpecBody, db: Db, principal: Annotated[Principal, require("connectors", "write")]) -> Any:
-    """Create a connector from a connector spec; the spec becomes draft version 1.
+async def create_connector(
+    body: SpecBody, platform: PlatformDep, db: Db, principal: Annotated[Principal, require("connectors", "write")]
+) -> Any:
+    """Create a connector from a connector spec; the spec becomes draft version 1, and the
+    connector and its actions join the organization's catalog (``GET /v1/catalog/search``).
 
     The spec's ``id`` is the connector's key (unique in the organization). A spec that does not
     validate is refused with 422 ``spec_invalid`` listing each JSON pointer in ``errors``.
     """
     spec = _connector_spec(body)
-    with tenant_tx(db, principal) as tx:
-        return store.Connectors(tx).create(principal.org_id, spec, created_by=principal.actor_id)
+    return await _create_indexed(platform, db, principal, spec)
 
 
 @router.post(
     "/connectors/import", name="connector.import", response_model=ConnectorImportOut, status_code=201,
     openapi_extra={"x-idempotent": True},
 )
-def import_connector(
-    body: ImportIn, db: Db, settings: AppConfig, principal: Annotated[Principal, require("connectors", "write")]
+async def import_connector(
+    body: ImportIn, platform: PlatformDep, db: Db, settings: AppConfig,
+    principal: Annotated[Principal, require("connectors", "write")],
 ) -> Any:
     """Create a connector from an OpenAPI 2.0/3.0/3.1 document (draft version 1), with the import's warnings.
 
@@ -133,6 +150,14 @@ def import_connector(
     the operator's egress allow-list names them) without following redirects. External ``$ref``
     files are never read.
     """
+    result = await in_thread(_convert, body, settings)
+    spec = stored(result.connector)
+    connector = await _create_indexed(platform, db, principal, spec)
+    return connector | {"warnings": problems_out(result.warnings)}
+
+
+def _convert(body: ImportIn, settings: Any) -> Any:
+    """The import's result for ``body`` (blocking: a fetch, a parse, a conversion)."""
     from engine.http import EgressPolicy
     from engine.openapi import import_connector as convert
     from engine.openapi import load_openapi
@@ -146,13 +171,9 @@ def import_connector(
             document = load_openapi(body.document.encode("utf-8"), source_name="<document>", keep_refs=True)
         else:
             document = load_openapi(body.document or {}, source_name="<document>", keep_refs=True)
-        result = convert(document, connector_id=body.id)
+        return convert(document, connector_id=body.id)
     except OpenAPIImportError as exc:
         raise OpenAPIImportRefused(exc.pointer, exc.reason) from None
-    spec = stored(result.connector)
-    with tenant_tx(db, principal) as tx:
-        connector = store.Connectors(tx).create(principal.org_id, spec, created_by=principal.actor_id)
-    return connector | {"warnings": problems_out(result.warnings)}
 
 
 @router.get("/connectors/{connector_id}", name="connector.get", response_model=ConnectorDetailOut)
@@ -165,17 +186,21 @@ def get_connector(connector_id: str, db: Db, principal: Annotated[Principal, req
 @router.delete("/connectors/{connector_id}", name="connector.delete", status_code=204)
 def delete_connector(
     connector_id: str,
+    platform: PlatformDep,
     db: Db,
     principal: Annotated[Principal, require("connectors", "write")],
     archive: Annotated[bool, Query(description="Archive instead of deleting: versions and connections stay.")] = False,
 ) -> Response:
-    """Delete a connector with its versions (409 while connections use it), or archive it."""
+    """Delete a connector with its versions (409 while connections use it), or archive it.
+    Either way it leaves the catalog."""
     with tenant_tx(db, principal) as tx:
         connectors = store.Connectors(tx)
         if archive:
-            connectors.archive(principal.org_id, connector_id)
+            connector = connectors.archive(principal.org_id, connector_id)
         else:
+            connector = connectors.get(principal.org_id, connector_id)
             connectors.delete(principal.org_id, connector_id)
+        platform.catalog.remove(tx, principal.org_id, connector["key"])
     return Response(status_code=204)
 
 
@@ -197,13 +222,24 @@ def list_versions(
     "/connectors/{connector_id}/versions", name="connector_version.create", response_model=VersionDetailOut,
     status_code=201,
 )
-def create_version(
-    connector_id: str, body: SpecBody, db: Db, principal: Annotated[Principal, require("connectors", "write")]
+async def create_version(
+    connector_id: str, body: SpecBody, platform: PlatformDep, db: Db,
+    principal: Annotated[Principal, require("connectors", "write")],
 ) -> Any:
-    """Add the next draft version; the spec's ``id`` must be the connector's key."""
+    """Add the next draft version; the spec's ``id`` must be the connector's key. The catalog
+    then describes the connector by this version (re-indexed in the same transaction)."""
     spec = _connector_spec(body)
-    with tenant_tx(db, principal) as tx:
-        return _version_out(store.Connectors(tx).add_version(principal.org_id, connector_id, spec, created_by=principal.actor_id))
+    prepared = await platform.catalog.prepare(spec)
+
+    def save() -> dict[str, Any]:
+        with tenant_tx(db, principal) as tx:
+            connectors = store.Connectors(tx)
+            version = connectors.add_version(principal.org_id, connector_id, spec, created_by=principal.actor_id)
+            connector = connectors.get(principal.org_id, version["connector_id"])
+            platform.catalog.save(tx, principal.org_id, connector, prepared, version["version"])
+            return _version_out(version)
+
+    return await in_thread(save)
 
 
 @router.get(
