@@ -15,6 +15,8 @@ COPY store ./store
 COPY api ./api
 COPY runtime ./runtime
 COPY agents ./agents
+COPY tools ./tools
+COPY prompts ./prompts
 RUN pip install . \
     && useradd --system --create-home --home-dir /var/lib/switchboard switchboard
 
