@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 
 import store
 from engine.errors import EngineError
@@ -163,30 +164,34 @@ class ToolRegistry:
             for hook in self._hooks:
                 await anyio.to_thread.run_sync(hook, ctx, tool, args)
         except ToolRefused as refused:
-            await self._audit(ctx, tool, "denied", refused)
+            await self._audit(ctx, tool, "error", refused, refused=True)
             return refused.as_result()
         except Exception as exc:  # a hook that fails refuses: a policy never fails open
             error = translate(exc)
             refused = ToolRefused(error.message, code=error.code, http_status=error.http_status)
-            await self._audit(ctx, tool, "denied", refused)
+            await self._audit(ctx, tool, "error", refused, refused=True)
             return refused.as_result()
         try:
             result = await tool.handler(ctx, args)
         except Exception as exc:
             error = translate(exc)
             if tool.writes:
-                await self._audit(ctx, tool, "failure", error)
+                await self._audit(ctx, tool, "error", error)
             return error.as_result()
         if tool.writes:
             await self._audit(ctx, tool, "success", None)
-        return scrub(result)
+        # JSON, as a model reads it: datetimes as ISO 8601 text.
+        return to_jsonable_python(scrub(result))
 
-    async def _audit(self, ctx: ToolContext, tool: Tool, outcome: str, error: ToolError | None) -> None:
+    async def _audit(self, ctx: ToolContext, tool: Tool, outcome: str, error: ToolError | None, *,
+                     refused: bool = False) -> None:
+        # The audit log's outcomes are success and error; a refusal is an error whose detail says
+        # the policy refused it (the tool never ran).
         try:
             await anyio.to_thread.run_sync(lambda: ctx.audit(
                 ctx, tool.name, outcome=outcome, error_code=error.code if error else None,
                 status=error.http_status if error else None,
-                detail={"permission": ":".join(tool.permission)},
+                detail={"permission": ":".join(tool.permission), "refused": refused},
             ))
         except Exception:
             # The answer to the model stands; a lost audit entry is an operator's problem, logged.

@@ -165,7 +165,7 @@ async def dry_run_workflow(ctx: ToolContext, args: DryRunArgs) -> dict[str, Any]
     trace = execution.get("trace") or []
     return {
         "execution_id": execution["id"], "status": execution["status"], "output": execution.get("output"),
-        "error": execution.get("error"), "sandboxes": sorted(base_urls), "unsandboxed": sorted(set(keys) - set(base_urls)),
+        "failure": execution.get("error"), "sandboxes": sorted(base_urls), "unsandboxed": sorted(set(keys) - set(base_urls)),
         "calls": [_trace_entry(e) for e in trace[:MAX_TRACE_ENTRIES]], "calls_total": len(trace),
     }
 
