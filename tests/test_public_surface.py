@@ -86,3 +86,25 @@ def test_agents_surface() -> None:
     }
     for name in agents.__all__:
         assert getattr(agents, name) is not None
+
+
+def test_tools_surface() -> None:
+    import tools
+
+    assert set(tools.__all__) == {
+        "ApprovalRequired", "Approvals", "AuditHook", "CreditLimit", "Credits", "SandboxDirectory", "Sandboxes", "Tool",
+        "ToolArgumentsInvalid", "ToolContext", "ToolError", "ToolFailed", "ToolRefused", "ToolRegistry", "UnknownTool",
+        "access_policy", "builtin_tools", "default_registry", "html_text", "scrub", "store_audit",
+    }
+    assert tools.default_registry().names() == [
+        "search_catalog", "fetch_page", "find_api_description", "import_api", "write_connector_draft",
+        "patch_connector_draft", "validate_connector", "test_connector", "write_workflow_draft", "patch_workflow_draft",
+        "validate_workflow", "dry_run_workflow", "list_connections", "propose_mapping", "request_review", "publish",
+    ]
+
+
+def test_prompts_surface() -> None:
+    import prompts
+
+    assert set(prompts.__all__) == {"ROLES", "Prompt", "PromptError", "load"}
+    assert prompts.ROLES == ("home", "setup_assistant", "connector_agent", "integration_agent")
