@@ -10,8 +10,8 @@ that, across organizations, as the table owner: a worker's poller calls it befor
 deployment starts polling at the next pass rather than in the deploy's transaction, unlike
 schedules). Foreign keys delete the rows of a removed deployment, customer or trigger.
 
-``cursor`` is the watermark the poller sends next (NULL: never polled; the first poll takes a
-baseline, see ``runtime/_polling.py``); ``next_due_at`` NULL means due now. The poller claims a due
+``cursor`` is the watermark the poller sends next (NULL: none yet); ``baseline_at`` NULL means no
+poll has succeeded yet (the first one takes a baseline, see ``runtime/_polling.py``); ``next_due_at`` NULL means due now. The poller claims a due
 row with :meth:`Polls.lock_due` (``FOR UPDATE SKIP LOCKED``) and holds it while it polls.
 
 ``poll_records`` keeps, per poll, each record's id and the version last seen. It is bounded: after
@@ -54,6 +54,7 @@ CREATE TABLE polls (
     event             text NOT NULL,
     cursor            text,
     next_due_at       timestamptz,
+    baseline_at       timestamptz,
     last_polled_at    timestamptz,
     last_error        jsonb,
     failures          integer NOT NULL DEFAULT 0,
@@ -116,7 +117,7 @@ SELECT d.org_id, d.workflow_id, d.environment_id, c.id, t.id, t.config ->> 'conn
 
 _COLUMNS = (
     "org_id, id, workflow_id, environment_id, customer_id, trigger_id, connector, event, cursor, next_due_at,"
-    " last_polled_at, last_error, failures, created_at, updated_at"
+    " baseline_at, last_polled_at, last_error, failures, created_at, updated_at"
 )
 
 
@@ -187,15 +188,16 @@ class Polls:
 
     def polled(self, org_id: str, poll_id: str, *, cursor: str | None, next_due_at: datetime, polled_at: datetime,
                error: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Record a poll of ``poll_id``: its new ``cursor`` (kept as it was on a failure: pass the
-        stored one), when it is next due, and the error that failed it (which counts a failure;
-        a success resets the count)."""
+        """Record a poll of ``poll_id``: its new ``cursor`` (on a failure, pass the stored one), when
+        it is next due, and the error that failed it (which counts a failure). A success resets the
+        count and, the first time, sets ``baseline_at`` (from then on, records are new or changed)."""
         row = self.tx.execute(
-            "UPDATE polls SET cursor = %s, next_due_at = %s, last_polled_at = %s, last_error = %s,"
-            " failures = CASE WHEN %s THEN failures + 1 ELSE 0 END, updated_at = now()"
-            f" WHERE org_id = %s AND id = %s RETURNING {_COLUMNS}",
-            (cursor, next_due_at, polled_at, Jsonb(error) if error is not None else None, error is not None,
-             org_id, poll_id),
+            "UPDATE polls SET cursor = %(cursor)s, next_due_at = %(next)s, last_polled_at = %(at)s, last_error = %(error)s,"
+            " failures = CASE WHEN %(failed)s THEN failures + 1 ELSE 0 END,"
+            " baseline_at = CASE WHEN %(failed)s THEN baseline_at ELSE coalesce(baseline_at, %(at)s) END,"
+            f" updated_at = now() WHERE org_id = %(org)s AND id = %(id)s RETURNING {_COLUMNS}",
+            {"cursor": cursor, "next": next_due_at, "at": polled_at, "error": Jsonb(error) if error is not None else None,
+             "failed": error is not None, "org": org_id, "id": poll_id},
         ).fetchone()
         if row is None:
             raise NotFound("poll", poll_id)
