@@ -68,6 +68,7 @@ from runtime._credentials import (
     start_oauth,
 )
 from runtime._events import BackgroundDispatcher, Dispatcher, recover_events
+from runtime._polling import Poller
 from runtime._schedules import Scheduler
 from runtime._signatures import (
     HUBSPOT_V3,
@@ -110,6 +111,7 @@ from runtime.errors import (
     Forbidden,
     PayloadInvalid,
     PayloadTooLarge,
+    PollFailed,
     RunRefused,
     ServiceError,
     SignatureInvalid,
@@ -172,6 +174,8 @@ __all__ = [
     "OAuthSetup",
     "PayloadInvalid",
     "PayloadTooLarge",
+    "PollFailed",
+    "Poller",
     "OfflineEmbedder",
     "OpenAIEmbedder",
     "Platform",

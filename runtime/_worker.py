@@ -2,8 +2,8 @@
 
 A :class:`Worker` launches DBOS in the running event loop (so the executions it takes run on that
 loop, with the process's :class:`~runtime.Platform`), registers the executions queue and holds the
-process's lease and a :class:`~runtime.Scheduler` (due schedules fire from every worker, each slot
-once). ``switchboard worker`` runs one; ``switchboard run`` runs one in-process.
+process's lease, a :class:`~runtime.Scheduler` (due schedules fire from every worker, each slot
+once) and a :class:`~runtime.Poller` (due polling app events, each record version once). ``switchboard worker`` runs one; ``switchboard run`` runs one in-process.
 
 One execution is one DBOS workflow, whose id is the execution's id. Its steps, in order:
 
@@ -48,6 +48,7 @@ from runtime._leases import ProcessLease
 from runtime._access import system_principal
 from runtime._resume import ResumeInvoker, reusable_calls
 from runtime._runs import RunOutcome, redactor
+from runtime._polling import POLL_LOOP_SECONDS, Poller
 from runtime._schedules import SCHEDULE_POLL_SECONDS, Scheduler
 from runtime.errors import ServiceError
 
@@ -145,7 +146,7 @@ class Worker:
 
     def __init__(self, platform: Platform, *, executor_id: str | None = None,
                  concurrency: int = WORKER_CONCURRENCY, polling_seconds: float = QUEUE_POLLING_SECONDS,
-                 schedule_seconds: float = SCHEDULE_POLL_SECONDS) -> None:
+                 schedule_seconds: float = SCHEDULE_POLL_SECONDS, poll_seconds: float = POLL_LOOP_SECONDS) -> None:
         self.platform = platform
         self.executor_id = executor_id or socket.gethostname()
         self.concurrency = concurrency
@@ -153,6 +154,8 @@ class Worker:
         self._lease = ProcessLease(platform, "worker")
         # Every worker fires due schedules too (runtime._schedules: each slot once across workers).
         self.scheduler = Scheduler(platform, poll_seconds=schedule_seconds)
+        # And polls the due app events (runtime._polling: each record version starts one run).
+        self.poller = Poller(platform, poll_seconds=poll_seconds)
 
     async def __aenter__(self) -> Worker:
         if _EXECUTIONS.worker is not None:
@@ -178,6 +181,7 @@ class Worker:
             DBOS.launch()
             await self._lease.__aenter__()
             await self.scheduler.__aenter__()
+            await self.poller.__aenter__()
         except BaseException:
             _EXECUTIONS.worker = None
             await anyio.to_thread.run_sync(DBOS.destroy)
@@ -186,6 +190,7 @@ class Worker:
 
     async def __aexit__(self, *exc: object) -> None:
         try:
+            await self.poller.__aexit__(*exc)
             await self.scheduler.__aexit__(*exc)
             await self._lease.__aexit__(*exc)
         finally:

@@ -12,6 +12,7 @@ Hierarchy::
  +-- PayloadInvalid     a webhook delivery's body is not a JSON payload it can take (400, 422); ``pointer``
  +-- PayloadTooLarge    a webhook delivery's body is over the event limit (413); ``limit``
  +-- EventRefused       an event was stored as refused: a quota (429, ``Retry-After``), a disabled trigger (409)
+     +-- PollFailed         a polling app event could not read its records (502): ``event``, ``reason``
      +-- EmbeddingFailed    the embedder (``embedder``) could not embed text (502): its server failed or refused
 
 Each class has ``code`` and ``http_status``; ``api/`` maps any exception carrying both to a problem
@@ -178,6 +179,20 @@ class EventRefused(ServiceError):
 
 
 
+class PollFailed(ServiceError):
+    """Polling ``event`` (``connector.event``) found an answer it cannot read records from, for
+    ``reason`` (no record list, a record without an id). 502: the app's answer is at fault."""
+
+    code = "poll_failed"
+    http_status = 502
+    problem_fields = ("event",)
+
+    def __init__(self, event: str, reason: str) -> None:
+        self.event = event
+        self.reason = reason
+        super().__init__(f"polling {event} failed: {reason}")
+
+
 class EmbeddingFailed(ServiceError):
     """The embedder ``embedder`` could not embed text, for ``reason``. 502: the cause is the
     embedding server (or the bundled model's files), not the request."""
@@ -192,5 +207,6 @@ class EmbeddingFailed(ServiceError):
         super().__init__(f"embedder {embedder!r} failed: {reason}")
 
 
-__all__ = ["BadHeader", "EmbeddingFailed", "EventRefused", "Forbidden", "PayloadInvalid", "PayloadTooLarge", "RunRefused",
+__all__ = ["BadHeader", "EmbeddingFailed", "EventRefused", "Forbidden", "PayloadInvalid", "PayloadTooLarge", "PollFailed",
+           "RunRefused",
            "ServiceError", "SignatureInvalid", "SpecInvalid", "Unauthenticated"]

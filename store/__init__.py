@@ -43,6 +43,7 @@ from store._schema import APP_ROLE
 from store._secrets import MAX_SECRET_BYTES, SECRET_NAME_PATTERN, Secrets
 from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
 from store._events import Events, events_awaiting_dispatch
+from store._polls import SEEN_LIMIT as POLL_SEEN_LIMIT, Polls, polls_due, sync_polls
 from store._schedules import Schedules, schedules_due
 from store._schema_events import EVENT_SOURCES, EVENT_STATUSES
 from store._workflows import (
@@ -137,6 +138,12 @@ __all__ = [
     "Schedules",
     "schedules_due",
     # end schedules
+    # polls
+    "POLL_SEEN_LIMIT",
+    "Polls",
+    "polls_due",
+    "sync_polls",
+    # end polls
     # connections
     "CONNECTION_STATUSES",
     "MAX_CREDENTIAL_LENGTH",

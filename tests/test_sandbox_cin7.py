@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 from support.sandbox import assert_matches_document, load_spec, running_sandbox
 
 from engine.errors import SandboxSetupError
-from engine.sandbox import Sandbox
+from engine.sandbox import Sandbox, StepClock
 
 DOC = "cin7-core-v2-subset.yaml"
 AUTH = {"api-auth-accountid": "acct", "api-auth-applicationkey": "key"}
@@ -144,3 +145,33 @@ def test_read_only_sale_list_is_virtual_and_deterministic(document) -> None:
     with running_sandbox(document) as again:
         client = httpx.Client(base_url=again.base_url, headers=AUTH)
         assert client.get("/saleList").json() == first.json()
+
+
+def test_sales_changed_in_the_app_move_their_stamp_and_filter_by_updated_since(document) -> None:
+    # Stamps after the synthesised sales' dates, as a live account's would be.
+    with running_sandbox(document, clock=StepClock(datetime(2030, 1, 1, tzinfo=UTC))) as server:
+        client = httpx.Client(base_url=server.base_url, headers=AUTH)
+        admin = server.base_url + "/__sandbox/change"
+        created = client.post(admin, json={"collection": "/saleList", "record": {"OrderNumber": "SO-1", "Status": "ORDERED"}})
+        assert created.status_code == 200, created.text
+        sale = created.json()["record"]
+        synthesised = client.get("/saleList").json()["SaleList"]
+        # A new sale does not take the place of a synthesised one.
+        assert len(synthesised) == 3 and sale["SaleID"] in {s["SaleID"] for s in synthesised}
+
+        since = client.get("/saleList", params={"UpdatedSince": sale["Updated"]}).json()
+        assert_matches_document(document, "GET", "/saleList", 200, since)
+        # Inclusive: the sale stamped exactly at the cursor is there again.
+        assert sale["SaleID"] in [s["SaleID"] for s in since["SaleList"]]
+
+        changed = client.post(admin, json={"collection": "/saleList",
+                                           "record": {"SaleID": sale["SaleID"], "Status": "INVOICED"}}).json()["record"]
+        assert changed["Updated"] > sale["Updated"] and changed["OrderNumber"] == "SO-1"
+        later = client.get("/saleList", params={"UpdatedSince": changed["Updated"]}).json()["SaleList"]
+        assert [(s["SaleID"], s["Status"]) for s in later] == [(sale["SaleID"], "INVOICED")]
+        assert client.get("/saleList", params={"UpdatedSince": "2999-01-01T00:00:00Z"}).json()["SaleList"] == []
+
+        bad = client.post(admin, json={"collection": "/nowhere", "record": {}})
+        assert bad.status_code == 422
+        unfit = client.post(admin, json={"collection": "/saleList", "record": {"InvoiceAmount": "lots"}})
+        assert unfit.status_code == 422 and "/record/InvoiceAmount" in unfit.json()["error"]["message"]

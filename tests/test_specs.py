@@ -74,6 +74,13 @@ def test_yaml_and_json_give_the_same_spec(tmp_path):
         ({"actions": {"a": {"method": "GET", "path": "/x", "pagination": {"style": "cursor", "items": "results"}}}},
          "/actions/a/pagination", "needs next, cursor_param"),
         ({"events": {"e": {"kind": "polling"}}}, "/events/e", "needs 'action'"),
+        ({"events": {"e": {"kind": "polling", "action": "list_customers"}}}, "/events/e", "needs 'key'"),
+        ({"events": {"e": {"kind": "polling", "action": "nope", "key": "SaleID", "cursor": "Updated"}}},
+         "/events/e/action", "unknown action 'nope'"),
+        ({"events": {"e": {"kind": "polling", "action": "list_customers", "key": "ID", "cursor": "LastModifiedOn",
+                           "cursor_param": "Since"}}}, "/events/e/cursor_param", "takes no input 'Since'"),
+        ({"events": {"e": {"kind": "polling", "action": "list_customers", "key": "ID", "cursor": "LastModifiedOn",
+                           "interval": "soon"}}}, "/events/e/interval", "not an interval"),
     ],
 )
 def test_invalid_connector_names_pointer_and_reason(patch, pointer, reason):

@@ -71,11 +71,21 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
             " VALUES (%s, %s, %s, 'env', 'webhook', 't', 'w', %s, 'received')",
             (org, f"ev-{customer}", customer, f"msg-{customer}"),
         )
+        q(
+            "INSERT INTO polls (org_id, id, workflow_id, environment_id, customer_id, connector, event, cursor)"
+            " VALUES (%s, %s, 'w', 'env', %s, 'hub', 'contact_changed', '2030-01-01')",
+            (org, f"pol-{customer}", customer),
+        )
+        q(
+            "INSERT INTO poll_records (org_id, poll_id, customer_id, record_id, version) VALUES (%s, %s, %s, 'r1', 'v1')",
+            (org, f"pol-{customer}", customer),
+        )
 
 
 # The tables of later migrations join m002's lists (which are part of m002's text and stay as shipped).
-ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES)
-CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES)
+POLL_TABLES = ("polls", "poll_records")
+ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES)
+CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES)
 
 
 @pytest.fixture(scope="module")

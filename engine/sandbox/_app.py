@@ -8,6 +8,8 @@ under ``/__sandbox`` (at the root and under the document's base path, so
 * ``POST /__sandbox/reset``     back to the seed
 * ``POST /__sandbox/seed``      replace the seed with the JSON body, then reset
 * ``GET  /__sandbox/describe``  the resources and the role of each operation
+* ``POST /__sandbox/change``    ``{"collection": "/saleList", "record": {...}}``: create or change
+  one record as the app's own users would (its updated stamps move); see :meth:`Sandbox.change`
 """
 
 from __future__ import annotations
@@ -94,6 +96,18 @@ async def _admin(sandbox: Sandbox, action: str, request: Request) -> Response:
         except SandboxSetupError as exc:
             return _problem(exc.http_status, exc.code, str(exc))
         return JSONResponse({"seeded": True, "collections": sandbox.state()})
+    if action == "change" and request.method == "POST":
+        try:
+            data = json.loads(await request.body() or b"{}")
+        except json.JSONDecodeError as exc:
+            return _problem(400, "malformed_request", f"body is not valid JSON: {exc.msg}")
+        if not isinstance(data, dict) or not isinstance(data.get("collection"), str):
+            return _problem(422, "change_invalid", "the body is {\"collection\": \"/path\", \"record\": {...}}")
+        try:
+            record = sandbox.change(data["collection"], data.get("record"))
+        except SandboxSetupError as exc:
+            return _problem(exc.http_status, exc.code, str(exc))
+        return Response(_dumps({"record": record}), media_type="application/json")
     return _problem(404, "not_found", f"no sandbox admin route {request.method} {ADMIN_PREFIX}/{action}")
 
 

@@ -8,10 +8,18 @@ offsets written as text, so they are stable and deterministic. Every other
 query parameter that names a field of the records filters by equality (a list
 value matches any of its items); a record without the field matches only
 when the parameter asks for its documented default (HubSpot's ``archived=false``).
+
+A date-time parameter named ``<something>Since`` (Cin7's ``UpdatedSince`` and
+``ModifiedSince``, ``modified_since``) keeps the records changed at or after
+it: those whose updated stamp (the record's date-time field labelled updated,
+modified, lastModified...) is at or after the given time. Inclusive, as the
+APIs that document it say "since": a poller sees its last record again and
+must dedupe it.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ..errors import RequestProblem, SandboxRequestInvalid
@@ -25,6 +33,38 @@ _LIMIT_NAMES = ("limit", "pagesize", "perpage", "maxresults", "count", "size", "
 _OFFSET_NAMES = ("offset", "skip", "start")
 _CURSOR_NAMES = ("after", "cursor", "pagetoken", "startingafter", "nexttoken", "continuationtoken")
 _PAGING_NAMES = frozenset((*_PAGE_NAMES, *_LIMIT_NAMES, *_OFFSET_NAMES, *_CURSOR_NAMES))
+# Labels (normalised) of the date-time fields a sandbox stamps when a record changes.
+UPDATED_LABELS = ("updated", "modified", "lastmodified", "datemodified", "dateupdated")
+
+
+def updated_field(resource: Resource, defs: Defs = None) -> str | None:
+    """The record field holding when it last changed (a date-time field labelled updated/modified), or None."""
+    for name, schema in properties(resource.item_schema, defs).items():
+        schema = resolved(schema, defs) if isinstance(schema, dict) else {}
+        if schema.get("format") == "date-time" and any(p in norm(name) for p in UPDATED_LABELS):
+            return name
+    return None
+
+
+def _instant(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _since(records: list[dict], stamp: str, value: Any) -> list[dict]:
+    since = _instant(value)
+    if since is None:
+        return records
+    kept = []
+    for record in records:
+        at = _instant(record.get(stamp))
+        if at is not None and (at.tzinfo is None) == (since.tzinfo is None) and at >= since:
+            kept.append(record)
+    return kept
 
 
 def filter_key(c: CheckedRequest) -> tuple:
@@ -36,8 +76,12 @@ def filter_records(operation: Operation, resource: Resource, c: CheckedRequest, 
                    defs: Defs = None) -> list[dict]:
     """Keep the records whose fields equal the query parameters that name them (paging parameters aside)."""
     defaults = {p.name: resolved(p.schema, defs).get("default") for p in operation.parameters if isinstance(p.schema, dict)}
+    stamp = updated_field(resource, defs)
     for name, value in c.query.items():
         if norm(name) in _PAGING_NAMES:
+            continue
+        if stamp is not None and norm(name).endswith("since") and norm(name) != norm(stamp):
+            records = _since(records, stamp, value)
             continue
         wanted = value if isinstance(value, list) else [value]
         wanted_text = {_text(v) for v in wanted}

@@ -165,6 +165,47 @@ class Sandbox:
             ],
         }
 
+    def change(self, collection: str, record: dict) -> dict:
+        """Create or change one record of ``collection`` (a collection path, as in a seed) the way the
+        app would when one of its users edits it: a record whose key field names a stored (or, for a
+        virtual collection, synthesised) record is merged into it, any other is created; its
+        updated stamps move either way. For read-only lists (Cin7's ``/saleList``) that no API call
+        can change, so a poller has something new to find. Returns the stored record.
+
+        Raises:
+            SandboxSetupError: no such collection, or the record does not fit its schema.
+        """
+        resource, scope = resolve_seed_key(collection, self.resources, self.base_path)
+        if resource.singleton:
+            raise SandboxSetupError("change", "/collection", f"{collection} is a single object, not a collection")
+        if not isinstance(record, dict):
+            raise SandboxSetupError("change", "/record", "a record is a JSON object")
+        # The fields given must fit (required ones aside: a change names only what changes).
+        errors = sorted((e for e in validator_for(self._view(resource.item_schema)).iter_errors(record)
+                         if e.validator != "required"), key=lambda e: list(e.absolute_path))
+        if errors:
+            at = "".join("/" + str(p) for p in errors[0].absolute_path)
+            raise SandboxSetupError("change", "/record" + at, errors[0].message)
+        with self.store.lock:
+            key_field = resource.key_field
+            key = str(record[key_field]) if key_field and record.get(key_field) not in (None, "") else None
+            current = self._fetch(resource, scope, key) if key is not None else None
+            if current is not None:
+                changes = {k: v for k, v in record.items() if k != key_field}
+                return self._updated(resource, scope, key, current, changes)
+            id_field = resource.id_field
+            if resource.virtual and id_field and record.get(id_field) in (None, ""):
+                # Past the synthesised records' numbers: a new record must not replace one of them.
+                number = self.store.next_number(resource.key)
+                while number <= _VIRTUAL_PAGE or self.store.is_taken(resource.key, str(self._id_value(resource, number))):
+                    number = self.store.next_number(resource.key)
+                record = {**record, id_field: self._id_value(resource, number)}
+            request = IncomingRequest(method="POST", path=f"{ADMIN_PREFIX}/change", query=[], headers={},
+                                      cookies={}, body=b"")
+            created, new_key = self._new_record(resource, scope, record, request)
+            self.store.put(resource.key, scope, new_key, created)
+            return created
+
     def handle(self, request: IncomingRequest) -> Reply:
         """Answer one request (never raises for a bad request: errors become 4xx replies)."""
         try:

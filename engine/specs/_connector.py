@@ -147,8 +147,22 @@ class WebhookSignature(_Model):
     prefix: str = ""
 
 
+# How often a polling event polls when its spec does not say.
+DEFAULT_POLL_INTERVAL = "5m"
+
+
 class EventSpec(_Model):
-    """Something that happens in the app: delivered by webhook or found by polling an action."""
+    """Something that happens in the app: delivered by webhook or found by polling an action.
+
+    A polling event calls ``action`` (with ``action_input``, walking every page of a paginated
+    action) for each customer whose workflow it triggers, every ``interval``. The records are the
+    action's result (``items`` of a paginated one), or what the ``items`` expression selects from it.
+    ``key`` gives a record's identity and ``version`` its version (default: the ``cursor`` value),
+    both expressions over the record; a record is new when its key was not seen, changed when its
+    version differs from the one seen. ``cursor`` (an expression over the record, e.g. ``Updated``)
+    gives the watermark: the highest value seen is sent as the action input ``cursor_param`` (e.g.
+    Cin7's ``UpdatedSince``) on the next poll, so only recent records come back.
+    """
 
     kind: Literal["webhook", "polling"]
     title: str | None = None
@@ -157,21 +171,50 @@ class EventSpec(_Model):
     signature: WebhookSignature | None = None
     action: str | None = Field(default=None, description="polling: the action to call")
     action_input: dict[str, Any] = Field(default_factory=dict)
+    items: str | None = Field(
+        default=None, description="polling: expression over the action's result selecting the records "
+                                  "(default: the items of a paginated action, else the result)")
     key: str | None = Field(default=None, description="polling: expression giving a record's identity, for de-duplication")
+    version: str | None = Field(
+        default=None, description="polling: expression giving a record's version (default: the cursor), e.g. Updated")
     cursor: str | None = Field(default=None, description="polling: expression giving the watermark, e.g. updatedAt")
+    cursor_param: str | None = Field(
+        default=None, description="polling: the action input that carries the watermark, e.g. UpdatedSince")
+    interval: str = Field(default=DEFAULT_POLL_INTERVAL, description="polling: how often, e.g. 90s, 5m, 1h")
 
     @field_validator("payload")
     @classmethod
     def _json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         return check_json_schema(value)
 
+    @field_validator("interval")
+    @classmethod
+    def _valid_interval(cls, value: str) -> str:
+        from ._workflow import interval_seconds  # the schedules' interval syntax
+
+        interval_seconds(value)
+        return value
+
     @model_validator(mode="after")
     def _polling_needs_action(self) -> "EventSpec":
         if self.kind == "polling" and not self.action:
             raise ValueError("a polling event needs 'action'")
+        if self.kind == "polling" and not self.key:
+            raise ValueError("a polling event needs 'key' (a record's identity)")
+        if self.kind == "polling" and not (self.version or self.cursor):
+            raise ValueError("a polling event needs 'version' or 'cursor' (to tell a changed record)")
+        if self.cursor_param and not self.cursor:
+            raise ValueError("'cursor_param' carries the 'cursor': give 'cursor' too")
         if self.kind == "webhook" and self.action:
             raise ValueError("'action' is for polling events only")
         return self
+
+    @property
+    def poll_seconds(self) -> int:
+        """:attr:`interval` in seconds."""
+        from ._workflow import interval_seconds
+
+        return interval_seconds(self.interval)
 
 
 class RateLimitSpec(_Model):
@@ -260,9 +303,27 @@ class ConnectorSpec(_Model):
 
     @model_validator(mode="after")
     def _polling_actions_exist(self) -> "ConnectorSpec":
+        problems: list[InitErrorDetails] = []
+
+        def problem(loc: tuple[str, ...], message: str, value: Any) -> None:
+            problems.append(InitErrorDetails(
+                type=PydanticCustomError("polling_event", "{message}", {"message": message}), loc=loc, input=value))
+
         for name, event in self.events.items():
-            if event.action and event.action not in self.actions:
-                raise ValueError(f"event {name!r} polls unknown action {event.action!r}")
+            if not event.action:
+                continue
+            action = self.actions.get(event.action)
+            if action is None:
+                problem(("events", name, "action"), f"event {name!r} polls unknown action {event.action!r}", event.action)
+                continue
+            if event.cursor_param:
+                accepted = (self.deref(action.input) or {}).get("properties") or {}
+                if event.cursor_param not in accepted:
+                    problem(("events", name, "cursor_param"),
+                            f"action {event.action!r} takes no input {event.cursor_param!r}"
+                            f" (it takes: {', '.join(sorted(accepted)) or 'nothing'})", event.cursor_param)
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
 
     @model_validator(mode="after")
