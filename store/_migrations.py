@@ -23,6 +23,7 @@ import psycopg
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
 from store._catalog import CATALOG_SCHEMA
 from store._schema import DURABLE_EXECUTIONS, EXECUTION_CONTROL, PLATFORM_SCHEMA
+from store._sandboxes import SANDBOXES_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
 from store._schema_events import EVENTS_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
@@ -89,6 +90,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m007_execution_control", EXECUTION_CONTROL),
     # The connector catalog: embeddings (HNSW) and full-text documents of connectors and actions.
     Migration("m008_catalog", CATALOG_SCHEMA),
+    # Hosted sandboxes: imported connectors' documents, sandbox seeds, connections.target
+    # (store/_sandboxes.py).
+    Migration("m009_sandboxes", SANDBOXES_SCHEMA),
 )
 
 _CREATE_TABLE = """
