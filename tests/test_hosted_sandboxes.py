@@ -175,3 +175,37 @@ def test_a_connector_not_imported_from_a_document_has_no_sandbox(platform: str, 
         tested = http.post(f"/v1/connections/{connection.json()['id']}/test", headers=acme.headers(acme.customers[0]))
         assert tested.status_code == 200 and not tested.json()["ok"], tested.text
         assert "127.0.0.1" in tested.json()["detail"] and "egress" in tested.json()["detail"].lower(), tested.json()
+
+
+def test_a_mounted_view_routes_only_its_prefix_and_keeps_the_guard() -> None:
+    import asyncio
+
+    from engine.errors import EgressDenied
+    from engine.http import NO_RETRY, HttpClient
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"ok": True})
+
+    async def go() -> None:
+        base = HttpClient()
+        view = base.mounted({"https://sandboxes.switchboard.invalid/org_a/cin7": httpx.MockTransport(answer)})
+        try:
+            ok = await view.request("GET", "https://sandboxes.switchboard.invalid/org_a/cin7/customer")
+            assert ok.status_code == 200 and seen == ["https://sandboxes.switchboard.invalid/org_a/cin7/customer"]
+            for url in ("http://127.0.0.1:9/x", "http://127.0.0.1:9/org_a/cin7/customer", "http://[::1]:9/org_a/cin7"):
+                with pytest.raises(EgressDenied):
+                    await view.request("GET", url)
+            # A sibling path is not under the prefix, and the base client never routes in-process.
+            for client_, url in ((view, "https://sandboxes.switchboard.invalid/org_a/cin7x/customer"),
+                                 (base, "https://sandboxes.switchboard.invalid/org_a/cin7/customer")):
+                with pytest.raises(Exception) as refused:
+                    await client_.request("GET", url, retry=NO_RETRY)
+                assert type(refused.value).__module__.startswith("engine"), refused.value
+            assert len(seen) == 1
+        finally:
+            await base.aclose()
+
+    asyncio.run(go())
