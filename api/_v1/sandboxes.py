@@ -28,33 +28,33 @@ _PLATFORM_HEADERS = ("x-fastn-access-key", "x-fastn-account-id", "x-fastn-accoun
 _ANSWER_HEADERS = ("content-type", "allow", "www-authenticate", "location", "retry-after")
 
 
-def _out(platform: Any, principal: Principal, result: dict[str, Any], request: Request) -> dict[str, Any]:
+def _out(principal: Principal, result: dict[str, Any], request: Request) -> dict[str, Any]:
     key = result["connector"]
     return result | {"api_url": str(request.base_url).rstrip("/") + f"/sandboxes/{principal.org_id}/{key}/api"}
 
 
-@router.get("/sandboxes/{connector}/state", name="sandbox.state")
+@router.get("/sandboxes/{connector_id}/state", name="sandbox.state")
 async def sandbox_state(
-    connector: str, request: Request, platform: PlatformDep, principal: Annotated[Principal, require("connectors", "read")]
+    connector_id: str, request: Request, platform: PlatformDep, principal: Annotated[Principal, require("connectors", "read")]
 ) -> Any:
     """Every record of the connector's sandbox, by collection path (``collections``). 404 for a
     connector of another organization; 409 ``sandbox_unavailable`` for one not imported from a
     document."""
-    return _out(platform, principal, await platform.sandboxes.state(principal, connector), request)
+    return _out(principal, await platform.sandboxes.state(principal, connector_id), request)
 
 
-@router.get("/sandboxes/{connector}/describe", name="sandbox.describe")
+@router.get("/sandboxes/{connector_id}/describe", name="sandbox.describe")
 async def sandbox_describe(
-    connector: str, request: Request, platform: PlatformDep, principal: Annotated[Principal, require("connectors", "read")]
+    connector_id: str, request: Request, platform: PlatformDep, principal: Annotated[Principal, require("connectors", "read")]
 ) -> Any:
     """The sandbox's reading of the document: base path, resources (collections a seed can fill)
     and each operation's role."""
-    return _out(platform, principal, await platform.sandboxes.describe(principal, connector), request)
+    return _out(principal, await platform.sandboxes.describe(principal, connector_id), request)
 
 
-@router.post("/sandboxes/{connector}/seed", name="sandbox.seed")
+@router.post("/sandboxes/{connector_id}/seed", name="sandbox.seed")
 async def sandbox_seed(
-    connector: str,
+    connector_id: str,
     request: Request,
     platform: PlatformDep,
     principal: Annotated[Principal, require("connectors", "write")],
@@ -66,15 +66,15 @@ async def sandbox_seed(
     """Replace the sandbox's seed and reset it to it; the seed is stored, so resets return to it.
     A seed that does not fit the document is refused (422 ``sandbox_seed_invalid`` with a JSON
     ``pointer`` into the body) and nothing changes."""
-    return _out(platform, principal, await platform.sandboxes.seed(principal, connector, seed), request)
+    return _out(principal, await platform.sandboxes.seed(principal, connector_id, seed), request)
 
 
-@router.post("/sandboxes/{connector}/reset", name="sandbox.reset")
+@router.post("/sandboxes/{connector_id}/reset", name="sandbox.reset")
 async def sandbox_reset(
-    connector: str, request: Request, platform: PlatformDep, principal: Annotated[Principal, require("connectors", "write")]
+    connector_id: str, request: Request, platform: PlatformDep, principal: Annotated[Principal, require("connectors", "write")]
 ) -> Any:
     """Back to the stored seed: whatever calls created, changed or deleted is undone."""
-    return _out(platform, principal, await platform.sandboxes.reset(principal, connector), request)
+    return _out(principal, await platform.sandboxes.reset(principal, connector_id), request)
 
 
 # -- the sandbox's own API -------------------------------------------------------------------
@@ -87,6 +87,9 @@ hosted_router = APIRouter(tags=["sandboxes"])
     methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
     name="sandbox.api",
     response_class=Response,
+    # Its paths and answers are the sandboxed document's, not the platform's: described by
+    # GET /v1/sandboxes/{connector}/describe, left out of the platform's own OpenAPI document.
+    include_in_schema=False,
 )
 async def sandbox_api(org_id: str, connector: str, path: str, request: Request, platform: PlatformDep,
                  principal: CurrentPrincipal) -> Response:
