@@ -80,6 +80,7 @@ from runtime._signatures import (
     standard_secret_problem,
 )
 from runtime._webhooks import Receipt, Webhooks, filter_problem, secret_purpose
+from runtime._sandboxes import SANDBOX_ORIGIN, HostedSandbox, SandboxRoute, SandboxService
 from runtime._engine import Engine, build_engine, build_executor, placeholders, static_credentials
 from runtime._durable import QUEUE_NAME, DurableQueue, idempotency_key, partition_key
 from runtime._leases import ProcessLease, pid_alive
@@ -113,6 +114,9 @@ from runtime.errors import (
     PayloadTooLarge,
     PollFailed,
     RunRefused,
+    SandboxSeedInvalid,
+    SandboxTargetRefused,
+    SandboxUnavailable,
     ServiceError,
     SignatureInvalid,
     SpecInvalid,
@@ -187,6 +191,13 @@ __all__ = [
     "RunOutcome",
     "RunPlan",
     "RunRefused",
+    "SANDBOX_ORIGIN",
+    "HostedSandbox",
+    "SandboxRoute",
+    "SandboxSeedInvalid",
+    "SandboxService",
+    "SandboxTargetRefused",
+    "SandboxUnavailable",
     "Runs",
     "Scheduler",
     "ServiceError",

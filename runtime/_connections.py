@@ -139,8 +139,12 @@ class ConnectionService:
         return ConnectionTest(probe.ok, probe.status, probe.detail, action, connection)
 
     async def _probe(self, row: dict[str, Any], ref: Connector, action: str, provider: ConnectionCredentials) -> _Probe:
+        http, base_urls = self.platform.http, None
+        if row.get("target") == "sandbox":
+            route = await self.platform.sandboxes.route(row["org_id"], [ref.spec.id])
+            http, base_urls = route.http, route.base_urls
         engine = build_engine(
-            {ref.spec.id: ref.spec}, self.platform.http, credentials=provider, clock=self.platform.clock,
+            {ref.spec.id: ref.spec}, http, credentials=provider, clock=self.platform.clock, base_urls=base_urls,
             connection_scope=f"{row['org_id']}/{row['customer_id']}",
         )
         probe = _Probe()

@@ -40,6 +40,9 @@ from engine.auth import REFRESH_LEEWAY, OAuth2Client, StaticCredentials, TokenSe
 from engine.http import HttpClient
 from engine.errors import ReauthorizationRequired, TokenEndpointUnavailable
 from engine.specs import ConnectorSpec, OAuth2Auth
+from runtime._access import PRODUCTION
+from runtime._engine import placeholders
+from runtime.errors import SandboxTargetRefused, SandboxUnavailable
 
 Clock = Callable[[], datetime]
 _UNPRINTABLE = set(chr(i) for i in range(32)) | {"\x7f"}
@@ -184,21 +187,50 @@ def credential_values(connector: Connector, auth: Mapping[str, Any]) -> dict[str
 
 
 def create_connection(
-    tx: store.Tx, org_id: str, customer_id: str, connector: str, *, name: str, auth: Mapping[str, Any], encryptor: store.Encryptor
+    tx: store.Tx, org_id: str, customer_id: str, connector: str, *, name: str, auth: Mapping[str, Any] | None,
+    encryptor: store.Encryptor, target: str = "api",
 ) -> dict[str, Any]:
     """Create a ``connected`` connection for ``customer_id`` to ``connector`` (key or id) with the
     credentials in ``auth`` (see ``credential_values``), stored encrypted; ``name`` defaults to
     the connector's.
 
+    ``target="sandbox"`` points the connection at the organization's hosted sandbox of the
+    connector instead of its API: allowed only for a customer outside the production environment
+    and a connector imported from a document, with no ``auth`` (generated credentials of the
+    connector's shape are stored: a sandbox checks that credentials are present, never their
+    value, and a real credential must never be sent to one).
+
     Raises ``NotFound`` (connector or customer), ``Conflict`` (archived connector),
-    ``ConnectionAuthInvalid``, ``InvalidInput``.
+    ``ConnectionAuthInvalid``, ``InvalidInput``, ``SandboxTargetRefused`` (production),
+    ``SandboxUnavailable`` (no document).
     """
     ref = _connectable(connector_for_connections(tx, org_id, connector))
-    values = credential_values(ref, auth)
+    if target == "sandbox":
+        values = _sandbox_credentials(tx, org_id, customer_id, ref, auth)
+    else:
+        if auth is None:
+            raise store.ConnectionAuthInvalid("/auth", f"is required for a connection to the API of {ref.key}")
+        values = credential_values(ref, auth)
     return store.Connections(tx).create(
         org_id, customer_id, ref.id, name=name or ref.spec.name or ref.key, auth_type=ref.spec.auth.type,
-        credentials=values, encryptor=encryptor,
+        credentials=values, encryptor=encryptor, target=target,
     )
+
+
+def _sandbox_credentials(
+    tx: store.Tx, org_id: str, customer_id: str, ref: Connector, auth: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    customer = store.Customers(tx).get(org_id, customer_id)
+    environment = store.Environments(tx).get(org_id, customer["environment_id"])
+    if environment["slug"] == PRODUCTION:
+        raise SandboxTargetRefused(environment["slug"])
+    if store.SandboxDocuments(tx).checksum(org_id, ref.id) is None:
+        raise SandboxUnavailable(ref.key)
+    if auth is not None and any(k != "type" for k in auth if auth[k] is not None):
+        raise store.ConnectionAuthInvalid(
+            "/auth", "a sandbox connection takes no credentials: generated ones are stored (never send a real one)"
+        )
+    return placeholders(ref.spec)
 
 
 def start_oauth(
@@ -334,7 +366,8 @@ class _Refresh:
         row = connections.get(self.org_id, self.connection_id)
         _usable(row)
         values = connections.credentials(self.org_id, self.connection_id, self.encryptor)
-        if row["auth_type"] != "oauth2":
+        if row["auth_type"] != "oauth2" or row.get("target") == "sandbox":
+            # A sandbox connection's tokens are generated and never expire: no OAuth app, no refresh.
             return values
         setup = oauth_setup(tx, self.org_id, connector_for_connections(tx, self.org_id, row["connector_id"]), self.encryptor)
         tokens = TokenSet.from_credentials(values)

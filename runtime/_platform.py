@@ -102,6 +102,7 @@ class Platform:
         from runtime._embeddings import OfflineEmbedder
         from runtime._quotas import Quotas
         from runtime._runs import Runs
+        from runtime._sandboxes import SandboxService
         from runtime._webhooks import Webhooks
 
         # One expression cache and thread pool for the process: each expression text is parsed
@@ -116,6 +117,8 @@ class Platform:
         self.quotas = Quotas(self.db, self.clock)
         self.runs = Runs(self)
         self.connections = ConnectionService(self)
+        # Hosted sandboxes of imported connectors (live records kept in this process).
+        self.sandboxes = SandboxService(self)
         self.webhooks = Webhooks(self)
         # Where stored events go to start their runs (through ``runs.start``, so their tier decides
         # inline or queued); any ``Dispatcher`` may replace it.

@@ -52,7 +52,7 @@ from engine.workflow import (
     WorkflowRegistry,
     validate_input,
 )
-from runtime._access import Principal, check_customer, tenant_tx
+from runtime._access import PRODUCTION, Principal, check_customer, tenant_tx
 from runtime._credentials import ConnectionCredentials, connection_for_run, credentials_for_connection
 from runtime._engine import build_engine, lookup_in, placeholders
 from runtime._durable import queue_partition
@@ -105,6 +105,8 @@ class RunPlan:
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     # Where the engine gets credentials and stores renewed tokens (``Runs.plan`` sets it).
     provider: ConnectionCredentials | None = field(default=None, repr=False)
+    # connector keys whose connection targets the organization's hosted sandbox (runtime._sandboxes)
+    sandboxes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -438,20 +440,26 @@ class Runs:
             raise SpecInvalid("workflow", problems_out(problems))
         connections: dict[str, str] = {}
         credentials: dict[str, dict[str, Any]] = {}
+        sandboxes: list[str] = []
         for key, connector in sorted(connectors.items()):
             connection_id = connection_for_run(tx, org_id, customer_id, key)
             if connection_id is not None:
                 connections[key] = connection_id
+                if store.Connections(tx).get(org_id, connection_id)["target"] == "sandbox":
+                    sandboxes.append(key)
             elif connector.credential_fields():
                 if not dry_run:
                     raise RunRefused("connection", f"customer {customer_id!r} has no connection to {key!r}", connector=key)
                 credentials[key] = placeholders(connector)
             else:
                 credentials[key] = {}
+        if sandboxes and store.Environments(tx).get(org_id, customer["environment_id"])["slug"] == PRODUCTION:
+            raise RunRefused("connection", f"customer {customer_id!r} is in production, where connections cannot target"
+                                           f" a sandbox ({', '.join(sandboxes)})", connector=sandboxes[0])
         return RunPlan(
             org_id=org_id, customer_id=customer_id, environment_id=customer["environment_id"], workflow_id=workflow["id"],
             version=number, spec=spec, input=input, dry_run=dry_run, connectors=connectors, called=called,
-            connections=connections, credentials=credentials,
+            connections=connections, credentials=credentials, sandboxes=tuple(sandboxes),
             secrets=store.Secrets(tx).values_for_run(org_id, customer["environment_id"], self.platform.encryptor),
         )
 
@@ -490,10 +498,15 @@ class Runs:
         templates as ``trigger``. The outcome holds no secret or credential value, and its
         ``record`` the run record with the specs it ran. ``wrap_invoker`` wraps the engine's action
         invoker (a durable run makes each call a durable step)."""
+        http, base_urls = self.platform.http, None
+        if plan.sandboxes:
+            # In-process, never over the network: see runtime._sandboxes.
+            route = await self.platform.sandboxes.route(plan.org_id, plan.sandboxes)
+            http, base_urls = route.http, route.base_urls
         engine = build_engine(
-            plan.connectors, self.platform.http,
+            plan.connectors, http,
             credentials=plan.provider if plan.provider is not None else StaticCredentials(plan.credentials),
-            dry_run=plan.dry_run, connection_scope=f"{plan.org_id}/{plan.customer_id}",
+            dry_run=plan.dry_run, base_urls=base_urls, connection_scope=f"{plan.org_id}/{plan.customer_id}",
             secrets=plan.secrets, workflows=lookup_in(plan.called), evaluator=self.platform.evaluator,
             budget=self.platform.config.expression_budget, **seams,
         )

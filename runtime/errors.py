@@ -8,6 +8,9 @@ Hierarchy::
      +-- BadHeader          a header is malformed or contradicts the credentials (400); ``header``
      +-- SpecInvalid        a connector or workflow spec is refused (422); ``errors`` lists each JSON pointer
      +-- RunRefused         a run cannot start: no usable version, connector or connection (409)
+     +-- SandboxUnavailable a connector has no hosted sandbox: it was not imported from a document (409)
+     +-- SandboxSeedInvalid a sandbox seed does not fit the document (422); ``pointer`` into the seed
+     +-- SandboxTargetRefused a connection may target the sandbox only outside production (422); ``pointer``
  +-- SignatureInvalid   a webhook delivery's signature does not verify (401); ``reason``
  +-- PayloadInvalid     a webhook delivery's body is not a JSON payload it can take (400, 422); ``pointer``
  +-- PayloadTooLarge    a webhook delivery's body is over the event limit (413); ``limit``
@@ -104,6 +107,50 @@ class RunRefused(ServiceError):
         self.reason = reason
         self.connector = connector
         super().__init__(reason)
+
+
+class SandboxUnavailable(ServiceError):
+    """Connector ``connector`` has no hosted sandbox: it was not imported from an OpenAPI document
+    (a sandbox is built from the document, which a hand-written spec does not carry)."""
+
+    code = "sandbox_unavailable"
+    http_status = 409
+    problem_fields = ("connector",)
+
+    def __init__(self, connector: str) -> None:
+        self.connector = connector
+        super().__init__(f"connector {connector!r} has no hosted sandbox: it was not imported from an OpenAPI document;"
+                         " import it with POST /v1/connectors/import to get one")
+
+
+class SandboxSeedInvalid(ServiceError, ValueError):
+    """A seed for connector ``connector``'s sandbox does not fit its document: ``reason`` at
+    ``pointer`` (a JSON pointer into the seed sent). The sandbox keeps its earlier seed."""
+
+    code = "sandbox_seed_invalid"
+    http_status = 422
+    problem_fields = ("connector", "pointer", "reason")
+
+    def __init__(self, connector: str, pointer: str, reason: str) -> None:
+        self.connector = connector
+        self.pointer = pointer
+        self.reason = reason
+        super().__init__(f"the seed for {connector!r}'s sandbox does not fit at {pointer or '/'}: {reason}")
+
+
+class SandboxTargetRefused(ServiceError, ValueError):
+    """A connection of a customer in environment ``environment`` cannot target the hosted sandbox
+    (only non-production environments can); ``pointer`` names the field of the request."""
+
+    code = "sandbox_target_refused"
+    http_status = 422
+    problem_fields = ("environment", "pointer")
+
+    def __init__(self, environment: str, pointer: str = "/target") -> None:
+        self.environment = environment
+        self.pointer = pointer
+        super().__init__(f"{pointer}: a connection in the {environment!r} environment cannot target a sandbox;"
+                         " sandboxes serve non-production environments only (dev, staging...)")
 
 
 class SignatureInvalid(ServiceError):

@@ -39,6 +39,7 @@ from store._people import (
     check_permissions,
     exceeding_permissions,
 )
+from store._sandboxes import CONNECTION_TARGETS, SANDBOX_TABLES, SandboxDocuments
 from store._schema import APP_ROLE
 from store._secrets import MAX_SECRET_BYTES, SECRET_NAME_PATTERN, Secrets
 from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
@@ -144,6 +145,11 @@ __all__ = [
     "polls_due",
     "sync_polls",
     # end polls
+    # hosted sandboxes
+    "CONNECTION_TARGETS",
+    "SANDBOX_TABLES",
+    "SandboxDocuments",
+    # end hosted sandboxes
     # connections
     "CONNECTION_STATUSES",
     "MAX_CREDENTIAL_LENGTH",

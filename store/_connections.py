@@ -44,7 +44,7 @@ OAUTH_TOKEN_FIELDS = ("access_token", "refresh_token", "token_type", "expires_at
 
 _COLUMNS = (
     "c.org_id, c.id, c.customer_id, c.connector_id, k.key AS connector_key, c.name, c.auth_type, c.status,"
-    " c.credentials IS NOT NULL AS has_credentials, c.expires_at, c.last_error, c.created_at, c.updated_at"
+    " c.credentials IS NOT NULL AS has_credentials, c.expires_at, c.last_error, c.target, c.created_at, c.updated_at"
 )
 _FROM = "connections c JOIN connectors k ON k.org_id = c.org_id AND k.id = c.connector_id"
 _SORTABLE = {"created_at": "c.created_at", "updated_at": "c.updated_at", "name": "c.name", "status": "c.status"}
@@ -112,14 +112,16 @@ class Connections:
         auth_type: str,
         credentials: Mapping[str, Any],
         encryptor: Encryptor,
+        target: str = "api",
     ) -> dict[str, Any]:
         """Create a ``connected`` connection for ``customer_id`` to ``connector_id`` with
         ``credentials`` (already checked against the connector's auth), stored encrypted; none
-        are stored when it is empty. Raises ``NotFound`` (customer or connector)."""
+        are stored when it is empty. ``target`` is where its calls go (``CONNECTION_TARGETS``:
+        the API, or the organization's hosted sandbox). Raises ``NotFound`` (customer or connector)."""
         connection_id = new_id("conn")
         values = dict(credentials)
         ciphertext = encryptor.encrypt_json(self.tx, org_id, values, connection_purpose(connection_id)) if values else None
-        self._insert(org_id, connection_id, customer_id, connector_id, name, auth_type, "connected", ciphertext)
+        self._insert(org_id, connection_id, customer_id, connector_id, name, auth_type, "connected", ciphertext, target)
         return self.get(org_id, connection_id)
 
     def create_pending(self, org_id: str, customer_id: str, connector_id: str, *, name: str) -> dict[str, Any]:
@@ -131,13 +133,13 @@ class Connections:
 
     def _insert(
         self, org_id: str, connection_id: str, customer_id: str, connector_id: str, name: str,
-        auth_type: str, status: str, ciphertext: bytes | None,
+        auth_type: str, status: str, ciphertext: bytes | None, target: str = "api",
     ) -> None:
         try:
             self.tx.execute(
-                "INSERT INTO connections (org_id, id, customer_id, connector_id, name, auth_type, status, credentials)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (org_id, connection_id, customer_id, connector_id, name, auth_type, status, ciphertext),
+                "INSERT INTO connections (org_id, id, customer_id, connector_id, name, auth_type, status, credentials, target)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (org_id, connection_id, customer_id, connector_id, name, auth_type, status, ciphertext, target),
             )
         except ForeignKeyViolation as exc:
             if "connector_id" in (exc.diag.constraint_name or ""):

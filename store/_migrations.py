@@ -24,6 +24,7 @@ from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
 from store._catalog import CATALOG_SCHEMA
 from store._schema import DURABLE_EXECUTIONS, EXECUTION_CONTROL, PLATFORM_SCHEMA
 from store._polls import POLLS_SCHEMA
+from store._sandboxes import SANDBOXES_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
 from store._schema_events import EVENTS_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
@@ -92,6 +93,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m008_catalog", CATALOG_SCHEMA),
     # App events by polling: a cursor per polled workflow and customer, and the records seen: store/_polls.py.
     Migration("m009_polling", POLLS_SCHEMA),
+    # Hosted sandboxes: imported connectors' documents, sandbox seeds, connections.target
+    # (store/_sandboxes.py).
+    Migration("m010_sandboxes", SANDBOXES_SCHEMA),
 )
 
 _CREATE_TABLE = """

@@ -286,6 +286,12 @@ def snapshot(http: httpx.Client, tenant: SeededTenant, operations: list[Operatio
         for values in combinations(operation, tenant.ids) or []:
             url = operation.url(values)
             response = http.get(url, headers=tenant.tenant.headers(), params=params)
+            if operation.operation_id.startswith("sandbox.") and response.status_code == 409 \
+                    and response.json()["code"] == "sandbox_unavailable":
+                # The seed's connector is made from a spec, not imported: it has no sandbox to read
+                # (tests/test_hosted_sandboxes.py reads one). The 409 still proves the owner reached it.
+                shot[url] = normalized(response.json())
+                continue
             if response.status_code != 200:
                 refused.append(f"{url} -> {response.status_code} {response.text[:200]}")
             shot[url] = normalized(response.json())

@@ -37,6 +37,8 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
     q("INSERT INTO oauth_apps (org_id, id, connector_key, client_id, client_secret) VALUES (%s, 'o', 'hub', 'id', 'x')", (org,))
     q("INSERT INTO connectors (org_id, id, key, name) VALUES (%s, 'cn', 'hub', 'Hub')", (org,))
     q("INSERT INTO connector_versions (org_id, id, connector_id, version, spec) VALUES (%s, 'cv', 'cn', 1, '{}')", (org,))
+    q("INSERT INTO connector_documents (org_id, connector_id, document, checksum) VALUES (%s, 'cn', '{}', 'x')", (org,))
+    q("INSERT INTO sandbox_seeds (org_id, connector_id, seed) VALUES (%s, 'cn', '{}')", (org,))
     q("INSERT INTO workflows (org_id, id, key, name, draft) VALUES (%s, 'w', 'w', 'W', '{}')", (org,))
     q("INSERT INTO workflow_versions (org_id, id, workflow_id, version, spec) VALUES (%s, 'wv', 'w', 1, '{}')", (org,))
     q("INSERT INTO deployments (org_id, id, workflow_id, environment_id, version) VALUES (%s, 'd', 'w', 'env', 1)", (org,))
@@ -84,7 +86,7 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
 
 # The tables of later migrations join m002's lists (which are part of m002's text and stay as shipped).
 POLL_TABLES = ("polls", "poll_records")
-ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES)
+ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES)
 CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES)
 
 

@@ -16,13 +16,14 @@ from api._v1 import (
     oauth_apps,
     organization,
     people,
+    sandboxes,
     secrets,
     workflows,
 )
 
 # Order is the order of the sections in the OpenAPI document.
-MODULES = (organization, people, keys, secrets, oauth_apps, connectors, catalog, connections, workflows, events, billing,
-           audit)
+MODULES = (organization, people, keys, secrets, oauth_apps, connectors, catalog, sandboxes, connections, workflows, events,
+           billing, audit)
 
 
 def install(app: FastAPI) -> None:
@@ -31,3 +32,5 @@ def install(app: FastAPI) -> None:
     for module in MODULES:
         v1.include_router(module.router)
     app.include_router(v1)
+    # The hosted sandboxes' own APIs, outside /v1: their paths are the documents'.
+    app.include_router(sandboxes.hosted_router)

@@ -38,6 +38,7 @@ from api._v1._common import router as make_router
 router = make_router("connections")
 
 Status = Literal["pending", "connected", "needs_reconnect", "disconnected"]
+Target = Literal["api", "sandbox"]
 CALLBACK_PATH = "/v1/oauth/callback"
 MAX_URL = 2048
 Credential = Annotated[SecretStr, Field(min_length=1, max_length=store.MAX_CREDENTIAL_LENGTH)]
@@ -55,6 +56,8 @@ class ConnectionOut(BaseModel):
     has_credentials: bool = Field(description="Whether credentials are stored (they are never returned).")
     expires_at: datetime | None = Field(None, description="When the OAuth access token expires (refreshed before).")
     last_error: str | None = None
+    target: Target = Field("api", description="Where its calls go: the connector's API, or the organization's hosted "
+                                              "sandbox of the connector (/v1/sandboxes/{connector}).")
     created_at: datetime
     updated_at: datetime
 
@@ -111,7 +114,13 @@ class ConnectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     connector: str = Field(min_length=1, max_length=128, description="Connector key or id.")
     name: str = Field("", max_length=200, description="Defaults to the connector's name.")
-    auth: AuthIn
+    auth: AuthIn | None = Field(None, description="The credentials; required unless target is sandbox (then omit it).")
+    target: Target = Field(
+        "api",
+        description="sandbox: call the organization's hosted sandbox of the connector instead of its API (customers "
+                    "outside production only; the connector must be imported from a document). Generated credentials "
+                    "are stored; send no auth.",
+    )
 
 
 def _check_return_url(value: str | None) -> str | None:
@@ -177,11 +186,17 @@ def create_connection(
     body: ConnectionIn, db: Db, encryptor: Encryptor, principal: Annotated[Principal, require("connections", "write")]
 ) -> Any:
     """Connect the customer named by ``x-fastn-account-tenant-id`` with an API key, basic or bearer
-    credentials; the auth type must be the connector's (else 422 naming ``/auth/type``)."""
+    credentials; the auth type must be the connector's (else 422 naming ``/auth/type``).
+
+    With ``target: sandbox`` (and no ``auth``) the connection calls the organization's hosted
+    sandbox of the connector, OAuth 2.0 connectors included, with no real account: refused with
+    422 ``sandbox_target_refused`` (pointer ``/target``) for a customer in production, and 409
+    ``sandbox_unavailable`` for a connector not imported from a document."""
     customer_id = principal.customer()
     with _tx(db, principal) as tx:
         return runtime.create_connection(
-            tx, principal.org_id, customer_id, body.connector, name=body.name, auth=body.auth.plain(), encryptor=encryptor
+            tx, principal.org_id, customer_id, body.connector, name=body.name,
+            auth=body.auth.plain() if body.auth is not None else None, encryptor=encryptor, target=body.target,
         )
 
 

@@ -108,7 +108,8 @@ def list_connectors(
         return page_out(store.Connectors(tx).list(principal.org_id, page.query(), status=status, search=q), dict)
 
 
-async def _create_indexed(platform: PlatformDep, db: Db, principal: Principal, spec: dict[str, Any]) -> dict[str, Any]:
+async def _create_indexed(platform: PlatformDep, db: Db, principal: Principal, spec: dict[str, Any],
+                          document: dict[str, Any] | None = None) -> dict[str, Any]:
     # Embedded before the transaction opens (an embedding server may be slow); saved and indexed
     # in one transaction, so the catalog never lists a connector that was not saved.
     prepared = await platform.catalog.prepare(spec)
@@ -116,6 +117,9 @@ async def _create_indexed(platform: PlatformDep, db: Db, principal: Principal, s
     def save() -> dict[str, Any]:
         with tenant_tx(db, principal) as tx:
             connector = store.Connectors(tx).create(principal.org_id, spec, created_by=principal.actor_id)
+            if document is not None:
+                # Kept for the connector's hosted sandbox (/v1/sandboxes), which is built from it.
+                store.SandboxDocuments(tx).save_document(principal.org_id, connector["id"], document)
             platform.catalog.save(tx, principal.org_id, connector, prepared)
             return connector
 
@@ -148,11 +152,12 @@ async def import_connector(
 
     ``url`` is fetched through the SSRF guard (private and loopback addresses are refused unless
     the operator's egress allow-list names them) without following redirects. External ``$ref``
-    files are never read.
+    files are never read. The document is kept: the connector gets a hosted sandbox built from it
+    (``/v1/sandboxes/{connector}``), which test-environment connections can target.
     """
-    result = await in_thread(_convert, body, settings)
+    document, result = await in_thread(_convert, body, settings)
     spec = stored(result.connector)
-    connector = await _create_indexed(platform, db, principal, spec)
+    connector = await _create_indexed(platform, db, principal, spec, document.raw)
     return connector | {"warnings": problems_out(result.warnings)}
 
 
@@ -171,7 +176,7 @@ def _convert(body: ImportIn, settings: Any) -> Any:
             document = load_openapi(body.document.encode("utf-8"), source_name="<document>", keep_refs=True)
         else:
             document = load_openapi(body.document or {}, source_name="<document>", keep_refs=True)
-        return convert(document, connector_id=body.id)
+        return document, convert(document, connector_id=body.id)
     except OpenAPIImportError as exc:
         raise OpenAPIImportRefused(exc.pointer, exc.reason) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import http.cookiejar
 import inspect
 import random as _random
@@ -106,6 +107,39 @@ class _NoCookies(http.cookiejar.CookieJar):
         pass
 
 
+class _Mount:
+    """One in-process destination: a URL prefix and the transport that answers under it."""
+
+    __slots__ = ("scheme", "host", "port", "path", "transport")
+
+    def __init__(self, scheme: str, host: str, port: int | None, path: str, transport: httpx.AsyncBaseTransport):
+        self.scheme, self.host, self.port, self.path, self.transport = scheme, host, port, path, transport
+
+    @classmethod
+    def of(cls, prefix: str, transport: httpx.AsyncBaseTransport) -> _Mount:
+        url = httpx.URL(prefix)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"a mount prefix is an absolute http(s) URL, not {prefix!r}")
+        return cls(url.scheme, url.host, url.port, url.path.rstrip("/"), transport)
+
+    def covers(self, url: httpx.URL) -> bool:
+        if (url.scheme, url.host, url.port) != (self.scheme, self.host, self.port):
+            return False
+        return url.path == self.path or url.path.startswith(self.path + "/")
+
+
+class _MountedTransport(httpx.AsyncBaseTransport):
+    """The loop's guarded transport, except for requests under a mounted prefix."""
+
+    def __init__(self, client: HttpClient, inner: httpx.AsyncBaseTransport):
+        self._client = client
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        mounted = self._client._mount_for(request.url)
+        return await (mounted or self._inner).handle_async_request(request)
+
+
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     default = {"http": 80, "https": 443}.get(url.scheme)
     return url.scheme, url.host, url.port or default
@@ -171,6 +205,37 @@ class HttpClient:
         self._rate_clock = rate_clock
         self._rate_sleep = rate_sleep
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        self._mounts: tuple[_Mount, ...] = ()
+
+    # -- in-process destinations ---------------------------------------------------------
+
+    def mounted(self, mounts: Mapping[str, httpx.AsyncBaseTransport]) -> HttpClient:
+        """A view of this client in which requests under each URL prefix of ``mounts`` go to
+        that prefix's transport (an ``httpx.ASGITransport`` to an app in this process) instead
+        of the network.
+
+        Nothing else changes: the view shares this client's connections, rate limiters,
+        retries and observers, and every other URL is vetted by the egress guard as before.
+        A mounted prefix opens no address to the network; it names an app, so its URL need
+        not resolve (the platform uses the reserved ``.invalid`` domain). Prefixes are
+        ``scheme://host[:port]/path``; a URL is under one when those match and its path is
+        the prefix's or below it.
+        """
+        view = copy.copy(self)
+        view._mounts = (*self._mounts, *(_Mount.of(prefix, transport) for prefix, transport in mounts.items()))
+        return view
+
+    def _mount_for(self, url: str | httpx.URL) -> httpx.AsyncBaseTransport | None:
+        if not self._mounts:
+            return None
+        try:
+            parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        except httpx.InvalidURL:
+            return None
+        for mount in self._mounts:
+            if mount.covers(parsed):
+                return mount.transport
+        return None
 
     # -- shared state --------------------------------------------------------------------
 
@@ -188,6 +253,9 @@ class HttpClient:
                 headers={"User-Agent": self._user_agent},
             )
             state = self._states[loop] = _LoopState(client, transport, RateLimiters(self._rate_clock, self._rate_sleep), self._max_response_bytes)
+        if self._mounts:
+            # The loop's shared client and limiters, with mounted prefixes sent in-process.
+            return _LoopState(state.client, _MountedTransport(self, state.transport), state.limiters, state.max_bytes)  # type: ignore[arg-type]
         return state
 
     def shared_client(self) -> httpx.AsyncClient:
@@ -289,7 +357,10 @@ class HttpClient:
             hop += 1
 
     def _vet(self, method: str, url: str | httpx.URL, redact: Redactor) -> httpx.URL:
-        """``url`` parsed and passed by the egress guard; errors show it redacted."""
+        """``url`` parsed and passed by the egress guard (a mounted URL goes to no network and
+        is only parsed); errors show it redacted."""
+        if self._mount_for(url) is not None:
+            return url if isinstance(url, httpx.URL) else httpx.URL(url)
         try:
             return self.guard.check_url(url)
         except EgressDenied as exc:
