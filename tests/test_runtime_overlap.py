@@ -198,7 +198,8 @@ async def test_four_triggers_of_the_flagship_at_once_for_one_customer_leave_no_d
                                                            "values": {"account_id": "acc", "application_key": "key"}}}))
         hook = _ok(http.post(f"/v1/workflows/{FLAGSHIP['id']}/triggers", headers=tenant.headers(),
                              json={"kind": "webhook", "customer": customer}))
-        body = json.dumps({"page_size": 2}).encode()
+        # every trigger asks for the same input: whichever run creates the customers, they come out the same
+        body = json.dumps({"page_size": 2, "currency": "GBP"}).encode()
         webhook_id = store.new_id("msg")
 
         def webhook() -> httpx.Response:
