@@ -44,8 +44,6 @@ The run sees as ``trigger``: ``{"kind": "app_event", "connector", "event", "poll
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -63,6 +61,7 @@ from engine.specs import ConnectorSpec, EventSpec
 from runtime._access import Principal, system_principal
 from runtime._credentials import ConnectionCredentials, connection_for_run, credentials_for_connection
 from runtime._engine import build_engine
+from runtime._periodic import Periodic
 from runtime._runs import Transactions
 from runtime.errors import PollFailed, RunRefused, ServiceError
 
@@ -102,34 +101,14 @@ def _later(value: str, than: str | None) -> bool:
         return value > than
 
 
-class Poller:
+class Poller(Periodic):
     """Polls the due app events from this process, for the life of an ``async with`` block (see
     the module docstring). :meth:`tick` is one pass, :meth:`poll` one poll; both callable alone."""
 
+    name = "polling"
+
     def __init__(self, platform: Platform, *, poll_seconds: float = POLL_LOOP_SECONDS, batch: int = POLL_BATCH) -> None:
-        self.platform = platform
-        self.poll_seconds = poll_seconds
-        self.batch = batch
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Poller:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception as exc:  # a database hiccup must not end the loop
-                log.warning("polling: a pass failed: %s", exc)
-            await asyncio.sleep(self.poll_seconds)
+        super().__init__(platform, poll_seconds=poll_seconds, batch=batch)
 
     async def tick(self) -> list[dict[str, Any]]:
         """One pass: sync the poll rows, then poll the due ones; returns what each poll did."""

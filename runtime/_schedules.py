@@ -45,8 +45,6 @@ The run sees as ``trigger``: ``{"kind": "schedule", "schedule_id", "slot", "due_
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -62,6 +60,7 @@ import store
 from engine import Schedule
 from engine.errors import EngineError
 from runtime._access import Principal, system_principal
+from runtime._periodic import Periodic
 from runtime._runs import Transactions
 from runtime.errors import ServiceError
 
@@ -93,35 +92,15 @@ def _savepoint(tx: store.Tx) -> Iterator[store.Tx]:
         yield tx
 
 
-class Scheduler:
+class Scheduler(Periodic):
     """Fires due schedules from this process, for the life of an ``async with`` block (see the
     module docstring). :meth:`tick` is one pass, callable alone (tests, a one-shot command)."""
 
+    name = "schedules"
+
     def __init__(self, platform: Platform, *, poll_seconds: float = SCHEDULE_POLL_SECONDS,
                  batch: int = SCHEDULE_BATCH) -> None:
-        self.platform = platform
-        self.poll_seconds = poll_seconds
-        self.batch = batch
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Scheduler:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception as exc:  # a database hiccup must not end the loop
-                log.warning("schedules: a pass failed: %s", exc)
-            await asyncio.sleep(self.poll_seconds)
+        super().__init__(platform, poll_seconds=poll_seconds, batch=batch)
 
     async def tick(self) -> list[dict[str, Any]]:
         """One pass: plan the schedules not planned yet and fire the due ones; returns what each
