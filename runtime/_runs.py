@@ -498,11 +498,13 @@ class Runs:
         templates as ``trigger``. The outcome holds no secret or credential value, and its
         ``record`` the run record with the specs it ran. ``wrap_invoker`` wraps the engine's action
         invoker (a durable run makes each call a durable step)."""
-        http, base_urls = self.platform.http, None
+        # A caller may point connectors elsewhere (an agent's dry run on its sandboxes: the
+        # ``base_urls`` seam); connections that target a hosted sandbox are routed to it in-process.
+        http, base_urls = self.platform.http, seams.pop("base_urls", None)
         if plan.sandboxes:
             # In-process, never over the network: see runtime._sandboxes.
             route = await self.platform.sandboxes.route(plan.org_id, plan.sandboxes)
-            http, base_urls = route.http, route.base_urls
+            http, base_urls = route.http, {**(base_urls or {}), **route.base_urls}
         engine = build_engine(
             plan.connectors, http,
             credentials=plan.provider if plan.provider is not None else StaticCredentials(plan.credentials),
