@@ -71,7 +71,10 @@ def list_events(
 
     To poll for new events, pass the newest event id seen as ``after``: the answer holds only
     events received after it, newest first (follow ``next_cursor`` while there are more than
-    ``limit``). Or walk oldest first with ``sort=received_at`` and keep the last page's cursor."""
+    ``limit``). Or walk oldest first with ``sort=received_at`` and keep the last page's cursor.
+    Events are ordered by the time they were stored, not committed: one stored a moment before
+    another can commit after it, so a poller that must miss nothing asks from a slightly older id
+    and drops the ids it has seen."""
     with db.tenant(*_scope(principal)) as tx:
         result = store.Events(tx).list(
             principal.org_id, page.query("-received_at"), source=source, status=status, trigger_id=trigger,
