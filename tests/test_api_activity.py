@@ -220,3 +220,20 @@ def test_traces_are_scoped_to_the_organization_and_the_customer(platform: str, w
         # No call row carries the customer's credentials.
         text = http.get("/v1/traces", headers=acme.headers()).text
         assert ACCOUNT not in text and APP_KEY not in text
+
+
+def test_a_test_key_sees_no_production_customers_calls(platform: str, world: dict[str, Any], db: store.Database) -> None:
+    # Last in the module: it adds an execution (a dry run, whose GET is sent) for a production customer.
+    acme: Tenant = world["acme"]
+    live = bootstrap.create_customer(db, acme.org_id, "Live customer", environment="production")["id"]
+    _, test_key = bootstrap.create_api_key(db, acme.org_id, "test key", kind="test")
+    with client(platform) as http:
+        dry = http.post("/v1/workflows/lister/runs", headers=acme.headers(live), json={"dry_run": True})
+        assert dry.status_code == 201 and dry.json()["trace"], dry.text
+        assert {t["customer_id"] for t in items(http, "/v1/traces", acme.headers(), customer=live)} == {live}
+        seen = items(http, "/v1/traces", acme.headers(key=test_key), limit=200)
+        assert seen and live not in {t["customer_id"] for t in seen}
+        assert items(http, "/v1/traces", acme.headers(key=test_key), customer=live) == []
+        assert http.get("/v1/traces", headers=acme.headers(live, key=test_key)).status_code == 403
+        assert items(http, "/v1/traces", acme.headers(), dry_run="true", customer=live)[0]["sent"] is True
+        assert live not in {e["customer_id"] for e in items(http, "/v1/executions", acme.headers(key=test_key), limit=200)}
