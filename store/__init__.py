@@ -44,6 +44,7 @@ from store._schema import APP_ROLE
 from store._secrets import MAX_SECRET_BYTES, SECRET_NAME_PATTERN, Secrets
 from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
 from store._events import Events, events_awaiting_dispatch
+from store._traces import TRACE_STATUSES, Traces
 from store._polls import SEEN_LIMIT as POLL_SEEN_LIMIT, Polls, polls_due, sync_polls
 from store._schedules import Schedules, schedules_due
 from store._schema_events import EVENT_SOURCES, EVENT_STATUSES
@@ -135,6 +136,9 @@ __all__ = [
     "Events",
     "events_awaiting_dispatch",
     # end events
+    # traces
+    "TRACE_STATUSES",
+    "Traces",
     # schedules
     "Schedules",
     "schedules_due",

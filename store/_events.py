@@ -81,13 +81,22 @@ class Events:
 
     def list(self, org_id: str, query: ListQuery, *, source: str | None = None, status: str | None = None,
              trigger_id: str | None = None, customer_id: str | None = None,
-             hidden_environment: str | None = None) -> Page:
+             hidden_environment: str | None = None, after: str | None = None) -> Page:
         """Events without payloads (sort: received_at), leaving out the customers of environment
-        ``hidden_environment`` (a slug)."""
+        ``hidden_environment`` (a slug). ``after`` (an event id) keeps only the events received
+        after that one (by ``received_at``, then id): what a poller asks for with the newest event
+        it has seen. Raises ``InvalidInput`` (field ``after``) for an event this transaction cannot see."""
         _check("source", source, EVENT_SOURCES)
         _check("status", status, EVENT_STATUSES)
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
+        if after is not None:
+            mark = self.tx.execute(
+                "SELECT received_at, id FROM events WHERE org_id = %s AND id = %s", (org_id, after)
+            ).fetchone()
+            if mark is None:
+                raise InvalidInput("event", "after", f"no event {after!r} to list the events after")
+            filters.add("(received_at, id) > (%(after_at)s, %(after_id)s)", after_at=mark["received_at"], after_id=mark["id"])
         if source:
             filters.add("source = %(source)s", source=source)
         if status:

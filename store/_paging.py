@@ -65,6 +65,24 @@ class Filters:
         return " AND ".join(self.conditions) if self.conditions else "true"
 
 
+def add_time_range(filters: Filters, resource: str, column: str, start: datetime | None, end: datetime | None) -> None:
+    """Keep rows whose ``column`` is at or after ``start`` and before ``end`` (either may be None).
+
+    Raises ``InvalidInput`` (field ``from``, the query parameter that names ``start``) when
+    ``start`` is not before ``end``, or (field ``from``/``to``) when one names no time zone: a
+    naive time would be read in the server's zone.
+    """
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and value.utcoffset() is None:
+            raise InvalidInput(resource, name, "must name its time zone (e.g. 2026-01-31T09:00:00Z)")
+    if start is not None and end is not None and start >= end:
+        raise InvalidInput(resource, "from", "must be before to")
+    if start is not None:
+        filters.add(f"{column} >= %(_from)s", _from=start)
+    if end is not None:
+        filters.add(f"{column} < %(_to)s", _to=end)
+
+
 def _encode(sort: str, value: Any, row_id: str) -> str:
     if isinstance(value, datetime):
         value = {"t": value.isoformat()}

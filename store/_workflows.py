@@ -13,6 +13,7 @@ Specs are stored as the JSON the caller validated (``api/`` validates them with 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg.errors import ForeignKeyViolation, UniqueViolation
@@ -20,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from store._ids import new_id
 from store._orgs import Environments, taken
-from store._paging import CUSTOMERS_OF_ENVIRONMENT, Filters, ListQuery, Page, fetch_page
+from store._paging import CUSTOMERS_OF_ENVIRONMENT, Filters, ListQuery, Page, add_time_range, fetch_page
 from store._schedules import Schedules
 from store.errors import Conflict, InvalidInput, NotFound
 
@@ -523,11 +524,19 @@ class Executions:
 
     def list(self, org_id: str, query: ListQuery, *, workflow_ref: str | None = None, status: str | None = None,
              dry_run: bool | None = None, customer_id: str | None = None,
-             hidden_environment: str | None = None) -> Page:
+             hidden_environment: str | None = None, version: int | None = None, triggered_by: str | None = None,
+             started_from: datetime | None = None, started_to: datetime | None = None) -> Page:
         """Executions without traces (sort: started_at), leaving out the customers of environment
-        ``hidden_environment`` (a slug)."""
+        ``hidden_environment`` (a slug). ``started_from`` (inclusive) and ``started_to`` (exclusive)
+        bound ``started_at``; ``InvalidInput`` (field ``from``) when the range is empty."""
         _check("execution", "status", status, EXECUTION_STATUSES)
+        _check("execution", "triggered_by", triggered_by, TRIGGERED_BY)
         filters = Filters()
+        add_time_range(filters, "execution", "started_at", started_from, started_to)
+        if version is not None:
+            filters.add("version = %(version)s", version=version)
+        if triggered_by:
+            filters.add("triggered_by = %(triggered_by)s", triggered_by=triggered_by)
         filters.add("org_id = %(org)s", org=org_id)
         if workflow_ref:
             # A filter, not a lookup: an unknown workflow lists nothing.

@@ -308,6 +308,9 @@ def filter_values(a: SeededTenant) -> dict[str, list[str]]:
     return {
         "customer": list(a.tenant.customers),
         "workflow_id": [*a.ids["workflow_id"], a.workflow_key],
+        "workflow": [*a.ids["workflow_id"], a.workflow_key],
+        "execution": list(a.ids["execution_id"]),
+        "after": list(a.ids["event_id"]),
         "connector": [*a.ids["connector_id"], a.connector_key, f"{a.label}-crm"],
         "actor": [*a.key_ids.values(), *a.ids["user_id"]],
         "resource_id": [a.ids["customer_id"][0], a.ids["workflow_id"][0], a.ids["connection_id"][0], a.ids["secret_id"][0]],

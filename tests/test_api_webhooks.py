@@ -374,6 +374,29 @@ def test_events_list_pages_newest_first_filters_and_keeps_tenants_apart(http: ht
     assert http.get("/v1/events", headers=acme.headers(), params={"status": "lost"}).status_code == 422
 
 
+def test_events_are_polled_for_new_ones_after_the_newest_seen(http: httpx.Client, db, two) -> None:
+    acme, globex = two
+    first = customer(db, http, acme)
+    hook = trigger(http, acme, first)
+    earlier = [send(http, hook).json()["event_id"] for _ in range(2)]
+    newest_seen = events_of(http, acme, customer=first)[0]["id"]
+    assert newest_seen == earlier[-1]
+    assert events_of(http, acme, customer=first, after=newest_seen) == []
+    later = [send(http, hook).json()["event_id"] for _ in range(3)]
+    # Only the new ones, newest first, paged by the cursor within the bound.
+    assert [e["id"] for e in events_of(http, acme, customer=first, after=newest_seen)] == later[::-1]
+    page = http.get("/v1/events", headers=acme.headers(), params={"after": newest_seen, "limit": 2}).json()
+    rest = http.get("/v1/events", headers=acme.headers(),
+                    params={"after": newest_seen, "limit": 2, "cursor": page["next_cursor"]}).json()
+    assert [e["id"] for e in page["items"] + rest["items"]] == later[::-1] and rest["next_cursor"] is None
+    assert [e["id"] for e in events_of(http, acme, after=earlier[0])] == (earlier[1:] + later)[::-1]
+    # An id the caller cannot see is refused, naming the parameter: another organization's event too.
+    for unknown in ("evt_nothing", later[0]):
+        refused = http.get("/v1/events", headers=(acme if unknown == "evt_nothing" else globex).headers(),
+                           params={"after": unknown})
+        assert refused.status_code == 422 and refused.json()["field"] == "after", refused.text
+
+
 def test_events_a_crash_left_received_are_dispatched_at_the_next_start(
     migrated_database_url: str, http: httpx.Client, db, two
 ) -> None:

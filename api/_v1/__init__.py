@@ -18,11 +18,12 @@ from api._v1 import (
     people,
     sandboxes,
     secrets,
+    traces,
     workflows,
 )
 
 # Order is the order of the sections in the OpenAPI document.
-MODULES = (organization, people, keys, secrets, oauth_apps, connectors, catalog, sandboxes, connections, workflows, events,
+MODULES = (organization, people, keys, secrets, oauth_apps, connectors, catalog, sandboxes, connections, workflows, events, traces,
            billing, audit)
 
 

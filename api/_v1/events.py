@@ -63,13 +63,23 @@ def list_events(
     trigger: Annotated[str | None, Query(max_length=128, description="Trigger id.")] = None,
     customer: Annotated[str | None, Query(max_length=128, description="Customer id (default: the "
                                                                      "x-fastn-account-tenant-id customer).")] = None,
+    after: Annotated[str | None, Query(max_length=128, description=(
+        "An event id: only events received after it. Poll with the newest id seen."))] = None,
 ) -> Any:
-    """Events, newest first (sort: received_at), without payloads. Poll for new ones with
-    ``sort=received_at`` and the last page's cursor."""
+    """Events, newest first (sort: received_at), without payloads; filter by ``source``
+    (webhook, schedule, app_event, manual), ``status``, ``trigger`` and ``customer``.
+
+    To poll for new events, pass the newest event id seen as ``after``: the answer holds only
+    events received after it, newest first (follow ``next_cursor`` while there are more than
+    ``limit``). Or walk oldest first with ``sort=received_at`` and keep the last page's cursor.
+    Events are ordered by the time they were stored, not committed: one stored a moment before
+    another can commit after it, so a poller that must miss nothing asks from a slightly older id
+    and drops the ids it has seen."""
     with db.tenant(*_scope(principal)) as tx:
         result = store.Events(tx).list(
             principal.org_id, page.query("-received_at"), source=source, status=status, trigger_id=trigger,
             customer_id=customer or principal.customer_id, hidden_environment=principal.hidden_environment,
+            after=after,
         )
     return page_out(result, dict)
 

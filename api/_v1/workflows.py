@@ -657,16 +657,25 @@ def list_executions(
     workflow_id: Annotated[
         str | None, Query(max_length=128, deprecated=True, description="The former name of `workflow`.")
     ] = None,
+    version: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Workflow version run (0: the draft).")] = None,
+    triggered_by: TriggeredBy | None = None,
+    started_from: Annotated[datetime | None, Query(alias="from", description=(
+        "Started at or after this time (ISO 8601 with a time zone)."))] = None,
+    started_to: Annotated[datetime | None, Query(alias="to", description=(
+        "Started before this time (ISO 8601 with a time zone)."))] = None,
 ) -> Any:
     """Executions, newest first (sort: started_at), without traces. A request naming a customer
     in x-fastn-account-tenant-id (and a key bound to one) sees only that customer's; ``customer``
-    filters an organization-level caller's list."""
+    filters an organization-level caller's list. Filters combine: ``status``, ``workflow`` (id or
+    key), ``version``, ``customer``, ``triggered_by``, ``dry_run`` and the ``from``/``to`` range of
+    ``started_at``."""
     if workflow and workflow_id and workflow != workflow_id:
         raise store.InvalidInput("execution", "workflow", "send workflow or its former name workflow_id, not both")
     with db.tenant(principal.org_id, principal.customer_id) as tx:
         result = store.Executions(tx).list(
             principal.org_id, page.query("-started_at"), workflow_ref=workflow or workflow_id, status=status, dry_run=dry_run,
             customer_id=customer or principal.customer_id, hidden_environment=principal.hidden_environment,
+            version=version, triggered_by=triggered_by, started_from=started_from, started_to=started_to,
         )
     return page_out(result, dict)
 
