@@ -1,6 +1,6 @@
-"""bench/engine.py and bench/import.py run and print their figures.
+"""The bench/ scripts run and print their figures.
 
-Nothing here times anything: speed is the bench's business.
+Nothing here times anything: speed is the bench's business. Each bench runs at tiny sizes.
 """
 
 from __future__ import annotations
@@ -90,3 +90,40 @@ def test_catalog_bench_refuses_a_bad_repeat():
     done = subprocess.run([sys.executable, str(CATALOG_BENCH), "--repeat", "0"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "--repeat must be >= 1" in done.stderr
+
+
+RUNTIME_BENCH = ROOT / "bench" / "runtime.py"
+RUNTIME_TINY = ("--seconds", "0.5", "--warmup", "2", "--rate", "10", "--ack-seconds", "0.5", "--standard", "4",
+                "--steps", "2", "--repeat", "1")
+
+
+def test_runtime_bench_prints_every_figure_of_issue_10():
+    done = subprocess.run([sys.executable, str(RUNTIME_BENCH), *RUNTIME_TINY], cwd=ROOT, capture_output=True,
+                          text=True, timeout=400)
+    assert done.returncode == 0, done.stderr + done.stdout
+    out = done.stdout
+    for label in ("health", "runs route", "webhook instant"):
+        for conns in (1, 16):
+            row = re.search(rf"^{label}\s+conns={conns}\s+(\d+\.\d) req/s  p50\s+(\d+\.\d) ms  p99\s+(\d+\.\d) ms  "
+                            r"\(n=(\d+)\)$", out, re.M)
+            assert row is not None, (label, conns, out)
+            assert float(row.group(1)) > 0 and int(row.group(4)) >= 1
+    assert len(re.findall(r"^  webhook runs completed and recorded: \d+\.\d/s; answer carries the result: ", out,
+                          re.M)) == 2, out
+    assert len(re.findall(r"^  ratio conns=(1|16): runs/health \d+\.\d\d, webhook/health \d+\.\d\d", out, re.M)) == 2
+    assert re.search(r"^standard webhook ack at 10/s for 0\.5 s: p50 \d+\.\d ms  p99 \d+\.\d ms  \(n=5;", out, re.M), out
+    for workers in ("1 worker", "2 workers"):
+        row = re.search(rf"^standard executions/s, {workers}: (\d+\.\d|nan)  \(5 executions, first to last "
+                        r"completion \d+\.\d\d s\)$", out, re.M)
+        assert row is not None, (workers, out)
+    assert re.search(r"^durable execution of 2 steps: \d+\.\d ms, the same 2 calls made directly: \d+\.\d ms", out,
+                     re.M), out
+    assert re.search(r"^durable per-step overhead: -?\d+\.\d\d ms per step overall, -?\d+\.\d\d ms per added step", out,
+                     re.M), out
+
+
+def test_runtime_bench_refuses_a_one_step_workflow():
+    done = subprocess.run([sys.executable, str(RUNTIME_BENCH), "--steps", "1"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "--steps must be >= 2" in done.stderr
+    assert "req/s" not in done.stdout
