@@ -5,7 +5,12 @@ Hierarchy (class, code, HTTP status)::
     AgentError                      agent_error (500)
     ├── ModelSettingInvalid         model_setting_invalid (422)
     ├── ModelUnavailable            model_unavailable (503)
-    └── PlanError                   offline_plan_error (500)
+    ├── PlanError                   offline_plan_error (500)
+    └── ThreadError                 thread_error (500)
+        ├── GraphUnknown            graph_unknown (422)
+        ├── ThreadBusy              thread_busy (409)
+        ├── ThreadNotInterrupted    thread_not_interrupted (409)
+        └── RunNotActive            run_not_active (409)
 
 Every error builds its message from typed fields and carries ``code`` and ``http_status``, which
 ``api/`` maps to a problem response. Errors of openai and litellm are translated into these at the
@@ -63,3 +68,63 @@ class PlanError(AgentError):
         self.step = step
         self.reason = reason
         super().__init__(f"offline plan step {step!r}: {reason}")
+
+
+class ThreadError(AgentError):
+    """Root of the errors of threads and their runs (``agents._threads``)."""
+
+    code = "thread_error"
+    http_status = 500
+
+
+class GraphUnknown(ThreadError, ValueError):
+    """A thread names ``graph``, which is not one of ``graphs``."""
+
+    code = "graph_unknown"
+    http_status = 422
+    problem_fields = ("graph", "graphs")
+
+    def __init__(self, graph: str, graphs: tuple[str, ...]) -> None:
+        self.graph = graph
+        self.graphs = graphs
+        super().__init__(f"graph {graph!r} is not one of {', '.join(graphs)}")
+
+
+class ThreadBusy(ThreadError):
+    """Thread ``thread_id`` has run ``run_id`` in progress: a thread runs one run at a time (409)."""
+
+    code = "thread_busy"
+    http_status = 409
+    problem_fields = ("thread_id", "run_id")
+
+    def __init__(self, thread_id: str, run_id: str | None) -> None:
+        self.thread_id = thread_id
+        self.run_id = run_id
+        running = f" (run {run_id!r})" if run_id else ""
+        super().__init__(f"thread {thread_id!r} has a run in progress{running}; wait for it to end or cancel it")
+
+
+class ThreadNotInterrupted(ThreadError):
+    """A resume was sent to thread ``thread_id``, whose ``status`` is not ``interrupted`` (409)."""
+
+    code = "thread_not_interrupted"
+    http_status = 409
+    problem_fields = ("thread_id", "status")
+
+    def __init__(self, thread_id: str, status: str) -> None:
+        self.thread_id = thread_id
+        self.status = status
+        super().__init__(f"thread {thread_id!r} is {status}: only an interrupted thread can be resumed")
+
+
+class RunNotActive(ThreadError):
+    """Run ``run_id`` is over (``status``) and cannot be cancelled (409)."""
+
+    code = "run_not_active"
+    http_status = 409
+    problem_fields = ("run_id", "status")
+
+    def __init__(self, run_id: str, status: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id!r} is {status} already; only a pending or running run can be cancelled")

@@ -83,6 +83,9 @@ def test_agents_surface() -> None:
         "ModelSettingInvalid", "ModelUnavailable", "OfflineChatModel", "Plan", "PlanError", "PlanState", "PlanStep",
         "Refusal", "TokenUsage", "ToolResult", "Trigger", "call_usage", "chat_model", "is_model_error",
         "model_errors", "next_step", "parse_intent",
+        # threads
+        "MAX_MESSAGE_CHARS", "TERMINAL_EVENTS", "GraphFactory", "GraphUnknown", "RunNotActive", "ThreadBusy",
+        "ThreadError", "ThreadEvent", "ThreadNotInterrupted", "Threads", "default_context", "message_data",
     }
     for name in agents.__all__:
         assert getattr(agents, name) is not None
