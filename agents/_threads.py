@@ -31,7 +31,7 @@ from langgraph.types import Command
 
 import store
 from agents._stream import STREAM_MODES, StreamTranslator, json_safe, message_data
-from agents.errors import GraphUnknown, RunNotActive, ThreadBusy, ThreadNotInterrupted
+from agents.errors import RunNotActive, ThreadBusy, ThreadNotInterrupted, UnknownGraph
 from runtime import Platform, Principal
 from tools import ToolContext, scrub
 
@@ -130,9 +130,9 @@ class Threads:
 
     async def create(self, principal: Principal, *, graph: str, title: str = "", metadata: dict[str, Any] | None = None,
                      customer_id: str | None = None) -> dict[str, Any]:
-        """A new idle thread of ``graph`` (``GraphUnknown`` for a name not in ``graphs``)."""
+        """A new idle thread of ``graph`` (``UnknownGraph`` for a name not in ``graphs``)."""
         if graph not in self.graphs:
-            raise GraphUnknown(graph, self.graphs)
+            raise UnknownGraph(graph, self.graphs)
         thread_id = store.new_id("thr")
         return await self._tx(principal.org_id, lambda t: t.create(
             principal.org_id, thread_id, graph=graph, title=title, metadata=metadata or {}, customer_id=customer_id,

@@ -6,8 +6,9 @@ Hierarchy (class, code, HTTP status)::
     ├── ModelSettingInvalid         model_setting_invalid (422)
     ├── ModelUnavailable            model_unavailable (503)
     ├── PlanError                   offline_plan_error (500)
+    ├── UnknownGraph                unknown_graph (404)
+    ├── GraphUnavailable            graph_unavailable (501)
     └── ThreadError                 thread_error (500)
-        ├── GraphUnknown            graph_unknown (422)
         ├── ThreadBusy              thread_busy (409)
         ├── ThreadNotInterrupted    thread_not_interrupted (409)
         └── RunNotActive            run_not_active (409)
@@ -70,24 +71,36 @@ class PlanError(AgentError):
         super().__init__(f"offline plan step {step!r}: {reason}")
 
 
+class UnknownGraph(AgentError, LookupError):
+    """No graph is called ``name``; ``graphs`` are the names there are. 404: a name the caller chose."""
+
+    code = "unknown_graph"
+    http_status = 404
+
+    def __init__(self, name: str, graphs: tuple[str, ...]) -> None:
+        self.name = name
+        self.graphs = graphs
+        super().__init__(f"no agent graph {name!r}; graphs are {', '.join(graphs)}")
+
+
+class GraphUnavailable(AgentError):
+    """Graph ``name`` is one of the platform's graphs but is not built in this version; ``built``
+    are the ones that are. 501: the request is fine, the server does not implement it yet."""
+
+    code = "graph_unavailable"
+    http_status = 501
+
+    def __init__(self, name: str, built: tuple[str, ...]) -> None:
+        self.name = name
+        self.built = built
+        super().__init__(f"the agent graph {name!r} is not built yet; built: {', '.join(built) or 'none'}")
+
+
 class ThreadError(AgentError):
     """Root of the errors of threads and their runs (``agents._threads``)."""
 
     code = "thread_error"
     http_status = 500
-
-
-class GraphUnknown(ThreadError, ValueError):
-    """A thread names ``graph``, which is not one of ``graphs``."""
-
-    code = "graph_unknown"
-    http_status = 422
-    problem_fields = ("graph", "graphs")
-
-    def __init__(self, graph: str, graphs: tuple[str, ...]) -> None:
-        self.graph = graph
-        self.graphs = graphs
-        super().__init__(f"graph {graph!r} is not one of {', '.join(graphs)}")
 
 
 class ThreadBusy(ThreadError):
