@@ -31,7 +31,7 @@ from langgraph.types import Command
 
 import store
 from agents._stream import STREAM_MODES, StreamTranslator, json_safe, message_data
-from agents.errors import RunNotActive, ThreadBusy, ThreadNotInterrupted, UnknownGraph
+from agents.errors import ReviewAnswerInvalid, RunNotActive, ThreadBusy, ThreadNotInterrupted, UnknownGraph
 from runtime import Platform, Principal
 from tools import ToolContext, scrub
 
@@ -170,7 +170,16 @@ class Threads:
     async def resume(self, principal: Principal, thread_id: str, value: Any) -> dict[str, Any]:
         """Resume the thread's interrupt with ``value`` (``Command(resume=value)``); returns the run.
 
-        Raises ``store.NotFound``, :class:`ThreadBusy` and :class:`ThreadNotInterrupted`."""
+        The answer to a review interrupt (``{"type": "review", ...}``) is checked before the run
+        starts: LangGraph keeps an answer with the checkpoint, so one the graph cannot read would
+        fail every later resume too. Raises ``store.NotFound``, :class:`ThreadBusy`,
+        :class:`ThreadNotInterrupted` and ``ReviewAnswerInvalid`` (422)."""
+        thread = await self.get(principal, thread_id)
+        if thread["status"] == "interrupted":
+            async with self._graph(principal, thread) as (graph, config):
+                pending = (await graph.aget_state(config)).interrupts
+            if any(isinstance(i.value, dict) and i.value.get("type") == "review" for i in pending):
+                check_review_answer(value)
         return await self._start(principal, thread_id, "resume", {"resume": json_safe(value)}, Command(resume=value),
                                  expect=("interrupted",))
 
@@ -233,6 +242,9 @@ class Threads:
             log.warning("thread run %s failed", run_id, exc_info=exc)
             error = {"code": getattr(type(exc), "code", "run_failed"), "message": _public_message(exc)}
             terminal = ("error", error)
+            # Even when the interrupt is still pending, a resume that failed is not resumed again:
+            # LangGraph keeps the answer it was given with the checkpoint and would replay it. The
+            # thread's next message starts afresh.
             outcome = ("failed", "error", error)
         last = ThreadEvent(len(live.events) + 1, *terminal)
         try:
@@ -390,6 +402,17 @@ class Threads:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def check_review_answer(value: Any) -> None:
+    """Raise ``ReviewAnswerInvalid`` unless ``value`` is ``{"action": "approve"}`` or ``{"action":
+    "reject", "comments": "<text>"}`` (the answers the graphs' review interrupt takes)."""
+    ok = isinstance(value, dict) and (
+        value.get("action") == "approve"
+        or (value.get("action") == "reject" and isinstance(value.get("comments"), str) and value["comments"].strip())
+    )
+    if not ok:
+        raise ReviewAnswerInvalid(value)
 
 
 def _public_message(exc: BaseException) -> str:
