@@ -43,6 +43,10 @@ MAX_MESSAGE_CHARS = 32_000
 TERMINAL_EVENTS = ("done", "error", "interrupt")
 # How often a client streaming a run of another process looks for new events (seconds).
 POLL_SECONDS = 0.25
+# How often a run's process looks for a cancel asked for by another process (seconds).
+CANCEL_CHECK_SECONDS = 1.0
+# How long a cancel waits for another process to stop its run before taking that process for gone.
+CANCEL_GRACE_SECONDS = 5.0
 # LangGraph's bound on the steps of one run (its default is 25; agent graphs take more).
 RECURSION_LIMIT = 200
 TITLE_CHARS = 80
@@ -113,12 +117,14 @@ class Threads:
     """Threads, runs and their events for every organization (one per process).
 
     ``factory`` builds a thread's graph; ``graphs`` are the names a thread may use;
-    ``context`` makes the tools' context of a run (default: :func:`default_context`).
+    ``context`` makes the tools' context of a run (default: :func:`default_context`);
+    ``cancel_grace`` is how long a cancel waits for another process to stop its run.
     """
 
     def __init__(self, platform: Platform, factory: GraphFactory, *, graphs: Sequence[str],
-                 context: ContextFactory = default_context) -> None:
+                 context: ContextFactory = default_context, cancel_grace: float = CANCEL_GRACE_SECONDS) -> None:
         self.platform = platform
+        self.cancel_grace = cancel_grace
         self.factory = factory
         self.graphs = tuple(graphs)
         self.context = context
@@ -269,25 +275,41 @@ class Threads:
             self._live.pop((org_id, run_id), None)
 
     async def _save_events(self, live: _LiveRun) -> None:
+        """Store the run's events in batches, in order; between batches (and at least every
+        ``CANCEL_CHECK_SECONDS``) look for a cancel asked for by another process."""
         while True:
             async with live.changed:
-                await live.changed.wait_for(lambda: bool(live.unsaved) or live.closing)
+                try:
+                    await asyncio.wait_for(live.changed.wait_for(lambda: bool(live.unsaved) or live.closing),
+                                           CANCEL_CHECK_SECONDS)
+                except TimeoutError:
+                    pass
                 batch, live.unsaved = live.unsaved, []
                 closing = live.closing
-            if batch:
-                rows = [(e.seq, e.type, e.data) for e in batch]
-                try:
-                    await self._tx(live.org_id, lambda t: t.append_events(live.org_id, live.run_id, rows))
-                except Exception:
-                    log.exception("could not store %d events of thread run %s", len(rows), live.run_id)
+            rows = [(e.seq, e.type, e.data) for e in batch]
+
+            def save(t: store.Threads) -> bool:
+                if rows:
+                    t.append_events(live.org_id, live.run_id, rows)
+                return t.cancel_requested(live.org_id, live.run_id)
+
+            try:
+                cancel = await self._tx(live.org_id, save)
+            except Exception:
+                log.exception("could not store %d events of thread run %s", len(rows), live.run_id)
+                cancel = False
+            if cancel and not closing and live.task is not None and not live.task.done():
+                live.task.cancel()
             if closing and not live.unsaved:
                 return
 
     async def cancel(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:
         """Cancel a pending or running run; returns it once it is over (``cancelled``).
 
-        Raises ``store.NotFound`` and :class:`RunNotActive` (the run is over already). A run of
-        another process (or of one that died) is marked cancelled in the store."""
+        A run of this process is cancelled at once. A run of another process is asked to stop
+        (that process looks every ``CANCEL_CHECK_SECONDS``); one that is still not over after
+        ``cancel_grace`` seconds (its process is gone) is marked cancelled here, with its last
+        event. Raises ``store.NotFound`` and :class:`RunNotActive` (the run is over already)."""
         org_id = principal.org_id
         run = await self._tx(org_id, lambda t: t.get_run(org_id, thread_id, run_id))
         live = self._live.get((org_id, run_id))
@@ -296,15 +318,28 @@ class Threads:
             live.task.cancel()
             await asyncio.gather(live.task, return_exceptions=True)
         elif run["status"] in ("pending", "running"):
-            def mark(t: store.Threads) -> None:
-                if t.finish_run(org_id, run_id, "cancelled"):
-                    t.append_events(org_id, run_id, [(t.last_seq(org_id, run_id) + 1, "done", {"status": "cancelled"})])
-                    t.set_status(org_id, thread_id, "idle")
-
-            await self._tx(org_id, mark)
+            if await self._tx(org_id, lambda t: t.request_cancel(org_id, run_id)):
+                await self._await_end(principal, thread_id, run_id)
         else:
             raise RunNotActive(run_id, run["status"])
         return await self._tx(org_id, lambda t: t.get_run(org_id, thread_id, run_id))
+
+    async def _await_end(self, principal: Principal, thread_id: str, run_id: str) -> None:
+        org_id = principal.org_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cancel_grace
+        while loop.time() < deadline:
+            await asyncio.sleep(POLL_SECONDS)
+            if (await self.run(principal, thread_id, run_id))["status"] in store.RUN_FINISHED:
+                return
+
+        def force(t: store.Threads) -> None:
+            if t.finish_run(org_id, run_id, "cancelled", error={"code": "run_abandoned", "message": (
+                    "the process running it did not stop it; it is taken for gone")}):
+                t.append_events(org_id, run_id, [(t.last_seq(org_id, run_id) + 1, "done", {"status": "cancelled"})])
+                t.set_status(org_id, thread_id, "idle")
+
+        await self._tx(org_id, force)
 
     async def wait(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:
         """The run once it is over (for a run of this process; otherwise as it is now)."""

@@ -83,6 +83,8 @@ CREATE TABLE thread_runs (
     input       jsonb NOT NULL,
     error       jsonb,
     usage       jsonb NOT NULL DEFAULT '{{}}',
+    -- Set by a process that cannot cancel the run itself; the process running it stops it.
+    cancel_requested boolean NOT NULL DEFAULT false,
     actor_type  text NOT NULL,
     actor_id    text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
@@ -293,6 +295,22 @@ class Threads:
             "UPDATE thread_runs SET status = %s WHERE org_id = %s AND id = %s AND status IN ('pending', 'running')",
             (status, org_id, run_id),
         )
+
+    def request_cancel(self, org_id: str, run_id: str) -> bool:
+        """Ask the process running the run to cancel it; False when the run is over."""
+        row = self.tx.execute(
+            "UPDATE thread_runs SET cancel_requested = true WHERE org_id = %s AND id = %s"
+            " AND status IN ('pending', 'running') RETURNING id",
+            (org_id, run_id),
+        ).fetchone()
+        return row is not None
+
+    def cancel_requested(self, org_id: str, run_id: str) -> bool:
+        """Whether a cancel of the run was asked for (by any process)."""
+        row = self.tx.execute(
+            "SELECT cancel_requested FROM thread_runs WHERE org_id = %s AND id = %s", (org_id, run_id)
+        ).fetchone()
+        return bool(row and row["cancel_requested"])
 
     def finish_run(self, org_id: str, run_id: str, status: str, *, error: dict[str, Any] | None = None,
                    usage: dict[str, Any] | None = None) -> bool:
