@@ -116,6 +116,10 @@ class _LiveRun:
 class Threads:
     """Threads, runs and their events for every organization (one per process).
 
+    Every method takes the caller's ``runtime.Principal``: an organization's threads are invisible
+    to another (``store.NotFound``), and a principal acting for a customer sees only the threads
+    created for that customer.
+
     ``factory`` builds a thread's graph; ``graphs`` are the names a thread may use;
     ``context`` makes the tools' context of a run (default: :func:`default_context`);
     ``cancel_grace`` is how long a cancel waits for another process to stop its run.
@@ -155,11 +159,12 @@ class Threads:
                    status: str | None = None) -> store.Page:
         """The organization's threads (only the caller's with ``mine``)."""
         return await self._tx(principal.org_id, lambda t: t.list(
-            principal.org_id, query, actor_id=principal.actor_id if mine else None, graph=graph, status=status))
+            principal.org_id, query, customer_id=principal.customer_id, actor_id=principal.actor_id if mine else None,
+            graph=graph, status=status))
 
     async def get(self, principal: Principal, thread_id: str) -> dict[str, Any]:
         """Thread ``thread_id`` (``store.NotFound`` for another organization's)."""
-        return await self._tx(principal.org_id, lambda t: t.get(principal.org_id, thread_id))
+        return await self._tx(principal.org_id, lambda t: _thread(t, principal, thread_id))
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -195,7 +200,7 @@ class Threads:
         run_id = store.new_id("run")
 
         def claim(t: store.Threads) -> tuple[dict[str, Any], dict[str, Any]]:
-            thread = t.get(org_id, thread_id, lock=True)
+            thread = _thread(t, principal, thread_id, lock=True)
             if thread["status"] == "busy":
                 active = t.active_run(org_id, thread_id)
                 raise ThreadBusy(thread_id, active["id"] if active else None)
@@ -311,7 +316,7 @@ class Threads:
         ``cancel_grace`` seconds (its process is gone) is marked cancelled here, with its last
         event. Raises ``store.NotFound`` and :class:`RunNotActive` (the run is over already)."""
         org_id = principal.org_id
-        run = await self._tx(org_id, lambda t: t.get_run(org_id, thread_id, run_id))
+        run = await self.run(principal, thread_id, run_id)
         live = self._live.get((org_id, run_id))
         if live is not None and live.task is not None and not live.task.done():
             await live.started.wait()
@@ -350,12 +355,16 @@ class Threads:
 
     async def run(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:
         """Run ``run_id`` of the thread (``store.NotFound`` otherwise)."""
-        return await self._tx(principal.org_id, lambda t: t.get_run(principal.org_id, thread_id, run_id))
+        def work(t: store.Threads) -> dict[str, Any]:
+            _thread(t, principal, thread_id)
+            return t.get_run(principal.org_id, thread_id, run_id)
+
+        return await self._tx(principal.org_id, work)
 
     async def runs(self, principal: Principal, thread_id: str, query: store.ListQuery) -> store.Page:
         """The thread's runs (``store.NotFound`` for an unknown thread)."""
         def work(t: store.Threads) -> store.Page:
-            t.get(principal.org_id, thread_id)
+            _thread(t, principal, thread_id)
             return t.list_runs(principal.org_id, thread_id, query)
 
         return await self._tx(principal.org_id, work)
@@ -437,6 +446,12 @@ class Threads:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _thread(t: store.Threads, principal: Principal, thread_id: str, *, lock: bool = False) -> dict[str, Any]:
+    # A request acting for one customer (a key bound to it, or the customer header) sees only the
+    # threads made for that customer; otherwise every thread of the organization.
+    return t.get(principal.org_id, thread_id, customer_id=principal.customer_id, lock=lock)
 
 
 def check_review_answer(value: Any) -> None:

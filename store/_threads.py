@@ -215,24 +215,29 @@ class Threads:
             (org_id, thread_id, graph, title, Jsonb(metadata), customer_id, actor_type, actor_id),
         ).fetchone()
 
-    def get(self, org_id: str, thread_id: str, *, lock: bool = False) -> dict[str, Any]:
-        """Thread ``thread_id``; ``NotFound`` for a missing one (or another organization's)."""
+    def get(self, org_id: str, thread_id: str, *, customer_id: str | None = None, lock: bool = False) -> dict[str, Any]:
+        """Thread ``thread_id`` (only if it is ``customer_id``'s, when given); ``NotFound`` for a
+        missing one, another organization's or another customer's."""
         row = self.tx.execute(
-            f"SELECT {_THREAD_COLUMNS} FROM threads WHERE org_id = %s AND id = %s" + (" FOR UPDATE" if lock else ""),
-            (org_id, thread_id),
+            f"SELECT {_THREAD_COLUMNS} FROM threads WHERE org_id = %s AND id = %s"
+            + (" AND customer_id = %s" if customer_id else "") + (" FOR UPDATE" if lock else ""),
+            (org_id, thread_id, customer_id) if customer_id else (org_id, thread_id),
         ).fetchone()
         if row is None:
             raise NotFound("thread", thread_id)
         return row
 
-    def list(self, org_id: str, query: ListQuery, *, actor_id: str | None = None, graph: str | None = None,
-             status: str | None = None) -> Page:
-        """Threads (sort: created_at, updated_at), optionally only ``actor_id``'s, one graph's or
-        in one status. Raises ``InvalidInput`` (``status``, ``sort``, ``limit``, ``cursor``)."""
+    def list(self, org_id: str, query: ListQuery, *, customer_id: str | None = None, actor_id: str | None = None,
+             graph: str | None = None, status: str | None = None) -> Page:
+        """Threads (sort: created_at, updated_at), optionally only ``customer_id``'s, ``actor_id``'s,
+        one graph's or in one status. Raises ``InvalidInput`` (``status``, ``sort``, ``limit``,
+        ``cursor``)."""
         if status is not None and status not in THREAD_STATUSES:
             raise InvalidInput("thread", "status", f"must be one of {', '.join(THREAD_STATUSES)}")
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
+        if customer_id:
+            filters.add("customer_id = %(customer)s", customer=customer_id)
         if actor_id:
             filters.add("actor_id = %(actor)s", actor=actor_id)
         if graph:
