@@ -239,7 +239,7 @@ class Threads:
                     for kind, data in translator.translate(namespace, mode, chunk):
                         await live.emit(kind, scrub(data) if kind == "tool_call" else data)
                 snapshot = await graph.aget_state(config)
-            interrupts = [{"id": i.id, "value": json_safe(i.value)} for i in snapshot.interrupts]
+            interrupts = [{"id": i.id, "value": scrub(json_safe(i.value))} for i in snapshot.interrupts]
             if interrupts:
                 terminal = ("interrupt", {"interrupts": interrupts, "usage": translator.totals()})
                 outcome = ("interrupted", "interrupted", None)

@@ -390,3 +390,15 @@ def test_a_retried_post_with_its_idempotency_key_starts_one_run_and_is_audited(
     actions = {(e["action"], e["resource_id"], e["outcome"]) for e in audit}
     assert ("thread.create", thread["id"], "success") in actions
     assert ("run.create", thread["id"], "success") in actions
+
+
+def test_a_new_message_to_an_interrupted_thread_starts_afresh(http: httpx.Client, tenants: tuple[Tenant, Tenant]) -> None:
+    acme, _ = tenants
+    thread = new_thread(http, acme)
+    assert stream(http, acme, post(http, acme, thread["id"], "review this"))[-1].event == "interrupt"
+    events = stream(http, acme, post(http, acme, thread["id"], "sync instead"))
+    assert events[-1].event == "done" and events[-1].data["status"] == "completed"
+    state = http.get(f"/v1/threads/{thread['id']}/state", headers=acme.headers()).json()
+    assert state["interrupts"] == [] and state["next"] == []
+    assert [m["content"] for m in state["values"]["messages"] if m["type"] == "human"] == ["review this", "sync instead"]
+    assert http.get(f"/v1/threads/{thread['id']}", headers=acme.headers()).json()["status"] == "idle"

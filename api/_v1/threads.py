@@ -209,8 +209,8 @@ async def run_events(
 ) -> Any:
     """Stream the run's events (SSE), live while it goes on, from the start or after
     ``Last-Event-ID`` / ``after``; the stream ends after ``done``, ``error`` or ``interrupt``."""
-    start = _last_event_id(last_event_id)
-    start = after or 0 if start is None else start
+    resumed = _last_event_id(last_event_id)
+    start = resumed if resumed is not None else (after or 0)
     await threads.run(principal, thread_id, run_id)  # 404 before the stream starts
 
     async def stream() -> Any:
