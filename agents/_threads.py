@@ -166,6 +166,16 @@ class Threads:
         """Thread ``thread_id`` (``store.NotFound`` for another organization's)."""
         return await self._tx(principal.org_id, lambda t: _thread(t, principal, thread_id))
 
+    async def delete(self, principal: Principal, thread_id: str) -> None:
+        """Delete the thread with its runs, events and checkpoints; a run going on is cancelled
+        first. Raises ``store.NotFound``."""
+        thread = await self.get(principal, thread_id)
+        if thread["status"] == "busy":
+            active = await self._tx(principal.org_id, lambda t: t.active_run(principal.org_id, thread_id))
+            if active is not None:
+                await self.cancel(principal, thread_id, active["id"])
+        await self._tx(principal.org_id, lambda t: t.delete(principal.org_id, [thread_id]))
+
     # -- runs ----------------------------------------------------------------------------------
 
     async def post_message(self, principal: Principal, thread_id: str, content: str) -> dict[str, Any]:
@@ -479,7 +489,7 @@ def _snapshot(snapshot: Any) -> dict[str, Any]:
     parent = (snapshot.parent_config or {}).get("configurable", {}) if snapshot.parent_config else {}
     metadata = snapshot.metadata or {}
     return {
-        "values": {key: [message_data(m) for m in value] if key == "messages" else json_safe(value)
+        "values": {key: [message_data(m) for m in value] if key == "messages" else scrub(json_safe(value))
                    for key, value in values.items()},
         "next": list(snapshot.next),
         "interrupts": [{"id": i.id, "value": json_safe(i.value)} for i in snapshot.interrupts],

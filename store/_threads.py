@@ -252,6 +252,18 @@ class Threads:
         self.tx.execute("UPDATE threads SET status = %s, updated_at = now() WHERE org_id = %s AND id = %s",
                         (status, org_id, thread_id))
 
+    def delete(self, org_id: str, thread_ids: Sequence[str]) -> int:
+        """Delete threads ``thread_ids`` with their runs, events and checkpoints; returns how many
+        threads there were. In the caller's transaction (an onboarding reset deletes its threads
+        with its state)."""
+        if not thread_ids:
+            return 0
+        namespaced = [checkpoint_thread_id(org_id, thread_id) for thread_id in thread_ids]
+        for table in CHECKPOINT_TABLES:
+            self.tx.execute(f"DELETE FROM {table} WHERE thread_id = ANY(%s)", (namespaced,))
+        return self.tx.execute("DELETE FROM threads WHERE org_id = %s AND id = ANY(%s)",
+                               (org_id, list(thread_ids))).rowcount
+
     def set_title(self, org_id: str, thread_id: str, title: str) -> None:
         """Set the thread's title."""
         self.tx.execute("UPDATE threads SET title = %s, updated_at = now() WHERE org_id = %s AND id = %s",

@@ -402,3 +402,25 @@ def test_a_new_message_to_an_interrupted_thread_starts_afresh(http: httpx.Client
     assert state["interrupts"] == [] and state["next"] == []
     assert [m["content"] for m in state["values"]["messages"] if m["type"] == "human"] == ["review this", "sync instead"]
     assert http.get(f"/v1/threads/{thread['id']}", headers=acme.headers()).json()["status"] == "idle"
+
+
+def test_deleting_a_thread_removes_its_runs_events_and_checkpoints(
+    http: httpx.Client, tenants: tuple[Tenant, Tenant], migrated_database_url: str, gate
+) -> None:
+    acme, globex = tenants
+    thread = new_thread(http, acme)
+    done = post(http, acme, thread["id"], "sync contacts")
+    assert stream(http, acme, done)[-1].event == "done"
+    going = post(http, acme, thread["id"], "slow one")  # deleting cancels it first
+    assert http.delete(f"/v1/threads/{thread['id']}", headers=globex.headers()).status_code == 404
+    deleted = http.delete(f"/v1/threads/{thread['id']}", headers=acme.headers())
+    assert deleted.status_code == 204, deleted.text
+    assert http.get(f"/v1/threads/{thread['id']}", headers=acme.headers()).status_code == 404
+    assert http.get(f"/v1/threads/{thread['id']}/runs/{going['id']}/events", headers=acme.headers()).status_code == 404
+    with psycopg.connect(migrated_database_url) as owner:
+        left = [owner.execute(f"SELECT count(*) FROM {table} WHERE thread_id = %s",
+                              (store.checkpoint_thread_id(acme.org_id, thread["id"]),)).fetchone()[0]
+                for table in store.CHECKPOINT_TABLES]
+        left.append(owner.execute("SELECT count(*) FROM thread_events WHERE run_id = ANY(%s)",
+                                  ([done["id"], going["id"]],)).fetchone()[0])
+    assert left == [0, 0, 0, 0]

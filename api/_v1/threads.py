@@ -17,7 +17,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Header, Query
+from fastapi import Body, Header, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -126,6 +126,14 @@ async def list_threads(
 async def get_thread(thread_id: str, threads: ThreadsDep, principal: Annotated[Principal, require("agents", "read")]) -> Any:
     """One thread."""
     return await threads.get(principal, thread_id)
+
+
+@router.delete("/threads/{thread_id}", name="thread.delete", status_code=204)
+async def delete_thread(thread_id: str, threads: ThreadsDep,
+                        principal: Annotated[Principal, require("agents", "write")]) -> Response:
+    """Delete the thread with its runs, events and checkpoints (a run going on is cancelled first)."""
+    await threads.delete(principal, thread_id)
+    return Response(status_code=204)
 
 
 @router.get("/threads/{thread_id}/state", name="thread.state", response_model=CheckpointOut)
