@@ -62,6 +62,13 @@ class GraphFactory(Protocol):
 ContextFactory = Callable[[Platform, Principal, dict[str, Any]], ToolContext]
 
 
+class RunCallbacks(Protocol):
+    """The LangChain callback handlers of one run (``config["callbacks"]``), e.g. the credit meter
+    that counts and limits its model calls: given the poster, the thread row and the run id."""
+
+    def __call__(self, principal: Principal, thread: dict[str, Any], run_id: str) -> list[Any]: ...
+
+
 def default_context(platform: Platform, principal: Principal, thread: dict[str, Any]) -> ToolContext:
     """The tools' context of a run: the poster, the thread's customer and the thread."""
     return ToolContext(platform=platform, principal=principal, customer_id=thread.get("customer_id"),
@@ -122,12 +129,16 @@ class Threads:
 
     ``factory`` builds a thread's graph; ``graphs`` are the names a thread may use;
     ``context`` makes the tools' context of a run (default: :func:`default_context`);
+    ``callbacks`` gives each run its callback handlers (a coded error one of them raises, such as
+    running out of credits, ends the run with an ``error`` event carrying that code);
     ``cancel_grace`` is how long a cancel waits for another process to stop its run.
     """
 
     def __init__(self, platform: Platform, factory: GraphFactory, *, graphs: Sequence[str],
-                 context: ContextFactory = default_context, cancel_grace: float = CANCEL_GRACE_SECONDS) -> None:
+                 context: ContextFactory = default_context, callbacks: RunCallbacks | None = None,
+                 cancel_grace: float = CANCEL_GRACE_SECONDS) -> None:
         self.platform = platform
+        self.callbacks = callbacks
         self.cancel_grace = cancel_grace
         self.factory = factory
         self.graphs = tuple(graphs)
@@ -242,8 +253,10 @@ class Threads:
             ctx = self.context(self.platform, principal, thread)
             async with store.open_checkpointer(self.platform.db.conninfo, org_id) as saver:
                 graph = self.factory(thread["graph"], ctx, saver)
-                config = {"configurable": {"thread_id": store.checkpoint_thread_id(org_id, thread_id)},
-                          "recursion_limit": RECURSION_LIMIT}
+                config: dict[str, Any] = {"configurable": {"thread_id": store.checkpoint_thread_id(org_id, thread_id)},
+                                          "recursion_limit": RECURSION_LIMIT}
+                if self.callbacks is not None:
+                    config["callbacks"] = self.callbacks(principal, thread, run_id)
                 async for namespace, mode, chunk in graph.astream(graph_input, config, stream_mode=list(STREAM_MODES),
                                                                   subgraphs=True):
                     for kind, data in translator.translate(namespace, mode, chunk):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from langchain_core.callbacks import BaseCallbackHandler
 
 import runtime
 import store
@@ -138,3 +139,46 @@ async def test_a_run_whose_process_is_gone_is_cancelled_after_the_grace_period(
     assert (await threads.get(who, thread["id"]))["status"] == "idle"
     follow = await threads.post_message(who, thread["id"], "now it runs")
     assert (await collect(threads, who, thread["id"], follow["id"]))[-1].data["status"] == "completed"
+
+
+class OutOfCredits(Exception):
+    code = "credits_exhausted"
+    http_status = 402
+
+
+class Meter(BaseCallbackHandler):
+    """Counts the run's model calls; refuses them when ``refuse``."""
+
+    raise_error = True
+
+    def __init__(self, refuse: bool) -> None:
+        self.refuse = refuse
+        self.calls = 0
+
+    def on_chat_model_start(self, serialized, messages, **kwargs) -> None:
+        self.calls += 1
+        if self.refuse:
+            raise OutOfCredits("the organization has no agent credits left this month")
+
+
+async def test_each_run_gets_its_callbacks_and_a_coded_refusal_ends_it(
+    platform: runtime.Platform, graphs: ScriptedGraphs, tenant: Tenant
+) -> None:
+    given: dict[str, Meter] = {}
+
+    def callbacks(who: runtime.Principal, thread: dict, run_id: str) -> list[Meter]:
+        given[run_id] = Meter(refuse="refuse" in thread["title"])
+        return [given[run_id]]
+
+    threads = Threads(platform, graphs, graphs=("scripted",), callbacks=callbacks)
+    who = principal(platform, tenant)
+    paid = await threads.create(who, graph="scripted", title="paid")
+    run = await threads.post_message(who, paid["id"], "sync contacts")
+    assert (await collect(threads, who, paid["id"], run["id"]))[-1].type == "done"
+    assert given[run["id"]].calls == 1  # the answer node's model call
+
+    broke = await threads.create(who, graph="scripted", title="refuse")
+    run = await threads.post_message(who, broke["id"], "sync contacts")
+    last = (await collect(threads, who, broke["id"], run["id"]))[-1]
+    assert (last.type, last.data["code"]) == ("error", "credits_exhausted")
+    assert "no agent credits left" in last.data["message"]
