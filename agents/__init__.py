@@ -1,5 +1,9 @@
-"""The agents: chat models and, later, the LangGraph graphs (home, setup assistant, connector and
+"""The agents: chat models and the LangGraph graphs (home, setup assistant, connector and
 integration agents).
+
+* Graphs: :func:`build_graph` ``(name, ctx, *, model, registry, checkpointer)`` builds one of
+  :data:`GRAPHS` whose tools act with a ``tools.ToolContext``; the Connector Agent reads its
+  request with :func:`read_request` (a :class:`ConnectorRequest`).
 
 * Models: :func:`chat_model` builds the chat model a :class:`ModelSetting` names (``offline``,
   ``openai:<model>``, ``litellm:<provider/model>``); openai and litellm are imported only then.
@@ -7,25 +11,68 @@ integration agents).
   reads the prompt into an :class:`Intent` (or a :class:`Refusal`), and :func:`next_step` walks a
   graph's :class:`Plan` of :class:`PlanStep` rows against the tool results so far.
 * Usage: :class:`TokenUsage` counts each call's input and output tokens.
+* Threads: :class:`Threads` keeps conversations with a graph (built by a :class:`GraphFactory`),
+  runs them as background tasks and streams each run as :class:`ThreadEvent` s (token, tool_call,
+  tool_result, step, interrupt, usage, done, error), resumable by sequence number.
 
 Arrows point down: agents imports ``tools``, ``runtime``, ``engine`` and ``store``, never ``api``
 or ``switchboard``.
 """
 
+from agents._connector_agent import ConnectorRequest, read_request
+from agents._graphs import GRAPHS, build_graph
 from agents._intent import SHAPES, AppObject, Intent, Refusal, Trigger, parse_intent
 from agents._models import PROVIDERS, ModelSetting, chat_model, is_model_error, model_errors
 from agents._offline import OfflineChatModel
 from agents._planner import Decision, Plan, PlanState, PlanStep, ToolResult, next_step
+from agents._stream import message_data
+from agents._threads import (
+    MAX_MESSAGE_CHARS,
+    TERMINAL_EVENTS,
+    GraphFactory,
+    RunCallbacks,
+    ThreadEvent,
+    Threads,
+    default_context,
+)
 from agents._usage import CallUsage, TokenUsage, call_usage
-from agents.errors import AgentError, ModelSettingInvalid, ModelUnavailable, PlanError
+from agents.errors import (
+    AgentError,
+    GraphUnavailable,
+    ModelSettingInvalid,
+    ModelUnavailable,
+    PlanError,
+    RunNotActive,
+    ThreadBusy,
+    ThreadError,
+    ThreadNotInterrupted,
+    UnknownGraph,
+)
 
 __all__ = [
+    "GRAPHS",
+    # threads
+    "MAX_MESSAGE_CHARS",
+    "TERMINAL_EVENTS",
+    "GraphFactory",
+    "RunCallbacks",
+    "RunNotActive",
+    "ThreadBusy",
+    "ThreadError",
+    "ThreadEvent",
+    "ThreadNotInterrupted",
+    "Threads",
+    "default_context",
+    "message_data",
+    # end threads
     "PROVIDERS",
     "SHAPES",
     "AgentError",
     "AppObject",
     "CallUsage",
+    "ConnectorRequest",
     "Decision",
+    "GraphUnavailable",
     "Intent",
     "ModelSetting",
     "ModelSettingInvalid",
@@ -39,10 +86,13 @@ __all__ = [
     "TokenUsage",
     "ToolResult",
     "Trigger",
+    "UnknownGraph",
+    "build_graph",
     "call_usage",
     "chat_model",
     "is_model_error",
     "model_errors",
     "next_step",
     "parse_intent",
+    "read_request",
 ]

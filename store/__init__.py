@@ -41,6 +41,17 @@ from store._people import (
 )
 from store._sandboxes import CONNECTION_TARGETS, SANDBOX_TABLES, SandboxDocuments
 from store._schema import APP_ROLE
+from store._threads import (
+    CHECKPOINT_TABLES,
+    EVENT_TYPES as THREAD_EVENT_TYPES,
+    RUN_FINISHED,
+    RUN_STATUSES,
+    THREAD_STATUSES,
+    THREAD_TABLES,
+    Threads,
+    checkpoint_thread_id,
+    open_checkpointer,
+)
 from store._secrets import MAX_SECRET_BYTES, SECRET_NAME_PATTERN, Secrets
 from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
 from store._events import Events, events_awaiting_dispatch
@@ -154,6 +165,17 @@ __all__ = [
     "SANDBOX_TABLES",
     "SandboxDocuments",
     # end hosted sandboxes
+    # agent threads
+    "CHECKPOINT_TABLES",
+    "RUN_FINISHED",
+    "RUN_STATUSES",
+    "THREAD_EVENT_TYPES",
+    "THREAD_STATUSES",
+    "THREAD_TABLES",
+    "Threads",
+    "checkpoint_thread_id",
+    "open_checkpointer",
+    # end agent threads
     # connections
     "CONNECTION_STATUSES",
     "MAX_CREDENTIAL_LENGTH",

@@ -90,6 +90,12 @@ class Database:
         finally:
             database.close()
 
+    @property
+    def conninfo(self) -> str:
+        """The conninfo the pool connects with (the app role's): what connections of their own,
+        such as the checkpointer's, use."""
+        return self._pool.conninfo
+
     def close(self) -> None:
         """Close every pooled connection."""
         self._pool.close()

@@ -27,6 +27,7 @@ from store._polls import POLLS_SCHEMA
 from store._sandboxes import SANDBOXES_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
 from store._schema_events import EVENTS_SCHEMA
+from store._threads import THREADS_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
 # Arbitrary constant shared by every Switchboard process: migrate() holds this advisory lock so
@@ -96,6 +97,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Hosted sandboxes: imported connectors' documents, sandbox seeds, connections.target
     # (store/_sandboxes.py).
     Migration("m010_sandboxes", SANDBOXES_SCHEMA),
+    # Agent threads, their runs and events, and LangGraph's checkpoint tables with row-level
+    # security on the organization's namespace (store/_threads.py).
+    Migration("m011_threads", THREADS_SCHEMA),
 )
 
 _CREATE_TABLE = """

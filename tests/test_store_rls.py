@@ -49,6 +49,10 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
         "INSERT INTO audit_log (org_id, actor_type, actor_id, action, resource_type, outcome) VALUES (%s, 'system', 's', 'x.y', 'x', 'success')",
         (org,),
     )
+    q("INSERT INTO threads (org_id, id, graph, actor_type, actor_id) VALUES (%s, 'th', 'home', 'user', 'u')", (org,))
+    q("INSERT INTO thread_runs (org_id, id, thread_id, kind, input, actor_type, actor_id)"
+      " VALUES (%s, 'tr', 'th', 'message', '{}', 'user', 'u')", (org,))
+    q("INSERT INTO thread_events (org_id, run_id, seq, type, data) VALUES (%s, 'tr', 1, 'done', '{}')", (org,))
     for customer in ("c1", "c2"):
         connection = f"conn-{customer}"
         q(
@@ -86,7 +90,7 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
 
 # The tables of later migrations join m002's lists (which are part of m002's text and stay as shipped).
 POLL_TABLES = ("polls", "poll_records")
-ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES)
+ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES, *store.THREAD_TABLES)
 CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES)
 
 
