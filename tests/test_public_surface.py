@@ -79,10 +79,10 @@ def test_agents_surface() -> None:
     import agents
 
     assert set(agents.__all__) == {
-        "PROVIDERS", "SHAPES", "AgentError", "AppObject", "CallUsage", "Decision", "Intent", "ModelSetting",
+        "PROVIDERS", "SHAPES", "AgentError", "AppObject", "CallUsage", "CreditMeter", "CreditsExhausted", "Decision", "Intent", "ModelSetting",
         "ModelSettingInvalid", "ModelUnavailable", "OfflineChatModel", "Plan", "PlanError", "PlanState", "PlanStep",
         "Refusal", "TokenUsage", "ToolResult", "Trigger", "call_usage", "chat_model", "is_model_error",
-        "model_errors", "next_step", "parse_intent",
+        "model_errors", "next_step", "parse_intent", "usage_callbacks",
     }
     for name in agents.__all__:
         assert getattr(agents, name) is not None
