@@ -35,6 +35,8 @@ class CreditsExhausted(AgentError):
 
     code = "credits_exhausted"
     http_status = 402
+    # Members of the API's problem response beside the message.
+    problem_fields = ("allowance", "used", "reset_at")
 
     def __init__(self, org_id: str, allowance: float, used: float, reset_at: datetime) -> None:
         self.org_id = org_id

@@ -8,6 +8,7 @@ Real Postgres, the real platform (``open_platform``) and real HTTP on 127.0.0.1 
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 import runtime
+from api.errors import coded_error_response
 import store
 from agents import CreditMeter, CreditsExhausted, ModelSetting, OfflineChatModel, chat_model, usage_callbacks
 from support.fake_openai import FakeOpenAI, Reply, ScriptedCall
@@ -169,6 +171,24 @@ async def test_a_runs_model_calls_land_in_the_ledger_by_run_thread_and_org(
 
 
 @in_module_loop
+async def test_the_litellm_path_is_counted_and_priced_the_same(
+    platform: runtime.Platform, db: store.Database, server: FakeOpenAI, fake: tuple[FakeOpenAI, str]
+) -> None:
+    org = tenant(db, "Credits litellm")
+    setting = ModelSetting.parse(f"litellm:openai/{MODEL}", base_url=f"{fake[1]}/v1", api_key="sk-test", max_retries=0)
+    server.enqueue(Reply(content="via litellm", prompt_tokens=4000, completion_tokens=400))
+    callbacks = usage_callbacks(platform, org.org_id, "thr_l", "run_l", setting)
+    answer = chat_model(setting).invoke([HumanMessage("hi")], config={"callbacks": callbacks})
+    assert answer.content == "via litellm"
+    totals = ledger(platform, org.org_id, run_id="run_l")
+    assert (totals.calls, totals.input_tokens, totals.output_tokens) == (1, 4000, 400)
+    assert totals.credits == pytest.approx((4000 * 0.15 + 400 * 0.6) / 1000)
+    with platform.db.tenant(org.org_id) as tx:
+        row = tx.execute("SELECT model, provider FROM agent_usage WHERE org_id = %s", (org.org_id,)).fetchone()
+    assert (row["model"], row["provider"]) == (f"openai/{MODEL}", "litellm")
+
+
+@in_module_loop
 async def test_the_offline_model_costs_nothing(platform: runtime.Platform, db: store.Database) -> None:
     org = tenant(db, "Credits offline")
     callbacks = usage_callbacks(platform, org.org_id, "thr_off", "run_off", "offline")
@@ -199,6 +219,10 @@ async def test_an_organization_out_of_credits_is_refused_before_the_model_is_cal
     assert (error.code, error.http_status, error.org_id, error.allowance) == ("credits_exhausted", 402, org.org_id, 1)
     assert error.used == pytest.approx(spent)
     assert "1 agent credits" in str(error) and f"{spent:g}" in str(error)
+    problem = json.loads(coded_error_response(error).body)
+    assert (problem["status"], problem["code"], problem["allowance"]) == (402, "credits_exhausted", 1)
+    assert problem["used"] == pytest.approx(spent)
+    assert datetime.fromisoformat(problem["reset_at"]) == error.reset_at == platform.credits.summary(org.org_id).period_end
     assert platform.credits.remaining(org.org_id) == pytest.approx(1 - spent)
 
     # A new run, sync and async, is refused at its first call; nothing reaches the server or the ledger.
