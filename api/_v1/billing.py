@@ -297,9 +297,9 @@ def list_agent_usage(
         str | None, Query(max_length=128, description="Runs for one customer (default: the x-fastn-account-tenant-id one).")
     ] = None,
     called_from: Annotated[datetime | None, Query(alias="from", description=(
-        "Model calls at or after this time (ISO 8601 with a time zone).")) ] = None,
+        "Model calls at or after this time (ISO 8601 with a time zone)."))] = None,
     called_to: Annotated[datetime | None, Query(alias="to", description=(
-        "Model calls before this time (ISO 8601 with a time zone).")) ] = None,
+        "Model calls before this time (ISO 8601 with a time zone)."))] = None,
 ) -> Any:
     """Agent usage per run or per thread: model calls, tokens, credits and the models called,
     latest first (sort: last_at, first_at, credits). A request naming a customer (and a key bound
