@@ -14,6 +14,9 @@ integration agents).
 * Threads: :class:`Threads` keeps conversations with a graph (built by a :class:`GraphFactory`),
   runs them as background tasks and streams each run as :class:`ThreadEvent` s (token, tool_call,
   tool_result, step, interrupt, usage, done, error), resumable by sequence number.
+* Credits: :func:`usage_callbacks` gives a run its :class:`CreditMeter`, which refuses a model
+  call with :class:`CreditsExhausted` when the organization has no credits left and records each
+  call's tokens and credits in the ledger per run, thread and organization.
 
 Arrows point down: agents imports ``tools``, ``runtime``, ``engine`` and ``store``, never ``api``
 or ``switchboard``.
@@ -21,6 +24,7 @@ or ``switchboard``.
 
 from agents._connector_agent import ConnectorRequest, read_request
 from agents._graphs import GRAPHS, build_graph
+from agents._credits import CreditMeter, usage_callbacks
 from agents._intent import SHAPES, AppObject, Intent, Refusal, Trigger, parse_intent
 from agents._models import PROVIDERS, ModelSetting, chat_model, is_model_error, model_errors
 from agents._offline import OfflineChatModel
@@ -38,6 +42,7 @@ from agents._threads import (
 from agents._usage import CallUsage, TokenUsage, call_usage
 from agents.errors import (
     AgentError,
+    CreditsExhausted,
     GraphUnavailable,
     ModelSettingInvalid,
     ModelUnavailable,
@@ -71,6 +76,8 @@ __all__ = [
     "AppObject",
     "CallUsage",
     "ConnectorRequest",
+    "CreditMeter",
+    "CreditsExhausted",
     "Decision",
     "GraphUnavailable",
     "Intent",
@@ -95,4 +102,5 @@ __all__ = [
     "next_step",
     "parse_intent",
     "read_request",
+    "usage_callbacks",
 ]

@@ -3,6 +3,7 @@
 Hierarchy (class, code, HTTP status)::
 
     AgentError                      agent_error (500)
+    ├── CreditsExhausted            credits_exhausted (402)
     ├── ModelSettingInvalid         model_setting_invalid (422)
     ├── ModelUnavailable            model_unavailable (503)
     ├── PlanError                   offline_plan_error (500)
@@ -21,12 +22,38 @@ boundary (STYLE.md 6); a secret never appears in a message.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class AgentError(Exception):
     """Root of the errors raised by agents/."""
 
     code: str = "agent_error"
     http_status: int = 500
+
+
+class CreditsExhausted(AgentError):
+    """The organization has no agent credits left this period, so no model call is made.
+
+    ``allowance`` is the organization's credits per period, ``used`` what its model calls spent in
+    the period ending ``reset_at``. 402: the request is fine, and more credits (a plan or an
+    allowance of the organization's own) or the next period let it through.
+    """
+
+    code = "credits_exhausted"
+    http_status = 402
+    # Members of the API's problem response beside the message.
+    problem_fields = ("allowance", "used", "reset_at")
+
+    def __init__(self, org_id: str, allowance: float, used: float, reset_at: datetime) -> None:
+        self.org_id = org_id
+        self.allowance = allowance
+        self.used = used
+        self.reset_at = reset_at
+        super().__init__(
+            f"organization {org_id!r} has used {used:g} of its {allowance:g} agent credits this period; no model call "
+            f"was made. Add credits (a larger plan or allowance) or wait until {reset_at.isoformat()}"
+        )
 
 
 class ModelSettingInvalid(AgentError, ValueError):

@@ -7,6 +7,9 @@
 * Credentials and connections: connecting (API keys, OAuth 2.0), reading and refreshing
   credentials, the engine's credential provider, connection tests and OAuth callbacks.
 * Quotas: :class:`Quotas` charges API calls and events without a request.
+* Agent credits: :class:`AgentCredits` (``Platform.credits``) prices each model call by
+  :class:`CreditRates` and records it in the usage ledger, and tells what an organization has
+  left this period (it is the ``tools.Credits`` seam).
 * Durable executions: :meth:`Runs.start` is every trigger's entry point (Instant runs inline,
   Standard and Long are queued); :class:`DurableQueue` hands executions to DBOS, :class:`Worker`
   runs them (each connector call a durable step, :class:`DurableInvoker`), and
@@ -52,6 +55,7 @@ from runtime._catalog import (
     PreparedIndex,
     check_query,
 )
+from runtime._credits import DEFAULT_CREDIT_RATE, DEFAULT_CREDIT_RATES, AgentCredits, CreditRate, CreditRates
 from runtime._embeddings import Embedder, OfflineEmbedder, OpenAIEmbedder, build_embedder
 from runtime._connections import CallbackResult, ConnectionService, ConnectionTest
 from runtime._credentials import (
@@ -143,6 +147,8 @@ __all__ = [
     "ACCESS_KEY_HEADER",
     "ACCOUNT_HEADER",
     "CUSTOMER_CEILING",
+    "DEFAULT_CREDIT_RATE",
+    "DEFAULT_CREDIT_RATES",
     "HUBSPOT_V3",
     "LONG_DEADLINE_SECONDS",
     "MAX_QUERY_LENGTH",
@@ -156,6 +162,7 @@ __all__ = [
     "STANDARD_WEBHOOKS",
     "SYSTEM_PERMISSIONS",
     "TENANT_HEADER",
+    "AgentCredits",
     "BackgroundDispatcher",
     "BadHeader",
     "CallbackResult",
@@ -166,6 +173,8 @@ __all__ = [
     "ConnectionService",
     "ConnectionTest",
     "Connector",
+    "CreditRate",
+    "CreditRates",
     "Delivery",
     "Dispatcher",
     "DurableInvoker",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import store
 from engine.expressions import Evaluator, ExpressionBudget, ExpressionCache
 from engine.http import HttpClient
+from runtime._credits import CreditRates
 from runtime._embeddings import Embedder
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class Config:
     max_request_bytes: int = 1 << 20
     max_spec_request_bytes: int = 16 << 20
     max_event_bytes: int = 256 << 10
+    # What agents' model calls cost in credits (runtime._credits).
+    credit_rates: CreditRates = field(default_factory=CreditRates)
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Platform:
     def __post_init__(self) -> None:
         # Imported here: the services import this module for the type.
         from runtime._catalog import Catalog
+        from runtime._credits import AgentCredits
         from runtime._connections import ConnectionService
         from runtime._durable import DurableQueue
         from runtime._events import BackgroundDispatcher
@@ -115,6 +119,8 @@ class Platform:
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.durable = DurableQueue(self)
         self.quotas = Quotas(self.db, self.clock)
+        # Agents' model calls: the credit ledger and what each organization has left (tools.Credits).
+        self.credits = AgentCredits(self.db, self.clock, self.config.credit_rates)
         self.runs = Runs(self)
         self.connections = ConnectionService(self)
         # Hosted sandboxes of imported connectors (live records kept in this process).

@@ -5,6 +5,15 @@ connection pool with its tenant transactions, the repositories, paging and the e
 Nothing here touches the database on import.
 """
 
+from store._agent_usage import (
+    AGENT_CREDIT_PERIOD,
+    AGENT_CREDIT_PLANS,
+    USAGE_GROUPS,
+    AgentUsage,
+    CreditSummary,
+    UsageTotals,
+    period_bounds,
+)
 from store._api_keys import KEY_KINDS, ApiKeys, hash_key
 from store._audit import AuditLog, has_changes
 from store._catalog import CatalogEntry, CatalogIndex, ensure_catalog_index
@@ -193,6 +202,15 @@ __all__ = [
     "connector_ref",
     "state_org",
     # end connections
+    # agent usage and credits
+    "AGENT_CREDIT_PERIOD",
+    "AGENT_CREDIT_PLANS",
+    "USAGE_GROUPS",
+    "AgentUsage",
+    "CreditSummary",
+    "UsageTotals",
+    "period_bounds",
+    # end agent usage and credits
     # quotas
     "DIMENSIONS",
     "ENFORCEMENT_MODES",

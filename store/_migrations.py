@@ -21,6 +21,7 @@ from datetime import datetime
 import psycopg
 
 from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
+from store._agent_usage import AGENT_USAGE_SCHEMA
 from store._catalog import CATALOG_SCHEMA
 from store._schema import DURABLE_EXECUTIONS, EXECUTION_CONTROL, PLATFORM_SCHEMA
 from store._polls import POLLS_SCHEMA
@@ -100,6 +101,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Agent threads, their runs and events, and LangGraph's checkpoint tables with row-level
     # security on the organization's namespace (store/_threads.py).
     Migration("m011_threads", THREADS_SCHEMA),
+    # Agent usage: a ledger of model calls (tokens, credits) per run, thread and organization, and
+    # organizations.agent_credits, an organization's own allowance (store/_agent_usage.py).
+    Migration("m012_agent_usage", AGENT_USAGE_SCHEMA),
 )
 
 _CREATE_TABLE = """

@@ -50,6 +50,7 @@ def runtime_config(settings: Settings) -> Config:
         max_request_bytes=settings.max_request_bytes,
         max_spec_request_bytes=settings.max_spec_request_bytes,
         max_event_bytes=settings.max_event_bytes,
+        credit_rates=settings.credit_rates(),
     )
 
 

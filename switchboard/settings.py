@@ -25,6 +25,7 @@ from switchboard.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from agents import ModelSetting
+    from runtime import CreditRates
 
 DEFAULT_DATA_DIR = Path(".switchboard")
 DEFAULT_HOST = "127.0.0.1"
@@ -183,6 +184,16 @@ class Settings(BaseSettings):
         None, repr=False, description="API key for litellm:<provider/model>; unset: litellm reads the provider's variable."
     )
     model_timeout: float = Field(120.0, gt=0, description="Seconds one chat model request may take.")
+    agent_credit_rates: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='Credits per 1,000 tokens by model, beside (or replacing) the built-in table, as JSON: '
+        '{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}. Models are named without the provider; a dated '
+        "variant takes the rate of the longest name it starts with. The offline model costs nothing.",
+    )
+    agent_credit_default_rate: dict[str, float] | None = Field(
+        None, description='Credits per 1,000 tokens of a model no rate names, as JSON {"input": x, "output": y}; '
+        "unset: the built-in default (2.5 and 10).",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -198,6 +209,11 @@ class Settings(BaseSettings):
 
             ModelSetting.parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _credit_rates(self) -> Settings:
+        self.credit_rates()  # raises ValueError naming the rate that is wrong
+        return self
 
     @field_validator("openai_base_url", "litellm_api_base", mode="before")
     @classmethod
@@ -293,6 +309,12 @@ class Settings(BaseSettings):
         else:
             return setting
         return ModelSetting.parse(self.model, base_url=base_url, api_key=key, timeout=self.model_timeout)
+
+    def credit_rates(self) -> "CreditRates":
+        """The rates agents' model calls are priced by (:class:`runtime.CreditRates`)."""
+        from runtime import CreditRates
+
+        return CreditRates.with_overrides(self.agent_credit_rates, self.agent_credit_default_rate)
 
     @property
     def master_key_path(self) -> Path:

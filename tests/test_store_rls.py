@@ -86,12 +86,18 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
             "INSERT INTO poll_records (org_id, poll_id, customer_id, record_id, version) VALUES (%s, %s, %s, 'r1', 'v1')",
             (org, f"pol-{customer}", customer),
         )
+        q(
+            "INSERT INTO agent_usage (org_id, id, run_id, thread_id, customer_id, model, provider, counted, input_tokens,"
+            " output_tokens, credits) VALUES (%s, %s, 'run', 'thr', %s, 'gpt-4o-mini', 'openai', 'reported', 10, 5, 0.0045)",
+            (org, f"use-{customer}", customer),
+        )
 
 
 # The tables of later migrations join m002's lists (which are part of m002's text and stay as shipped).
 POLL_TABLES = ("polls", "poll_records")
-ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES, *store.THREAD_TABLES)
-CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES)
+AGENT_TABLES = ("agent_usage",)
+ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES, *store.THREAD_TABLES, *AGENT_TABLES)
+CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES, *AGENT_TABLES)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +122,8 @@ def _as(conn: psycopg.Connection, org: str, customer: str = "") -> None:
 
 
 ALL_TABLES = ("organizations", *ORG_TABLES)
+# Ledgers the app only adds to: the audit log and the agent usage (what a model call cost).
+APPEND_ONLY = ("audit_log", "agent_usage")
 
 
 @pytest.mark.parametrize("table", ALL_TABLES)
@@ -136,11 +144,12 @@ def test_a_tenant_cannot_change_or_delete_another_tenants_rows(
     column = "id" if table == "organizations" else "org_id"
     with app.transaction():
         _as(app, a)
-        if table == "audit_log":
+        if table in APPEND_ONLY:
             # Append-only: the app role has no UPDATE or DELETE at all.
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                with app.transaction():
-                    app.execute("DELETE FROM audit_log WHERE org_id = %s", (a,))
+            for statement in (f"DELETE FROM {table} WHERE org_id = %s", f"UPDATE {table} SET org_id = org_id WHERE org_id = %s"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    with app.transaction():
+                        app.execute(statement, (a,))
             return
         assert app.execute(f"UPDATE {table} SET {column} = {column} WHERE {column} = %s", (b,)).rowcount == 0
         if table != "organizations":
@@ -175,7 +184,8 @@ def test_a_customer_scope_sees_only_that_customer(app: psycopg.Connection, orgs:
         _as(app, a, "c1")
         seen = {row[0] for row in app.execute(f"SELECT {column} FROM {table} WHERE org_id = %s", (a,))}
         assert seen == {"c1"}
-        assert app.execute(f"DELETE FROM {table} WHERE org_id = %s AND {column} = 'c2'", (a,)).rowcount == 0
+        if table not in APPEND_ONLY:
+            assert app.execute(f"DELETE FROM {table} WHERE org_id = %s AND {column} = 'c2'", (a,)).rowcount == 0
     with app.transaction():
         _as(app, a)
         both = {row[0] for row in app.execute(f"SELECT {column} FROM {table} WHERE org_id = %s", (a,))}

@@ -29,8 +29,9 @@ class Sandboxes(Protocol):
 class Credits(Protocol):
     """The organization's remaining agent credits (the policy hook refuses a call at zero).
 
-    A seam until billing counts credits: the platform's billing implements it from the tokens each
-    run uses; :class:`CreditLimit` reads a fixed allowance per organization.
+    The platform's implementation is ``runtime.AgentCredits`` (``platform.credits``): the
+    organization's allowance this period minus the credits its agents' model calls cost, from the
+    usage ledger. :class:`CreditLimit` reads a fixed allowance per organization (tests).
     """
 
     def remaining(self, org_id: str) -> float | None:

@@ -1,9 +1,15 @@
 """/v1 billing: the plan, the quota table with usage and enforcement, per-customer usage, tiers
-and customer overrides.
+and customer overrides, and agent credits.
 
 Limits are per customer. A customer's limit for a dimension comes from its overrides, else its
 tier (the tier whose name is the customer's ``tier``), else the organization's plan. Every
 entry is ``{"limit": int | null, "mode": "hard" | "warn"}``; ``null`` is unlimited.
+
+Agent credits are per organization: every model call of its agents' runs costs credits by the
+model's rate (the offline model costs none), counted per calendar month against the plan's
+allowance or the organization's own. ``GET /billing`` shows the period's credits, the customer
+usage pages show the agent tokens and credits of runs acting for each customer, and
+``GET /billing/agent-usage`` lists usage per run or per thread.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import store
 from api._auth import Principal, require
@@ -20,6 +26,7 @@ from api._deps import Clock, Db
 from api._lists import ListParams, PageOut, page_out
 from api._v1._common import router as make_router
 from api._v1._common import tenant_tx
+from store._agent_usage import MAX_AGENT_CREDITS
 from store._quotas import MAX_QUOTA_LIMIT, TIER_NAME_PATTERN
 
 router = make_router("billing")
@@ -69,15 +76,71 @@ class PlanQuotas(BaseModel):
     api_calls_per_minute: PlanQuota
 
 
+class AgentTokens(BaseModel):
+    calls: int = Field(description="Model calls.")
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class AgentCreditsOut(AgentTokens):
+    """The organization's agent credits in the current period."""
+
+    period: Literal["month"] = Field(description="Credits are counted per calendar month (UTC).")
+    period_start: datetime
+    reset_at: datetime = Field(description="When the period ends and the count starts again.")
+    allowance: float = Field(description="Credits per period: the plan's, or the organization's own.")
+    source: Literal["plan", "organization"] = Field(description="Where the allowance comes from.")
+    used: float = Field(description="Credits the period's model calls cost.")
+    remaining: float = Field(description="Allowance minus used, at least 0. At 0, agents' model calls are refused (402).")
+
+
 class BillingOut(BaseModel):
     plan: str
     quotas: PlanQuotas = Field(description="The plan's per-customer limits and this window's organization-wide usage.")
     plans: dict[str, dict[Dimension, LimitEntry]] = Field(description="What each plan allows a customer.")
+    agent_credits: AgentCreditsOut = Field(description="Agent credits: allowance, use and remainder this period.")
+    agent_credit_plans: dict[str, float] = Field(description="Agent credits each plan allows per period.")
 
 
 class PlanPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    plan: Plan
+    plan: Plan | None = Field(None, description="The organization's plan.")
+    agent_credits: float | None = Field(
+        None, ge=0, le=MAX_AGENT_CREDITS,
+        description="The organization's own agent credits per period; null returns to the plan's allowance.",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> PlanPatch:
+        if not self.model_fields_set:
+            raise ValueError("send plan, agent_credits or both")
+        if "plan" in self.model_fields_set and self.plan is None:
+            raise ValueError("plan cannot be null; name one of the plans")
+        return self
+
+
+class CustomerAgentUsage(AgentTokens):
+    """Agent usage of the runs that acted for this customer (a test customer while building)."""
+
+    period: Literal["month"]
+    period_start: datetime
+    reset_at: datetime
+    credits: float
+
+
+class AgentUsageOut(AgentTokens):
+    """Agent usage of one run (``group=run``) or one thread (``group=thread``)."""
+
+    id: str = Field(description="The run id, or the thread id with group=thread.")
+    run_id: str | None = Field(None, description="The run (group=run).")
+    thread_id: str | None
+    customer_id: str | None = Field(None, description="The customer the run acted for (group=run).")
+    runs: int | None = Field(None, description="Runs of the thread (group=thread).")
+    models: list[str] = Field(description="Models called, as provider:model.")
+    credits: float
+    first_at: datetime
+    last_at: datetime
 
 
 class CustomerQuota(BaseModel):
@@ -106,6 +169,7 @@ class CustomerUsageOut(BaseModel):
     plan: str
     overrides: dict[Dimension, LimitEntry]
     quotas: CustomerQuotas
+    agent: CustomerAgentUsage = Field(description="Agent tokens and credits of runs for this customer this period.")
 
 
 class TierOut(BaseModel):
@@ -131,7 +195,19 @@ class TierPatch(BaseModel):
 
 def _billing(tx: store.Tx, org_id: str, now: datetime) -> dict[str, Any]:
     quotas = store.Quotas(tx)
-    return {"plan": quotas.plan(org_id), "quotas": quotas.org_usage(org_id, now), "plans": store.PLANS}
+    return {
+        "plan": quotas.plan(org_id), "quotas": quotas.org_usage(org_id, now), "plans": store.PLANS,
+        "agent_credits": store.AgentUsage(tx).summary(org_id, now).as_dict(),
+        "agent_credit_plans": store.AGENT_CREDIT_PLANS,
+    }
+
+
+def _with_agent(tx: store.Tx, org_id: str, rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Customer usage rows with their agent usage of the current credit period."""
+    start, end = store.period_bounds(now)
+    totals = store.AgentUsage(tx).by_customer(org_id, [row["customer_id"] for row in rows], start, end)
+    period = {"period": store.AGENT_CREDIT_PERIOD, "period_start": start, "reset_at": end}
+    return [{**row, "agent": {**period, **totals.get(row["customer_id"], store.UsageTotals()).as_dict()}} for row in rows]
 
 
 def _tiers_out(tx: store.Tx, org_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,9 +227,13 @@ def get_billing(db: Db, clock: Clock, principal: Annotated[Principal, require("b
 def update_billing(
     patch: PlanPatch, db: Db, clock: Clock, principal: Annotated[Principal, require("billing", "write")]
 ) -> Any:
-    """Change the plan; customers without a tier or override for a dimension get its limits at once."""
+    """Change the plan (customers without a tier or override for a dimension get its limits at
+    once) and/or the organization's own agent credits per period (null: the plan's allowance)."""
     with tenant_tx(db, principal) as tx:
-        store.Quotas(tx).set_plan(principal.org_id, patch.plan)
+        if patch.plan is not None:
+            store.Quotas(tx).set_plan(principal.org_id, patch.plan)
+        if "agent_credits" in patch.model_fields_set:
+            store.AgentUsage(tx).set_allowance(principal.org_id, patch.agent_credits)
         return _billing(tx, principal.org_id, clock())
 
 
@@ -169,21 +249,24 @@ def list_usage(
     tier: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Any:
     """Customers' usage per dimension: current minute and day counts, limits, modes and reset
-    times (sort: created_at, name, id)."""
+    times, and the agent tokens and credits of runs for each this period (sort: created_at, name, id)."""
+    now = clock()
     with tenant_tx(db, principal) as tx:
         result = store.Quotas(tx).usage_page(
-            principal.org_id, page.query(), clock(), customer_id=customer or principal.customer_id, tier=tier
+            principal.org_id, page.query(), now, customer_id=customer or principal.customer_id, tier=tier
         )
-    return page_out(result, dict)
+        return {"items": _with_agent(tx, principal.org_id, result.items, now), "next_cursor": result.next_cursor}
 
 
 @router.get("/billing/customers/{customer_id}/usage", name="customer_usage.get", response_model=CustomerUsageOut)
 def get_customer_usage(
     customer_id: str, db: Db, clock: Clock, principal: Annotated[Principal, require("billing", "read")]
 ) -> Any:
-    """One customer's usage per dimension, with its effective limits and where each comes from."""
+    """One customer's usage per dimension, with its effective limits and where each comes from,
+    and the agent tokens and credits of runs for it this period."""
+    now = clock()
     with tenant_tx(db, principal) as tx:
-        return store.Quotas(tx).usage(principal.org_id, [customer_id], clock())[0]
+        return _with_agent(tx, principal.org_id, store.Quotas(tx).usage(principal.org_id, [customer_id], now), now)[0]
 
 
 @router.put("/billing/customers/{customer_id}/overrides", name="quota_override.update", response_model=CustomerUsageOut)
@@ -195,10 +278,38 @@ def set_overrides(
     principal: Annotated[Principal, require("billing", "write")],
 ) -> Any:
     """Replace the customer's own limits (they win over its tier and the plan); `{}` removes them."""
+    now = clock()
     with tenant_tx(db, principal) as tx:
         quotas = store.Quotas(tx)
         quotas.set_overrides(principal.org_id, customer_id, body.entries())
-        return quotas.usage(principal.org_id, [customer_id], clock())[0]
+        return _with_agent(tx, principal.org_id, quotas.usage(principal.org_id, [customer_id], now), now)[0]
+
+
+@router.get("/billing/agent-usage", name="agent_usage.list", response_model=PageOut[AgentUsageOut])
+def list_agent_usage(
+    db: Db,
+    principal: Annotated[Principal, require("billing", "read")],
+    page: ListParams,
+    group: Annotated[Literal[store.USAGE_GROUPS], Query(description="Sum per run or per thread.")] = "run",  # type: ignore[valid-type]
+    thread_id: Annotated[str | None, Query(max_length=128, description="One thread's runs (or the thread).")] = None,
+    run_id: Annotated[str | None, Query(max_length=128, description="One run.")] = None,
+    customer: Annotated[
+        str | None, Query(max_length=128, description="Runs for one customer (default: the x-fastn-account-tenant-id one).")
+    ] = None,
+    called_from: Annotated[datetime | None, Query(alias="from", description=(
+        "Model calls at or after this time (ISO 8601 with a time zone)."))] = None,
+    called_to: Annotated[datetime | None, Query(alias="to", description=(
+        "Model calls before this time (ISO 8601 with a time zone)."))] = None,
+) -> Any:
+    """Agent usage per run or per thread: model calls, tokens, credits and the models called,
+    latest first (sort: last_at, first_at, credits). A request naming a customer (and a key bound
+    to one) sees only the runs that acted for that customer."""
+    with tenant_tx(db, principal, named_customer=True) as tx:
+        result = store.AgentUsage(tx).page(
+            principal.org_id, page.query("-last_at"), group=group, run_id=run_id, thread_id=thread_id,
+            customer_id=customer or principal.customer_id, start=called_from, end=called_to,
+        )
+    return page_out(result, lambda row: {**row, **store.UsageTotals.from_row(row).as_dict()})
 
 
 @router.get("/billing/tiers", name="quota_tier.list", response_model=PageOut[TierOut])
