@@ -33,6 +33,7 @@ from agents._stream import message_data
 from agents._threads import (
     MAX_MESSAGE_CHARS,
     TERMINAL_EVENTS,
+    ContextFactory,
     GraphFactory,
     RunCallbacks,
     ThreadEvent,
@@ -59,6 +60,7 @@ __all__ = [
     # threads
     "MAX_MESSAGE_CHARS",
     "TERMINAL_EVENTS",
+    "ContextFactory",
     "GraphFactory",
     "RunCallbacks",
     "RunNotActive",

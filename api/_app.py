@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,13 +23,46 @@ PlatformOpener = Callable[[], AbstractAsyncContextManager[Platform]]
 
 
 def default_graph_factory(name: str, ctx: ToolContext, checkpointer: Any) -> Any:
-    """The platform's graphs (``agents.build_graph``) with the model of the settings."""
+    """The platform's graphs (``agents.build_graph``) with the offline model."""
     return agents.build_graph(name, ctx, checkpointer=checkpointer)
+
+
+def model_graph_factory(model: agents.ModelSetting) -> agents.GraphFactory:
+    """The platform's graphs with the chat model ``model`` (offline: each graph's own plan)."""
+    chosen = None if model.provider == "offline" else model
+
+    def factory(name: str, ctx: ToolContext, checkpointer: Any) -> Any:
+        return agents.build_graph(name, ctx, model=chosen, checkpointer=checkpointer)
+
+    return factory
+
+
+def metered_runs(platform: Platform, model: agents.ModelSetting) -> agents.RunCallbacks:
+    """Each thread run's credit meter: model calls refused at no credits left, and counted in the
+    ledger per run, thread, customer and organization."""
+
+    def callbacks(principal: Any, thread: dict[str, Any], run_id: str) -> list[Any]:
+        return agents.usage_callbacks(platform, principal.org_id, thread["id"], run_id, model,
+                                      customer_id=thread.get("customer_id"))
+
+    return callbacks
+
+
+def run_context(documents: Path | None) -> agents.ContextFactory:
+    """The tools' context of a thread run: the poster, the thread's customer, the platform's credits
+    (the policy hook refuses tool calls at none left) and the local folder of API documents."""
+
+    def context(platform: Platform, principal: Any, thread: dict[str, Any]) -> ToolContext:
+        return ToolContext(platform=platform, principal=principal, customer_id=thread.get("customer_id"),
+                           thread_id=thread["id"], credits=platform.credits, documents=documents)
+
+    return context
 
 
 def create_app(open_platform: PlatformOpener, config: Config | None = None, *,
                graph_factory: agents.GraphFactory | None = None, graphs: tuple[str, ...] | None = None,
-               run_callbacks: agents.RunCallbacks | None = None) -> FastAPI:
+               run_callbacks: agents.RunCallbacks | None = None, model: agents.ModelSetting | None = None,
+               documents: Path | None = None) -> FastAPI:
     """Build the API over the platform ``open_platform()`` yields while the app runs.
 
     The process shell (``switchboard.app.create_app``) passes an opener that starts or joins the
@@ -37,7 +71,8 @@ def create_app(open_platform: PlatformOpener, config: Config | None = None, *,
     ``config`` is what the routes read of the settings (it must match the platform's).
     ``graph_factory`` builds the graphs threads run (default: ``agents.build_graph``), ``graphs``
     the names a thread may choose (default: ``agents.GRAPHS``), ``run_callbacks`` the callback
-    handlers each thread run gets (the credit meter).
+    handlers each thread run gets (default: the credit meter), ``model`` the agents' chat model
+    (default: offline) and ``documents`` a folder of API documents the agents' discovery searches.
     """
     config = config or Config()
 
@@ -51,8 +86,11 @@ def create_app(open_platform: PlatformOpener, config: Config | None = None, *,
             # Events a crash left between their acknowledgement and their dispatch run now, without
             # holding up the start.
             recovery = asyncio.create_task(recover_events(platform), name="recover events")
-            app.state.threads = agents.Threads(platform, graph_factory or default_graph_factory,
-                                               graphs=graphs or agents.GRAPHS, callbacks=run_callbacks)
+            chat = model or agents.ModelSetting()
+            app.state.threads = agents.Threads(platform, graph_factory or model_graph_factory(chat),
+                                               graphs=graphs or agents.GRAPHS,
+                                               callbacks=run_callbacks or metered_runs(platform, chat),
+                                               context=run_context(documents))
             try:
                 yield
             finally:

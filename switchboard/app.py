@@ -123,4 +123,5 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     the agent graphs threads run (tests run graphs of their own)."""
     settings = settings or get_settings()
     return api.create_app(lambda: open_platform(settings, clock=clock, worker=worker), runtime_config(settings),
-                          graph_factory=graph_factory, graphs=graphs)
+                          graph_factory=graph_factory, graphs=graphs, model=settings.model_setting(),
+                          documents=settings.agent_documents())

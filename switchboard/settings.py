@@ -165,6 +165,11 @@ class Settings(BaseSettings):
         description="Chat model of the agents: offline (deterministic, no key), openai:<model> or "
         "litellm:<provider/model>.",
     )
+    documents_dir: Path | None = Field(
+        None,
+        description="A folder of API documents (OpenAPI, Swagger) the agents' discovery searches by app name; unset: "
+        "the documents the repository ships (tests/data/openapi), when it is there.",
+    )
     openai_base_url: str | None = Field(
         None,
         validation_alias=AliasChoices("SWITCHBOARD_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url"),
@@ -296,6 +301,13 @@ class Settings(BaseSettings):
         if problems:
             raise ConfigurationError(self.mode, tuple(problems))
         return self
+
+    def agent_documents(self) -> Path | None:
+        """The folder of API documents the agents search: ``documents_dir``, else the repository's."""
+        if self.documents_dir is not None:
+            return self.documents_dir
+        shipped = Path(__file__).resolve().parents[1] / "tests" / "data" / "openapi"
+        return shipped if shipped.is_dir() else None
 
     def model_setting(self) -> "ModelSetting":
         """The agents' :class:`agents.ModelSetting`, with the endpoint and key of its provider."""
