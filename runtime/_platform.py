@@ -77,6 +77,9 @@ class Config:
     max_request_bytes: int = 1 << 20
     max_spec_request_bytes: int = 16 << 20
     max_event_bytes: int = 256 << 10
+    # Multiplies the durable sleep before a rescheduled call (Retry-After beyond the step's cap):
+    # tests set 0, as for the HTTP client's retry waits (``Settings.retry_delay_scale``).
+    retry_delay_scale: float = 1.0
 
 
 @dataclass

@@ -49,6 +49,7 @@ def runtime_config(settings: Settings) -> Config:
         max_request_bytes=settings.max_request_bytes,
         max_spec_request_bytes=settings.max_spec_request_bytes,
         max_event_bytes=settings.max_event_bytes,
+        retry_delay_scale=settings.retry_delay_scale,
     )
 
 

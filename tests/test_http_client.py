@@ -34,7 +34,9 @@ from engine.http import (
     EgressPolicy,
     HttpClient,
     RateLimit,
+    DEFAULT_STEP_RETRY_POLICY,
     RetryPolicy,
+    step_retry_policy,
     Timeouts,
     parse_retry_after,
     redact_url,
@@ -199,6 +201,7 @@ def test_public_surface() -> None:
             "DEFAULT_RATE_LIMIT",
             "DEFAULT_RETRY_POLICY",
             "DEFAULT_SENSITIVE_HEADERS",
+            "DEFAULT_STEP_RETRY_POLICY",
             "DEFAULT_TIMEOUTS",
             "IDEMPOTENT_METHODS",
             "NO_RETRY",
@@ -218,6 +221,7 @@ def test_public_surface() -> None:
             "parse_host",
             "parse_retry_after",
             "redact_url",
+            "step_retry_policy",
             "system_resolver",
         ]
     )
@@ -307,6 +311,62 @@ async def test_backoff_is_capped_and_deterministic(script: Script, base: str) ->
         response = await http.request("GET", f"{base}/busy")
     assert response.status_code == 502
     assert sleeps.calls == [1.0, 2.0, 3.0, 3.0]
+
+
+async def test_each_attempt_records_the_delay_waited_before_it(client: HttpClient, sleeps: Sleeps, script: Script, base: str) -> None:
+    script.reply("/flaky", (503, {}, b"busy"), (429, {"Retry-After": "7"}, b"slow down"))
+    records: list[Attempt] = []
+    await client.request("GET", f"{base}/flaky", observer=records.append)
+    # the first attempt waited for nothing; then the jittered backoff (0.5 * 0.5), then Retry-After
+    assert [r.delay for r in records] == [0.0, 0.25, 7.0] == [0.0, *sleeps.calls]
+
+
+async def test_the_step_policy_waits_5_then_10_seconds_and_retries_server_errors(script: Script, base: str) -> None:
+    sleeps = Sleeps()
+    async with make_client(sleep=sleeps, retry=DEFAULT_STEP_RETRY_POLICY) as http:
+        script.reply("/flaky", (500, {}, b"oops"), (502, {}, b"bad gateway"), (503, {}, b"busy"))
+        records: list[Attempt] = []
+        response = await http.request("GET", f"{base}/flaky", observer=records.append)
+    assert response.status_code == 503 and [r.status for r in records] == [500, 502, 503]
+    assert [r.delay for r in records] == [0.0, 5.0, 10.0] and sleeps.calls == [5.0, 10.0]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
+async def test_the_step_policy_does_not_retry_a_4xx_a_repeat_cannot_fix(status: int, script: Script, base: str) -> None:
+    sleeps = Sleeps()
+    async with make_client(sleep=sleeps, retry=DEFAULT_STEP_RETRY_POLICY) as http:
+        script.reply("/final", (status, {}, b"no"))
+        records: list[Attempt] = []
+        response = await http.request("POST", f"{base}/final", observer=records.append)
+    assert response.status_code == status and len(records) == 1 and sleeps.calls == []
+
+
+@pytest.mark.parametrize("status", [408, 425, 429])
+async def test_the_step_policy_retries_408_425_429_even_for_a_post(status: int, script: Script, base: str) -> None:
+    sleeps = Sleeps()
+    async with make_client(sleep=sleeps, retry=step_retry_policy(max_attempts=2, delay=1.0)) as http:
+        script.reply("/later", (status, {}, b"later"))
+        records: list[Attempt] = []
+        response = await http.request("POST", f"{base}/later", observer=records.append)
+    assert response.status_code == 200 and [r.status for r in records] == [status, 200] and sleeps.calls == [1.0]
+
+
+async def test_the_step_policy_retries_a_500_of_a_post_only_with_an_idempotency_key(script: Script, base: str) -> None:
+    sleeps = Sleeps()
+    async with make_client(sleep=sleeps, retry=DEFAULT_STEP_RETRY_POLICY) as http:
+        script.reply("/create", (500, {}, b"oops"))
+        plain = await http.request("POST", f"{base}/create")
+        script.reply("/create", (500, {}, b"oops"))
+        keyed = await http.request("POST", f"{base}/create", headers={"Idempotency-Key": "k1"})
+    assert plain.status_code == 500 and keyed.status_code == 200 and sleeps.calls == [5.0]
+
+
+def test_the_step_policy_caps_its_waits_and_its_retry_after() -> None:
+    policy = step_retry_policy(max_attempts=6, delay=5.0, factor=3.0, max_delay=60.0)
+    assert [policy.backoff(n, 0.9) for n in range(1, 6)] == [5.0, 15.0, 45.0, 60.0, 60.0]
+    assert policy.max_retry_after == 60.0
+    with pytest.raises(ValueError, match="factor"):
+        RetryPolicy(factor=0.5)
 
 
 async def test_429_retry_after_seconds_is_honoured(client: HttpClient, sleeps: Sleeps, script: Script, base: str) -> None:

@@ -415,6 +415,7 @@ class HttpClient:
     ) -> httpx.Response:
         request_bytes = len(req.content)
         attempts = 0
+        delay = 0.0  # what the retry loop waited before the next attempt, for its Attempt
         shown: str | None = None
 
         def show() -> str:
@@ -423,9 +424,15 @@ class HttpClient:
                 shown = redact(req.url)
             return shown
 
+        async def wait(seconds: float) -> None:
+            nonlocal delay
+            delay = seconds
+            await self._sleep(seconds)
+
         async def attempt() -> httpx.Response:
-            nonlocal attempts
+            nonlocal attempts, delay
             attempts += 1
+            waited_before, delay = delay, 0.0
             waited = await state.limiters.acquire(rate_key, limit) if rate_key is not None else 0.0
             started = self._clock()
             status: int | None = None
@@ -469,6 +476,7 @@ class HttpClient:
                         request_bytes=request_bytes,
                         response_bytes=received,
                         rate_wait_ms=waited * 1000.0,
+                        delay=waited_before,
                     )
                     result = observer(record)
                     if inspect.isawaitable(result):
@@ -499,7 +507,7 @@ class HttpClient:
                     return outcome
                 return await attempt()
 
-            retrying = build_retrying(policy, idempotent=idempotent, sleep=self._sleep, random=self._random)
+            retrying = build_retrying(policy, idempotent=idempotent, sleep=wait, random=self._random)
             return await retrying(next_attempt)
         except AttemptFailed as exc:
             error_cls = UpstreamTimeout if exc.timeout else UpstreamUnavailable
