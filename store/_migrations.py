@@ -24,6 +24,7 @@ from store._db import DEFAULT_CONNECT_TIMEOUT, error_reason, connect
 from store._catalog import CATALOG_SCHEMA
 from store._schema import DURABLE_EXECUTIONS, EXECUTION_CONTROL, PLATFORM_SCHEMA
 from store._polls import POLLS_SCHEMA
+from store._rate_limits import RATE_LIMITS_SCHEMA
 from store._sandboxes import SANDBOXES_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
 from store._schema_events import EVENTS_SCHEMA
@@ -96,6 +97,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Hosted sandboxes: imported connectors' documents, sandbox seeds, connections.target
     # (store/_sandboxes.py).
     Migration("m010_sandboxes", SANDBOXES_SCHEMA),
+    # Per-connection rate limits shared by every process: a schedule row per organization and
+    # connection (store/_rate_limits.py). Numbered 13: m011_threads and m012_agent_usage come first.
+    Migration("m013_rate_limits", RATE_LIMITS_SCHEMA),
 )
 
 _CREATE_TABLE = """

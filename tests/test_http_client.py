@@ -34,6 +34,7 @@ from engine.http import (
     EgressPolicy,
     HttpClient,
     RateLimit,
+    RateStore,
     DEFAULT_STEP_RETRY_POLICY,
     RetryPolicy,
     step_retry_policy,
@@ -213,6 +214,7 @@ def test_public_surface() -> None:
             "Observer",
             "RateLimit",
             "RateLimiterStats",
+            "RateStore",
             "Redactor",
             "Resolver",
             "RetryPolicy",
@@ -580,6 +582,49 @@ async def test_429_with_retry_after_slows_the_next_calls(sleeps: Sleeps, script:
     async with make_client(rate_clock=clock, rate_sleep=clock.sleep) as http:
         await http.request("GET", f"{base}/other", rate_key="other", rate_limit=limit)
         assert http.rate_limit_stats("other").delayed == 0
+
+
+class FakeRateStore:
+    """A shared schedule as a list of calls; answers each reservation with ``waits`` in turn (None:
+    the store is unavailable)."""
+
+    def __init__(self, *waits: float | None) -> None:
+        self.waits = list(waits)
+        self.calls: list[tuple[str, str, float, float]] = []
+
+    async def reserve(self, key: str, interval: float, tolerance: float) -> float | None:
+        self.calls.append(("reserve", key, interval, tolerance))
+        return self.waits.pop(0) if self.waits else 0.0
+
+    async def hold(self, key: str, seconds: float, tolerance: float) -> None:
+        self.calls.append(("hold", key, seconds, tolerance))
+
+
+async def test_a_rate_store_gives_the_slots_and_is_told_of_a_429(script: Script, base: str) -> None:
+    clock = RateClock()
+    shared = FakeRateStore(0.0, 0.25)
+    limit = RateLimit.of(10, 1, burst=3)  # 10/s: an interval of 0.1 s, a burst of 0.2 s' worth
+    script.reply("/limited", (429, {"Retry-After": "4"}, b""))
+    async with make_client(rate_clock=clock, rate_sleep=clock.sleep, retry=NO_RETRY) as http:
+        await http.request("GET", f"{base}/a", rate_key="conn", rate_limit=limit, rate_store=shared)
+        await http.request("GET", f"{base}/b", rate_key="conn", rate_limit=limit, rate_store=shared)
+        await http.request("GET", f"{base}/limited", rate_key="conn", rate_limit=limit, rate_store=shared)
+    assert isinstance(shared, RateStore)
+    assert shared.calls[:2] == [("reserve", "conn", 0.1, pytest.approx(0.2))] * 2
+    # the store's answer is the wait (not the local schedule, which would let a burst of 3 through)
+    assert clock.waits == [0.25]
+    # after the 429, the hold is shared: Retry-After, then no burst at the halved rate (5/s)
+    assert shared.calls[3] == ("hold", "conn", 4.0, pytest.approx(0.4))
+
+
+async def test_an_unavailable_rate_store_falls_back_to_the_local_schedule(script: Script, base: str) -> None:
+    clock = RateClock()
+    shared = FakeRateStore(None, None, None)
+    limit = RateLimit.of(10, 1, burst=2)
+    async with make_client(rate_clock=clock, rate_sleep=clock.sleep) as http:
+        for i in range(3):
+            await http.request("GET", f"{base}/r{i}", rate_key="conn", rate_limit=limit, rate_store=shared)
+    assert clock.waits == [0.1] and len(shared.calls) == 3
 
 
 async def test_answers_after_a_429_give_the_rate_back(script: Script, base: str) -> None:

@@ -99,6 +99,7 @@ def test_public_surface_is_stable() -> None:
         "QuotaExceeded",
         "Quotas",
         "RESIDENCIES",
+        "RateLimits",
         "ResourceError",
         "Roles",
         "RotationReport",

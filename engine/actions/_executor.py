@@ -15,7 +15,7 @@ import httpx
 from ..errors import ActionFailed, ActionRetryLater, ResponseInvalid, UnknownAction
 from ..expressions import evaluate
 from ..auth import Authenticator, OutgoingRequest
-from ..http import Attempt, HttpClient, RateLimit, RetryPolicy, parse_retry_after, step_retry_policy
+from ..http import Attempt, HttpClient, RateLimit, RateStore, RetryPolicy, parse_retry_after, step_retry_policy
 from ..specs import ActionSpec, ConnectorSpec, RetrySpec
 from ..workflow import ActionCall, Redactor, TraceRecord
 from ._pagination import Page, paginate
@@ -53,6 +53,8 @@ class ActionExecutor:
         trace_bodies: keep request and response bodies in traces (credentials redacted).
         connection_scope: who the connections belong to (a customer id): rate limits apply
             per connection, ``<connector>:<scope>``, so one customer cannot use up another's.
+        rate_store: where the schedules of connectors that declare a ``rate_limit`` are kept so
+            that they hold across processes (the platform's: Postgres); None: per process.
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class ActionExecutor:
         connections: Mapping[str, Mapping[str, Any]] | None = None,
         trace_bodies: bool = False,
         connection_scope: str | None = None,
+        rate_store: RateStore | None = None,
     ):
         self.connectors = dict(connectors)
+        self.rate_store = rate_store
         self.connection_scope = connection_scope
         self.http = http
         self.auth = auth
@@ -268,13 +272,16 @@ class ActionExecutor:
         authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
         rate_key = f"{connector.id}:{self.connection_scope}" if self.connection_scope else connector.id
         rate_limit = rate_limit_of(connector)
+        # Only a declared quota is worth a shared schedule (a database round trip per request).
+        shared = self.rate_store if rate_limit is not None else None
         response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, rate_limit=rate_limit,
-                                           observer=observe, follow_redirects=follow, retry=policy)
+                                           observer=observe, follow_redirects=follow, retry=policy, rate_store=shared)
         # An OAuth token revoked or rotated elsewhere: refresh once and retry.
         if response.status_code == 401 and action.auth is None and await self.auth.on_unauthorized(connector, authorized):
             authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
             response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, rate_limit=rate_limit,
-                                               observer=observe, follow_redirects=follow, retry=policy)
+                                               observer=observe, follow_redirects=follow, retry=policy,
+                                               rate_store=shared)
         return response, applied_secrets(authorized)
 
 

@@ -23,7 +23,7 @@ from ._policies import (
     Timeouts,
     step_retry_policy,
 )
-from ._ratelimit import RateLimiterStats
+from ._ratelimit import RateLimiterStats, RateStore
 from ._retry import parse_retry_after
 from ._transport import GuardedTransport
 
@@ -44,6 +44,7 @@ __all__ = [
     "Observer",
     "RateLimit",
     "RateLimiterStats",
+    "RateStore",
     "Redactor",
     "Resolver",
     "RetryPolicy",

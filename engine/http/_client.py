@@ -37,7 +37,7 @@ from ._policies import (
     RetryPolicy,
     Timeouts,
 )
-from ._ratelimit import RateLimiters, RateLimiterStats
+from ._ratelimit import RateLimiters, RateLimiterStats, RateStore
 from ._retry import (
     AttemptFailed,
     parse_retry_after,
@@ -299,13 +299,15 @@ class HttpClient:
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | None = None,
         sensitive_headers: Iterable[str] = (),
+        rate_store: RateStore | None = None,
     ) -> httpx.Response:
         """Send a request and return the final response with its body read.
 
         ``json``, ``data`` (form fields) and ``content`` are the body, as in httpx.
         ``rate_key`` names the connection the rate limit applies to (None: unlimited);
         ``rate_limit``, ``retry`` and ``timeout`` override the client's defaults for this
-        call. Redirects are followed here (at most ``max_redirects``), each hop vetted by
+        call; ``rate_store`` keeps the key's schedule where other processes share it (see
+        ``engine/http/_ratelimit.py``). Redirects are followed here (at most ``max_redirects``), each hop vetted by
         the egress guard; a cross-origin hop drops the sensitive headers
         (``sensitive_headers`` adds names to the client's). ``observer`` receives one
         ``Attempt`` per exchange; ``redact`` turns a URL into what observers and errors
@@ -345,7 +347,8 @@ class HttpClient:
 
         hop = 0
         while True:
-            response = await self._send(state, req, hop, policy, timeouts, rate_key, limit, observer, redact)
+            response = await self._send(state, req, hop, policy, timeouts, rate_key, limit, observer, redact,
+                                        rate_store)
             if not follow_redirects or response.status_code not in _REDIRECT_STATUSES:
                 return response
             location = response.headers.get("location")
@@ -412,6 +415,7 @@ class HttpClient:
         limit: RateLimit,
         observer: Observer | None,
         redact: Redactor,
+        rate_store: RateStore | None = None,
     ) -> httpx.Response:
         request_bytes = len(req.content)
         attempts = 0
@@ -433,7 +437,7 @@ class HttpClient:
             nonlocal attempts, delay
             attempts += 1
             waited_before, delay = delay, 0.0
-            waited = await state.limiters.acquire(rate_key, limit) if rate_key is not None else 0.0
+            waited = await state.limiters.acquire(rate_key, limit, rate_store) if rate_key is not None else 0.0
             started = self._clock()
             status: int | None = None
             error: str | None = None
@@ -449,7 +453,7 @@ class HttpClient:
                         # Slow the whole connection, not only this call's retry.
                         retry_after = parse_retry_after(response.headers.get("retry-after"),
                                                         date=response.headers.get("date"))
-                        state.limiters.throttled(rate_key, limit, retry_after)
+                        await state.limiters.throttled(rate_key, limit, retry_after, rate_store)
                     else:
                         state.limiters.answered(rate_key, limit)
                 status, received = response.status_code, response.num_bytes_downloaded
