@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -34,18 +34,4 @@ def build_http_client(settings: "Settings", *, extra_allow: Iterable[str] = ()) 
 
     allow = tuple(dict.fromkeys([*settings.egress_allow, *extra_allow]))
     timeouts = Timeouts(connect=settings.http_connect_timeout, total=settings.http_timeout)
-    return HttpClient(egress=EgressPolicy(allow=allow), timeouts=timeouts, sleep=scaled_sleep(settings.retry_delay_scale))
-
-
-def scaled_sleep(scale: float) -> Callable[[float], Awaitable[None]]:
-    """``asyncio.sleep`` of ``scale`` times the seconds asked for (the retry waits of
-    ``retry_delay_scale``; the client records the seconds asked for)."""
-    import asyncio
-
-    if scale == 1.0:
-        return asyncio.sleep
-
-    async def sleep(seconds: float) -> None:
-        await asyncio.sleep(seconds * scale)
-
-    return sleep
+    return HttpClient(egress=EgressPolicy(allow=allow), timeouts=timeouts, wait_scale=settings.retry_delay_scale)

@@ -627,6 +627,19 @@ async def test_an_unavailable_rate_store_falls_back_to_the_local_schedule(script
     assert clock.waits == [0.1] and len(shared.calls) == 3
 
 
+async def test_wait_scale_shortens_the_waits_retries_cause_and_attempts_record_them_unscaled(
+        sleeps: Sleeps, script: Script, base: str) -> None:
+    clock = RateClock()
+    limit = RateLimit.of(10, 1)
+    script.reply("/limited", (429, {"Retry-After": "30"}, b""))
+    records: list[Attempt] = []
+    async with make_client(sleep=sleeps, rate_clock=clock, rate_sleep=clock.sleep, wait_scale=0.0) as http:
+        await http.request("GET", f"{base}/limited", rate_key="conn", rate_limit=limit, observer=records.append)
+    assert [r.delay for r in records] == [0.0, 30.0] and sleeps.calls == [0.0]
+    # the 429's hold on the connection is scaled too: the retry was not held back 30 s
+    assert all(w < 1 for w in clock.waits)
+
+
 async def test_answers_after_a_429_give_the_rate_back(script: Script, base: str) -> None:
     clock = RateClock()
     limit = RateLimit.of(10, 1)

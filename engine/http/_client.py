@@ -159,6 +159,9 @@ class HttpClient:
     - ``sleep``, ``random``, ``clock``: injected for deterministic tests (retry waits,
       jitter in [0, 1), latency measurement); ``rate_clock`` and ``rate_sleep``: the rate
       limiters' schedule (monotonic seconds) and their waits.
+    - ``wait_scale``: multiplies the waits retries cause (the retry loop's sleeps and the hold a
+      429's ``Retry-After`` puts on its rate key), not the rate limits' spacing; attempts record the
+      unscaled waits. Tests run platforms with 0 so that nothing waits for real.
 
     Rate limits adapt: a 429 on a ``rate_key`` slows that key's later requests and holds
     them until its ``Retry-After`` has passed (see ``engine/http/_ratelimit.py``).
@@ -186,9 +189,13 @@ class HttpClient:
         clock: Callable[[], float] = time.perf_counter,
         rate_clock: Callable[[], float] = time.monotonic,
         rate_sleep: Sleep = asyncio.sleep,
+        wait_scale: float = 1.0,
     ) -> None:
         if max_redirects < 0:
             raise ValueError(f"max_redirects must be >= 0, got {max_redirects}")
+        if wait_scale < 0:
+            raise ValueError(f"wait_scale must be >= 0, got {wait_scale}")
+        self.wait_scale = wait_scale
         self.guard = EgressGuard(egress, resolver=resolver)
         self.timeouts = timeouts
         self.retry = retry
@@ -252,7 +259,7 @@ class HttpClient:
                 cookies=_NoCookies(),  # a CookieJar is used as is; httpx.Cookies would be copied
                 headers={"User-Agent": self._user_agent},
             )
-            state = self._states[loop] = _LoopState(client, transport, RateLimiters(self._rate_clock, self._rate_sleep), self._max_response_bytes)
+            state = self._states[loop] = _LoopState(client, transport, RateLimiters(self._rate_clock, self._rate_sleep, hold_scale=self.wait_scale), self._max_response_bytes)
         if self._mounts:
             # The loop's shared client and limiters, with mounted prefixes sent in-process.
             return _LoopState(state.client, _MountedTransport(self, state.transport), state.limiters, state.max_bytes)  # type: ignore[arg-type]
@@ -431,7 +438,7 @@ class HttpClient:
         async def wait(seconds: float) -> None:
             nonlocal delay
             delay = seconds
-            await self._sleep(seconds)
+            await self._sleep(seconds * self.wait_scale)
 
         async def attempt() -> httpx.Response:
             nonlocal attempts, delay

@@ -109,14 +109,16 @@ class RateLimiters:
     """The rate limiters of one event loop, by rate key.
 
     ``clock`` (seconds, monotonic) and ``sleep`` are injectable so tests can watch the
-    schedule without waiting for it.
+    schedule without waiting for it; ``hold_scale`` multiplies the hold of a 429's ``Retry-After``
+    (the client's ``wait_scale``).
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, *, hold_scale: float = 1.0):
         self._buckets: dict[str, _Bucket] = {}
         self._clock = clock
         self._sleep = sleep
+        self._hold_scale = hold_scale
 
     def _bucket(self, key: str, limit: RateLimit) -> _Bucket:
         bucket = self._buckets.get(key)
@@ -163,6 +165,8 @@ class RateLimiters:
         """The upstream answered ``key`` with 429: slow the key down and hold it for ``retry_after``
         seconds (in ``shared``'s schedule too, when given)."""
         bucket = self._bucket(key, limit)
+        if retry_after is not None:
+            retry_after *= self._hold_scale
         bucket.throttled(self._clock(), retry_after)
         if shared is not None:
             pause = retry_after if retry_after is not None else 1.0 / bucket.rate
