@@ -23,6 +23,11 @@ call that was interrupted mid-call (sent, but its result not yet recorded) may r
 carries the same idempotency key both times (``runtime._durable.idempotency_key``), sent as the
 connector's declared ``idempotency`` header, so an app that honours the key does the work once.
 
+Retries: inside a call's step, by the step's policy (``ActionCall.retry``). A ``Retry-After``
+longer than the policy's cap ends the step with ``ActionRetryLater``; the call is then rescheduled
+by a DBOS durable sleep (recorded, so a recovered execution sleeps only what is left) and made
+again in a new step with the attempts left (see :class:`DurableInvoker`).
+
 What is not (yet) durable: expressions reading ``$now()`` see the time of the attempt that runs
 them (``$random()`` is seeded by the execution id, so it repeats); planning reads the customer's
 connections and secrets again on resume.
