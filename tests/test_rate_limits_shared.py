@@ -75,20 +75,21 @@ def test_another_organizations_connection_is_not_slowed(migrated_database_url: s
 
 
 def test_a_hold_after_a_429_delays_every_process(migrated_database_url: str) -> None:
+    key, interval, tolerance = "app:c", 0.01, 0.05
     with app_database(migrated_database_url) as first, app_database(migrated_database_url) as second:
         org = _org(first, "Held")
 
-        async def scenario() -> tuple[float, float, float]:
-            a, b = SharedRateLimits(first, org), SharedRateLimits(second, org)
-            before = await b.reserve("app:c", 0.01, 0.05)
-            await a.hold("app:c", 30.0, 0.05)  # the app answered 429 with Retry-After: 30
-            after = await b.reserve("app:c", 0.01, 0.05)
-            then = await b.reserve("app:c", 0.01, 0.05)
-            return before, after, then
+        def reserve() -> tuple[float, float]:
+            with second.tenant(org) as tx:
+                return store.RateLimits(tx).reserve(org, key, interval, tolerance)
 
-        before, after, then = asyncio.run(scenario())
-    assert before == 0.0
-    assert 29 < after <= 30 and 0.009 < then - after < 0.011  # after the hold: no burst, an interval apart
+        slot, now = reserve()
+        assert slot == now  # a free connection: the slot is now
+        # the first process's call was answered 429 with Retry-After: 30
+        asyncio.run(SharedRateLimits(first, org).hold(key, 30.0, tolerance))
+        (after, seen), (then, _) = reserve(), reserve()
+    assert 29 < after - seen <= 30  # the second process waits the hold out too
+    assert then - after == pytest.approx(interval)  # and then no burst: an interval apart
 
 
 async def _reserve_many(limits: SharedRateLimits, key: str, count: int, *, interval: float) -> list[float]:
@@ -178,10 +179,11 @@ def test_two_platform_processes_keep_one_connections_declared_rate(
     assert [r["status"] for r in results] == ["completed", "completed"], results
     total = 2 * CALLS_PER_RUN
     assert len(arrivals.times) == total
-    # At 20/s with bursts of 2, a half-second window holds at most 2 + 10 calls (one more for the
-    # jitter of arrival against the slot). Each process alone sends at 20/s, both at once 40/s.
+    # At 20/s with bursts of 2, a half-second window holds at most 2 + 10 calls (three more for the
+    # jitter of arrival against the slot on a busy machine). Each process alone sends at 20/s, so
+    # without the shared schedule both at once send 40/s: about 22 in such a window.
     window = 0.5
-    allowed = REQUESTS + int(window * REQUESTS / PER_SECONDS) + 1
+    allowed = REQUESTS + int(window * REQUESTS / PER_SECONDS) + 3
     assert _most_in_window(arrivals.times, window) <= allowed, sorted(t - arrivals.times[0] for t in arrivals.times)
     with app_database(migrated_database_url) as db, db.tenant(tenant.org_id) as tx:
         rows = tx.execute("SELECT rate_key FROM rate_limits WHERE org_id = %s", (tenant.org_id,)).fetchall()
