@@ -266,7 +266,11 @@ def test_a_retry_after_beyond_the_cap_is_a_durable_sleep_then_the_call_again(wor
         with worker_process(world["conninfo"], world["settings"].data_dir, "worker-retry-later",
                             retry_delay_scale="0.001"):
             done, once = (_finished(http, tenant, customer, execution_id) for execution_id in ids)
+        listed = http.get("/v1/traces", params={"workflow": "throttled"}, headers=tenant.headers(customer))
     assert done["status"] == "completed", done
+    # Activity's Traces list shows the wait before each attempt too (newest first)
+    assert [(t["attempt"], t["http_status"], t["retry_delay"]) for t in listed.json()["items"]] == [
+        (2, 200, 120.0), (1, 429, None)], listed.text
     key = f"{ids[0]}/call#2"
     assert [c["key"] for c in calls.calls if c["key"].startswith(ids[0])] == [key, key]
     assert [(t["attempt"], t["status"], t["retry_delay"]) for t in done["trace"]] == [(1, 429, None), (2, 200, 120.0)]
