@@ -121,19 +121,14 @@ class DurableInvoker:
                 keyed, retry=retry.model_copy(update={"max_attempts": retry.max_attempts - used}))
             try:
                 return await self._step(this, name, used, slept)
-            except ActionRetryLater as exc:
-                used += exc.attempts
-                if used >= retry.max_attempts:
-                    raise
-                slept = exc.retry_after
-            except RecordedCallError as exc:
-                later = getattr(exc, "retry_later", None)
+            except (ActionRetryLater, RecordedCallError) as exc:
+                later = _retry_later(exc)
                 if later is None:
                     raise
-                used += int(later["attempts"])
+                used += later[1]
                 if used >= retry.max_attempts:
                     raise
-                slept = float(later["retry_after"])
+                slept = later[0]
             round_ += 1
             await DBOS.sleep_async(slept * self.sleep_scale)
 
@@ -166,6 +161,16 @@ class DurableInvoker:
             error.retry_later = recorded.get("retry_later")
             raise error
         return recorded["result"]
+
+
+def _retry_later(exc: EngineError) -> tuple[float, int] | None:
+    """The wait the app asked for and the attempts made, when ``exc`` says to call again later
+    (live, or as recorded by the call's step)."""
+    if isinstance(exc, ActionRetryLater):
+        return exc.retry_after, exc.attempts
+    if isinstance(exc, RecordedCallError) and exc.retry_later is not None:
+        return float(exc.retry_later["retry_after"]), int(exc.retry_later["attempts"])
+    return None
 
 
 @DBOS.dbos_class(class_name=CLASS_NAME)
