@@ -104,12 +104,17 @@ class DurableInvoker:
     rescheduled: a DBOS durable sleep of that long (a worker lost meanwhile resumes the sleep, not
     the call), then one more step (``call <seq> <connector.action> after <n>``) with the attempts left
     of the policy's ``max_attempts``. The sleep holds no thread and no connection, only the
-    execution's place in the queue. ``sleep_scale`` multiplies the sleep (tests: 0)."""
+    execution's place in the queue. A wait as long as the execution's whole ``deadline`` (its tier's
+    limit) is not slept: the call fails at once with ``ActionRetryLater``, rather than sleep into a
+    timeout (decided on the recorded wait and the limit only, so a recovered execution decides
+    the same). ``sleep_scale`` multiplies the sleep (tests: 0)."""
 
-    def __init__(self, inner: ActionInvoker, workflow_id: str, *, sleep_scale: float = 1.0) -> None:
+    def __init__(self, inner: ActionInvoker, workflow_id: str, *, sleep_scale: float = 1.0,
+                 deadline: float | None = None) -> None:
         self.inner = inner
         self.workflow_id = workflow_id
         self.sleep_scale = sleep_scale
+        self.deadline = deadline
 
     async def invoke(self, call: ActionCall) -> Any:
         keyed = dataclasses.replace(call, idempotency_key=idempotency_key(self.workflow_id, call))
@@ -126,7 +131,7 @@ class DurableInvoker:
                 if later is None:
                     raise
                 used += later[1]
-                if used >= retry.max_attempts:
+                if used >= retry.max_attempts or (self.deadline is not None and later[0] >= self.deadline):
                     raise
                 slept = later[0]
             round_ += 1
@@ -285,7 +290,7 @@ class Worker:
             return RunOutcome("failed", None, {"code": code, "step": None, "message": str(exc)}, [])
         deadline = config.long_deadline if claimed["tier"] == "long" else config.standard_deadline
         scale = config.retry_delay_scale
-        wrap = lambda inner: DurableInvoker(inner, execution_id, sleep_scale=scale)  # noqa: E731
+        wrap = lambda inner: DurableInvoker(inner, execution_id, sleep_scale=scale, deadline=deadline)  # noqa: E731
         if claimed.get("rerun_of"):
             # A re-run: the calls before the original's failed step are answered from its record
             # (inside the durable step, so a resumed re-run answers them the same way).
@@ -296,7 +301,7 @@ class Worker:
                 return RunOutcome("failed", None, {"code": exc.code, "step": None, "message": str(exc)}, [])
             redact = await redactor(plan)
             wrap = lambda inner: DurableInvoker(ResumeInvoker(inner, reuse, redact), execution_id,  # noqa: E731
-                                                sleep_scale=scale)
+                                                sleep_scale=scale, deadline=deadline)
         return await runs.execute(
             plan, execution_id, trigger=claimed.get("trigger"), deadline=deadline,
             wrap_invoker=wrap, sequential=True, random=random.Random(execution_id),

@@ -77,7 +77,8 @@ def counting_app(counter: Counter) -> FastAPI:
             first = key not in counter.throttled
             counter.throttled.add(key)
         if first:
-            return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": "120"})
+            after = request.query_params.get("after", "120")
+            return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": after})
         return {"ok": True}
 
     return app
@@ -96,7 +97,7 @@ def _connector(base_url: str) -> dict[str, Any]:
         "id": "counter", "base_url": base_url, "idempotency": {"header": "Idempotency-Key"},
         "actions": {"create": {"method": "POST", "path": "/items", "body": {"n": "{{ input.n }}"},
                                "input": {"type": "object", "properties": {"n": {"type": "integer"}}}},
-                    "throttle": {"method": "POST", "path": "/throttled"}},
+                    "throttle": {"method": "POST", "path": "/throttled", "query": {"after": "{{ input.after }}"}}},
     }
 
 
@@ -146,9 +147,11 @@ def world(migrated_database_url: str, counter: tuple[Counter, str]) -> Iterator[
             assert http.post("/v1/connectors/counter/versions/1/publish", headers=tenant.headers()).status_code == 200
             _publish(http, tenant, _workflow("steps", "standard", STEPS))
             _publish(http, tenant, _workflow("inline-steps", "instant", 2))
-            for key, attempts in (("throttled", 3), ("throttled-once", 1)):
+            for key, attempts, after in (("throttled", 3, 120), ("throttled-once", 1, 120),
+                                         ("throttled-beyond", 3, 3600)):
                 _publish(http, tenant, {"id": key, "tier": "standard", "steps": [
-                    {"id": "call", "action": "counter.throttle", "retry": {"max_attempts": attempts}}]})
+                    {"id": "call", "action": "counter.throttle", "retry": {"max_attempts": attempts},
+                     "input": {"after": after}}]})
         yield {"url": base, "settings": settings, "tenant": tenant, "conninfo": migrated_database_url}
 
 
@@ -261,11 +264,11 @@ def test_a_retry_after_beyond_the_cap_is_a_durable_sleep_then_the_call_again(wor
     calls.calls.clear()
     with client(world["url"]) as http:
         ids = [http.post(f"/v1/workflows/{key}/runs", headers=tenant.headers(customer), json={"input": {}}).json()["id"]
-               for key in ("throttled", "throttled-once")]
+               for key in ("throttled", "throttled-once", "throttled-beyond")]
         # 120 s asked for, slept 0.12 s: the scale only shortens the wait, the durable sleep is real
         with worker_process(world["conninfo"], world["settings"].data_dir, "worker-retry-later",
                             retry_delay_scale="0.001"):
-            done, once = (_finished(http, tenant, customer, execution_id) for execution_id in ids)
+            done, once, beyond = (_finished(http, tenant, customer, execution_id) for execution_id in ids)
         listed = http.get("/v1/traces", params={"workflow": "throttled"}, headers=tenant.headers(customer))
     assert done["status"] == "completed", done
     # Activity's Traces list shows the wait before each attempt too (newest first)
@@ -289,3 +292,7 @@ def test_a_retry_after_beyond_the_cap_is_a_durable_sleep_then_the_call_again(wor
     assert (error["code"], error["step"], error["cause"]) == ("step_failed", "call", "action_retry_later"), error
     assert "retry after 120 s" in error["message"]
     assert len([c for c in calls.calls if c["key"].startswith(ids[1])]) == 1
+    # An hour asked for, beyond the Standard tier's 15 minutes: not slept into a timeout, failed at once.
+    assert beyond["status"] == "failed" and beyond["error"]["cause"] == "action_retry_later", beyond
+    assert "retry after 3600 s" in beyond["error"]["message"]
+    assert len([c for c in calls.calls if c["key"].startswith(ids[2])]) == 1
