@@ -22,6 +22,7 @@ Hierarchy (class, code, HTTP status)::
     │   ├── UnknownAction                        unknown_action (404)
     │   ├── ActionInputInvalid                   action_input_invalid (422)
     │   ├── ActionFailed                         action_failed (502)
+    │   │   └── ActionRetryLater                 action_retry_later (503)
     │   └── ResponseInvalid                      action_response_invalid (502)
     ├── AuthError                                auth_error (409)
     │   ├── CredentialsInvalid                   credentials_invalid (409)
@@ -323,6 +324,26 @@ class ActionFailed(ActionError):
         self.status = status
         self.detail = detail
         super().__init__(f"{connector}.{action}: {method} {url} answered {status}: {detail}")
+
+
+class ActionRetryLater(ActionFailed):
+    """The app asked to be called again later (``Retry-After``) than the step's retry policy waits
+    inline (its ``max_delay``). ``retry_after`` is the seconds it asked for; ``attempts`` the
+    attempts made of the request so far. A durable run sleeps durably and calls again (within the
+    step's ``max_attempts``); an inline run fails with this error. 503: the app is unavailable to
+    this connection for now, and ``retry_after`` says for how long."""
+
+    code = "action_retry_later"
+    http_status = 503
+
+    def __init__(self, connector: str, action: str, method: str, url: str, status: int, detail: str, *,
+                 retry_after: float, max_delay: float, attempts: int):
+        self.retry_after = retry_after
+        self.max_delay = max_delay
+        self.attempts = attempts
+        super().__init__(connector, action, method, url, status, detail)
+        self.args = (f"{connector}.{action}: {method} {url} answered {status} asking to retry after "
+                     f"{retry_after:g} s, longer than the step waits inline ({max_delay:g} s): {detail}",)
 
 
 class ResponseInvalid(ActionError):
@@ -761,6 +782,10 @@ class RecordedCallError(EngineError):
 
     code = "recorded_call_error"
     http_status = 502
+    # The class name of the error recorded, and (a durable call the app asked to retry later) its
+    # ``{"retry_after", "attempts"}``.
+    recorded_type: str | None = None
+    retry_later: dict[str, float] | None = None
 
     def __init__(self, code: str, message: str, http_status: int):
         self.code = code

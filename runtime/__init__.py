@@ -22,6 +22,8 @@
 * Schedules: every worker runs a :class:`Scheduler`, which fires each due slot of each
   customer's scheduled deployments exactly once across workers (queued through
   :meth:`Runs.start`), and catches up a missed window with one run.
+* Rate limits: a connector's declared ``rate_limit`` holds per connection across every process
+  (:class:`SharedRateLimits`, its schedule in Postgres).
 * Catalog: :class:`Catalog` indexes saved connectors and their actions (embeddings and full
   text) and searches them, the organization's own first; :func:`build_embedder` picks the
   :class:`Embedder` (``offline`` WordLlama, or ``openai:<model>``).
@@ -74,6 +76,7 @@ from runtime._credentials import (
 from runtime._events import BackgroundDispatcher, Dispatcher, recover_events
 from runtime._polling import Poller
 from runtime._schedules import Scheduler
+from runtime._rate_limits import SharedRateLimits
 from runtime._signatures import (
     HUBSPOT_V3,
     SIGNATURE_SCHEMES,
@@ -210,6 +213,7 @@ __all__ = [
     "Runs",
     "Scheduler",
     "ServiceError",
+    "SharedRateLimits",
     "SignatureInvalid",
     "SpecCache",
     "SpecInvalid",

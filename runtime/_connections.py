@@ -24,6 +24,7 @@ from runtime._credentials import (
     oauth_setup,
 )
 from runtime._engine import build_engine
+from runtime._rate_limits import SharedRateLimits
 from runtime._runs import Transactions
 
 if TYPE_CHECKING:
@@ -146,6 +147,7 @@ class ConnectionService:
         engine = build_engine(
             {ref.spec.id: ref.spec}, http, credentials=provider, clock=self.platform.clock, base_urls=base_urls,
             connection_scope=f"{row['org_id']}/{row['customer_id']}",
+            rate_store=SharedRateLimits.of(self.platform, row["org_id"]),
         )
         probe = _Probe()
         try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from engine.actions import ActionExecutor
 from engine.auth import Authenticator, CredentialProvider, OAuth2Client, StaticCredentials, placeholder_credentials
-from engine.http import HttpClient
+from engine.http import HttpClient, RateStore
 from engine.specs import ConnectorSpec, WorkflowSpec
 from engine.workflow import ActionInvoker, Dependencies, DryRunHttp, DryRunInvoker, StaticSecrets, WorkflowLookup
 
@@ -69,20 +69,23 @@ def build_engine(
     connection_scope: str | None = None,
     secrets: Mapping[str, str] | None = None,
     workflows: WorkflowLookup | None = None,
+    rate_store: RateStore | None = None,
     **seams: Any,
 ) -> Engine:
     """Assemble the engine for ``connectors``.
 
     ``credentials`` hands out (and keeps renewed) connection credentials; ``clock`` is what OAuth
     refreshes read the time from; ``connection_scope`` qualifies per-connection rate limits (the
-    platform passes ``org/customer``: customer ids repeat across organizations). ``trace_bodies``
+    platform passes ``org/customer``: customer ids repeat across organizations) and ``rate_store``
+    keeps declared limits' schedules where every process shares them (the platform passes
+    ``SharedRateLimits`` of the organization). ``trace_bodies``
     defaults to ``dry_run``. ``seams`` go to ``Dependencies`` as they are (an observer, a budget).
     """
     oauth = OAuth2Client(http, clock=lambda: clock().timestamp()) if clock is not None else OAuth2Client(http)
     executor = ActionExecutor(
         connectors, http=DryRunHttp(http) if dry_run else http, auth=Authenticator(credentials, oauth),
         base_urls=base_urls, trace_bodies=dry_run if trace_bodies is None else trace_bodies,
-        connection_scope=connection_scope,
+        connection_scope=connection_scope, rate_store=rate_store,
     )
     invoker: ActionInvoker = DryRunInvoker(executor, connectors) if dry_run else executor
     options: dict[str, Any] = {"invoker": invoker, "secrets": StaticSecrets(dict(secrets or {}))}

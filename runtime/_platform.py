@@ -80,6 +80,9 @@ class Config:
     max_event_bytes: int = 256 << 10
     # What agents' model calls cost in credits (runtime._credits).
     credit_rates: CreditRates = field(default_factory=CreditRates)
+    # Multiplies the durable sleep before a rescheduled call (Retry-After beyond the step's cap):
+    # tests set 0, as for the HTTP client's retry waits (``Settings.retry_delay_scale``).
+    retry_delay_scale: float = 1.0
 
 
 @dataclass

@@ -61,6 +61,7 @@ from engine.specs import ConnectorSpec, EventSpec
 from runtime._access import Principal, system_principal
 from runtime._credentials import ConnectionCredentials, connection_for_run, credentials_for_connection
 from runtime._engine import build_engine
+from runtime._rate_limits import SharedRateLimits
 from runtime._periodic import Periodic
 from runtime._runs import Transactions
 from runtime.errors import PollFailed, RunRefused, ServiceError
@@ -228,7 +229,8 @@ class Poller(Periodic):
         provider = ConnectionCredentials(platform.db, org_id, customer_id, platform.encryptor, {key: values},
                                          {key: connection_id})
         engine = build_engine({key: connector}, platform.http, credentials=provider, clock=platform.clock,
-                              connection_scope=f"{org_id}/{customer_id}")
+                              connection_scope=f"{org_id}/{customer_id}",
+                              rate_store=SharedRateLimits.of(platform, org_id))
         assert event.action is not None
         action_input = dict(event.action_input)
         if event.cursor_param and row["cursor"] is not None:

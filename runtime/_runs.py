@@ -55,6 +55,7 @@ from engine.workflow import (
 from runtime._access import PRODUCTION, Principal, check_customer, tenant_tx
 from runtime._credentials import ConnectionCredentials, connection_for_run, credentials_for_connection
 from runtime._engine import build_engine, lookup_in, placeholders
+from runtime._rate_limits import SharedRateLimits
 from runtime._durable import queue_partition
 from runtime._overlap import Overlap
 from runtime._resume import ResumeInvoker, reusable_calls
@@ -510,6 +511,7 @@ class Runs:
             plan.connectors, http,
             credentials=plan.provider if plan.provider is not None else StaticCredentials(plan.credentials),
             dry_run=plan.dry_run, base_urls=base_urls, connection_scope=f"{plan.org_id}/{plan.customer_id}",
+            rate_store=SharedRateLimits.of(self.platform, plan.org_id),
             secrets=plan.secrets, workflows=lookup_in(plan.called), evaluator=self.platform.evaluator,
             budget=self.platform.config.expression_budget, **seams,
         )

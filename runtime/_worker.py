@@ -23,6 +23,11 @@ call that was interrupted mid-call (sent, but its result not yet recorded) may r
 carries the same idempotency key both times (``runtime._durable.idempotency_key``), sent as the
 connector's declared ``idempotency`` header, so an app that honours the key does the work once.
 
+Retries: inside a call's step, by the step's policy (``ActionCall.retry``). A ``Retry-After``
+longer than the policy's cap ends the step with ``ActionRetryLater``; the call is then rescheduled
+by a DBOS durable sleep (recorded, so a recovered execution sleeps only what is left) and made
+again in a new step with the attempts left (see :class:`DurableInvoker`).
+
 What is not (yet) durable: expressions reading ``$now()`` see the time of the attempt that runs
 them (``$random()`` is seeded by the execution id, so it repeats); planning reads the customer's
 connections and secrets again on resume.
@@ -41,7 +46,8 @@ import anyio.to_thread
 from dbos import DBOS, DBOSConfig, DBOSConfiguredInstance
 
 import store
-from engine.errors import EngineError, RecordedCallError
+from engine.errors import ActionRetryLater, EngineError, RecordedCallError
+from engine.specs import RetrySpec
 from engine.workflow import ActionCall, ActionInvoker, ErrorInfo, TraceRecord, TraceSink
 from runtime._durable import APP_NAME, CLASS_NAME, INSTANCE_NAME, WORKFLOW_NAME, idempotency_key
 from runtime._leases import ProcessLease
@@ -67,13 +73,23 @@ _CLAIM = {"name": "claim", "retries_allowed": True, "max_attempts": 5, "interval
 
 
 class _Traces(TraceSink):
-    """Passes a call's traces on to the run's sink as they come, and keeps them for the step's record."""
+    """Passes a call's traces on to the run's sink as they come, and keeps them for the step's record.
 
-    def __init__(self, run_sink: TraceSink) -> None:
+    After a rescheduled call (see :class:`DurableInvoker`) its attempts continue the numbering of the
+    attempts before the durable sleep (``offset``), and the first one records that sleep as its
+    ``retry_delay``."""
+
+    def __init__(self, run_sink: TraceSink, offset: int = 0, slept: float | None = None) -> None:
         super().__init__()
         self._run_sink = run_sink
+        self._offset = offset
+        self._slept = slept
 
     def append(self, record: TraceRecord) -> None:
+        if self._offset:
+            first = record.attempt == 1
+            record = dataclasses.replace(record, attempt=record.attempt + self._offset,
+                                         retry_delay=self._slept if first else record.retry_delay)
         super().append(record)
         self._run_sink.append(record)
 
@@ -81,27 +97,63 @@ class _Traces(TraceSink):
 class DurableInvoker:
     """Makes each connector call of a durable run one DBOS step (named ``call <seq> <connector.action>``),
     with the call's idempotency key. A call whose step is recorded is answered from the record (its
-    traces and result, or its failure), without being sent."""
+    traces and result, or its failure), without being sent.
 
-    def __init__(self, inner: ActionInvoker, workflow_id: str) -> None:
+    Retries follow the step's policy (``ActionCall.retry``) inside the step, as inline. When the app
+    asks (``Retry-After``) for a longer wait than the policy's cap (``ActionRetryLater``), the call is
+    rescheduled: a DBOS durable sleep of that long (a worker lost meanwhile resumes the sleep, not
+    the call), then one more step (``call <seq> <connector.action> after <n>``) with the attempts left
+    of the policy's ``max_attempts``. The sleep holds no thread and no connection, only the
+    execution's place in the queue. A wait as long as the execution's whole ``deadline`` (its tier's
+    limit) is not slept: the call fails at once with ``ActionRetryLater``, rather than sleep into a
+    timeout (decided on the recorded wait and the limit only, so a recovered execution decides
+    the same). ``sleep_scale`` multiplies the sleep (tests: 0)."""
+
+    def __init__(self, inner: ActionInvoker, workflow_id: str, *, sleep_scale: float = 1.0,
+                 deadline: float | None = None) -> None:
         self.inner = inner
         self.workflow_id = workflow_id
+        self.sleep_scale = sleep_scale
+        self.deadline = deadline
 
     async def invoke(self, call: ActionCall) -> Any:
         keyed = dataclasses.replace(call, idempotency_key=idempotency_key(self.workflow_id, call))
+        retry = call.retry or RetrySpec()
+        used, slept, round_ = 0, None, 0
+        while True:
+            name = f"call {call.seq} {call.qualified_action}" + (f" after {round_}" if round_ else "")
+            this = keyed if not used else dataclasses.replace(
+                keyed, retry=retry.model_copy(update={"max_attempts": retry.max_attempts - used}))
+            try:
+                return await self._step(this, name, used, slept)
+            except (ActionRetryLater, RecordedCallError) as exc:
+                later = _retry_later(exc)
+                if later is None:
+                    raise
+                used += later[1]
+                if used >= retry.max_attempts or (self.deadline is not None and later[0] >= self.deadline):
+                    raise
+                slept = later[0]
+            round_ += 1
+            await DBOS.sleep_async(slept * self.sleep_scale)
+
+    async def _step(self, call: ActionCall, name: str, offset: int, slept: float | None) -> Any:
         attempt: dict[str, Any] = {}
 
         async def send() -> dict[str, Any]:
-            traces = _Traces(call.trace)
+            traces = _Traces(call.trace, offset, slept)
             attempt["sent"] = True
             try:
-                result = await self.inner.invoke(dataclasses.replace(keyed, trace=traces))
+                result = await self.inner.invoke(dataclasses.replace(call, trace=traces))
             except EngineError as exc:
                 attempt["error"] = exc
-                return {"error": ErrorInfo.from_exception(exc).to_dict(), "traces": [t.to_dict() for t in traces.list()]}
+                recorded = {"error": ErrorInfo.from_exception(exc).to_dict(), "traces": [t.to_dict() for t in traces.list()]}
+                if isinstance(exc, ActionRetryLater):
+                    recorded["retry_later"] = {"retry_after": exc.retry_after, "attempts": exc.attempts}
+                return recorded
             return {"result": result, "traces": [t.to_dict() for t in traces.list()]}
 
-        recorded = await DBOS.run_step_async({"name": f"call {call.seq} {call.qualified_action}"}, send)
+        recorded = await DBOS.run_step_async({"name": name}, send)
         if not attempt.get("sent"):
             for trace in recorded["traces"]:
                 call.trace.append(TraceRecord.from_dict(trace))
@@ -111,8 +163,19 @@ class DurableInvoker:
             info = recorded["error"]
             error = RecordedCallError(info["code"], info["message"], int(info.get("http_status", 502)))
             error.recorded_type = info.get("type")
+            error.retry_later = recorded.get("retry_later")
             raise error
         return recorded["result"]
+
+
+def _retry_later(exc: EngineError) -> tuple[float, int] | None:
+    """The wait the app asked for and the attempts made, when ``exc`` says to call again later
+    (live, or as recorded by the call's step)."""
+    if isinstance(exc, ActionRetryLater):
+        return exc.retry_after, exc.attempts
+    if isinstance(exc, RecordedCallError) and exc.retry_later is not None:
+        return float(exc.retry_later["retry_after"]), int(exc.retry_later["attempts"])
+    return None
 
 
 @DBOS.dbos_class(class_name=CLASS_NAME)
@@ -226,7 +289,8 @@ class Worker:
             code = getattr(exc, "code", "runtime_error")
             return RunOutcome("failed", None, {"code": code, "step": None, "message": str(exc)}, [])
         deadline = config.long_deadline if claimed["tier"] == "long" else config.standard_deadline
-        wrap = lambda inner: DurableInvoker(inner, execution_id)  # noqa: E731
+        scale = config.retry_delay_scale
+        wrap = lambda inner: DurableInvoker(inner, execution_id, sleep_scale=scale, deadline=deadline)  # noqa: E731
         if claimed.get("rerun_of"):
             # A re-run: the calls before the original's failed step are answered from its record
             # (inside the durable step, so a resumed re-run answers them the same way).
@@ -236,7 +300,8 @@ class Worker:
             except ServiceError as exc:
                 return RunOutcome("failed", None, {"code": exc.code, "step": None, "message": str(exc)}, [])
             redact = await redactor(plan)
-            wrap = lambda inner: DurableInvoker(ResumeInvoker(inner, reuse, redact), execution_id)  # noqa: E731
+            wrap = lambda inner: DurableInvoker(ResumeInvoker(inner, reuse, redact), execution_id,  # noqa: E731
+                                                sleep_scale=scale, deadline=deadline)
         return await runs.execute(
             plan, execution_id, trigger=claimed.get("trigger"), deadline=deadline,
             wrap_invoker=wrap, sequential=True, random=random.Random(execution_id),

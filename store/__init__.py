@@ -37,6 +37,7 @@ from store._ids import CLIENT_ID_PATTERN, new_id
 from store._orgs import DEFAULT_ENVIRONMENTS, RESIDENCIES, Customers, Environments, Organizations
 from store._oauth_apps import OAuthApps
 from store._paging import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, Page
+from store._rate_limits import RateLimits
 from store._quotas import DIMENSIONS, ENFORCEMENT_MODES, PLANS, Charge, Quotas, WindowUsage, charge_quota, check_limits
 from store._people import (
     ACTIONS,
@@ -218,6 +219,7 @@ __all__ = [
     "Charge",
     "QuotaExceeded",
     "Quotas",
+    "RateLimits",
     "WindowUsage",
     "charge_quota",
     "check_limits",

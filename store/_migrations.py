@@ -25,6 +25,7 @@ from store._agent_usage import AGENT_USAGE_SCHEMA
 from store._catalog import CATALOG_SCHEMA
 from store._schema import DURABLE_EXECUTIONS, EXECUTION_CONTROL, PLATFORM_SCHEMA
 from store._polls import POLLS_SCHEMA
+from store._rate_limits import RATE_LIMITS_SCHEMA
 from store._sandboxes import SANDBOXES_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
 from store._schema_events import EVENTS_SCHEMA
@@ -104,6 +105,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Agent usage: a ledger of model calls (tokens, credits) per run, thread and organization, and
     # organizations.agent_credits, an organization's own allowance (store/_agent_usage.py).
     Migration("m012_agent_usage", AGENT_USAGE_SCHEMA),
+    # Per-connection rate limits shared by every process: a schedule row per organization and
+    # connection (store/_rate_limits.py). Numbered 13: m011_threads and m012_agent_usage come first.
+    Migration("m013_rate_limits", RATE_LIMITS_SCHEMA),
 )
 
 _CREATE_TABLE = """

@@ -33,6 +33,7 @@ _ROWS = """(
          CASE WHEN jsonb_typeof(t.r->'status') = 'number' THEN (t.r->>'status')::numeric::int END AS http_status,
          CASE WHEN jsonb_typeof(t.r->'latency_ms') = 'number' THEN (t.r->>'latency_ms')::float8 END AS latency_ms,
          CASE WHEN jsonb_typeof(t.r->'attempt') = 'number' THEN (t.r->>'attempt')::numeric::int END AS attempt,
+         CASE WHEN jsonb_typeof(t.r->'retry_delay') = 'number' THEN (t.r->>'retry_delay')::float8 END AS retry_delay,
          t.r->>'error' AS error,
          CASE WHEN jsonb_typeof(t.r->'sent') = 'boolean' THEN (t.r->>'sent')::boolean END AS sent,
          CASE WHEN t.r->>'error' IS NOT NULL
@@ -44,7 +45,7 @@ _ROWS = """(
   WHERE e.org_id = %(org)s AND jsonb_typeof(t.r) = 'object'
 ) tr"""
 _COLUMNS = ("id, execution_id, workflow_id, customer_id, version, dry_run, at, step_id, connector, action, method,"
-            " http_status, latency_ms, attempt, error, sent, status")
+            " http_status, latency_ms, attempt, retry_delay, error, sent, status")
 
 
 class Traces:

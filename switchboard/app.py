@@ -51,6 +51,7 @@ def runtime_config(settings: Settings) -> Config:
         max_spec_request_bytes=settings.max_spec_request_bytes,
         max_event_bytes=settings.max_event_bytes,
         credit_rates=settings.credit_rates(),
+        retry_delay_scale=settings.retry_delay_scale,
     )
 
 

@@ -34,4 +34,4 @@ def build_http_client(settings: "Settings", *, extra_allow: Iterable[str] = ()) 
 
     allow = tuple(dict.fromkeys([*settings.egress_allow, *extra_allow]))
     timeouts = Timeouts(connect=settings.http_connect_timeout, total=settings.http_timeout)
-    return HttpClient(egress=EgressPolicy(allow=allow), timeouts=timeouts)
+    return HttpClient(egress=EgressPolicy(allow=allow), timeouts=timeouts, wait_scale=settings.retry_delay_scale)

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
         DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest event payload a webhook trigger accepts and stores "
         "(413 beyond; at most max_request_bytes in effect)."
     )
+    retry_delay_scale: float = Field(
+        1.0, ge=0, le=1, description="Multiplies every wait between retries of connector calls (backoff, honoured "
+        "Retry-After, durable reschedules). Tests set 0 so that nothing sleeps; traces record the unscaled waits.")
     run_deadline_seconds: float = Field(300.0, gt=0, description="Wall-clock limit of an inline (Instant) run.")
     standard_deadline_seconds: float = Field(900.0, gt=0, description="Wall-clock limit of a Standard execution.")
     long_deadline_seconds: float = Field(86400.0, gt=0, description="Wall-clock limit of a Long execution.")

@@ -22,6 +22,9 @@ from support.platform import app_database, client, running_platform
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # No test waits for real between retries of connector calls (platforms and worker processes
+    # started by tests read it); tests assert on the delays recorded in attempts and traces.
+    os.environ.setdefault("SWITCHBOARD_RETRY_DELAY_SCALE", "0")
     config.addinivalue_line(
         "markers", "prism: checks requests with Stoplight Prism (needs node and npx; skips without them)"
     )

@@ -9,6 +9,9 @@ call it receives with its Idempotency-Key and can hold one call open.
   repeat carries the same idempotency key.
 * An inline (Instant) execution whose API process is killed is marked failed (``process_lost``)
   when the next platform process starts.
+* A call the app answers 429 with a ``Retry-After`` beyond the step's retry cap is rescheduled by a
+  DBOS durable sleep of that long (scaled down by ``retry_delay_scale``) and then completes with the
+  same idempotency key; with no attempt left the execution fails with ``action_retry_later``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Counter:
         self.hold_at: int | None = None
         self.release = threading.Event()
         self.lock = threading.Lock()
+        self.throttled: set[str] = set()  # keys already answered 429 once
 
 
 def counting_app(counter: Counter) -> FastAPI:
@@ -63,6 +67,20 @@ def counting_app(counter: Counter) -> FastAPI:
             await asyncio.to_thread(counter.release.wait, 30)
         return {"n": body["n"]}
 
+    @app.post("/throttled")
+    async def throttled(request: Request) -> Any:
+        from fastapi.responses import JSONResponse
+
+        key = request.headers.get("idempotency-key") or ""
+        with counter.lock:
+            counter.calls.append({"key": key, "n": "throttled"})
+            first = key not in counter.throttled
+            counter.throttled.add(key)
+        if first:
+            after = request.query_params.get("after", "120")
+            return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": after})
+        return {"ok": True}
+
     return app
 
 
@@ -78,7 +96,8 @@ def _connector(base_url: str) -> dict[str, Any]:
     return {
         "id": "counter", "base_url": base_url, "idempotency": {"header": "Idempotency-Key"},
         "actions": {"create": {"method": "POST", "path": "/items", "body": {"n": "{{ input.n }}"},
-                               "input": {"type": "object", "properties": {"n": {"type": "integer"}}}}},
+                               "input": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+                    "throttle": {"method": "POST", "path": "/throttled", "query": {"after": "{{ input.after }}"}}},
     }
 
 
@@ -128,6 +147,11 @@ def world(migrated_database_url: str, counter: tuple[Counter, str]) -> Iterator[
             assert http.post("/v1/connectors/counter/versions/1/publish", headers=tenant.headers()).status_code == 200
             _publish(http, tenant, _workflow("steps", "standard", STEPS))
             _publish(http, tenant, _workflow("inline-steps", "instant", 2))
+            for key, attempts, after in (("throttled", 3, 120), ("throttled-once", 1, 120),
+                                         ("throttled-beyond", 3, 3600)):
+                _publish(http, tenant, {"id": key, "tier": "standard", "steps": [
+                    {"id": "call", "action": "counter.throttle", "retry": {"max_attempts": attempts},
+                     "input": {"after": after}}]})
         yield {"url": base, "settings": settings, "tenant": tenant, "conninfo": migrated_database_url}
 
 
@@ -231,3 +255,44 @@ def test_an_inline_run_whose_process_was_killed_is_failed_at_the_next_start(worl
     finally:
         calls.release.set()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_retry_after_beyond_the_cap_is_a_durable_sleep_then_the_call_again(world: dict[str, Any], counter) -> None:
+    calls, _ = counter
+    tenant: Tenant = world["tenant"]
+    customer = tenant.customers[0]
+    calls.calls.clear()
+    with client(world["url"]) as http:
+        ids = [http.post(f"/v1/workflows/{key}/runs", headers=tenant.headers(customer), json={"input": {}}).json()["id"]
+               for key in ("throttled", "throttled-once", "throttled-beyond")]
+        # 120 s asked for, slept 0.12 s: the scale only shortens the wait, the durable sleep is real
+        with worker_process(world["conninfo"], world["settings"].data_dir, "worker-retry-later",
+                            retry_delay_scale="0.001"):
+            done, once, beyond = (_finished(http, tenant, customer, execution_id) for execution_id in ids)
+        listed = http.get("/v1/traces", params={"workflow": "throttled"}, headers=tenant.headers(customer))
+    assert done["status"] == "completed", done
+    # Activity's Traces list shows the wait before each attempt too (newest first)
+    assert [(t["attempt"], t["http_status"], t["retry_delay"]) for t in listed.json()["items"]] == [
+        (2, 200, 120.0), (1, 429, None)], listed.text
+    key = f"{ids[0]}/call#2"
+    assert [c["key"] for c in calls.calls if c["key"].startswith(ids[0])] == [key, key]
+    assert [(t["attempt"], t["status"], t["retry_delay"]) for t in done["trace"]] == [(1, 429, None), (2, 200, 120.0)]
+    from dbos import DBOSClient
+
+    dbos = DBOSClient(system_database_url=store.durable_database_url(world["conninfo"]),
+                      dbos_system_schema=world["settings"].durable_schema)
+    try:
+        steps = [step["function_name"] for step in dbos.list_workflow_steps(ids[0])]
+    finally:
+        dbos.destroy()
+    assert steps == ["claim", "call 2 counter.throttle", "DBOS.sleep", "call 2 counter.throttle after 1", "finish"]
+    # One attempt allowed: nothing to reschedule, the execution fails saying when the app wants it again.
+    assert once["status"] == "failed", once
+    error = once["error"]
+    assert (error["code"], error["step"], error["cause"]) == ("step_failed", "call", "action_retry_later"), error
+    assert "retry after 120 s" in error["message"]
+    assert len([c for c in calls.calls if c["key"].startswith(ids[1])]) == 1
+    # An hour asked for, beyond the Standard tier's 15 minutes: not slept into a timeout, failed at once.
+    assert beyond["status"] == "failed" and beyond["error"]["cause"] == "action_retry_later", beyond
+    assert "retry after 3600 s" in beyond["error"]["message"]
+    assert len([c for c in calls.calls if c["key"].startswith(ids[2])]) == 1

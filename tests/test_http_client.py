@@ -34,7 +34,10 @@ from engine.http import (
     EgressPolicy,
     HttpClient,
     RateLimit,
+    RateStore,
+    DEFAULT_STEP_RETRY_POLICY,
     RetryPolicy,
+    step_retry_policy,
     Timeouts,
     parse_retry_after,
     redact_url,
@@ -199,6 +202,7 @@ def test_public_surface() -> None:
             "DEFAULT_RATE_LIMIT",
             "DEFAULT_RETRY_POLICY",
             "DEFAULT_SENSITIVE_HEADERS",
+            "DEFAULT_STEP_RETRY_POLICY",
             "DEFAULT_TIMEOUTS",
             "IDEMPOTENT_METHODS",
             "NO_RETRY",
@@ -210,6 +214,7 @@ def test_public_surface() -> None:
             "Observer",
             "RateLimit",
             "RateLimiterStats",
+            "RateStore",
             "Redactor",
             "Resolver",
             "RetryPolicy",
@@ -218,6 +223,7 @@ def test_public_surface() -> None:
             "parse_host",
             "parse_retry_after",
             "redact_url",
+            "step_retry_policy",
             "system_resolver",
         ]
     )
@@ -307,6 +313,62 @@ async def test_backoff_is_capped_and_deterministic(script: Script, base: str) ->
         response = await http.request("GET", f"{base}/busy")
     assert response.status_code == 502
     assert sleeps.calls == [1.0, 2.0, 3.0, 3.0]
+
+
+async def test_each_attempt_records_the_delay_waited_before_it(client: HttpClient, sleeps: Sleeps, script: Script, base: str) -> None:
+    script.reply("/flaky", (503, {}, b"busy"), (429, {"Retry-After": "7"}, b"slow down"))
+    records: list[Attempt] = []
+    await client.request("GET", f"{base}/flaky", observer=records.append)
+    # the first attempt waited for nothing; then the jittered backoff (0.5 * 0.5), then Retry-After
+    assert [r.delay for r in records] == [0.0, 0.25, 7.0] == [0.0, *sleeps.calls]
+
+
+async def test_the_step_policy_waits_5_then_10_seconds_and_retries_server_errors(script: Script, base: str) -> None:
+    sleeps = Sleeps()
+    async with make_client(sleep=sleeps, retry=DEFAULT_STEP_RETRY_POLICY) as http:
+        script.reply("/flaky", (500, {}, b"oops"), (502, {}, b"bad gateway"), (503, {}, b"busy"))
+        records: list[Attempt] = []
+        response = await http.request("GET", f"{base}/flaky", observer=records.append)
+    assert response.status_code == 503 and [r.status for r in records] == [500, 502, 503]
+    assert [r.delay for r in records] == [0.0, 5.0, 10.0] and sleeps.calls == [5.0, 10.0]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
+async def test_the_step_policy_does_not_retry_a_4xx_a_repeat_cannot_fix(status: int, script: Script, base: str) -> None:
+    sleeps = Sleeps()
+    async with make_client(sleep=sleeps, retry=DEFAULT_STEP_RETRY_POLICY) as http:
+        script.reply("/final", (status, {}, b"no"))
+        records: list[Attempt] = []
+        response = await http.request("POST", f"{base}/final", observer=records.append)
+    assert response.status_code == status and len(records) == 1 and sleeps.calls == []
+
+
+@pytest.mark.parametrize("status", [408, 425, 429])
+async def test_the_step_policy_retries_408_425_429_even_for_a_post(status: int, script: Script, base: str) -> None:
+    sleeps = Sleeps()
+    async with make_client(sleep=sleeps, retry=step_retry_policy(max_attempts=2, delay=1.0)) as http:
+        script.reply("/later", (status, {}, b"later"))
+        records: list[Attempt] = []
+        response = await http.request("POST", f"{base}/later", observer=records.append)
+    assert response.status_code == 200 and [r.status for r in records] == [status, 200] and sleeps.calls == [1.0]
+
+
+async def test_the_step_policy_retries_a_500_of_a_post_only_with_an_idempotency_key(script: Script, base: str) -> None:
+    sleeps = Sleeps()
+    async with make_client(sleep=sleeps, retry=DEFAULT_STEP_RETRY_POLICY) as http:
+        script.reply("/create", (500, {}, b"oops"))
+        plain = await http.request("POST", f"{base}/create")
+        script.reply("/create", (500, {}, b"oops"))
+        keyed = await http.request("POST", f"{base}/create", headers={"Idempotency-Key": "k1"})
+    assert plain.status_code == 500 and keyed.status_code == 200 and sleeps.calls == [5.0]
+
+
+def test_the_step_policy_caps_its_waits_and_its_retry_after() -> None:
+    policy = step_retry_policy(max_attempts=6, delay=5.0, factor=3.0, max_delay=60.0)
+    assert [policy.backoff(n, 0.9) for n in range(1, 6)] == [5.0, 15.0, 45.0, 60.0, 60.0]
+    assert policy.max_retry_after == 60.0
+    with pytest.raises(ValueError, match="factor"):
+        RetryPolicy(factor=0.5)
 
 
 async def test_429_retry_after_seconds_is_honoured(client: HttpClient, sleeps: Sleeps, script: Script, base: str) -> None:
@@ -520,6 +582,62 @@ async def test_429_with_retry_after_slows_the_next_calls(sleeps: Sleeps, script:
     async with make_client(rate_clock=clock, rate_sleep=clock.sleep) as http:
         await http.request("GET", f"{base}/other", rate_key="other", rate_limit=limit)
         assert http.rate_limit_stats("other").delayed == 0
+
+
+class FakeRateStore:
+    """A shared schedule as a list of calls; answers each reservation with ``waits`` in turn (None:
+    the store is unavailable)."""
+
+    def __init__(self, *waits: float | None) -> None:
+        self.waits = list(waits)
+        self.calls: list[tuple[str, str, float, float]] = []
+
+    async def reserve(self, key: str, interval: float, tolerance: float) -> float | None:
+        self.calls.append(("reserve", key, interval, tolerance))
+        return self.waits.pop(0) if self.waits else 0.0
+
+    async def hold(self, key: str, seconds: float, tolerance: float) -> None:
+        self.calls.append(("hold", key, seconds, tolerance))
+
+
+async def test_a_rate_store_gives_the_slots_and_is_told_of_a_429(script: Script, base: str) -> None:
+    clock = RateClock()
+    shared = FakeRateStore(0.0, 0.25)
+    limit = RateLimit.of(10, 1, burst=3)  # 10/s: an interval of 0.1 s, a burst of 0.2 s' worth
+    script.reply("/limited", (429, {"Retry-After": "4"}, b""))
+    async with make_client(rate_clock=clock, rate_sleep=clock.sleep, retry=NO_RETRY) as http:
+        await http.request("GET", f"{base}/a", rate_key="conn", rate_limit=limit, rate_store=shared)
+        await http.request("GET", f"{base}/b", rate_key="conn", rate_limit=limit, rate_store=shared)
+        await http.request("GET", f"{base}/limited", rate_key="conn", rate_limit=limit, rate_store=shared)
+    assert isinstance(shared, RateStore)
+    assert shared.calls[:2] == [("reserve", "conn", 0.1, pytest.approx(0.2))] * 2
+    # the store's answer is the wait (not the local schedule, which would let a burst of 3 through)
+    assert clock.waits == [0.25]
+    # after the 429, the hold is shared: Retry-After, then no burst at the halved rate (5/s)
+    assert shared.calls[3] == ("hold", "conn", 4.0, pytest.approx(0.4))
+
+
+async def test_an_unavailable_rate_store_falls_back_to_the_local_schedule(script: Script, base: str) -> None:
+    clock = RateClock()
+    shared = FakeRateStore(None, None, None)
+    limit = RateLimit.of(10, 1, burst=2)
+    async with make_client(rate_clock=clock, rate_sleep=clock.sleep) as http:
+        for i in range(3):
+            await http.request("GET", f"{base}/r{i}", rate_key="conn", rate_limit=limit, rate_store=shared)
+    assert clock.waits == [0.1] and len(shared.calls) == 3
+
+
+async def test_wait_scale_shortens_the_waits_retries_cause_and_attempts_record_them_unscaled(
+        sleeps: Sleeps, script: Script, base: str) -> None:
+    clock = RateClock()
+    limit = RateLimit.of(10, 1)
+    script.reply("/limited", (429, {"Retry-After": "30"}, b""))
+    records: list[Attempt] = []
+    async with make_client(sleep=sleeps, rate_clock=clock, rate_sleep=clock.sleep, wait_scale=0.0) as http:
+        await http.request("GET", f"{base}/limited", rate_key="conn", rate_limit=limit, observer=records.append)
+    assert [r.delay for r in records] == [0.0, 30.0] and sleeps.calls == [0.0]
+    # the 429's hold on the connection is scaled too: the retry was not held back 30 s
+    assert all(w < 1 for w in clock.waits)
 
 
 async def test_answers_after_a_429_give_the_rate_back(script: Script, base: str) -> None:

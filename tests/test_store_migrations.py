@@ -106,6 +106,7 @@ def test_public_surface_is_stable() -> None:
         "RESIDENCIES",
         "RUN_FINISHED",
         "RUN_STATUSES",
+        "RateLimits",
         "ResourceError",
         "Roles",
         "RotationReport",

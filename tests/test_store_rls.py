@@ -44,6 +44,7 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
     q("INSERT INTO deployments (org_id, id, workflow_id, environment_id, version) VALUES (%s, 'd', 'w', 'env', 1)", (org,))
     q("INSERT INTO triggers (org_id, id, workflow_id, kind) VALUES (%s, 't', 'w', 'webhook')", (org,))
     q("INSERT INTO quota_tiers (org_id, id, name) VALUES (%s, 'qt', 'gold')", (org,))
+    q("INSERT INTO rate_limits (org_id, rate_key, tat, seen) VALUES (%s, 'hub:c1', 0, 0)", (org,))
     q("INSERT INTO idempotency_keys (org_id, key, actor_id, method, path, request_hash, status) VALUES (%s, 'i', 'k', 'POST', '/', 'h', 201)", (org,))
     q(
         "INSERT INTO audit_log (org_id, actor_type, actor_id, action, resource_type, outcome) VALUES (%s, 'system', 's', 'x.y', 'x', 'success')",
@@ -96,7 +97,7 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
 # The tables of later migrations join m002's lists (which are part of m002's text and stay as shipped).
 POLL_TABLES = ("polls", "poll_records")
 AGENT_TABLES = ("agent_usage",)
-ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES, *store.THREAD_TABLES, *AGENT_TABLES)
+ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES, *store.THREAD_TABLES, *AGENT_TABLES, "rate_limits")
 CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES, *AGENT_TABLES)
 
 

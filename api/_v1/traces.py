@@ -43,6 +43,9 @@ class TraceOut(BaseModel):
     http_status: int | None
     latency_ms: float | None
     attempt: int | None = Field(description="1 for the first attempt, 2 for its first retry, ...")
+    retry_delay: float | None = Field(default=None, description="Seconds the step's retry policy waited before "
+                                      "this attempt (its backoff, the Retry-After it honoured, or a durable sleep); "
+                                      "null for a first attempt.")
     error: str | None = Field(description="Why the attempt failed (credentials redacted).")
     sent: bool | None = Field(description="Dry runs only: whether the request was sent (GET/HEAD) or answered "
                                           "synthetically.")

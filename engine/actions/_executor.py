@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 
-from ..errors import ActionFailed, ResponseInvalid, UnknownAction
+from ..errors import ActionFailed, ActionRetryLater, ResponseInvalid, UnknownAction
 from ..expressions import evaluate
 from ..auth import Authenticator, OutgoingRequest
-from ..http import Attempt, HttpClient, RateLimit
-from ..specs import ActionSpec, ConnectorSpec
+from ..http import Attempt, HttpClient, RateLimit, RateStore, RetryPolicy, parse_retry_after, step_retry_policy
+from ..specs import ActionSpec, ConnectorSpec, RetrySpec
 from ..workflow import ActionCall, Redactor, TraceRecord
 from ._pagination import Page, paginate
 from ._request import RAW_REQUEST, InputValidators, PreparedRequest, build_raw_request, build_request
@@ -53,6 +53,8 @@ class ActionExecutor:
         trace_bodies: keep request and response bodies in traces (credentials redacted).
         connection_scope: who the connections belong to (a customer id): rate limits apply
             per connection, ``<connector>:<scope>``, so one customer cannot use up another's.
+        rate_store: where the schedules of connectors that declare a ``rate_limit`` are kept so
+            that they hold across processes (the platform's: Postgres); None: per process.
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class ActionExecutor:
         connections: Mapping[str, Mapping[str, Any]] | None = None,
         trace_bodies: bool = False,
         connection_scope: str | None = None,
+        rate_store: RateStore | None = None,
     ):
         self.connectors = dict(connectors)
+        self.rate_store = rate_store
         self.connection_scope = connection_scope
         self.http = http
         self.auth = auth
@@ -111,6 +115,7 @@ class ActionExecutor:
         observer: Any = None,
         on_response: Any = None,
         idempotency_key: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> ActionResponse:
         """Call one action and return its response and result.
 
@@ -122,10 +127,13 @@ class ActionExecutor:
         response body, or the action's ``result`` expression over
         ``{body, headers, status}``. ``idempotency_key`` is sent in the connector's declared
         ``idempotency`` header when the request's method is one it lists (else not at all).
+        ``retry`` is the request's retry policy (default: the HTTP client's; workflow calls pass
+        their step's, see :func:`retry_policy_of`).
 
         Raises:
             UnknownAction, ActionInputInvalid, ExpressionError: before anything is sent.
-            ActionFailed: the app answered with a non-success status (unless ``raise_for_status`` is false).
+            ActionFailed: the app answered with a non-success status (unless ``raise_for_status`` is false);
+                ``ActionRetryLater`` when it asked (``Retry-After``) to wait longer than ``retry`` waits.
             ResponseInvalid: a success response that cannot be read as the action says.
             EgressDenied, UpstreamUnavailable, UpstreamTimeout: from the HTTP layer.
             engine.errors auth errors: credentials missing or a grant revoked.
@@ -145,9 +153,10 @@ class ActionExecutor:
             request.headers[connector.idempotency.header] = idempotency_key
         attempts: list[Attempt] = []
         last: dict[str, Any] = {}
+        policy = retry or self.http.retry
 
         async def send(prepared: PreparedRequest) -> Page:
-            response, applied = await self._send(connector, action, prepared, attempts, observer)
+            response, applied = await self._send(connector, action, prepared, attempts, observer, policy)
             # An app may echo the credentials it was sent (a 401 body quoting the token):
             # they must not reach results, run records, errors or traces.
             body = self._scrubber(applied)(_read_body(response, connector.id, name, strict=False))
@@ -155,7 +164,7 @@ class ActionExecutor:
             if on_response is not None:
                 on_response(prepared, body)
             if raise_for_status:
-                self._check_status(connector, name, action, prepared, response, body)
+                self._check_status(connector, name, action, prepared, response, body, policy, attempts)
             return Page(body=body, next_link=(response.links.get("next") or {}).get("url"))
 
         if action.pagination and paginate_pages:
@@ -196,6 +205,7 @@ class ActionExecutor:
                     request_bytes=attempt.request_bytes, response_bytes=attempt.response_bytes, error=attempt.error,
                     request_body=redact_body(request_body) if final else None,
                     response_body=redact_body(response_body) if final else None,
+                    retry_delay=attempt.delay if attempt.attempt > 1 else None,
                 ))
             pending.clear()
 
@@ -206,6 +216,7 @@ class ActionExecutor:
             response = await self.call(
                 call.connector, call.action, call.input, paginate_pages=call.paginate, max_pages=call.max_pages,
                 observer=pending.append, on_response=on_response, idempotency_key=call.idempotency_key,
+                retry=retry_policy_of(call.retry),
             )
         finally:
             flush()  # attempts that ended without a response (refused, timed out)
@@ -231,14 +242,23 @@ class ActionExecutor:
     def _success(action: ActionSpec, status: int) -> bool:
         return status in action.success_statuses if action.success_statuses else 200 <= status < 300
 
-    def _check_status(self, connector: ConnectorSpec, name: str, action: ActionSpec, prepared: PreparedRequest, response: httpx.Response, body: Any) -> None:
+    def _check_status(self, connector: ConnectorSpec, name: str, action: ActionSpec, prepared: PreparedRequest,
+                      response: httpx.Response, body: Any, policy: RetryPolicy, attempts: list[Attempt]) -> None:
         if self._success(action, response.status_code):
             return
-        detail = body if isinstance(body, str) else json.dumps(body, default=str)
-        raise ActionFailed(connector.id, name, prepared.method, prepared.url, response.status_code, (detail or "")[:MAX_ERROR_DETAIL])
+        detail = (body if isinstance(body, str) else json.dumps(body, default=str) or "")[:MAX_ERROR_DETAIL]
+        status = response.status_code
+        if status in policy.statuses:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), date=response.headers.get("date"))
+            if retry_after is not None and retry_after > policy.max_retry_after:
+                # The HTTP layer stopped rather than hold the run that long: the caller reschedules.
+                raise ActionRetryLater(connector.id, name, prepared.method, prepared.url, status, detail,
+                                       retry_after=retry_after, max_delay=policy.max_retry_after,
+                                       attempts=attempts[-1].attempt if attempts else 1)
+        raise ActionFailed(connector.id, name, prepared.method, prepared.url, status, detail)
 
     async def _send(self, connector: ConnectorSpec, action: ActionSpec, prepared: PreparedRequest, attempts: list[Attempt],
-                    observer: Any) -> tuple[httpx.Response, frozenset[str]]:
+                    observer: Any, policy: RetryPolicy) -> tuple[httpx.Response, frozenset[str]]:
         async def observe(attempt: Attempt) -> None:
             attempts.append(attempt)
             if observer is not None:
@@ -252,14 +272,25 @@ class ActionExecutor:
         authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
         rate_key = f"{connector.id}:{self.connection_scope}" if self.connection_scope else connector.id
         rate_limit = rate_limit_of(connector)
+        # Only a declared quota is worth a shared schedule (a database round trip per request).
+        shared = self.rate_store if rate_limit is not None else None
         response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, rate_limit=rate_limit,
-                                           observer=observe, follow_redirects=follow)
+                                           observer=observe, follow_redirects=follow, retry=policy, rate_store=shared)
         # An OAuth token revoked or rotated elsewhere: refresh once and retry.
         if response.status_code == 401 and action.auth is None and await self.auth.on_unauthorized(connector, authorized):
             authorized = await self.auth.apply(scheme, prepared, connector_id=connector.id)
             response = await self.http.request(**authorized.to_kwargs(), rate_key=rate_key, rate_limit=rate_limit,
-                                               observer=observe, follow_redirects=follow)
+                                               observer=observe, follow_redirects=follow, retry=policy,
+                                               rate_store=shared)
         return response, applied_secrets(authorized)
+
+
+def retry_policy_of(spec: RetrySpec | None) -> RetryPolicy:
+    """The HTTP retry policy of a workflow step's calls: its ``retry`` settings over the platform's
+    defaults (3 attempts, 5 s, factor 2, 60 s cap; ``engine.http.step_retry_policy``)."""
+    if spec is None:
+        return step_retry_policy()
+    return step_retry_policy(spec.max_attempts, spec.delay, spec.factor, spec.max_delay)
 
 
 def rate_limit_of(connector: ConnectorSpec) -> RateLimit | None:

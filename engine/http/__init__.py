@@ -13,6 +13,7 @@ from ._policies import (
     DEFAULT_EGRESS_POLICY,
     DEFAULT_RATE_LIMIT,
     DEFAULT_RETRY_POLICY,
+    DEFAULT_STEP_RETRY_POLICY,
     DEFAULT_TIMEOUTS,
     IDEMPOTENT_METHODS,
     NO_RETRY,
@@ -20,8 +21,9 @@ from ._policies import (
     RateLimit,
     RetryPolicy,
     Timeouts,
+    step_retry_policy,
 )
-from ._ratelimit import RateLimiterStats
+from ._ratelimit import RateLimiterStats, RateStore
 from ._retry import parse_retry_after
 from ._transport import GuardedTransport
 
@@ -30,6 +32,7 @@ __all__ = [
     "DEFAULT_RATE_LIMIT",
     "DEFAULT_RETRY_POLICY",
     "DEFAULT_SENSITIVE_HEADERS",
+    "DEFAULT_STEP_RETRY_POLICY",
     "DEFAULT_TIMEOUTS",
     "IDEMPOTENT_METHODS",
     "NO_RETRY",
@@ -41,6 +44,7 @@ __all__ = [
     "Observer",
     "RateLimit",
     "RateLimiterStats",
+    "RateStore",
     "Redactor",
     "Resolver",
     "RetryPolicy",
@@ -49,5 +53,6 @@ __all__ = [
     "parse_host",
     "parse_retry_after",
     "redact_url",
+    "step_retry_policy",
     "system_resolver",
 ]

@@ -25,7 +25,9 @@ class Attempt:
     ``url`` is redacted; ``attempt`` counts from 1 per hop, ``hop`` is 0 for the URL asked
     for and n for the n-th redirect. Exactly one of ``status`` and ``error`` is set.
     ``request_bytes`` and ``response_bytes`` count bodies (response: bytes on the wire);
-    ``rate_wait_ms`` is the time the rate limiter held the attempt back.
+    ``rate_wait_ms`` is the time the rate limiter held the attempt back; ``delay`` the seconds
+    the retry policy waited before this attempt (its backoff, or the ``Retry-After`` it honoured;
+    0.0 for a first attempt).
     """
 
     method: str
@@ -38,6 +40,7 @@ class Attempt:
     request_bytes: int
     response_bytes: int
     rate_wait_ms: float = 0.0
+    delay: float = 0.0
 
 
 Observer = Callable[[Attempt], None | Awaitable[None]]

@@ -37,7 +37,7 @@ from ._policies import (
     RetryPolicy,
     Timeouts,
 )
-from ._ratelimit import RateLimiters, RateLimiterStats
+from ._ratelimit import RateLimiters, RateLimiterStats, RateStore
 from ._retry import (
     AttemptFailed,
     parse_retry_after,
@@ -159,6 +159,9 @@ class HttpClient:
     - ``sleep``, ``random``, ``clock``: injected for deterministic tests (retry waits,
       jitter in [0, 1), latency measurement); ``rate_clock`` and ``rate_sleep``: the rate
       limiters' schedule (monotonic seconds) and their waits.
+    - ``wait_scale``: multiplies the waits retries cause (the retry loop's sleeps and the hold a
+      429's ``Retry-After`` puts on its rate key), not the rate limits' spacing; attempts record the
+      unscaled waits. Tests run platforms with 0 so that nothing waits for real.
 
     Rate limits adapt: a 429 on a ``rate_key`` slows that key's later requests and holds
     them until its ``Retry-After`` has passed (see ``engine/http/_ratelimit.py``).
@@ -186,9 +189,13 @@ class HttpClient:
         clock: Callable[[], float] = time.perf_counter,
         rate_clock: Callable[[], float] = time.monotonic,
         rate_sleep: Sleep = asyncio.sleep,
+        wait_scale: float = 1.0,
     ) -> None:
         if max_redirects < 0:
             raise ValueError(f"max_redirects must be >= 0, got {max_redirects}")
+        if wait_scale < 0:
+            raise ValueError(f"wait_scale must be >= 0, got {wait_scale}")
+        self.wait_scale = wait_scale
         self.guard = EgressGuard(egress, resolver=resolver)
         self.timeouts = timeouts
         self.retry = retry
@@ -252,7 +259,7 @@ class HttpClient:
                 cookies=_NoCookies(),  # a CookieJar is used as is; httpx.Cookies would be copied
                 headers={"User-Agent": self._user_agent},
             )
-            state = self._states[loop] = _LoopState(client, transport, RateLimiters(self._rate_clock, self._rate_sleep), self._max_response_bytes)
+            state = self._states[loop] = _LoopState(client, transport, RateLimiters(self._rate_clock, self._rate_sleep, hold_scale=self.wait_scale), self._max_response_bytes)
         if self._mounts:
             # The loop's shared client and limiters, with mounted prefixes sent in-process.
             return _LoopState(state.client, _MountedTransport(self, state.transport), state.limiters, state.max_bytes)  # type: ignore[arg-type]
@@ -299,13 +306,15 @@ class HttpClient:
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | None = None,
         sensitive_headers: Iterable[str] = (),
+        rate_store: RateStore | None = None,
     ) -> httpx.Response:
         """Send a request and return the final response with its body read.
 
         ``json``, ``data`` (form fields) and ``content`` are the body, as in httpx.
         ``rate_key`` names the connection the rate limit applies to (None: unlimited);
         ``rate_limit``, ``retry`` and ``timeout`` override the client's defaults for this
-        call. Redirects are followed here (at most ``max_redirects``), each hop vetted by
+        call; ``rate_store`` keeps the key's schedule where other processes share it (see
+        ``engine/http/_ratelimit.py``). Redirects are followed here (at most ``max_redirects``), each hop vetted by
         the egress guard; a cross-origin hop drops the sensitive headers
         (``sensitive_headers`` adds names to the client's). ``observer`` receives one
         ``Attempt`` per exchange; ``redact`` turns a URL into what observers and errors
@@ -345,7 +354,8 @@ class HttpClient:
 
         hop = 0
         while True:
-            response = await self._send(state, req, hop, policy, timeouts, rate_key, limit, observer, redact)
+            response = await self._send(state, req, hop, policy, timeouts, rate_key, limit, observer, redact,
+                                        rate_store)
             if not follow_redirects or response.status_code not in _REDIRECT_STATUSES:
                 return response
             location = response.headers.get("location")
@@ -412,9 +422,11 @@ class HttpClient:
         limit: RateLimit,
         observer: Observer | None,
         redact: Redactor,
+        rate_store: RateStore | None = None,
     ) -> httpx.Response:
         request_bytes = len(req.content)
         attempts = 0
+        delay = 0.0  # what the retry loop waited before the next attempt, for its Attempt
         shown: str | None = None
 
         def show() -> str:
@@ -423,10 +435,16 @@ class HttpClient:
                 shown = redact(req.url)
             return shown
 
+        async def wait(seconds: float) -> None:
+            nonlocal delay
+            delay = seconds
+            await self._sleep(seconds * self.wait_scale)
+
         async def attempt() -> httpx.Response:
-            nonlocal attempts
+            nonlocal attempts, delay
             attempts += 1
-            waited = await state.limiters.acquire(rate_key, limit) if rate_key is not None else 0.0
+            waited_before, delay = delay, 0.0
+            waited = await state.limiters.acquire(rate_key, limit, rate_store) if rate_key is not None else 0.0
             started = self._clock()
             status: int | None = None
             error: str | None = None
@@ -442,7 +460,7 @@ class HttpClient:
                         # Slow the whole connection, not only this call's retry.
                         retry_after = parse_retry_after(response.headers.get("retry-after"),
                                                         date=response.headers.get("date"))
-                        state.limiters.throttled(rate_key, limit, retry_after)
+                        await state.limiters.throttled(rate_key, limit, retry_after, rate_store)
                     else:
                         state.limiters.answered(rate_key, limit)
                 status, received = response.status_code, response.num_bytes_downloaded
@@ -469,6 +487,7 @@ class HttpClient:
                         request_bytes=request_bytes,
                         response_bytes=received,
                         rate_wait_ms=waited * 1000.0,
+                        delay=waited_before,
                     )
                     result = observer(record)
                     if inspect.isawaitable(result):
@@ -499,7 +518,7 @@ class HttpClient:
                     return outcome
                 return await attempt()
 
-            retrying = build_retrying(policy, idempotent=idempotent, sleep=self._sleep, random=self._random)
+            retrying = build_retrying(policy, idempotent=idempotent, sleep=wait, random=self._random)
             return await retrying(next_attempt)
         except AttemptFailed as exc:
             error_cls = UpstreamTimeout if exc.timeout else UpstreamUnavailable

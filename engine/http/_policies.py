@@ -26,6 +26,19 @@ DEFAULT_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_UNSAFE_RETRY_STATUSES = frozenset({429, 503})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
+# A workflow step's connector calls (issue 10): 3 attempts, 5 s, then 10 s (factor 2, at most 60 s),
+# no jitter, so the waits are the ones the spec states (the shared per-connection rate limit
+# already spaces the calls of many workers). Retried: the statuses a repeat can fix (timeouts,
+# too early, too many requests, server errors); every other 4xx is final.
+DEFAULT_STEP_MAX_ATTEMPTS = 3
+DEFAULT_STEP_DELAY = 5.0
+DEFAULT_STEP_FACTOR = 2.0
+DEFAULT_STEP_MAX_DELAY = 60.0
+STEP_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# 408, 425, 429 and 503 say the request was not processed; a 500, 502 or 504 may follow a request
+# that did its work, so only an idempotent request (or one with an Idempotency-Key) repeats then.
+STEP_UNSAFE_RETRY_STATUSES = frozenset({408, 425, 429, 503})
+
 # A safety net against hammering an upstream, not an API's published quota: connectors
 # that know theirs pass it as ``rate_limit``, and a 429 with Retry-After does the rest.
 DEFAULT_RATE_PER_SECOND = 20.0
@@ -69,7 +82,7 @@ class RetryPolicy:
     """When and how long to wait before repeating a request.
 
     - ``max_attempts``: attempts in all, the first included (1 disables retries).
-    - Delay before attempt n+1: full jitter, ``random() * min(max_delay, base_delay * 2**(n-1))``
+    - Delay before attempt n+1: full jitter, ``random() * min(max_delay, base_delay * factor**(n-1))``
       (without jitter the bound itself), unless the response has ``Retry-After``: then exactly
       that long; a ``Retry-After`` beyond ``max_retry_after`` ends the retries and the
       response is returned (sleeping inline for longer would stall the run; the caller can
@@ -87,22 +100,37 @@ class RetryPolicy:
     unsafe_statuses: frozenset[int] = DEFAULT_UNSAFE_RETRY_STATUSES
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
     jitter: bool = True
+    factor: float = 2.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ValueError(f"RetryPolicy.max_attempts must be an integer >= 1, got {self.max_attempts!r}")
         if self.base_delay < 0 or self.max_delay < 0 or self.max_retry_after < 0:
             raise ValueError("RetryPolicy delays must not be negative")
+        if self.factor < 1:
+            raise ValueError(f"RetryPolicy.factor must be >= 1, got {self.factor!r}")
         object.__setattr__(self, "statuses", frozenset(self.statuses))
         object.__setattr__(self, "unsafe_statuses", frozenset(self.unsafe_statuses))
 
     def backoff(self, attempt: int, random: float) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based); ``random`` in [0, 1)."""
-        bound = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        bound = min(self.max_delay, self.base_delay * (self.factor ** (attempt - 1)))
         return bound * random if self.jitter else bound
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def step_retry_policy(max_attempts: int = DEFAULT_STEP_MAX_ATTEMPTS, delay: float = DEFAULT_STEP_DELAY,
+                      factor: float = DEFAULT_STEP_FACTOR, max_delay: float = DEFAULT_STEP_MAX_DELAY) -> RetryPolicy:
+    """The retry policy of a workflow step's connector calls: ``max_attempts`` in all, waiting
+    ``delay`` seconds, then ``factor`` times longer each time, at most ``max_delay`` (no jitter),
+    on ``STEP_RETRY_STATUSES`` and transport errors. ``max_delay`` is also the longest
+    ``Retry-After`` waited for inline: a longer one ends the call with the response (the caller
+    reschedules it; see ``engine.errors.ActionRetryLater``)."""
+    return RetryPolicy(max_attempts=max_attempts, base_delay=delay, max_delay=max_delay, factor=factor,
+                       statuses=STEP_RETRY_STATUSES, unsafe_statuses=STEP_UNSAFE_RETRY_STATUSES,
+                       max_retry_after=max_delay, jitter=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,5 +224,6 @@ class EgressPolicy:
 
 DEFAULT_TIMEOUTS = Timeouts()
 DEFAULT_RETRY_POLICY = RetryPolicy()
+DEFAULT_STEP_RETRY_POLICY = step_retry_policy()
 DEFAULT_RATE_LIMIT = RateLimit()
 DEFAULT_EGRESS_POLICY = EgressPolicy()

@@ -12,6 +12,14 @@ burst; each answer that is not a 429 gives back a twentieth of the declared
 rate, so a connection that was throttled once returns to its declared limit
 after about twenty good answers. A declared ``concurrency`` caps the requests
 of the key in flight at once.
+
+Across processes: a limiter given a :class:`RateStore` keeps a key's schedule (its
+theoretical arrival time) there instead of in this process, so every process that
+sends on the connection takes its slots from the one schedule and the combined rate
+holds (the platform's store is a row per connection in Postgres, updated by one
+atomic statement per request). The adaptation to 429s still sets the interval each
+process asks for, and a 429's ``Retry-After`` holds the shared schedule, so every
+process waits it out; ``concurrency`` stays a per-process cap.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from ._policies import RateLimit
 
@@ -42,6 +51,24 @@ class RateLimiterStats:
     waited_seconds: float = 0.0
     throttled: int = 0
     rate: float = 0.0
+
+
+@runtime_checkable
+class RateStore(Protocol):
+    """Where rate keys' schedules live when they must hold across processes (see the module
+    docstring). Both methods work on the store's own clock, so processes on machines whose clocks
+    differ share one schedule."""
+
+    async def reserve(self, key: str, interval: float, tolerance: float) -> float | None:
+        """Take ``key``'s next slot, ``interval`` seconds after the one before, letting a burst of
+        ``tolerance`` seconds' worth through at once; returns the seconds until the slot (0.0: now),
+        or None when the store cannot answer (the process's own schedule applies then)."""
+        ...
+
+    async def hold(self, key: str, seconds: float, tolerance: float) -> None:
+        """Let nothing of ``key`` through for ``seconds`` from now (a 429's ``Retry-After``), and no
+        burst after (``tolerance`` as in :meth:`reserve`)."""
+        ...
 
 
 class _Bucket:
@@ -82,14 +109,16 @@ class RateLimiters:
     """The rate limiters of one event loop, by rate key.
 
     ``clock`` (seconds, monotonic) and ``sleep`` are injectable so tests can watch the
-    schedule without waiting for it.
+    schedule without waiting for it; ``hold_scale`` multiplies the hold of a 429's ``Retry-After``
+    (the client's ``wait_scale``).
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, *, hold_scale: float = 1.0):
         self._buckets: dict[str, _Bucket] = {}
         self._clock = clock
         self._sleep = sleep
+        self._hold_scale = hold_scale
 
     def _bucket(self, key: str, limit: RateLimit) -> _Bucket:
         bucket = self._buckets.get(key)
@@ -97,11 +126,17 @@ class RateLimiters:
             bucket = self._buckets[key] = _Bucket(limit, self._clock())
         return bucket
 
-    async def acquire(self, key: str, limit: RateLimit) -> float:
-        """Wait for a slot under ``key``; returns the seconds waited (0.0 when none)."""
+    async def acquire(self, key: str, limit: RateLimit, shared: RateStore | None = None) -> float:
+        """Wait for a slot under ``key`` (from ``shared``'s schedule when given); returns the
+        seconds waited (0.0 when none)."""
         bucket = self._bucket(key, limit)
         stats = bucket.stats
-        delay = bucket.reserve(self._clock())
+        delay: float | None = None
+        if shared is not None:
+            interval = 1.0 / bucket.rate
+            delay = await shared.reserve(key, interval, (limit.burst - 1) * interval)
+        if delay is None:
+            delay = bucket.reserve(self._clock())
         if delay <= 0:
             stats.acquired += 1
             return 0.0
@@ -125,9 +160,17 @@ class RateLimiters:
         async with slots:
             yield
 
-    def throttled(self, key: str, limit: RateLimit, retry_after: float | None) -> None:
-        """The upstream answered ``key`` with 429: slow the key down and hold it for ``retry_after`` seconds."""
-        self._bucket(key, limit).throttled(self._clock(), retry_after)
+    async def throttled(self, key: str, limit: RateLimit, retry_after: float | None,
+                        shared: RateStore | None = None) -> None:
+        """The upstream answered ``key`` with 429: slow the key down and hold it for ``retry_after``
+        seconds (in ``shared``'s schedule too, when given)."""
+        bucket = self._bucket(key, limit)
+        if retry_after is not None:
+            retry_after *= self._hold_scale
+        bucket.throttled(self._clock(), retry_after)
+        if shared is not None:
+            pause = retry_after if retry_after is not None else 1.0 / bucket.rate
+            await shared.hold(key, pause, (limit.burst - 1) / bucket.rate)
 
     def answered(self, key: str, limit: RateLimit) -> None:
         """The upstream answered ``key`` with something other than 429: recover some of the rate."""

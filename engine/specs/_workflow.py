@@ -197,6 +197,37 @@ class _Step(_Model):
     description: str | None = None
 
 
+# Bounds of a step's retry settings: a run holds its worker (or its durable sleep) for at most
+# about max_attempts * max_delay, so neither is unbounded.
+MAX_RETRY_ATTEMPTS = 10
+MAX_RETRY_DELAY = 3600.0
+
+
+class RetrySpec(_Model):
+    """How a step's connector calls are retried (each field defaults to the platform's: 3 attempts,
+    5 s first delay, factor 2, 60 s cap).
+
+    Retried: transport errors and the statuses a repeat can fix (408, 425, 429 and 5xx; a 500, 502
+    or 504 only for idempotent requests or ones carrying an idempotency key). Never retried: any
+    other 4xx, invalid input, expression errors. A ``Retry-After`` is honoured as the wait when it
+    is at most ``max_delay``; a longer one reschedules the call (durable runs sleep durably, then
+    try again within the same ``max_attempts``) or fails an inline run with ``action_retry_later``.
+    """
+
+    max_attempts: int = Field(default=3, ge=1, le=MAX_RETRY_ATTEMPTS,
+                              description="attempts in all, the first included (1: no retries)")
+    delay: float = Field(default=5.0, ge=0, le=MAX_RETRY_DELAY, description="seconds before the second attempt")
+    factor: float = Field(default=2.0, ge=1, le=10, description="each later wait is this many times the one before")
+    max_delay: float = Field(default=60.0, gt=0, le=MAX_RETRY_DELAY,
+                             description="the longest wait, and the longest Retry-After waited for inline")
+
+    @model_validator(mode="after")
+    def _cap_covers_delay(self) -> "RetrySpec":
+        if self.max_delay < self.delay:
+            raise ValueError(f"max_delay ({self.max_delay:g}) must be at least delay ({self.delay:g})")
+        return self
+
+
 class ActionStep(_Step):
     """Call one connector action: ``action: connector.action_name``."""
 
@@ -204,6 +235,7 @@ class ActionStep(_Step):
     input: Any = Field(default_factory=dict, description="template for the action's input")
     paginate: bool = Field(default=True, description="walk every page of a paginated action")
     max_pages: int | None = Field(default=None, ge=1)
+    retry: RetrySpec | None = Field(default=None, description="how the call is retried (default: RetrySpec's)")
 
     @property
     def connector(self) -> str:
@@ -281,6 +313,7 @@ class SyncStep(_Step):
     """Match source records to target records by a key, then create or update."""
 
     sync: SyncSpec
+    retry: RetrySpec | None = Field(default=None, description="how each of its calls is retried (default: RetrySpec's)")
 
 
 class DelaySpec(_Model):

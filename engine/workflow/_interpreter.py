@@ -59,7 +59,8 @@ from ..errors import (
     WorkflowNotFound,
 )
 from ..expressions import ExpressionMeter, Runtime, bind_runtime, render, reset_runtime
-from ..specs import ActionStep, CallStep, DelayStep, FilterStep, ForeachStep, IfStep, MapStep, SyncStep, WorkflowSpec
+from ..specs import (ActionStep, CallStep, DelayStep, FilterStep, ForeachStep, IfStep, MapStep, RetrySpec, SyncStep,
+                     WorkflowSpec)
 from ._deps import Dependencies, lookup_workflow
 from ._invoker import ActionCall, TraceRecord, TraceSink
 from ._observe import CallTraced, NullObserver, StepErrored, StepFinished, StepRetrying, StepStarted, output_shape
@@ -159,8 +160,10 @@ def _check_replay_start(record: RunRecord, workflow: WorkflowSpec, input: Any, t
 class _StepEnv:
     """What a step body (the sync step) needs from its run: context, pointer, and calling actions."""
 
-    def __init__(self, run: "_Run", frame: Frame, step_id: str, path: str, pointer: str):
+    def __init__(self, run: "_Run", frame: Frame, step_id: str, path: str, pointer: str,
+                 retry: RetrySpec | None = None):
         self.run_id = run.run_id
+        self.retry = retry
         self.step_id = step_id
         self.pointer = pointer
         self._run = run
@@ -181,7 +184,7 @@ class _StepEnv:
         if not connector or not name:
             raise SyncConfigError(self.run_id, self.step_id, f"{action!r} is not a connector.action name")
         return await self._run.call(self._frame, self.step_id, f"{self._path}/{sub_path}", connector, name, input,
-                                    paginate=paginate, max_pages=None)
+                                    paginate=paginate, max_pages=None, retry=self.retry)
 
 
 class _Run:
@@ -347,10 +350,11 @@ class _Run:
         return output
 
     async def call(self, frame: Frame, step_id: str, path: str, connector: str, action: str, input: Any, *,
-                   paginate: bool, max_pages: int | None) -> Any:
+                   paginate: bool, max_pages: int | None, retry: RetrySpec | None = None) -> Any:
         """Make one numbered, recorded action call through the invoker (or the record, replaying)."""
         seq = frame.sequencer.next()
-        call = ActionCall(self.run_id, seq, step_id, path, connector, action, input, paginate, max_pages, self.traces)
+        call = ActionCall(self.run_id, seq, step_id, path, connector, action, input, paginate, max_pages, self.traces,
+                          retry=retry)
         try:
             result = await self.invoker.invoke(call)
         except ReplayDivergence:
@@ -395,7 +399,7 @@ class _Run:
         scope = {**frame.context(), "secrets": self.secrets}
         input = await self.evaluate(render, step.input, scope, self.pointer(frame, step) + "/input")
         return await self.call(frame, step.id, path, step.connector, step.action_name, input,
-                               paginate=step.paginate, max_pages=step.max_pages)
+                               paginate=step.paginate, max_pages=step.max_pages, retry=step.retry)
 
     async def _map(self, step: MapStep, frame: Frame, path: str, seq: str, tape: Tape) -> Any:
         return await self.evaluate(render, step.map, frame.context(), self.pointer(frame, step) + "/map")
@@ -431,7 +435,8 @@ class _Run:
         return {"seconds": seconds}
 
     async def _sync(self, step: SyncStep, frame: Frame, path: str, seq: str, tape: Tape) -> Any:
-        return await run_sync(step.sync, _StepEnv(self, frame, step.id, path, self.pointer(frame, step)))
+        return await run_sync(step.sync, _StepEnv(self, frame, step.id, path, self.pointer(frame, step),
+                                                    step.retry))
 
     async def _call(self, step: CallStep, frame: Frame, path: str, seq: str, tape: Tape) -> Any:
         spec = step.call
@@ -521,7 +526,7 @@ class _ObservedSink(TraceSink):
         if record.attempt > 1 and previous is not None:
             failed = f"http_{previous.status}" if previous.status is not None else "transport_error"
             run.emit(StepRetrying(record.run_id, record.seq, record.step_id, record.step_path, record.attempt,
-                                  failed))
+                                  failed, record.retry_delay))
         trace = run._redact_trace(record) if run.redact else record
         run.emit(CallTraced(record.run_id, record.seq, record.step_id, trace.to_dict()))
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ..specs import RetrySpec
+
 
 @dataclass(frozen=True)
 class TraceRecord:
@@ -18,7 +20,9 @@ class TraceRecord:
 
     ``url`` carries no secrets; ``request_body``/``response_body`` are None
     unless body tracing is enabled, and then have credentials redacted.
-    ``seq`` and ``step_path`` are the :class:`ActionCall`'s.
+    ``seq`` and ``step_path`` are the :class:`ActionCall`'s. ``retry_delay`` is the seconds waited
+    before this attempt by the step's retry policy (its backoff, or the ``Retry-After`` honoured);
+    None for a first attempt.
     """
 
     run_id: str
@@ -37,6 +41,7 @@ class TraceRecord:
     request_body: Any = None
     response_body: Any = None
     step_path: str = ""
+    retry_delay: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -85,6 +90,7 @@ class ActionCall:
         trace: where the invoker writes one :class:`TraceRecord` per HTTP attempt.
         idempotency_key: the key a durable run gives this call (the same on every attempt, and on a
             repeat after a lost worker); sent where the connector declares ``idempotency``.
+        retry: the step's retry settings (None: the platform's defaults, see ``RetrySpec``).
     """
 
     run_id: str
@@ -98,6 +104,7 @@ class ActionCall:
     max_pages: int | None
     trace: TraceSink
     idempotency_key: str | None = None
+    retry: RetrySpec | None = None
 
     @property
     def qualified_action(self) -> str:
