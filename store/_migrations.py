@@ -26,6 +26,7 @@ from store._schema import DURABLE_EXECUTIONS, EXECUTION_CONTROL, PLATFORM_SCHEMA
 from store._polls import POLLS_SCHEMA
 from store._sandboxes import SANDBOXES_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
+from store._schema_alerts import ALERTS_SCHEMA
 from store._schema_events import EVENTS_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
@@ -96,6 +97,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Hosted sandboxes: imported connectors' documents, sandbox seeds, connections.target
     # (store/_sandboxes.py).
     Migration("m010_sandboxes", SANDBOXES_SCHEMA),
+    # Alerts, outbound notifications and the platform's own events (store/_schema_alerts.py).
+    Migration("m014_alerts", ALERTS_SCHEMA),
 )
 
 _CREATE_TABLE = """
