@@ -77,6 +77,8 @@ class Config:
     max_request_bytes: int = 1 << 20
     max_spec_request_bytes: int = 16 << 20
     max_event_bytes: int = 256 << 10
+    # Activity older than this many days is pruned (runtime._retention); None keeps everything.
+    retention_days: float | None = 30.0
 
 
 @dataclass

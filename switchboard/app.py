@@ -49,6 +49,7 @@ def runtime_config(settings: Settings) -> Config:
         max_request_bytes=settings.max_request_bytes,
         max_spec_request_bytes=settings.max_spec_request_bytes,
         max_event_bytes=settings.max_event_bytes,
+        retention_days=settings.retention_days,
     )
 
 
@@ -110,7 +111,9 @@ def worker_for(platform: Platform, settings: Settings, *, executor_id: str | Non
     from runtime import Worker
 
     return Worker(platform, executor_id=executor_id or settings.worker_id, concurrency=settings.worker_concurrency,
-                  polling_seconds=settings.worker_poll_seconds, schedule_seconds=settings.schedule_poll_seconds)
+                  polling_seconds=settings.worker_poll_seconds, schedule_seconds=settings.schedule_poll_seconds,
+                  alert_seconds=settings.alert_poll_seconds, notification_seconds=settings.notification_poll_seconds,
+                  retention_seconds=settings.retention_poll_seconds)
 
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None,
