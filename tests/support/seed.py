@@ -287,6 +287,17 @@ def seed_tenant(
         seeded.add("event_id", event["event_id"])
         seeded.by_customer[customer]["event_id"] = event["event_id"]
 
+    # An alert rule on the workflow, and a notification endpoint (its signing secret is shown once).
+    rule = s.create("/v1/alerts/rules", {"name": f"{label} failures", "metric": "failure_count", "threshold": 3,
+                                         "window_seconds": 600, "workflow": workflow["id"]})
+    seeded.add("rule_id", rule["id"])
+    endpoint_response = http.post("/v1/notifications/endpoints", headers=s.headers(), json={
+        "url": f"https://hooks.{label}.example/notify", "event_types": ["execution.failed", "alert.fired"],
+        "description": f"{label} notifications"})
+    endpoint = _ok(endpoint_response)
+    seeded.shown_once.append(endpoint_response)
+    seeded.add("endpoint_id", endpoint["id"])
+
     # Audit entries came with every mutation: the newest and the oldest, and one per customer.
     audit = http.get("/v1/audit-log", headers=s.headers(), params={"limit": 200}).json()["items"]
     assert audit, "mutations were not audited"
@@ -298,5 +309,5 @@ def seed_tenant(
         seeded.by_customer[customer]["entry_id"] = mine[0]["id"]
     seeded.created = {"tier": tier, "environment": environment, "customer": extra, "role": role, "user": user,
                       "secret": secret, "oauth_app": app, "connector": connector, "workflow": workflow,
-                      "trigger": hook, "schedule": schedule}
+                      "trigger": hook, "schedule": schedule, "alert_rule": rule, "notification_endpoint": endpoint}
     return seeded
