@@ -28,10 +28,13 @@ def start_of_day(now: datetime, timezone: str) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def customer_insights(platform: Platform, tx: store.Tx, org_id: str, customer_id: str) -> dict[str, Any]:
+def customer_insights(platform: Platform, tx: store.Tx, org_id: str, customer_id: str | None, *,
+                      hidden_environment: str | None = None) -> dict[str, Any]:
     """The insights of ``customer_id`` in ``tx`` (bind it to the customer: row-level security then
-    confines every read). Raises ``store.NotFound`` (customer)."""
+    confines every read); None: of the organization's customers together, but those of
+    ``hidden_environment`` (a slug). Raises ``store.NotFound`` (customer)."""
     now = platform.clock()
     organization = store.Organizations(tx).get(org_id)
     since = start_of_day(now, organization.get("timezone") or "UTC")
-    return store.Insights(tx).summary(org_id, customer_id, since=since, attention_since=now - INSIGHTS_LOOKBACK)
+    return store.Insights(tx).summary(org_id, customer_id, since=since, attention_since=now - INSIGHTS_LOOKBACK,
+                                      hidden_environment=hidden_environment)

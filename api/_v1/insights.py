@@ -1,7 +1,8 @@
 """/v1 routes: insights for the embedded widget, one customer's day at a glance.
 
 Scoped like executions: ``workflows:read``; the customer is the one named by ``customer_id`` or in
-``x-fastn-account-tenant-id``; a request naming a customer in the header (and a key bound to one)
+``x-fastn-account-tenant-id`` (neither: the organization's customers together, for an operator's
+overview); a request naming a customer in the header (and a key bound to one)
 reads in a transaction bound to that customer, so asking for another is a 404; a Test key is
 refused a production customer (403).
 """
@@ -30,6 +31,7 @@ class RunsToday(BaseModel):
 
 class AttentionExecution(BaseModel):
     id: str
+    customer_id: str
     workflow_id: str
     workflow_key: str
     status: str
@@ -45,6 +47,7 @@ class NeedsAttention(BaseModel):
 
 class ConnectionStatus(BaseModel):
     id: str
+    customer_id: str
     connector: str
     name: str
     status: str = Field(description="connected, pending, needs_reconnect or disconnected.")
@@ -59,7 +62,7 @@ class MostUsed(BaseModel):
 
 
 class InsightsOut(BaseModel):
-    customer_id: str
+    customer_id: str | None = Field(description="Null: the organization's customers together.")
     since: datetime = Field(description="Start of today in the organization's time zone.")
     runs_today: RunsToday
     records_processed: int = Field(description="Records handled today by sync steps (created, updated, unchanged).")
@@ -77,12 +80,13 @@ def get_insights(
         "Customer id (default: the x-fastn-account-tenant-id customer)."))] = None,
 ) -> Any:
     """One customer's insights: runs today, records processed, executions needing attention,
-    connection status and the most-used workflow."""
+    connection status and the most-used workflow (no customer named: the organization's
+    customers together)."""
     customer = customer_id or principal.customer_id
-    if not customer:
-        raise store.InvalidInput("insights", "customer_id", "name a customer (or the x-fastn-account-tenant-id header)")
     with db.tenant(principal.org_id, principal.customer_id or customer) as tx:
-        row = store.Customers(tx).get(principal.org_id, customer)
-        if principal.test_only:
-            check_environment(tx, principal, row["environment_id"])
-        return customer_insights(platform, tx, principal.org_id, customer)
+        if customer is not None:
+            row = store.Customers(tx).get(principal.org_id, customer)
+            if principal.test_only:
+                check_environment(tx, principal, row["environment_id"])
+        return customer_insights(platform, tx, principal.org_id, customer,
+                                 hidden_environment=principal.hidden_environment)
