@@ -375,6 +375,31 @@ def _encryptor(data_dir: Path) -> store.Encryptor:
     return store.Encryptor(store.MasterKeyring.from_key(MASTER_KEY))
 
 
+def test_a_connection_needing_reconnection_is_an_event_delivered_to_its_subscribers(
+        migrated_database_url: str, data_dir: Path) -> None:
+    tenant, _ = _tenant_with_workflow(migrated_database_url, "Reconnect")
+    first = tenant.customers[0]
+    _admin(migrated_database_url, "INSERT INTO connectors (org_id, id, key, name) VALUES (%s, 'cn_r', 'hub', 'Hub')",
+           (tenant.org_id,))
+    _admin(migrated_database_url, "INSERT INTO connections (org_id, id, customer_id, connector_id, auth_type)"
+           " VALUES (%s, 'conn_r', %s, 'cn_r', 'oauth2')", (tenant.org_id, first))
+    with app_database(migrated_database_url) as db:
+        with db.tenant(tenant.org_id) as tx:
+            endpoint, _ = store.NotificationEndpoints(tx).create(
+                tenant.org_id, url="http://127.0.0.1:9/r", event_types=["connection.needs_reconnect"],
+                encryptor=_encryptor(data_dir))
+        # Marked in a transaction bound to the customer, as a run that finds the token refused does.
+        with db.tenant(tenant.org_id, first) as tx:
+            store.Connections(tx).mark(tenant.org_id, "conn_r", "needs_reconnect", "the refresh token was revoked")
+            store.Connections(tx).mark(tenant.org_id, "conn_r", "needs_reconnect", "still revoked")  # no second event
+        with db.tenant(tenant.org_id) as tx:
+            events = store.Events(tx).list(tenant.org_id, store.ListQuery(sort="-received_at"), source="platform").items
+            deliveries = store.Deliveries(tx).list(tenant.org_id, endpoint["id"], store.ListQuery()).items
+            store.NotificationEndpoints(tx).delete(tenant.org_id, endpoint["id"])
+    assert [(e["type"], e["customer_id"]) for e in events] == [("connection.needs_reconnect", first)]
+    assert [(d["event_id"], d["status"], d["attempts"]) for d in deliveries] == [(events[0]["id"], "pending", 0)]
+
+
 # -- tenancy and bad input -------------------------------------------------------------------------------------
 
 
@@ -387,7 +412,7 @@ def test_another_organization_cannot_see_or_change_rules_endpoints_or_deliveries
         rule = http.post("/v1/alerts/rules", headers=acme.headers(), json={
             "name": "r", "metric": "throughput", "threshold": 100, "window_seconds": 60}).json()
         endpoint = http.post("/v1/notifications/endpoints", headers=acme.headers(), json={
-            "url": "https://example.com/hook", "event_types": ["alert.fired"]}).json()
+            "url": "http://127.0.0.1:9/hook", "event_types": ["alert.fired"]}).json()
         other = globex.headers()
         for method, path, body in [
             ("GET", f"/v1/alerts/rules/{rule['id']}", None),
@@ -405,7 +430,7 @@ def test_another_organization_cannot_see_or_change_rules_endpoints_or_deliveries
         # Intact for its owner.
         assert http.get(f"/v1/alerts/rules/{rule['id']}", headers=acme.headers()).json()["threshold"] == 100
         assert http.get(f"/v1/notifications/endpoints/{endpoint['id']}", headers=acme.headers()).json()["url"] == \
-            "https://example.com/hook"
+            "http://127.0.0.1:9/hook"
         # Credentials bound to one customer reach no organization settings.
         with app_database(migrated_database_url) as db:
             _, bound = bootstrap.create_api_key(db, acme.org_id, "bound", role_id="end_user", customer_id=acme.customers[0])
@@ -479,8 +504,8 @@ def test_insights_summarize_one_customer_and_a_bound_key_sees_only_its_own(migra
 def test_retention_prunes_only_old_finished_rows_in_batches(migrated_database_url: str, data_dir: Path) -> None:
     tenant, workflow_id = _tenant_with_workflow(migrated_database_url, "Retained")
     with app_database(migrated_database_url) as db, db.tenant(tenant.org_id) as tx:
-        store.NotificationEndpoints(tx).create(tenant.org_id, url="https://example.com/h",
-                                               event_types=["execution.failed"], encryptor=_encryptor(data_dir))
+        endpoint, _ = store.NotificationEndpoints(tx).create(
+            tenant.org_id, url="http://127.0.0.1:9/h", event_types=["execution.failed"], encryptor=_encryptor(data_dir))
     old = _executions(migrated_database_url, tenant, workflow_id, ["failed", "completed", "failed"])
     new = _executions(migrated_database_url, tenant, workflow_id, ["failed", "completed"])
     with app_database(migrated_database_url) as db, db.tenant(tenant.org_id) as tx:
@@ -520,6 +545,8 @@ def test_retention_prunes_only_old_finished_rows_in_batches(migrated_database_ur
     assert counts() == {"executions": 3, "events": 1, "deliveries": 1}
     # Other organizations' rows (newer) are untouched by this pass: nothing of theirs was 40 days old.
     assert report["removed"]["executions"] >= 3 and report["removed"]["events"] >= 2
+    with app_database(migrated_database_url) as db, db.tenant(tenant.org_id) as tx:
+        store.NotificationEndpoints(tx).delete(tenant.org_id, endpoint["id"])  # no later worker delivers its rest
 
 
 def test_switchboard_prune_command_reports_what_it_removed(migrated_database_url: str, monkeypatch: pytest.MonkeyPatch,

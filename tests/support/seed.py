@@ -292,7 +292,8 @@ def seed_tenant(
                                          "window_seconds": 600, "workflow": workflow["id"]})
     seeded.add("rule_id", rule["id"])
     endpoint_response = http.post("/v1/notifications/endpoints", headers=s.headers(), json={
-        "url": f"https://hooks.{label}.example/notify", "event_types": ["execution.failed", "alert.fired"],
+        # Loopback port 9 (discard): a worker of a later test that delivers to it reaches nothing outside.
+        "url": f"http://127.0.0.1:9/notify/{label}", "event_types": ["execution.failed", "alert.fired"],
         "description": f"{label} notifications"})
     endpoint = _ok(endpoint_response)
     seeded.shown_once.append(endpoint_response)
