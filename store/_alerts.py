@@ -180,6 +180,9 @@ class AlertRules:
         unknown = sorted(set(changes) - set(_UPDATABLE))
         if unknown:
             raise InvalidInput("alert_rule", unknown[0], "cannot be changed")
+        for key, value in changes.items():
+            if value is None:
+                raise InvalidInput("alert_rule", key, "must not be null (leave it out to keep it)")
         merged = {key: changes.get(key, current[key]) for key in _UPDATABLE}
         _check_rule(merged)
         if not changes:

@@ -1,6 +1,7 @@
 """Events: what arrived to start work for a customer (webhook deliveries, schedules, app events,
-manual requests), stored before anything runs. Statuses and deduplication are described in
-``store/_schema_events.py``.
+manual requests), stored before anything runs, and what the platform itself reports (source
+``platform``: failed executions, alerts, connections to reconnect; see ``store/_schema_alerts.py``).
+Statuses and deduplication are described in ``store/_schema_events.py``.
 
 A customer-bound transaction sees only that customer's events (row-level security), as with
 executions.
