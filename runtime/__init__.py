@@ -24,6 +24,12 @@
   :meth:`Runs.start`), and catches up a missed window with one run.
 * Rate limits: a connector's declared ``rate_limit`` holds per connection across every process
   (:class:`SharedRateLimits`, its schedule in Postgres).
+* Alerts, notifications, insights and retention: every worker runs an :class:`AlertEvaluator`
+  (each due rule evaluated once per interval across workers; firing and resolving stored as
+  platform events), a :class:`Notifier` (platform events delivered to organizations' endpoints,
+  signed per Standard Webhooks, retried on the :class:`DeliveryRetry` schedule kept in the rows)
+  and a :class:`Pruner` (Activity older than the retention, in batches); :func:`customer_insights`
+  is the widget's summary of one customer.
 * Catalog: :class:`Catalog` indexes saved connectors and their actions (embeddings and full
   text) and searches them, the organization's own first; :func:`build_embedder` picks the
   :class:`Embedder` (``offline`` WordLlama, or ``openai:<model>``).
@@ -74,7 +80,11 @@ from runtime._credentials import (
     start_oauth,
 )
 from runtime._events import BackgroundDispatcher, Dispatcher, recover_events
+from runtime._alerts import AlertEvaluator
+from runtime._insights import customer_insights
+from runtime._notifications import DEFAULT_DELIVERY_RETRY, DeliveryRetry, Notifier, delivery_body, sign_delivery
 from runtime._polling import Poller
+from runtime._retention import Pruner
 from runtime._schedules import Scheduler
 from runtime._rate_limits import SharedRateLimits
 from runtime._signatures import (
@@ -192,6 +202,14 @@ __all__ = [
     "PayloadTooLarge",
     "PollFailed",
     "Poller",
+    "Pruner",
+    "AlertEvaluator",
+    "DEFAULT_DELIVERY_RETRY",
+    "DeliveryRetry",
+    "Notifier",
+    "customer_insights",
+    "delivery_body",
+    "sign_delivery",
     "OfflineEmbedder",
     "OpenAIEmbedder",
     "Platform",

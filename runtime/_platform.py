@@ -83,6 +83,8 @@ class Config:
     # Multiplies the durable sleep before a rescheduled call (Retry-After beyond the step's cap):
     # tests set 0, as for the HTTP client's retry waits (``Settings.retry_delay_scale``).
     retry_delay_scale: float = 1.0
+    # Activity older than this many days is pruned (runtime._retention); None keeps everything.
+    retention_days: float | None = 30.0
 
 
 @dataclass

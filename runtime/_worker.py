@@ -54,7 +54,10 @@ from runtime._leases import ProcessLease
 from runtime._access import system_principal
 from runtime._resume import ResumeInvoker, reusable_calls
 from runtime._runs import RunOutcome, redactor
+from runtime._alerts import ALERT_POLL_SECONDS, AlertEvaluator
+from runtime._notifications import NOTIFICATION_POLL_SECONDS, Notifier
 from runtime._polling import POLL_LOOP_SECONDS, Poller
+from runtime._retention import RETENTION_POLL_SECONDS, Pruner
 from runtime._schedules import SCHEDULE_POLL_SECONDS, Scheduler
 from runtime.errors import ServiceError
 
@@ -209,7 +212,9 @@ class Worker:
 
     def __init__(self, platform: Platform, *, executor_id: str | None = None,
                  concurrency: int = WORKER_CONCURRENCY, polling_seconds: float = QUEUE_POLLING_SECONDS,
-                 schedule_seconds: float = SCHEDULE_POLL_SECONDS, poll_seconds: float = POLL_LOOP_SECONDS) -> None:
+                 schedule_seconds: float = SCHEDULE_POLL_SECONDS, poll_seconds: float = POLL_LOOP_SECONDS,
+                 alert_seconds: float = ALERT_POLL_SECONDS, notification_seconds: float = NOTIFICATION_POLL_SECONDS,
+                 retention_seconds: float = RETENTION_POLL_SECONDS) -> None:
         self.platform = platform
         self.executor_id = executor_id or socket.gethostname()
         self.concurrency = concurrency
@@ -219,6 +224,11 @@ class Worker:
         self.scheduler = Scheduler(platform, poll_seconds=schedule_seconds)
         # And polls the due app events (runtime._polling: each record version starts one run).
         self.poller = Poller(platform, poll_seconds=poll_seconds)
+        # And evaluates due alert rules, delivers due notifications and prunes old Activity
+        # (runtime._alerts, runtime._notifications, runtime._retention: each row once across workers).
+        self.periodic = (AlertEvaluator(platform, poll_seconds=alert_seconds),
+                         Notifier(platform, poll_seconds=notification_seconds),
+                         Pruner(platform, poll_seconds=retention_seconds))
 
     async def __aenter__(self) -> Worker:
         if _EXECUTIONS.worker is not None:
@@ -245,6 +255,8 @@ class Worker:
             await self._lease.__aenter__()
             await self.scheduler.__aenter__()
             await self.poller.__aenter__()
+            for loop in self.periodic:
+                await loop.__aenter__()
         except BaseException:
             _EXECUTIONS.worker = None
             await anyio.to_thread.run_sync(DBOS.destroy)
@@ -253,6 +265,8 @@ class Worker:
 
     async def __aexit__(self, *exc: object) -> None:
         try:
+            for loop in reversed(self.periodic):
+                await loop.__aexit__(*exc)
             await self.poller.__aexit__(*exc)
             await self.scheduler.__aexit__(*exc)
             await self._lease.__aexit__(*exc)

@@ -65,6 +65,24 @@ from store._threads import (
 from store._secrets import MAX_SECRET_BYTES, SECRET_NAME_PATTERN, Secrets
 from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
 from store._events import Events, events_awaiting_dispatch
+from store._alerts import (
+    ALERT_STATUSES,
+    DEFAULT_ALERT_INTERVAL_SECONDS,
+    MAX_ALERT_WINDOW_SECONDS,
+    AlertRules,
+    Alerts,
+    alert_rules_due,
+)
+from store._insights import Insights
+from store._notifications import (
+    Deliveries,
+    NotificationEndpoints,
+    check_endpoint_url,
+    deliveries_due,
+    new_signing_secret,
+)
+from store._retention import DEFAULT_PRUNE_BATCH, PruneReport, prune
+from store._schema_alerts import ALERT_METRICS, ALERT_OPERATORS, ALERT_TABLES, DELIVERY_STATUSES, PLATFORM_EVENT_TYPES
 from store._traces import TRACE_STATUSES, Traces
 from store._polls import SEEN_LIMIT as POLL_SEEN_LIMIT, Polls, polls_due, sync_polls
 from store._schedules import Schedules, schedules_due
@@ -157,6 +175,28 @@ __all__ = [
     "Events",
     "events_awaiting_dispatch",
     # end events
+    # alerts, notifications, insights and retention
+    "ALERT_METRICS",
+    "ALERT_OPERATORS",
+    "ALERT_STATUSES",
+    "ALERT_TABLES",
+    "DEFAULT_ALERT_INTERVAL_SECONDS",
+    "DEFAULT_PRUNE_BATCH",
+    "DELIVERY_STATUSES",
+    "MAX_ALERT_WINDOW_SECONDS",
+    "PLATFORM_EVENT_TYPES",
+    "AlertRules",
+    "Alerts",
+    "Deliveries",
+    "Insights",
+    "NotificationEndpoints",
+    "PruneReport",
+    "alert_rules_due",
+    "check_endpoint_url",
+    "deliveries_due",
+    "new_signing_secret",
+    "prune",
+    # end alerts
     # traces
     "TRACE_STATUSES",
     "Traces",

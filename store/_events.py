@@ -1,6 +1,7 @@
 """Events: what arrived to start work for a customer (webhook deliveries, schedules, app events,
-manual requests), stored before anything runs. Statuses and deduplication are described in
-``store/_schema_events.py``.
+manual requests), stored before anything runs, and what the platform itself reports (source
+``platform``: failed executions, alerts, connections to reconnect; see ``store/_schema_alerts.py``).
+Statuses and deduplication are described in ``store/_schema_events.py``.
 
 A customer-bound transaction sees only that customer's events (row-level security), as with
 executions.
@@ -8,6 +9,7 @@ executions.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from psycopg.errors import ForeignKeyViolation
@@ -16,6 +18,7 @@ from psycopg.types.json import Jsonb
 from store._db import connect, translate_errors
 from store._ids import new_id
 from store._paging import CUSTOMERS_OF_ENVIRONMENT, Filters, ListQuery, Page, fetch_page
+from store._schema_alerts import PLATFORM_EVENT_TYPES
 from store._schema_events import EVENT_SOURCES, EVENT_STATUSES
 from store.errors import InvalidInput, NotFound
 
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from store._database import Tx
 
 _SUMMARY = (
-    "org_id, id, customer_id, environment_id, source, trigger_id, workflow_id, webhook_id, status, error,"
+    "org_id, id, customer_id, environment_id, source, type, trigger_id, workflow_id, webhook_id, status, error,"
     " payload_bytes, execution_ids, received_at, dispatched_at"
 )
 _DETAIL = _SUMMARY + ", payload"
@@ -64,6 +67,23 @@ class Events:
         except ForeignKeyViolation as exc:
             raise NotFound("customer", customer_id) from exc
 
+    def add_platform(self, org_id: str, type: str, payload: dict[str, Any], *, customer_id: str | None = None,
+                     environment_id: str | None = None, workflow_id: str | None = None,
+                     execution_ids: list[str] | None = None) -> dict[str, Any]:
+        """Store a platform event (source ``platform``, ``type`` one of ``PLATFORM_EVENT_TYPES``),
+        ``dispatched`` at once: the database queues a delivery for each endpoint subscribed to it
+        in this transaction (``store/_schema_alerts.py``). Without ``customer_id`` it belongs to
+        the organization and no customer-bound transaction sees it."""
+        _check("type", type, PLATFORM_EVENT_TYPES)
+        return self.tx.execute(
+            "INSERT INTO events (org_id, id, customer_id, environment_id, source, type, workflow_id, status, payload,"
+            " payload_bytes, execution_ids, dispatched_at)"
+            " VALUES (%s, %s, %s, %s, 'platform', %s, %s, 'dispatched', %s, %s, %s, clock_timestamp())"
+            f" RETURNING {_DETAIL}",
+            (org_id, new_id("evt"), customer_id, environment_id, type, workflow_id, Jsonb(payload),
+             len(json.dumps(payload)), list(execution_ids or [])),
+        ).fetchone()
+
     def accepted(self, org_id: str, trigger_id: str, webhook_id: str) -> dict[str, Any] | None:
         """The accepted (not refused) event of ``trigger_id`` with ``webhook_id``, or None."""
         return self.tx.execute(
@@ -80,14 +100,15 @@ class Events:
         return row
 
     def list(self, org_id: str, query: ListQuery, *, source: str | None = None, status: str | None = None,
-             trigger_id: str | None = None, customer_id: str | None = None,
+             type: str | None = None, trigger_id: str | None = None, customer_id: str | None = None,
              hidden_environment: str | None = None, after: str | None = None) -> Page:
         """Events without payloads (sort: received_at), leaving out the customers of environment
         ``hidden_environment`` (a slug). ``after`` (an event id) keeps only the events received
         after that one (by ``received_at``, then id): what a poller asks for with the newest event
         it has seen. Raises ``InvalidInput`` (field ``after``) for an event this transaction cannot see."""
-        _check("source", source, EVENT_SOURCES)
+        _check("source", source, (*EVENT_SOURCES, "platform"))
         _check("status", status, EVENT_STATUSES)
+        _check("type", type, PLATFORM_EVENT_TYPES)
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
         if after is not None:
@@ -101,6 +122,8 @@ class Events:
             filters.add("source = %(source)s", source=source)
         if status:
             filters.add("status = %(status)s", status=status)
+        if type:
+            filters.add("type = %(type)s", type=type)
         if trigger_id:
             filters.add("trigger_id = %(trigger)s", trigger=trigger_id)
         if customer_id:

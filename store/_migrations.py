@@ -28,6 +28,7 @@ from store._polls import POLLS_SCHEMA
 from store._rate_limits import RATE_LIMITS_SCHEMA
 from store._sandboxes import SANDBOXES_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
+from store._schema_alerts import ALERTS_SCHEMA
 from store._schema_events import EVENTS_SCHEMA
 from store._threads import THREADS_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
@@ -108,6 +109,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Per-connection rate limits shared by every process: a schedule row per organization and
     # connection (store/_rate_limits.py). Numbered 13: m011_threads and m012_agent_usage come first.
     Migration("m013_rate_limits", RATE_LIMITS_SCHEMA),
+    # Alerts, outbound notifications and the platform's own events (store/_schema_alerts.py).
+    Migration("m014_alerts", ALERTS_SCHEMA),
 )
 
 _CREATE_TABLE = """

@@ -52,6 +52,7 @@ def runtime_config(settings: Settings) -> Config:
         max_event_bytes=settings.max_event_bytes,
         credit_rates=settings.credit_rates(),
         retry_delay_scale=settings.retry_delay_scale,
+        retention_days=settings.retention_days,
     )
 
 
@@ -113,7 +114,9 @@ def worker_for(platform: Platform, settings: Settings, *, executor_id: str | Non
     from runtime import Worker
 
     return Worker(platform, executor_id=executor_id or settings.worker_id, concurrency=settings.worker_concurrency,
-                  polling_seconds=settings.worker_poll_seconds, schedule_seconds=settings.schedule_poll_seconds)
+                  polling_seconds=settings.worker_poll_seconds, schedule_seconds=settings.schedule_poll_seconds,
+                  alert_seconds=settings.alert_poll_seconds, notification_seconds=settings.notification_poll_seconds,
+                  retention_seconds=settings.retention_poll_seconds)
 
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None,

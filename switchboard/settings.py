@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(0.1, gt=0, le=60, description="How often an idle worker looks at the queue.")
     schedule_poll_seconds: float = Field(1.0, gt=0, le=60, description="How often each worker looks for due "
                                          "schedules (a slot fires at most this late; each fires once across workers).")
+    alert_poll_seconds: float = Field(5.0, gt=0, le=3600, description="How often each worker looks for due alert "
+                                      "rules (each rule is evaluated once per interval across workers).")
+    notification_poll_seconds: float = Field(1.0, gt=0, le=60, description="How often each worker looks for due "
+                                             "notification deliveries.")
+    retention_days: float | None = Field(
+        30.0, gt=0, description="Executions (with their traces), events and notification deliveries older than this "
+        "many days are pruned by the workers and by `switchboard prune`; unset (empty) keeps everything.")
+    retention_poll_seconds: float = Field(3600.0, gt=0, description="How often each worker prunes.")
     durable_schema: str = Field("dbos", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
                                 description="Schema of DBOS's tables in the platform database.")
     heartbeat_seconds: float = Field(10.0, gt=0, description="How often a process renews its lease.")

@@ -92,12 +92,23 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
             " output_tokens, credits) VALUES (%s, %s, 'run', 'thr', %s, 'gpt-4o-mini', 'openai', 'reported', 10, 5, 0.0045)",
             (org, f"use-{customer}", customer),
         )
+    # Alerts and notifications (m014): organization rows; a delivery names an event of the first customer.
+    q("INSERT INTO alert_rules (org_id, id, name, metric, threshold, window_seconds, interval_seconds)"
+      " VALUES (%s, 'ar', 'r', 'error_rate', 0.5, 60, 60)", (org,))
+    q("INSERT INTO alerts (org_id, id, rule_id, status, metric, operator, threshold, fired_at)"
+      " VALUES (%s, 'al', 'ar', 'firing', 'error_rate', '>', 0.5, now())", (org,))
+    q("INSERT INTO notification_endpoints (org_id, id, url, event_types, secret)"
+      " VALUES (%s, 'ne', 'https://example.com', '{alert.fired}', 'x')", (org,))
+    q("INSERT INTO notification_deliveries (org_id, id, endpoint_id, event_id, event_type, body, next_attempt_at)"
+      " VALUES (%s, 'nd', 'ne', 'ev-c1', 'alert.fired', '{}', now())", (org,))
+    q("INSERT INTO notification_attempts (org_id, delivery_id, attempt, at, status) VALUES (%s, 'nd', 1, now(), 'failed')",
+      (org,))
 
 
 # The tables of later migrations join m002's lists (which are part of m002's text and stay as shipped).
 POLL_TABLES = ("polls", "poll_records")
 AGENT_TABLES = ("agent_usage",)
-ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES, *store.THREAD_TABLES, *AGENT_TABLES, "rate_limits")
+ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES, *store.THREAD_TABLES, *AGENT_TABLES, "rate_limits", *store.ALERT_TABLES)
 CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES, *AGENT_TABLES)
 
 

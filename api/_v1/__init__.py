@@ -6,13 +6,16 @@ from fastapi import APIRouter, FastAPI
 
 from api._route import PlatformRoute
 from api._v1 import (
+    alerts,
     audit,
     billing,
     catalog,
     connections,
     connectors,
     events,
+    insights,
     keys,
+    notifications,
     oauth_apps,
     organization,
     people,
@@ -25,7 +28,7 @@ from api._v1 import (
 
 # Order is the order of the sections in the OpenAPI document.
 MODULES = (organization, people, keys, secrets, oauth_apps, connectors, catalog, sandboxes, connections, workflows, events, traces,
-           threads, billing, audit)
+           threads, alerts, notifications, insights, billing, audit)
 
 
 def install(app: FastAPI) -> None:

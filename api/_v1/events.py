@@ -21,15 +21,18 @@ from api._v1._common import router as make_router
 
 router = make_router("events")
 
-EventSource = Literal["webhook", "schedule", "app_event", "manual"]
+EventSource = Literal["webhook", "schedule", "app_event", "manual", "platform"]
+PlatformEventType = Literal["execution.failed", "alert.fired", "alert.resolved", "connection.needs_reconnect"]
 EventStatus = Literal["received", "dispatched", "filtered", "refused", "failed"]
 
 
 class EventOut(BaseModel):
     id: str
-    customer_id: str
-    environment_id: str
-    source: EventSource
+    customer_id: str | None = Field(description="Null for an organization-wide platform event (an alert).")
+    environment_id: str | None
+    source: EventSource = Field(description="What it came from; platform: what the platform itself reports "
+                                            "(type says what), delivered to the notification endpoints.")
+    type: PlatformEventType | None = Field(None, description="A platform event's type.")
     trigger_id: str | None
     workflow_id: str | None
     webhook_id: str | None = Field(description="The sender's delivery id (webhooks), unique per trigger among "
@@ -60,6 +63,7 @@ def list_events(
     page: ListParams,
     source: EventSource | None = None,
     status: EventStatus | None = None,
+    type: PlatformEventType | None = None,
     trigger: Annotated[str | None, Query(max_length=128, description="Trigger id.")] = None,
     customer: Annotated[str | None, Query(max_length=128, description="Customer id (default: the "
                                                                      "x-fastn-account-tenant-id customer).")] = None,
@@ -67,7 +71,8 @@ def list_events(
         "An event id: only events received after it. Poll with the newest id seen."))] = None,
 ) -> Any:
     """Events, newest first (sort: received_at), without payloads; filter by ``source``
-    (webhook, schedule, app_event, manual), ``status``, ``trigger`` and ``customer``.
+    (webhook, schedule, app_event, manual, platform), ``status``, ``type`` (a platform event's),
+    ``trigger`` and ``customer``.
 
     To poll for new events, pass the newest event id seen as ``after``: the answer holds only
     events received after it, newest first (follow ``next_cursor`` while there are more than
@@ -77,7 +82,7 @@ def list_events(
     and drops the ids it has seen."""
     with db.tenant(*_scope(principal)) as tx:
         result = store.Events(tx).list(
-            principal.org_id, page.query("-received_at"), source=source, status=status, trigger_id=trigger,
+            principal.org_id, page.query("-received_at"), source=source, status=status, type=type, trigger_id=trigger,
             customer_id=customer or principal.customer_id, hidden_environment=principal.hidden_environment,
             after=after,
         )
@@ -90,7 +95,7 @@ def get_event(event_id: str, db: Db, principal: Annotated[Principal, require("wo
     to it: another customer's event is then a 404, as is a production customer's for a Test key."""
     with db.tenant(*_scope(principal)) as tx:
         event = store.Events(tx).get(principal.org_id, event_id)
-        if principal.hidden_environment:
+        if principal.hidden_environment and event["environment_id"] is not None:
             environment = store.Environments(tx).get(principal.org_id, event["environment_id"])
             if environment["slug"] == principal.hidden_environment:
                 raise store.NotFound("event", event_id)

@@ -297,6 +297,17 @@ def seed_tenant(
         assert events.status_code == 200, events.read()
         last = [line for line in events.iter_lines() if line.startswith("event:")][-1]
     assert last.split(":", 1)[1].strip() in ("done", "error", "interrupt"), last
+    # An alert rule on the workflow, and a notification endpoint (its signing secret is shown once).
+    rule = s.create("/v1/alerts/rules", {"name": f"{label} failures", "metric": "failure_count", "threshold": 3,
+                                         "window_seconds": 600, "workflow": workflow["id"]})
+    seeded.add("rule_id", rule["id"])
+    endpoint_response = http.post("/v1/notifications/endpoints", headers=s.headers(), json={
+        # Loopback port 9 (discard): a worker of a later test that delivers to it reaches nothing outside.
+        "url": f"http://127.0.0.1:9/notify/{label}", "event_types": ["execution.failed", "alert.fired"],
+        "description": f"{label} notifications"})
+    endpoint = _ok(endpoint_response)
+    seeded.shown_once.append(endpoint_response)
+    seeded.add("endpoint_id", endpoint["id"])
 
     # Audit entries came with every mutation: the newest and the oldest, and one per customer.
     audit = http.get("/v1/audit-log", headers=s.headers(), params={"limit": 200}).json()["items"]
@@ -309,5 +320,5 @@ def seed_tenant(
         seeded.by_customer[customer]["entry_id"] = mine[0]["id"]
     seeded.created = {"tier": tier, "environment": environment, "customer": extra, "role": role, "user": user,
                       "secret": secret, "oauth_app": app, "connector": connector, "workflow": workflow,
-                      "trigger": hook, "schedule": schedule, "thread": thread}
+                      "trigger": hook, "schedule": schedule, "thread": thread, "alert_rule": rule, "notification_endpoint": endpoint}
     return seeded
