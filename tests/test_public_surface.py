@@ -92,7 +92,7 @@ def test_tools_surface() -> None:
     import tools
 
     assert set(tools.__all__) == {
-        "ApprovalRequired", "Approvals", "AuditHook", "CreditLimit", "Credits", "SandboxDirectory", "Sandboxes", "Tool",
+        "ONBOARDING_STEPS", "ApprovalRequired", "Approvals", "AuditHook", "CreditLimit", "Credits", "SandboxDirectory", "Sandboxes", "Tool",
         "ToolArgumentsInvalid", "ToolContext", "ToolError", "ToolFailed", "ToolRefused", "ToolRegistry", "UnknownTool",
         "access_policy", "builtin_tools", "default_registry", "html_text", "scrub", "store_audit",
     }
@@ -100,6 +100,7 @@ def test_tools_surface() -> None:
         "search_catalog", "fetch_page", "find_api_description", "import_api", "write_connector_draft",
         "patch_connector_draft", "validate_connector", "test_connector", "write_workflow_draft", "patch_workflow_draft",
         "validate_workflow", "dry_run_workflow", "list_connections", "propose_mapping", "request_review", "publish",
+        "read_onboarding", "record_onboarding", "prepare_test_customer", "run_workflow", "embed_config",
     ]
 
 
