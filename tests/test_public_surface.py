@@ -94,7 +94,7 @@ def test_tools_surface() -> None:
     assert set(tools.__all__) == {
         "ONBOARDING_STEPS", "ApprovalRequired", "Approvals", "AuditHook", "CreditLimit", "Credits", "SandboxDirectory", "Sandboxes", "Tool",
         "ToolArgumentsInvalid", "ToolContext", "ToolError", "ToolFailed", "ToolRefused", "ToolRegistry", "UnknownTool",
-        "access_policy", "builtin_tools", "default_registry", "html_text", "scrub", "store_audit",
+        "access_policy", "builtin_tools", "default_registry", "html_text", "known_apis", "scrub", "store_audit",
     }
     assert tools.default_registry().names() == [
         "search_catalog", "fetch_page", "find_api_description", "import_api", "write_connector_draft",

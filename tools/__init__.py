@@ -30,6 +30,7 @@ from tools._context import (
     store_audit,
 )
 from tools._onboarding import ONBOARDING_STEPS
+from tools._openapi import known_apis
 from tools._policy import access_policy
 from tools._registry import Tool, ToolRegistry, scrub
 from tools._web import html_text
@@ -79,6 +80,7 @@ __all__ = [
     "builtin_tools",
     "default_registry",
     "html_text",
+    "known_apis",
     "scrub",
     "store_audit",
 ]
