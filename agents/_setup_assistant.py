@@ -41,6 +41,7 @@ import prompts
 import store
 from agents._offline import OfflineChatModel
 from agents._proposals import Page, propose
+from agents.errors import AgentError
 from engine.specs import WorkflowSpec
 from runtime import PRODUCTION, loaded, tenant_tx
 from tools import ONBOARDING_STEPS, ToolContext, ToolRegistry, known_apis
@@ -169,14 +170,14 @@ class SetupAssistant:
             return await self.stop("use_cases", "failed", f"{website} answered HTTP {home['status']}")
         pages = [home]
         origin = urlsplit(home["url"])[:2]
-        seen = {urldefrag(home["url"])[0]}
+        seen = {_page_key(home["url"])}
         for link in home.get("links") or []:
             if len(pages) >= MAX_PAGES:
                 break
             url = urldefrag(link["url"])[0]
-            if urlsplit(url)[:2] != origin or url in seen:
+            if urlsplit(url)[:2] != origin or _page_key(url) in seen:
                 continue  # the company's own pages only
-            seen.add(url)
+            seen.add(_page_key(url))
             page = await self.call("fetch_page", url=url)
             if "error" not in page and page["status"] < 400 and "html" in (page.get("content_type") or ""):
                 pages.append(page)
@@ -272,7 +273,10 @@ class SetupAssistant:
             return {"integration": recorded}
         use_case = state["proposal"]["use_cases"][0]
         await self.record("workflows", "in_progress", {"prompt": use_case["prompt"]})
-        agent = self.subgraph("integration_agent")
+        try:
+            agent = self.subgraph("integration_agent")
+        except AgentError as exc:  # a platform without the Integration Agent: say so, keep what is recorded
+            return await self.stop("workflows", "blocked", str(exc), {"prompt": use_case["prompt"]})
         # A subgraph invoked in a node: its interrupt (the review) pauses this run, and resuming it
         # re-runs this node, which resumes the subgraph where it stopped.
         result = await agent.ainvoke({"messages": [HumanMessage(use_case["prompt"])]})
@@ -346,6 +350,12 @@ class SetupAssistant:
                   "steps": {step: status for step, status in lines}}
         return {"onboarding": onboarding, "report": report,
                 "messages": [self.say("onboarding complete" if read.get("complete") else "onboarding incomplete", lines)]}
+
+
+def _page_key(url: str) -> str:
+    """``url`` as one page: no fragment, and ``/`` for an empty path."""
+    parts = urlsplit(urldefrag(url)[0])
+    return parts._replace(path=parts.path or "/").geturl()
 
 
 def _same_app(app: str, hit: dict[str, Any]) -> bool:

@@ -83,7 +83,7 @@ def test_agents_surface() -> None:
         "GraphUnavailable", "Intent", "ModelSetting", "ModelSettingInvalid", "ModelUnavailable", "OfflineChatModel",
         "Plan", "PlanError", "PlanState", "PlanStep", "Refusal", "TokenUsage", "ToolResult", "Trigger", "UnknownGraph",
         "build_graph", "call_usage", "chat_model", "is_model_error", "model_errors", "next_step", "parse_intent",
-        "read_request",
+        "read_request", "Recommended", "Route", "recommended_prompts", "route_of",
     }
     assert agents.GRAPHS == ("home", "setup_assistant", "connector_agent", "integration_agent")
     for name in agents.__all__:

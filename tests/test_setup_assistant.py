@@ -1,0 +1,151 @@
+"""The Setup Assistant with the offline model against a fictional company's website
+(``tests/data/sites/larkspur``: CRM in HubSpot, inventory and orders in Cin7) served over real HTTP
+on 127.0.0.1, on a real platform (Postgres, hosted sandboxes).
+
+The site is reached under ``https://larkspur.example`` through one mounted prefix of the
+platform's HTTP client (``support.sites``); the SSRF guard stays closed to 127.0.0.1 itself.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+import agents
+import runtime
+import store
+from support.documents import SPECS_DIR
+from support.platform import Tenant, make_tenant
+from support.sites import ServedSite, served_site
+from switchboard.app import open_platform
+from switchboard.settings import Settings
+from tools import ONBOARDING_STEPS, ToolContext, default_registry
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+FLAGSHIP = "Sync HubSpot contacts to Cin7 customers, matching by email"
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[ServedSite]:
+    with served_site("larkspur") as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def bare_site() -> Iterator[ServedSite]:
+    with served_site("plainbakery") as served:
+        yield served
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rt(migrated_database_url: str, site: ServedSite, bare_site: ServedSite) -> AsyncIterator[runtime.Platform]:
+    with tempfile.TemporaryDirectory() as data_dir:
+        # No egress allow-list: only the sites' public names are mounted.
+        settings = Settings(database_url=migrated_database_url, data_dir=Path(data_dir))
+        async with open_platform(settings) as p:
+            p.http = p.http.mounted({**site.mount(), **bare_site.mount()})
+            yield p
+
+
+def context(rt: runtime.Platform, tenant: Tenant, thread: str = "thr_setup") -> ToolContext:
+    principal = runtime.authenticate_key(rt.db, tenant.org_id, tenant.key, None)
+    return ToolContext(rt, principal, thread_id=thread, documents=SPECS_DIR)
+
+
+async def run(graph: Any, config: dict[str, Any], payload: Any) -> dict[str, Any]:
+    return await graph.ainvoke(payload, config)
+
+
+def onboarding(rt: runtime.Platform, org_id: str) -> dict[str, Any]:
+    with rt.db.tenant(org_id) as tx:
+        return store.Organizations(tx).get(org_id)["onboarding"]
+
+
+def texts(result: dict[str, Any]) -> str:
+    return "\n".join(str(m.content) for m in result["messages"])
+
+
+async def test_it_proposes_use_cases_and_connectors_that_fit_the_site(rt, db, site) -> None:
+    tenant = make_tenant(db, "Larkspur", customers=0)
+    graph = agents.build_graph("setup_assistant", context(rt, tenant), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "proposals"}}
+    result = await run(graph, config, {"messages": [{"role": "user", "content": f"Set up my account from {site.url}"}]})
+
+    state = onboarding(rt, tenant.org_id)
+    assert state["website"] == site.url
+    use_cases = state["steps"]["use_cases"]
+    assert use_cases["status"] == "done" and use_cases["proposed_by"] == "offline planner"
+    # Every page of the site was read through the mount, the off-site link was not followed.
+    assert sorted(p["url"] for p in use_cases["pages"]) == [site.url + path for path in
+                                                           ("", "/about.html", "/contact.html", "/how-we-work.html")]
+    assert [a["name"] for a in use_cases["apps"]] == ["HubSpot", "Cin7"]
+    hubspot, cin7 = use_cases["apps"]
+    assert hubspot["kinds"][:2] == ["contact", "company"] and "crm" in hubspot["categories"]
+    assert {"customer", "order", "product"} <= set(cin7["kinds"])
+    prompts_ = [u["prompt"] for u in use_cases["use_cases"]]
+    assert prompts_[0] == FLAGSHIP
+    assert "When a contact is created in HubSpot, create a customer in Cin7" in prompts_
+    # Each proposal quotes the site.
+    quotes = [w["quote"] for w in use_cases["use_cases"][0]["why"]]
+    assert any("in HubSpot, our CRM" in q for q in quotes) and any("Cin7 Core" in q for q in quotes)
+    for use_case in use_cases["use_cases"]:
+        assert isinstance(agents.parse_intent(use_case["prompt"], apps=["HubSpot", "Cin7"]), agents.Intent)
+
+    connectors = state["steps"]["connectors"]
+    assert connectors["status"] == "done"
+    found = {c["app"]: c for c in connectors["connectors"]}
+    assert found["HubSpot"]["source"] == "api_description" and found["HubSpot"]["document"] == "hubspot-crm-contacts-v3.json"
+    assert found["Cin7"]["document"] == "cin7-core-v2-subset.yaml"
+    assert state["step"] in ("workflows", "embed", "live")
+    assert "use cases proposed" in texts(result) and "offline planner" in texts(result)
+    assert state["threads"] == ["thr_setup"]
+
+
+async def test_a_site_that_names_one_app_gets_no_guess(rt, db, bare_site) -> None:
+    tenant = make_tenant(db, "Plain Bakery", customers=0)
+    graph = agents.build_graph("setup_assistant", context(rt, tenant))
+    result = await graph.ainvoke({"messages": [{"role": "user", "content": f"Onboard us: {bare_site.url}/"}]})
+    step = onboarding(rt, tenant.org_id)["steps"]["use_cases"]
+    assert step["status"] == "blocked" and step["use_cases"] == []
+    assert "the site names 1 of the apps known here (Xero)" in step["reason"]
+    assert "stopped" in texts(result) and "name the apps you use" in texts(result)
+
+
+async def test_the_guard_still_refuses_the_sites_real_loopback_address(rt, db, site) -> None:
+    tenant = make_tenant(db, "Loopback", customers=0)
+    graph = agents.build_graph("setup_assistant", context(rt, tenant))
+    result = await graph.ainvoke({"messages": [{"role": "user", "content": f"Set up my account from {site.local}/"}]})
+    step = onboarding(rt, tenant.org_id)["steps"]["use_cases"]
+    assert step["status"] == "failed" and "could not read" in step["reason"]
+    assert "egress" in step["reason"].lower() or "refused" in step["reason"].lower()
+    assert "stopped" in texts(result)
+
+
+async def test_without_a_website_it_asks_for_one_and_records_nothing(rt, db) -> None:
+    tenant = make_tenant(db, "No Site", customers=0)
+    graph = agents.build_graph("setup_assistant", context(rt, tenant))
+    result = await graph.ainvoke({"messages": [{"role": "user", "content": "set up my account please"}]})
+    assert "needs the website" in texts(result)
+    assert onboarding(rt, tenant.org_id) == {}
+
+
+async def test_reset_onboarding_wipes_the_recorded_state(rt, db, http, site) -> None:
+    tenant = make_tenant(db, "Reset Co", customers=0)
+    with rt.db.tenant(tenant.org_id) as tx:
+        store.Organizations(tx).update(tenant.org_id, {"onboarding": {
+            "website": site.url, "step": "connectors", "threads": ["thr_x"],
+            "steps": {"use_cases": {"status": "done", "use_cases": [{"prompt": FLAGSHIP}]}}}})
+    before = http.get("/v1/organization", headers=tenant.headers()).json()["onboarding"]
+    assert before["steps"]["use_cases"]["status"] == "done"
+    reset = http.post("/v1/organization/reset-onboarding", headers=tenant.headers())
+    assert reset.status_code == 200 and reset.json()["onboarding"] == {}
+    assert onboarding(rt, tenant.org_id) == {}
+    assert set(ONBOARDING_STEPS) == {"use_cases", "connectors", "workflows", "embed", "live"}
