@@ -8,6 +8,7 @@ platform's HTTP client (``support.sites``); the SSRF guard stays closed to 127.0
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +23,9 @@ import agents
 import runtime
 import store
 from support.documents import SPECS_DIR
+from support.fake_openai import FakeOpenAI, Reply
 from support.platform import Tenant, make_tenant
+from support.servers import serve_app
 from support.sites import ServedSite, served_site
 from switchboard.app import open_platform
 from switchboard.settings import Settings
@@ -149,3 +152,49 @@ async def test_reset_onboarding_wipes_the_recorded_state(rt, db, http, site) -> 
     assert reset.status_code == 200 and reset.json()["onboarding"] == {}
     assert onboarding(rt, tenant.org_id) == {}
     assert set(ONBOARDING_STEPS) == {"use_cases", "connectors", "workflows", "embed", "live"}
+
+
+@pytest.fixture(scope="module")
+def fake_model() -> Iterator[tuple[FakeOpenAI, str]]:
+    fake = FakeOpenAI()
+    with serve_app(fake.app) as url:
+        yield fake, url
+
+
+def model_for(url: str) -> agents.ModelSetting:
+    return agents.ModelSetting.parse("openai:fake-gpt", base_url=f"{url}/v1", api_key="sk-test-setup", max_retries=0)
+
+
+async def test_with_a_model_the_model_proposes_from_the_sites_text(rt, db, site, fake_model) -> None:
+    fake, url = fake_model
+    fake.replies.clear()
+    fake.requests.clear()
+    proposal = {"use_cases": [{"title": "New trade accounts become Cin7 customers", "prompt": FLAGSHIP,
+                               "source_app": "HubSpot", "target_app": "Cin7",
+                               "why": [{"url": site.url + "/about.html", "quote": "in HubSpot, our CRM"}]}]}
+    fake.enqueue(Reply(content="```json\n" + json.dumps(proposal) + "\n```", prompt_tokens=900, completion_tokens=80),
+                 Reply(content="I will not build this now."))
+    tenant = make_tenant(db, "Larkspur model", customers=0)
+    graph = agents.build_graph("setup_assistant", context(rt, tenant), model=model_for(url))
+    result = await graph.ainvoke({"messages": [{"role": "user", "content": f"Set up my account from {site.url}"}]})
+
+    asked = json.dumps(fake.requests[0]["messages"])
+    assert "Setup Assistant" in asked and "in HubSpot, our CRM" in asked and "Cin7 Core" in asked
+    step = onboarding(rt, tenant.org_id)["steps"]["use_cases"]
+    assert step["proposed_by"] == "model fake-gpt" and [u["prompt"] for u in step["use_cases"]] == [FLAGSHIP]
+    # The model's call is in the conversation with its usage (what credits count).
+    used = [m for m in result["messages"] if getattr(m, "usage_metadata", None) and m.usage_metadata["input_tokens"]]
+    assert used and used[0].usage_metadata["input_tokens"] == 900
+    assert onboarding(rt, tenant.org_id)["steps"]["connectors"]["status"] == "done"
+
+
+async def test_an_unreadable_model_answer_falls_back_to_the_offline_reading_and_says_so(rt, db, site, fake_model) -> None:
+    fake, url = fake_model
+    fake.replies.clear()
+    fake.enqueue(Reply(content="Sure! Larkspur could integrate lots of things."), Reply(content="Not now."))
+    tenant = make_tenant(db, "Larkspur vague model", customers=0)
+    graph = agents.build_graph("setup_assistant", context(rt, tenant), model=model_for(url))
+    await graph.ainvoke({"messages": [{"role": "user", "content": f"Set up my account from {site.url}"}]})
+    step = onboarding(rt, tenant.org_id)["steps"]["use_cases"]
+    assert step["proposed_by"] == "offline planner" and step["use_cases"][0]["prompt"] == FLAGSHIP
+    assert "not a readable proposal" in step["note"]
