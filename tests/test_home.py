@@ -4,6 +4,7 @@ state. Real platform (Postgres), a company site on 127.0.0.1 reached through one
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +18,9 @@ import agents
 import runtime
 import store
 from support.documents import SPECS_DIR
+from support.fake_openai import FakeOpenAI, Reply, ScriptedCall
 from support.platform import Tenant, make_tenant
+from support.servers import serve_app
 from support.sites import ServedSite, served_site
 from switchboard.app import open_platform
 from switchboard.settings import Settings
@@ -154,3 +157,34 @@ async def test_recommended_prompts_follow_the_organizations_state(rt, db) -> Non
     # Every recommendation is a prompt Home routes to the agent it names.
     for recommended in fresh + connected + done:
         assert agents.route_of(recommended["prompt"]).agent == recommended["agent"], recommended
+
+
+@pytest.fixture(scope="module")
+def fake_model() -> Iterator[tuple[FakeOpenAI, str]]:
+    fake = FakeOpenAI()
+    with serve_app(fake.app) as url:
+        yield fake, url
+
+
+@aio
+async def test_with_a_model_a_message_no_rule_routes_is_routed_by_the_model(rt, db, fake_model) -> None:
+    fake, url = fake_model
+    fake.replies.clear()
+    fake.requests.clear()
+    # Home's model routes with route_to; the Connector Agent's model (same server) then answers in words.
+    fake.enqueue(Reply(tool_calls=(ScriptedCall("RouteTo", {"agent": "connector_agent", "reason": "an app's API"}),)),
+                 Reply(content="Which app's documentation should I start from?"))
+    tenant = make_tenant(db, "Home model", customers=1)
+    setting = agents.ModelSetting.parse("openai:fake-gpt", base_url=f"{url}/v1", api_key="sk-test-home", max_retries=0)
+    graph = agents.build_graph("home", context(rt, tenant), model=setting)
+    result = await graph.ainvoke({"messages": [{"role": "user", "content": "I'd like Larkspur to talk to our ERP"}]})
+    assert result["route"] == {"agent": "connector_agent", "reason": "the model routed it"}
+    tools_offered = [t["function"]["name"] for t in fake.requests[0]["tools"]]
+    assert tools_offered == ["RouteTo"]
+    assert "Home router" in json.dumps(fake.requests[0]["messages"])
+    assert len(fake.requests) == 2  # the Connector Agent ran, on the same model
+
+    fake.enqueue(Reply(content="Switchboard connects apps; it does not know the weather."))
+    answered = await graph.ainvoke({"messages": [{"role": "user", "content": "What's the weather in Paris?"}]})
+    assert answered["route"]["agent"] is None and answered["recommended"]
+    assert answered["messages"][-1].content == "Switchboard connects apps; it does not know the weather."
