@@ -7,6 +7,7 @@ Hierarchy (class, code, HTTP status)::
     ├── ModelUnavailable            model_unavailable (503)
     ├── PlanError                   offline_plan_error (500)
     ├── UnknownGraph                unknown_graph (404)
+    ├── ReviewAnswerInvalid         review_answer_invalid (422)
     └── GraphUnavailable            graph_unavailable (501)
 
 Every error builds its message from typed fields and carries ``code`` and ``http_status``, which
@@ -90,3 +91,16 @@ class GraphUnavailable(AgentError):
         self.name = name
         self.built = built
         super().__init__(f"the agent graph {name!r} is not built yet; built: {', '.join(built) or 'none'}")
+
+
+class ReviewAnswerInvalid(AgentError, ValueError):
+    """The answer to a review interrupt is neither ``{"action": "approve"}`` nor ``{"action":
+    "reject", "comments": "..."}``; ``answer`` is what came. 422: the caller's input."""
+
+    code = "review_answer_invalid"
+    http_status = 422
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+        super().__init__(f"a review is answered with {{'action': 'approve'}} or {{'action': 'reject', 'comments': "
+                         f"'...'}}, not {str(answer)[:200]!r}")
