@@ -37,8 +37,8 @@ def _with_subgraphs(build: Callable[..., CompiledStateGraph]) -> GraphBuilder:
     (they inherit the caller's, so their interrupts pause and resume through it)."""
 
     def builder(ctx: ToolContext, model: "ModelChoice", registry: ToolRegistry, checkpointer: Any) -> CompiledStateGraph:
-        def subgraph(name: str) -> CompiledStateGraph:
-            return build_graph(name, ctx, model=model.model, registry=registry)
+        def subgraph(name: str, for_ctx: ToolContext | None = None) -> CompiledStateGraph:
+            return build_graph(name, for_ctx or ctx, model=model.model, registry=registry)
 
         # The graph's own model: offline, it has no plan of its own (its nodes decide, not a plan).
         return build(ctx, model.for_plan(Plan()), registry, checkpointer, subgraph)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any, NotRequired, TypedDict
 from urllib.parse import urldefrag, urlsplit
 
@@ -51,9 +52,10 @@ MAX_PAGES = 8
 MAX_PAGE_CHARS = 8_000
 _URL = re.compile(r"https?://[^\s<>\"')]+", re.I)
 
-# (name, ctx, model, registry) -> a compiled subgraph compiled without a checkpointer of its own,
-# so that it inherits the Setup Assistant's and its review interrupt can be resumed.
-SubgraphFactory = Callable[[str], Any]
+# (name, ctx or None) -> the agent graph ``name`` acting with ctx (None: the Setup Assistant's),
+# compiled without a checkpointer of its own, so that it inherits the Setup Assistant's and its
+# review interrupt can be resumed.
+SubgraphFactory = Callable[..., Any]
 
 
 class SetupState(TypedDict):
@@ -102,6 +104,8 @@ class SetupAssistant:
         self.registry = registry
         self.subgraph = subgraph
         self.offline = isinstance(model, OfflineChatModel)
+        # The test customer's environment: the run's, when it names one outside production.
+        self.test_environment = ctx.environment if ctx.environment and ctx.environment != PRODUCTION else "dev"
         self.label = "offline planner" if self.offline else f"model {getattr(model, 'model_name', None) or model._llm_type}"
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -273,8 +277,14 @@ class SetupAssistant:
             return {"integration": recorded}
         use_case = state["proposal"]["use_cases"][0]
         await self.record("workflows", "in_progress", {"prompt": use_case["prompt"]})
+        # The Integration Agent dry-runs for, and deploys to the environment of, the onboarding test
+        # customer (outside production), whose connections the live step points at the sandboxes.
+        customer = await self.call("prepare_test_customer", connectors=[], environment=self.test_environment)
+        if "error" in customer:
+            return await self.stop("workflows", "blocked", f"no test customer: {customer['error']['message']}")
         try:
-            agent = self.subgraph("integration_agent")
+            agent = self.subgraph("integration_agent", replace(self.ctx, customer_id=customer["customer_id"],
+                                                               environment=None))
         except AgentError as exc:  # a platform without the Integration Agent: say so, keep what is recorded
             return await self.stop("workflows", "blocked", str(exc), {"prompt": use_case["prompt"]})
         # A subgraph invoked in a node: its interrupt (the review) pauses this run, and resuming it
@@ -282,32 +292,35 @@ class SetupAssistant:
         result = await agent.ainvoke({"messages": [HumanMessage(use_case["prompt"])]})
         published = result.get("published") or {}
         last = result["messages"][-1] if result.get("messages") else None
-        workflow = published.get("workflow") if isinstance(published.get("workflow"), dict) else published
-        key = (workflow or {}).get("key") if isinstance(workflow, dict) else None
-        if not key:
-            reason = "the Integration Agent ended without publishing: " + (_text(last)[:500] if last else "no answer")
-            stopped = await self.stop("workflows", "blocked", reason, {"prompt": use_case["prompt"]})
-            return {**stopped, "messages": ([last] if last is not None else []) + stopped["messages"],
-                    "report": result.get("report")}
-        integration = {"prompt": use_case["prompt"], "workflow": key, "version": workflow.get("version"),
-                       "deployed_to": workflow.get("deployed_to"), "published": published}
+        said = [last] if last is not None else []
+        workflow = next((p for p in published.get("published") or [] if p.get("kind") == "workflow"), None)
+        if workflow is None or published.get("errors"):
+            why = (f"publishing failed: {json.dumps(published['errors'], default=str)[:500]}" if published.get("errors")
+                   else "the Integration Agent ended without publishing: " + (_text(last)[:500] if last else "no answer"))
+            stopped = await self.stop("workflows", "blocked", why, {"prompt": use_case["prompt"]})
+            return {**stopped, "messages": said + stopped["messages"], "report": result.get("report")}
+        integration = {"prompt": use_case["prompt"], "workflow": workflow["key"], "version": workflow.get("version"),
+                       "deployed_to": workflow.get("deployed_to"), "customer_id": customer["customer_id"],
+                       "published": [{k: p.get(k) for k in ("kind", "key", "version")} for p in published["published"]]}
         await self.record("workflows", "done", integration)
-        lines = [("built", use_case["prompt"]), ("workflow", f"{key} version {workflow.get('version')}"),
+        lines = [("built", use_case["prompt"]), ("workflow", f"{workflow['key']} version {workflow.get('version')}"),
                  ("deployed to", str(workflow.get("deployed_to")))]
         return {"integration": integration, "published": published, "review": result.get("review"),
-                "messages": ([last] if last is not None else []) + [self.say("first integration published", lines)]}
+                "messages": said + [self.say("first integration published", lines)]}
 
-    def _workflow(self, key: str) -> tuple[list[str], list[dict[str, Any]]]:
+    def _workflow(self, key: str) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
+        """The connectors, deployments and input schema of workflow ``key``'s published version."""
         with tenant_tx(self.ctx.platform.db, self.ctx.principal, customer=False) as tx:
             workflows = store.Workflows(tx)
             row = workflows.get(self.ctx.org_id, key)
             spec = workflows.version(self.ctx.org_id, row["id"], row["latest_version"])["spec"]
-            return sorted(loaded(WorkflowSpec, spec, "workflow").connectors()), row["deployments"]
+            connectors = sorted(loaded(WorkflowSpec, spec, "workflow").connectors())
+            return connectors, row["deployments"], spec.get("input") or {}
 
     async def embed(self, state: SetupState) -> dict[str, Any]:
         if recorded := self.done(state, "embed"):
             return {"embed": recorded}
-        connectors, _ = await anyio.to_thread.run_sync(self._workflow, state["integration"]["workflow"])
+        connectors, _, _ = await anyio.to_thread.run_sync(self._workflow, state["integration"]["workflow"])
         config = await self.call("embed_config", connectors=connectors)
         if "error" in config:
             return await self.stop("embed", "failed", config["error"]["message"])
@@ -320,26 +333,34 @@ class SetupAssistant:
         if recorded := self.done(state, "live"):
             return {"live": recorded}
         key = state["integration"]["workflow"]
-        connectors, deployments = await anyio.to_thread.run_sync(self._workflow, key)
+        connectors, deployments, input_schema = await anyio.to_thread.run_sync(self._workflow, key)
         environments = [d["environment_slug"] for d in deployments if d["environment_slug"] != PRODUCTION]
         if not environments:
             return await self.stop("live", "blocked", f"workflow {key!r} is deployed to no test environment "
                                    f"(deployed to: {', '.join(d['environment_slug'] for d in deployments) or 'none'})")
+        values, missing = workflow_input(input_schema, _last_human(state["messages"]), state.get("pages") or [])
+        if missing:
+            return await self.stop("live", "blocked", f"the first run needs the workflow's input {', '.join(missing)} "
+                                   f"(values for new records); say it: 'Continue setting up from {state['website']} "
+                                   f"with {missing[0]} <value>'", {"workflow": key, "needs": missing})
         customer = await self.call("prepare_test_customer", connectors=connectors, environment=environments[0])
         if "error" in customer:
             return await self.stop("live", "blocked", f"no test customer: {customer['error']['message']}")
-        run = await self.call("run_workflow", workflow=key, customer_id=customer["customer_id"])
+        run = await self.call("run_workflow", workflow=key, customer_id=customer["customer_id"], input=values)
         if "error" in run:
             return await self.stop("live", "failed", f"the test run was refused: {run['error']['message']}",
                                    {"customer_id": customer["customer_id"]})
         outcome = {"workflow": key, "version": run.get("version"), "customer_id": customer["customer_id"],
-                   "environment": customer["environment"], "execution_id": run["execution_id"], "status": run["status"]}
+                   "environment": customer["environment"], "execution_id": run["execution_id"], "status": run["status"],
+                   "input": values, "output": run.get("output"),
+                   "connections": [{"connector": c["connector"], "target": c["target"]} for c in customer["connections"]]}
         if run["status"] != "completed":
             return await self.stop("live", "failed", f"the test run ended {run['status']}: {run.get('failure')}", outcome)
         await self.record("live", "done", outcome)
         return {"live": outcome, "messages": [self.say("live", [
             ("workflow", f"{key} version {run.get('version')}"), ("test customer", customer["customer_id"]),
-            ("environment", customer["environment"]), ("execution", f"{run['execution_id']} {run['status']}")])]}
+            ("environment", customer["environment"]), ("execution", f"{run['execution_id']} {run['status']}"),
+            ("output", json.dumps(run.get("output"), default=str)[:500])])]}
 
     async def finish(self, state: SetupState) -> dict[str, Any]:
         read = await self.call("read_onboarding")
@@ -350,6 +371,29 @@ class SetupAssistant:
                   "steps": {step: status for step, status in lines}}
         return {"onboarding": onboarding, "report": report,
                 "messages": [self.say("onboarding complete" if read.get("complete") else "onboarding incomplete", lines)]}
+
+
+_WITH = re.compile(r"\bwith\s+([A-Za-z_][\w ]{0,40}?)\s*(?:=|:|\bof\b|\bas\b)?\s+([\w.@+-]+)\s*(?:,|\band\b|$)", re.I)
+_CURRENCY = re.compile(r"\b(USD|EUR|GBP|NZD|AUD|CAD|CHF|JPY|SEK|NOK|DKK|ZAR|SGD|INR)\b")
+
+
+def workflow_input(schema: dict[str, Any], message: str, pages: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """Values for a workflow's required inputs and the names still missing.
+
+    A value comes from the builder's message (``... with currency USD``) or, for a currency, the
+    ISO code the company's site names most often (a site that quotes prices says its currency).
+    Nothing is made up: an input neither gives stays missing.
+    """
+    required = list(schema.get("required") or [])
+    said = {re.sub(r"\W+", "_", name.strip().lower()): value for name, value in _WITH.findall(message)}
+    codes = [code for page in pages for code in _CURRENCY.findall(page.get("text") or "")]
+    values: dict[str, Any] = {}
+    for name in required:
+        if name.lower() in said:
+            values[name] = said[name.lower()]
+        elif "currency" in name.lower() and codes:
+            values[name] = max(sorted(set(codes)), key=codes.count)
+    return values, [name for name in required if name not in values]
 
 
 def _page_key(url: str) -> str:

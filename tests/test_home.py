@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from langchain_core.messages import AIMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
 
 import agents
 import runtime
@@ -95,25 +97,38 @@ async def test_a_connector_prompt_runs_the_connector_agent(rt, db) -> None:
 
 
 @aio
-async def test_an_onboarding_prompt_runs_the_setup_assistant(rt, db, site) -> None:
+async def test_an_onboarding_prompt_runs_the_setup_assistant_and_its_review_pauses_home(rt, db, site) -> None:
     tenant = make_tenant(db, "Home setup", customers=0)
-    result = await ask(rt, tenant, f"Set up my account from {site.url}")
-    assert result["route"]["agent"] == "setup_assistant"
-    assert names(result) == []  # the Setup Assistant's tool calls are its nodes', not a model's
+    graph = agents.build_graph("home", context(rt, tenant), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "home-setup"}, "recursion_limit": 200}
+    paused = await graph.ainvoke({"messages": [{"role": "user", "content": f"Set up my account from {site.url}"}]}, config)
+    assert paused["route"]["agent"] == "setup_assistant"
+    # Home -> Setup Assistant -> Integration Agent: the review interrupt reaches Home's caller.
+    (pending,) = paused["__interrupt__"]
+    assert pending.value["type"] == "review" and pending.value["workflow"] == "hubspot-contacts-to-cin7-customers"
     with rt.db.tenant(tenant.org_id) as tx:
         state = store.Organizations(tx).get(tenant.org_id)["onboarding"]
-    assert state["steps"]["use_cases"]["use_cases"][0]["prompt"] == FLAGSHIP
-    assert "use cases proposed" in "\n".join(str(m.content) for m in result["messages"])
+    assert state["steps"]["use_cases"]["use_cases"][0]["prompt"] == FLAGSHIP and state["step"] == "workflows"
+
+    done = await graph.ainvoke(Command(resume={"action": "approve"}), config)
+    text = "\n".join(str(m.content) for m in done["messages"])
+    assert "use cases proposed" in text and "first integration published" in text
+    with rt.db.tenant(tenant.org_id) as tx:
+        state = store.Organizations(tx).get(tenant.org_id)["onboarding"]
+    assert state["steps"]["workflows"]["status"] == "done" and state["steps"]["embed"]["status"] == "done"
+    assert state["steps"]["live"]["status"] == "done", state["steps"]["live"]
 
 
 @aio
-async def test_an_integration_prompt_goes_to_the_integration_agent(rt, db) -> None:
+async def test_an_integration_prompt_the_offline_planner_cannot_build_gets_its_clear_answer(rt, db) -> None:
     tenant = make_tenant(db, "Home integration", customers=1)
-    result = await ask(rt, tenant, "sync everything everywhere")
+    result = await ask(rt, tenant, "Sync HubSpot contacts to Cin7 customers")
     assert result["route"]["agent"] == "integration_agent"
-    last = str(result["messages"][-1].content)
-    # The Integration Agent's offline planner says what it cannot do (or Home says the agent is missing).
-    assert "cannot" in last and ("sync needs the field to match" in last or "integration_agent" in last), last
+    last = result["messages"][-1]
+    assert last.response_metadata["model_provider"] == "offline"
+    assert str(last.content).startswith("offline planner: cannot do this")
+    assert "a sync needs the field to match records by: add 'matching by <field>'" in str(last.content)
+    assert names(result) == []  # nothing was called, nothing built
 
 
 @aio

@@ -28,6 +28,7 @@ from support.platform import Tenant, make_tenant
 from support.servers import serve_app
 from support.sites import ServedSite, served_site
 from switchboard.app import open_platform
+from test_flagship import CIN7_SEED, HUBSPOT_SEED
 from switchboard.settings import Settings
 from tools import ONBOARDING_STEPS, ToolContext, default_registry
 
@@ -198,3 +199,56 @@ async def test_an_unreadable_model_answer_falls_back_to_the_offline_reading_and_
     step = onboarding(rt, tenant.org_id)["steps"]["use_cases"]
     assert step["proposed_by"] == "offline planner" and step["use_cases"][0]["prompt"] == FLAGSHIP
     assert "not a readable proposal" in step["note"]
+
+
+async def test_it_reaches_live_with_one_working_integration(rt, db, site) -> None:
+    tenant = make_tenant(db, "Larkspur live", customers=0)
+    ctx = context(rt, tenant, thread="thr_live")
+    graph = agents.build_graph("setup_assistant", ctx, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "live"}, "recursion_limit": 200}
+    paused = await graph.ainvoke({"messages": [{"role": "user", "content": f"Set up my account from {site.url}"}]},
+                                 config)
+    # The first use case was handed to the Integration Agent, which stops for the builder's review.
+    (pending,) = paused["__interrupt__"]
+    assert pending.value["type"] == "review" and pending.value["workflow"] == "hubspot-contacts-to-cin7-customers"
+    state = onboarding(rt, tenant.org_id)
+    assert state["step"] == "workflows" and state["steps"]["workflows"]["status"] == "in_progress"
+    assert state["steps"]["workflows"]["prompt"] == FLAGSHIP
+    with rt.db.tenant(tenant.org_id) as tx:  # nothing published before the builder approves
+        assert store.Workflows(tx).get(tenant.org_id, "hubspot-contacts-to-cin7-customers")["latest_version"] is None
+
+    # The builder's test data: the hosted sandboxes the test customer's connections will target.
+    for key, seed in (("hubspot", HUBSPOT_SEED), ("cin7", CIN7_SEED)):
+        await rt.sandboxes.seed(ctx.principal, key, seed)
+    done = await graph.ainvoke(Command(resume={"action": "approve"}), config)
+
+    state = onboarding(rt, tenant.org_id)
+    assert {step: state["steps"][step]["status"] for step in ONBOARDING_STEPS} == dict.fromkeys(ONBOARDING_STEPS, "done")
+    assert state["step"] == "live" and done["report"]["status"] == "live"
+    workflows = state["steps"]["workflows"]
+    assert workflows["workflow"] == "hubspot-contacts-to-cin7-customers" and workflows["version"] == 1
+    embed = state["steps"]["embed"]["config"]
+    assert {c["connector"]: (c["auth"], c["ready"]) for c in embed["connectors"]} == {
+        "hubspot": ("oauth2", False), "cin7": ("api_key", True)}
+    assert embed["needs"] == ["an OAuth app for hubspot (POST <your Switchboard URL>/v1/oauth-apps) before production "
+                              "customers connect"]
+    assert tenant.org_id in embed["snippet"] and "oauth/start" in embed["snippet"]
+    live = state["steps"]["live"]
+    assert live["status"] == "done" and live["environment"] == "dev" and live["input"] == {"currency": "USD"}
+    assert live["connections"] == [{"connector": "cin7", "target": "sandbox"}, {"connector": "hubspot", "target": "sandbox"}]
+    assert live["output"] == {"created": 2, "updated": 2, "unchanged": 0, "skipped": 1}, live
+
+    # The run is a real execution of the published version for the test customer, and Cin7 holds the contacts.
+    with rt.db.tenant(tenant.org_id) as tx:
+        execution = store.Executions(tx).get(tenant.org_id, live["execution_id"])
+    assert execution["status"] == "completed" and execution["customer_id"] == live["customer_id"]
+    assert execution["dry_run"] is False and execution["version"] == 1
+    customers = {c["Name"]: c for c in (await rt.sandboxes.state(ctx.principal, "cin7"))["collections"]["/customer"]}
+    assert customers["Ada Lovelace"]["Currency"] == "USD"
+    assert customers["Ada Lovelace"]["Contacts"][0]["Email"] == "ada@example.com"
+    assert "setup assistant (offline planner): live" in texts(done)
+
+    # A second run continues where onboarding stands: nothing is redone, nothing published again.
+    again = await agents.build_graph("setup_assistant", ctx).ainvoke(
+        {"messages": [{"role": "user", "content": f"Continue setting up from {site.url}"}]})
+    assert again["report"]["status"] == "live" and onboarding(rt, tenant.org_id)["steps"]["live"] == live

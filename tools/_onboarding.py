@@ -99,7 +99,8 @@ async def record_onboarding(ctx: ToolContext, args: RecordOnboardingArgs) -> dic
 
 class TestCustomerArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    connectors: list[str] = Field(min_length=1, max_length=20, description="Connector keys to connect to their sandboxes.")
+    connectors: list[str] = Field(default_factory=list, max_length=20,
+                                  description="Connector keys to connect to their sandboxes (none: only the customer).")
     environment: str = Field("dev", min_length=1, max_length=64, description="A non-production environment (id or slug).")
 
 
