@@ -157,9 +157,15 @@ class SetupAssistant:
                         ("reason", "onboarding starts from the company's website and none was given or recorded"),
                         ("try", "Set up my account from https://www.your-company.com"),
                     ])]}
-        if onboarding.get("website") and onboarding["website"] != website:
-            # Another site: what was proposed for the old one no longer holds.
-            onboarding = {}
+        if onboarding.get("website") and onboarding["website"] != website and onboarding.get("steps"):
+            # Another site: the recorded steps were for the old one. Mixing them would record a
+            # pipeline no run made, so starting over is the builder's explicit act.
+            return {"onboarding": onboarding, "stopped": {"step": "use_cases", "reason": "another website"},
+                    "messages": [self.say("onboarding is for another website", [
+                        ("recorded", f"onboarding from {onboarding['website']} (step {onboarding.get('step')})"),
+                        ("asked", website),
+                        ("to start over", "reset onboarding (POST /v1/organization/reset-onboarding), then ask again"),
+                    ])]}
         return {"onboarding": onboarding, "website": website, "stopped": None}
 
     async def read_site(self, state: SetupState) -> dict[str, Any]:

@@ -49,13 +49,20 @@ def bare_site() -> Iterator[ServedSite]:
         yield served
 
 
+@pytest.fixture(scope="module")
+def quiet_site() -> Iterator[ServedSite]:
+    with served_site("fernhill") as served:
+        yield served
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def rt(migrated_database_url: str, site: ServedSite, bare_site: ServedSite) -> AsyncIterator[runtime.Platform]:
+async def rt(migrated_database_url: str, site: ServedSite, bare_site: ServedSite,
+             quiet_site: ServedSite) -> AsyncIterator[runtime.Platform]:
     with tempfile.TemporaryDirectory() as data_dir:
         # No egress allow-list: only the sites' public names are mounted.
         settings = Settings(database_url=migrated_database_url, data_dir=Path(data_dir))
         async with open_platform(settings) as p:
-            p.http = p.http.mounted({**site.mount(), **bare_site.mount()})
+            p.http = p.http.mounted({**site.mount(), **bare_site.mount(), **quiet_site.mount()})
             yield p
 
 
@@ -139,6 +146,16 @@ async def test_without_a_website_it_asks_for_one_and_records_nothing(rt, db) -> 
     result = await graph.ainvoke({"messages": [{"role": "user", "content": "set up my account please"}]})
     assert "needs the website" in texts(result)
     assert onboarding(rt, tenant.org_id) == {}
+
+
+async def test_another_website_does_not_mix_with_recorded_onboarding(rt, db, site, bare_site) -> None:
+    tenant = make_tenant(db, "Two sites", customers=0)
+    graph = agents.build_graph("setup_assistant", context(rt, tenant))
+    await graph.ainvoke({"messages": [{"role": "user", "content": f"Set up my account from {bare_site.url}"}]})
+    before = onboarding(rt, tenant.org_id)
+    result = await graph.ainvoke({"messages": [{"role": "user", "content": f"Set up my account from {site.url}"}]})
+    assert "onboarding is for another website" in texts(result) and "reset-onboarding" in texts(result)
+    assert onboarding(rt, tenant.org_id) == before
 
 
 async def test_reset_onboarding_wipes_the_recorded_state(rt, db, http, site) -> None:
@@ -252,3 +269,23 @@ async def test_it_reaches_live_with_one_working_integration(rt, db, site) -> Non
     again = await agents.build_graph("setup_assistant", ctx).ainvoke(
         {"messages": [{"role": "user", "content": f"Continue setting up from {site.url}"}]})
     assert again["report"]["status"] == "live" and onboarding(rt, tenant.org_id)["steps"]["live"] == live
+
+
+async def test_a_required_input_nobody_gave_blocks_live_until_the_builder_says_it(rt, db, quiet_site) -> None:
+    tenant = make_tenant(db, "Fernhill", customers=0)
+    graph = agents.build_graph("setup_assistant", context(rt, tenant), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "fernhill"}, "recursion_limit": 200}
+    await graph.ainvoke({"messages": [{"role": "user", "content": f"Set up my account from {quiet_site.url}"}]}, config)
+    blocked = await graph.ainvoke(Command(resume={"action": "approve"}), config)
+    live = onboarding(rt, tenant.org_id)["steps"]["live"]
+    # The site names no currency and the builder gave none: nothing is made up.
+    assert live["status"] == "blocked" and live["needs"] == ["currency"], live
+    assert f"Continue setting up from {quiet_site.url} with currency <value>" in live["reason"]
+    assert "stopped" in texts(blocked)
+
+    resumed = await agents.build_graph("setup_assistant", context(rt, tenant)).ainvoke(
+        {"messages": [{"role": "user", "content": f"Continue setting up from {quiet_site.url} with currency NZD"}]})
+    live = onboarding(rt, tenant.org_id)["steps"]["live"]
+    assert live["status"] == "done" and live["input"] == {"currency": "NZD"} and resumed["report"]["status"] == "live"
+    # The earlier steps were not redone: still the one published version.
+    assert onboarding(rt, tenant.org_id)["steps"]["workflows"]["version"] == 1 and live["version"] == 1
