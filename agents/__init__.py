@@ -3,7 +3,9 @@ integration agents).
 
 * Graphs: :func:`build_graph` ``(name, ctx, *, model, registry, checkpointer)`` builds one of
   :data:`GRAPHS` whose tools act with a ``tools.ToolContext``; the Connector Agent reads its
-  request with :func:`read_request` (a :class:`ConnectorRequest`).
+  request with :func:`read_request` (a :class:`ConnectorRequest`). Home routes a message with
+  :func:`route_of` (a :class:`Route`) and offers :func:`recommended_prompts` (``Recommended``) from
+  an organization's state; the Setup Assistant records onboarding in ``organizations.onboarding``.
 
 * Models: :func:`chat_model` builds the chat model a :class:`ModelSetting` names (``offline``,
   ``openai:<model>``, ``litellm:<provider/model>``); openai and litellm are imported only then.
@@ -25,6 +27,7 @@ or ``switchboard``.
 from agents._connector_agent import ConnectorRequest, read_request
 from agents._graphs import GRAPHS, build_graph
 from agents._credits import CreditMeter, usage_callbacks
+from agents._home import Recommended, Route, recommended_prompts, route_of
 from agents._intent import SHAPES, AppObject, Intent, Refusal, Trigger, parse_intent
 from agents._models import PROVIDERS, ModelSetting, chat_model, is_model_error, model_errors
 from agents._offline import OfflineChatModel
@@ -105,4 +108,8 @@ __all__ = [
     "parse_intent",
     "read_request",
     "usage_callbacks",
+    "Recommended",
+    "Route",
+    "recommended_prompts",
+    "route_of",
 ]

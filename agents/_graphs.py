@@ -15,10 +15,12 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph.state import CompiledStateGraph
 
 from agents._connector_agent import build_connector_agent
+from agents._home import build_home
 from agents._integration_agent import build_integration_agent
 from agents._models import ModelSetting, chat_model
 from agents._offline import OfflineChatModel
 from agents._planner import Plan
+from agents._setup_assistant import build_setup_assistant
 from agents.errors import GraphUnavailable, UnknownGraph
 from tools import ToolContext, ToolRegistry
 
@@ -27,8 +29,27 @@ GRAPHS = ("home", "setup_assistant", "connector_agent", "integration_agent")
 # (ctx, model, registry, checkpointer) -> the compiled graph. ``model`` is resolved already.
 GraphBuilder = Callable[[ToolContext, "ModelChoice", ToolRegistry, Any], CompiledStateGraph]
 
-# One row per graph that exists; home and setup_assistant join when their modules do.
+
+
+def _with_subgraphs(build: Callable[..., CompiledStateGraph]) -> GraphBuilder:
+    """A builder for a graph that runs other agents as subgraphs (Home, the Setup Assistant): they
+    are built with the same context, model choice and registry, and no checkpointer of their own
+    (they inherit the caller's, so their interrupts pause and resume through it)."""
+
+    def builder(ctx: ToolContext, model: "ModelChoice", registry: ToolRegistry, checkpointer: Any) -> CompiledStateGraph:
+        def subgraph(name: str, for_ctx: ToolContext | None = None) -> CompiledStateGraph:
+            return build_graph(name, for_ctx or ctx, model=model.model, registry=registry)
+
+        # The graph's own model: offline, it has no plan of its own (its nodes decide, not a plan).
+        return build(ctx, model.for_plan(Plan()), registry, checkpointer, subgraph)
+
+    return builder
+
+
+# One row per graph.
 BUILDERS: Mapping[str, GraphBuilder] = {
+    "home": _with_subgraphs(build_home),
+    "setup_assistant": _with_subgraphs(build_setup_assistant),
     "connector_agent": build_connector_agent,
     "integration_agent": build_integration_agent,
 }

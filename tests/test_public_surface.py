@@ -84,7 +84,7 @@ def test_agents_surface() -> None:
         "GraphUnavailable", "Intent", "ModelSetting", "ModelSettingInvalid", "ModelUnavailable", "OfflineChatModel",
         "Plan", "PlanError", "PlanState", "PlanStep", "Refusal", "TokenUsage", "ToolResult", "Trigger", "UnknownGraph",
         "build_graph", "call_usage", "chat_model", "is_model_error", "model_errors", "next_step", "parse_intent",
-        "read_request", "usage_callbacks",
+        "read_request", "usage_callbacks", "Recommended", "Route", "recommended_prompts", "route_of",
         # threads
         "MAX_MESSAGE_CHARS", "TERMINAL_EVENTS", "ContextFactory", "GraphFactory", "RunCallbacks", "RunNotActive", "ThreadBusy",
         "ThreadError", "ThreadEvent", "ThreadNotInterrupted", "Threads", "default_context", "message_data",
@@ -98,14 +98,15 @@ def test_tools_surface() -> None:
     import tools
 
     assert set(tools.__all__) == {
-        "ApprovalRequired", "Approvals", "AuditHook", "CreditLimit", "Credits", "SandboxDirectory", "Sandboxes", "Tool",
+        "ONBOARDING_STEPS", "ApprovalRequired", "Approvals", "AuditHook", "CreditLimit", "Credits", "SandboxDirectory", "Sandboxes", "Tool",
         "ToolArgumentsInvalid", "ToolContext", "ToolError", "ToolFailed", "ToolRefused", "ToolRegistry", "UnknownTool",
-        "access_policy", "builtin_tools", "default_registry", "html_text", "scrub", "store_audit",
+        "access_policy", "builtin_tools", "default_registry", "html_text", "known_apis", "scrub", "store_audit",
     }
     assert tools.default_registry().names() == [
         "search_catalog", "fetch_page", "find_api_description", "import_api", "write_connector_draft",
         "patch_connector_draft", "validate_connector", "test_connector", "write_workflow_draft", "patch_workflow_draft",
         "validate_workflow", "dry_run_workflow", "list_connections", "propose_mapping", "request_review", "publish",
+        "read_onboarding", "record_onboarding", "prepare_test_customer", "run_workflow", "embed_config",
     ]
 
 

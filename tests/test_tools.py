@@ -185,6 +185,27 @@ async def test_every_tool_through_the_registry(platform, tenants, sandbox, site,
     published = ok(await call(ctx, "publish", kind="workflow", key=WORKFLOW["id"], deploy_to="dev"))
     assert published["version"] == 1 and published["deployed_to"] == "dev"
 
+    # Onboarding: the test customer on the hosted sandbox, a live run of the deployed version, the
+    # embed configuration and the recorded progress.
+    test_customer = ok(await call(ctx, "prepare_test_customer", connectors=["cin7"]))
+    assert test_customer["environment"] == "dev" and test_customer["connections"][0]["target"] == "sandbox"
+    again = ok(await call(ctx, "prepare_test_customer", connectors=["cin7"]))
+    assert again == test_customer  # reused, not duplicated
+    live = ok(await call(ctx, "run_workflow", workflow=WORKFLOW["id"], customer_id=test_customer["customer_id"]))
+    assert live["status"] == "completed" and live["version"] == 1, live
+    refused_customer = await call(ctx, "run_workflow", workflow=WORKFLOW["id"], customer_id=tenants[1].customers[0])
+    assert refused_customer["error"]["code"] == "tenant_scope"
+    embed = ok(await call(ctx, "embed_config", connectors=["cin7"]))
+    assert embed["ready"] and embed["connectors"][0]["auth"] == "api_key" and embed["needs"] == []
+    ok(await call(ctx, "record_onboarding", step="live", status="done", data={"execution_id": live["execution_id"]},
+                  website="https://acme-boots.example"))
+    read = ok(await call(ctx, "read_onboarding"))
+    assert read["onboarding"]["website"] == "https://acme-boots.example" and read["step"] == "use_cases"
+    assert read["onboarding"]["steps"]["live"]["execution_id"] == live["execution_id"]
+    assert read["onboarding"]["threads"] == ["thr_test"] and read["complete"] is False
+    invalid = await call(ctx, "record_onboarding", step="launch", status="done")
+    assert invalid["error"]["pointer"] == "/step"
+
     called = {name for name in REGISTRY.names()}
     assert len(RESULTS) >= len(called)
 

@@ -13,10 +13,12 @@
 Built-in tools: search_catalog, fetch_page, find_api_description, import_api,
 write_connector_draft, patch_connector_draft, validate_connector, test_connector,
 write_workflow_draft, patch_workflow_draft, validate_workflow, dry_run_workflow,
-list_connections, propose_mapping, request_review, publish.
+list_connections, propose_mapping, request_review, publish; for onboarding (the Setup Assistant):
+read_onboarding, record_onboarding, prepare_test_customer, run_workflow, embed_config
+(:data:`ONBOARDING_STEPS` names the steps recorded in ``organizations.onboarding``).
 """
 
-from tools import _connectors, _customers, _openapi, _web, _workflows
+from tools import _connectors, _customers, _onboarding, _openapi, _web, _workflows
 from tools._context import (
     Approvals,
     AuditHook,
@@ -27,6 +29,8 @@ from tools._context import (
     ToolContext,
     store_audit,
 )
+from tools._onboarding import ONBOARDING_STEPS
+from tools._openapi import known_apis
 from tools._policy import access_policy
 from tools._registry import Tool, ToolRegistry, scrub
 from tools._web import html_text
@@ -43,7 +47,7 @@ from tools.errors import (
 def builtin_tools() -> list[Tool]:
     """Every built-in tool, in the order a model sees them."""
     return [*_connectors.TOOLS[:1], *_web.TOOLS, *_openapi.TOOLS, *_connectors.TOOLS[1:], *_workflows.TOOLS[:4],
-            *_customers.TOOLS, *_workflows.TOOLS[4:]]
+            *_customers.TOOLS, *_workflows.TOOLS[4:], *_onboarding.TOOLS]
 
 
 def default_registry() -> ToolRegistry:
@@ -56,6 +60,7 @@ def default_registry() -> ToolRegistry:
 
 
 __all__ = [
+    "ONBOARDING_STEPS",
     "ApprovalRequired",
     "Approvals",
     "AuditHook",
@@ -75,6 +80,7 @@ __all__ = [
     "builtin_tools",
     "default_registry",
     "html_text",
+    "known_apis",
     "scrub",
     "store_audit",
 ]
