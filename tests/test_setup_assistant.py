@@ -161,14 +161,20 @@ async def test_another_website_does_not_mix_with_recorded_onboarding(rt, db, sit
 async def test_reset_onboarding_wipes_the_recorded_state(rt, db, http, site) -> None:
     tenant = make_tenant(db, "Reset Co", customers=0)
     with rt.db.tenant(tenant.org_id) as tx:
+        for thread_id, graph in (("thr_setup", "setup_assistant"), ("thr_other", "integration_agent")):
+            store.Threads(tx).create(tenant.org_id, thread_id, graph=graph, title="t", metadata={}, customer_id=None,
+                                     actor_type="user", actor_id="u")
         store.Organizations(tx).update(tenant.org_id, {"onboarding": {
-            "website": site.url, "step": "connectors", "threads": ["thr_x"],
+            "website": site.url, "step": "connectors", "threads": ["thr_setup"],
             "steps": {"use_cases": {"status": "done", "use_cases": [{"prompt": FLAGSHIP}]}}}})
     before = http.get("/v1/organization", headers=tenant.headers()).json()["onboarding"]
     assert before["steps"]["use_cases"]["status"] == "done"
     reset = http.post("/v1/organization/reset-onboarding", headers=tenant.headers())
     assert reset.status_code == 200 and reset.json()["onboarding"] == {}
     assert onboarding(rt, tenant.org_id) == {}
+    # The Setup Assistant's thread went with the state; the builder's other threads stay.
+    assert http.get("/v1/threads/thr_setup", headers=tenant.headers()).status_code == 404
+    assert http.get("/v1/threads/thr_other", headers=tenant.headers()).status_code == 200
     assert set(ONBOARDING_STEPS) == {"use_cases", "connectors", "workflows", "embed", "live"}
 
 

@@ -121,11 +121,13 @@ def update_organization(
 
 @router.post("/organization/reset-onboarding", name="organization.reset_onboarding", response_model=OrganizationOut)
 def reset_onboarding(db: Db, principal: Annotated[Principal, require("settings", "write")]) -> Any:
-    """Forget onboarding progress so the Setup Assistant starts again."""
+    """Forget onboarding progress so the Setup Assistant starts again: its state, and the threads it
+    ran in with their runs, events and checkpoints."""
     with tenant_tx(db, principal) as tx:
-        # HOOK(onboarding threads): the Setup Assistant lists the threads it ran in under
-        # onboarding["threads"]; once store has the threads table (issue 9), delete those threads
-        # and their checkpoints here, in this transaction, before the state is emptied.
+        onboarding = store.Organizations(tx).get(principal.org_id).get("onboarding") or {}
+        # The Setup Assistant lists the threads it ran in; they go with the state, in one transaction.
+        threads = [t for t in onboarding.get("threads") or [] if isinstance(t, str)]
+        store.Threads(tx).delete(principal.org_id, threads)
         return store.Organizations(tx).update(principal.org_id, {"onboarding": {}})
 
 
