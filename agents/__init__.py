@@ -1,5 +1,9 @@
-"""The agents: chat models and, later, the LangGraph graphs (home, setup assistant, connector and
+"""The agents: chat models and the LangGraph graphs (home, setup assistant, connector and
 integration agents).
+
+* Graphs: :func:`build_graph` ``(name, ctx, *, model, registry, checkpointer)`` builds one of
+  :data:`GRAPHS` whose tools act with a ``tools.ToolContext``; the Connector Agent reads its
+  request with :func:`read_request` (a :class:`ConnectorRequest`).
 
 * Models: :func:`chat_model` builds the chat model a :class:`ModelSetting` names (``offline``,
   ``openai:<model>``, ``litellm:<provider/model>``); openai and litellm are imported only then.
@@ -12,20 +16,25 @@ Arrows point down: agents imports ``tools``, ``runtime``, ``engine`` and ``store
 or ``switchboard``.
 """
 
+from agents._connector_agent import ConnectorRequest, read_request
+from agents._graphs import GRAPHS, build_graph
 from agents._intent import SHAPES, AppObject, Intent, Refusal, Trigger, parse_intent
 from agents._models import PROVIDERS, ModelSetting, chat_model, is_model_error, model_errors
 from agents._offline import OfflineChatModel
 from agents._planner import Decision, Plan, PlanState, PlanStep, ToolResult, next_step
 from agents._usage import CallUsage, TokenUsage, call_usage
-from agents.errors import AgentError, ModelSettingInvalid, ModelUnavailable, PlanError
+from agents.errors import AgentError, GraphUnavailable, ModelSettingInvalid, ModelUnavailable, PlanError, UnknownGraph
 
 __all__ = [
+    "GRAPHS",
     "PROVIDERS",
     "SHAPES",
     "AgentError",
     "AppObject",
     "CallUsage",
+    "ConnectorRequest",
     "Decision",
+    "GraphUnavailable",
     "Intent",
     "ModelSetting",
     "ModelSettingInvalid",
@@ -39,10 +48,13 @@ __all__ = [
     "TokenUsage",
     "ToolResult",
     "Trigger",
+    "UnknownGraph",
+    "build_graph",
     "call_usage",
     "chat_model",
     "is_model_error",
     "model_errors",
     "next_step",
     "parse_intent",
+    "read_request",
 ]

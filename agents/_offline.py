@@ -43,6 +43,12 @@ class OfflineChatModel(BaseChatModel):
 
     plan: Plan = Plan()
     apps: tuple[str, ...] = ()
+    # How the builder's prompt is read: the integration shapes by default; a graph with other
+    # requests (the Connector Agent's app, URL or document) brings its own reader, which returns
+    # an object with ``kind``, ``as_dict()`` and ``describe()``, or a Refusal.
+    reader: Callable[[str], Any] | None = None
+    # What the refusal says the planner handles (the reader's shapes).
+    handles: tuple[str, ...] = SHAPES
 
     @property
     def _llm_type(self) -> str:
@@ -113,11 +119,12 @@ class OfflineChatModel(BaseChatModel):
         prompt_at = _last_human(messages)
         if prompt_at is None:
             return _final("cannot do this", [("reason", "the conversation has no prompt from the builder")])
-        intent = parse_intent(_text(messages[prompt_at]), apps=self.apps)
+        text = _text(messages[prompt_at])
+        intent = self.reader(text) if self.reader is not None else parse_intent(text, apps=self.apps)
         if isinstance(intent, Refusal):
             return _final("cannot do this", [
                 ("reason", intent.reason),
-                ("handles", " | ".join(SHAPES)),
+                ("handles", " | ".join(self.handles)),
                 ("other requests", "need a model: set SWITCHBOARD_MODEL to openai:<model> or litellm:<provider/model>"),
             ], intent=None)
         state = PlanState(intent, _results(messages[prompt_at + 1:]))
@@ -172,7 +179,9 @@ def _report(intent: Intent, decision: Decision) -> list[tuple[str, str]]:
     return lines
 
 
-def _describe(intent: Intent) -> str:
+def _describe(intent: Any) -> str:
+    if not isinstance(intent, Intent):
+        return intent.describe()
     trigger = intent.trigger
     when = f"schedule {trigger.cron} (every {trigger.every})" if trigger.kind == "schedule" else f"event {trigger.event} in {trigger.app}"
     match = f", match by {intent.match}" if intent.match else ""
@@ -180,9 +189,14 @@ def _describe(intent: Intent) -> str:
             f"{intent.target.object}{match}, {when}")
 
 
+# A builder's answer to a review (``HumanMessage(..., name=REVIEW)``) is not a new request: the
+# planner keeps reading the prompt before it and sees the answer as a result of the ``review`` step.
+REVIEW = "review"
+
+
 def _last_human(messages: Sequence[BaseMessage]) -> int | None:
     for index in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[index], HumanMessage):
+        if isinstance(messages[index], HumanMessage) and messages[index].name != REVIEW:
             return index
     return None
 
@@ -195,7 +209,10 @@ def _results(messages: Sequence[BaseMessage]) -> tuple[ToolResult, ...]:
     calls: dict[str, tuple[str, Mapping[str, Any]]] = {}
     results: list[ToolResult] = []
     for message in messages:
-        if isinstance(message, AIMessage):
+        if isinstance(message, HumanMessage) and message.name == REVIEW:
+            answer = message.additional_kwargs.get("review") or {"action": "reject", "comments": _text(message)}
+            results.append(ToolResult(REVIEW, message.id or "", {}, answer, answer.get("action") == "approve"))
+        elif isinstance(message, AIMessage):
             for call in message.tool_calls:
                 calls[call["id"] or ""] = (call["name"], call["args"])
         elif isinstance(message, ToolMessage):
@@ -203,7 +220,8 @@ def _results(messages: Sequence[BaseMessage]) -> tuple[ToolResult, ...]:
             content = _parsed(_text(message))
             # A tool reports failure through the message status (LangGraph's ToolNode sets it
             # on an exception) or, when it returns a result object, through "ok": false.
-            ok = message.status != "error" and not (isinstance(content, dict) and content.get("ok") is False)
+            ok = message.status != "error" and not (isinstance(content, dict) and (
+                content.get("ok") is False or isinstance(content.get("error"), dict)))
             results.append(ToolResult(name, message.tool_call_id, arguments, content, ok))
     return tuple(results)
 

@@ -5,7 +5,9 @@ Hierarchy (class, code, HTTP status)::
     AgentError                      agent_error (500)
     ├── ModelSettingInvalid         model_setting_invalid (422)
     ├── ModelUnavailable            model_unavailable (503)
-    └── PlanError                   offline_plan_error (500)
+    ├── PlanError                   offline_plan_error (500)
+    ├── UnknownGraph                unknown_graph (404)
+    └── GraphUnavailable            graph_unavailable (501)
 
 Every error builds its message from typed fields and carries ``code`` and ``http_status``, which
 ``api/`` maps to a problem response. Errors of openai and litellm are translated into these at the
@@ -63,3 +65,28 @@ class PlanError(AgentError):
         self.step = step
         self.reason = reason
         super().__init__(f"offline plan step {step!r}: {reason}")
+
+
+class UnknownGraph(AgentError, LookupError):
+    """No graph is called ``name``; ``graphs`` are the names there are. 404: a name the caller chose."""
+
+    code = "unknown_graph"
+    http_status = 404
+
+    def __init__(self, name: str, graphs: tuple[str, ...]) -> None:
+        self.name = name
+        self.graphs = graphs
+        super().__init__(f"no agent graph {name!r}; graphs are {', '.join(graphs)}")
+
+
+class GraphUnavailable(AgentError):
+    """Graph ``name`` is one of the platform's graphs but is not built in this version; ``built``
+    are the ones that are. 501: the request is fine, the server does not implement it yet."""
+
+    code = "graph_unavailable"
+    http_status = 501
+
+    def __init__(self, name: str, built: tuple[str, ...]) -> None:
+        self.name = name
+        self.built = built
+        super().__init__(f"the agent graph {name!r} is not built yet; built: {', '.join(built) or 'none'}")

@@ -79,11 +79,13 @@ def test_agents_surface() -> None:
     import agents
 
     assert set(agents.__all__) == {
-        "PROVIDERS", "SHAPES", "AgentError", "AppObject", "CallUsage", "Decision", "Intent", "ModelSetting",
-        "ModelSettingInvalid", "ModelUnavailable", "OfflineChatModel", "Plan", "PlanError", "PlanState", "PlanStep",
-        "Refusal", "TokenUsage", "ToolResult", "Trigger", "call_usage", "chat_model", "is_model_error",
-        "model_errors", "next_step", "parse_intent",
+        "GRAPHS", "PROVIDERS", "SHAPES", "AgentError", "AppObject", "CallUsage", "ConnectorRequest", "Decision",
+        "GraphUnavailable", "Intent", "ModelSetting", "ModelSettingInvalid", "ModelUnavailable", "OfflineChatModel",
+        "Plan", "PlanError", "PlanState", "PlanStep", "Refusal", "TokenUsage", "ToolResult", "Trigger", "UnknownGraph",
+        "build_graph", "call_usage", "chat_model", "is_model_error", "model_errors", "next_step", "parse_intent",
+        "read_request",
     }
+    assert agents.GRAPHS == ("home", "setup_assistant", "connector_agent", "integration_agent")
     for name in agents.__all__:
         assert getattr(agents, name) is not None
 
