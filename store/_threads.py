@@ -245,6 +245,11 @@ class Threads:
         self.tx.execute("UPDATE threads SET status = %s, updated_at = now() WHERE org_id = %s AND id = %s",
                         (status, org_id, thread_id))
 
+    def set_graph(self, org_id: str, thread_id: str, graph: str) -> None:
+        """Bind the thread to ``graph`` (a LangGraph client's thread names its graph with its first run)."""
+        self.tx.execute("UPDATE threads SET graph = %s, updated_at = now() WHERE org_id = %s AND id = %s",
+                        (graph, org_id, thread_id))
+
     # -- runs ---------------------------------------------------------------------------------
 
     def start_run(self, org_id: str, thread_id: str, run_id: str, *, kind: str, input: dict[str, Any],

@@ -1,0 +1,188 @@
+"""The official ``langgraph-sdk`` client against the platform's /v1/langgraph routes, over real
+HTTP on 127.0.0.1 with the platform's headers: it searches the assistants (one per graph), creates
+a thread, streams a run in the values, updates and messages modes until the review interrupt,
+reads the state, resumes with ``command={"resume": ...}`` and sees the run complete. Another
+organization's key gets 404s for that thread.
+
+Two graphs run the same path: a small review graph (a fake chat model streaming tokens, an
+interrupt, a publish node) that the test serves through ``app.state.graph_factory``, and the real
+Integration Agent with the offline model on the flagship prompt.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import httpx
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.types import interrupt
+from langgraph_sdk import get_client
+from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
+
+import agents
+import store
+from support.platform import Tenant, app_database, make_tenant
+from support.servers import serve_app
+from switchboard.app import create_app
+from switchboard.settings import Settings
+
+FLAGSHIP = "Sync HubSpot contacts to Cin7 customers, matching by email"
+
+
+class ReviewState(TypedDict, total=False):
+    messages: Annotated[list, add_messages]
+    review: dict[str, Any]
+    published: bool
+
+
+def review_graph(name: str, ctx: Any, checkpointer: Any) -> Any:
+    """A graph of the shape the agents have: a model call, a review interrupt, publish on approve."""
+    model = GenericFakeChatModel(messages=iter([AIMessage(content="I will sync the contacts to customers")]))
+
+    async def plan(state: ReviewState) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    def review(state: ReviewState) -> dict[str, Any]:
+        answer = interrupt({"type": "review", "summary": "sync contacts by email", "workflow": "contacts-sync"})
+        return {"review": answer}
+
+    def publish(state: ReviewState) -> dict[str, Any]:
+        approved = state["review"].get("action") == "approve"
+        return {"published": approved, "messages": [AIMessage(content="published" if approved else "not published")]}
+
+    builder = StateGraph(ReviewState)
+    builder.add_node("plan", plan)
+    builder.add_node("review", review)
+    builder.add_node("publish", publish)
+    builder.add_edge(START, "plan")
+    builder.add_edge("plan", "review")
+    builder.add_edge("review", "publish")
+    builder.add_edge("publish", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+@pytest.fixture(scope="module")
+def served(migrated_database_url: str) -> Iterator[str]:
+    data_dir = Path(tempfile.mkdtemp(prefix="switchboard-langgraph-"))
+    try:
+        app = create_app(Settings(database_url=migrated_database_url, data_dir=data_dir))
+        app.state.graph_factory = review_graph
+        with serve_app(app, lifespan="on") as url:
+            yield url
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tenants(migrated_database_url: str) -> tuple[Tenant, Tenant]:
+    with app_database(migrated_database_url) as db:
+        return make_tenant(db, "Langgraph A"), make_tenant(db, "Langgraph B")
+
+
+@pytest.fixture
+async def client(served: str, tenants: tuple[Tenant, Tenant]) -> AsyncIterator[Any]:
+    async with get_client(url=f"{served}/v1/langgraph", api_key=None, headers=tenants[0].headers()) as c:
+        yield c
+
+
+@pytest.fixture
+async def other(served: str, tenants: tuple[Tenant, Tenant]) -> AsyncIterator[Any]:
+    async with get_client(url=f"{served}/v1/langgraph", api_key=None, headers=tenants[1].headers()) as c:
+        yield c
+
+
+async def collect(stream: AsyncIterator[Any]) -> list[tuple[str, Any]]:
+    return [(part.event, part.data) for part in [p async for p in stream]]
+
+
+async def test_assistants_are_one_per_graph(client: Any) -> None:
+    found = await client.assistants.search()
+    assert sorted(a["graph_id"] for a in found) == sorted(agents.GRAPHS)
+    assert len({a["assistant_id"] for a in found}) == len(agents.GRAPHS)
+    again = await client.assistants.search(graph_id="integration_agent")
+    assert [a["assistant_id"] for a in again] == [a["assistant_id"] for a in found if a["graph_id"] == "integration_agent"]
+    one = await client.assistants.get(again[0]["assistant_id"])
+    assert one["graph_id"] == "integration_agent"
+    with pytest.raises(NotFoundError):
+        await client.assistants.get("no-such-assistant")
+
+
+async def test_a_run_streams_to_the_review_interrupt_and_resumes_to_publish(client: Any, other: Any) -> None:
+    (assistant,) = await client.assistants.search(graph_id="integration_agent")
+    thread = await client.threads.create(metadata={"purpose": "sdk test"})
+    assert thread["status"] == "idle"
+
+    parts = await collect(client.runs.stream(
+        thread["thread_id"], assistant["assistant_id"], input={"messages": [{"role": "user", "content": FLAGSHIP}]},
+        stream_mode=["values", "updates", "messages"],
+    ))
+    events = [event for event, _ in parts]
+    assert events[0] == "metadata" and events[-1] == "end", events
+    assert {"values", "updates", "messages/metadata", "messages/partial"} <= set(events), events
+    # Token chunks accumulate: the last partial is the whole message.
+    partials = [data[0]["content"] for event, data in parts if event == "messages/partial"]
+    assert len(partials) > 1 and partials[-1] == "I will sync the contacts to customers"
+    updates = [data for event, data in parts if event == "updates"]
+    assert updates[-1]["__interrupt__"][0]["value"]["type"] == "review"
+    last_values = [data for event, data in parts if event == "values"][-1]
+    assert last_values["__interrupt__"][0]["value"]["workflow"] == "contacts-sync"
+    assert [m["type"] for m in last_values["messages"]] == ["human", "ai"]
+
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["next"] == ["review"]
+    assert state["tasks"][0]["interrupts"][0]["value"]["type"] == "review"
+    assert state["interrupts"][0]["value"]["summary"] == "sync contacts by email"
+    assert state["checkpoint"]["thread_id"] == thread["thread_id"]
+    got = await client.threads.get(thread["thread_id"])
+    assert got["status"] == "interrupted"
+
+    # Another organization sees nothing of it.
+    with pytest.raises(NotFoundError):
+        await other.threads.get(thread["thread_id"])
+    with pytest.raises(NotFoundError):
+        await other.threads.get_state(thread["thread_id"])
+    with pytest.raises(NotFoundError):
+        await collect(other.runs.stream(thread["thread_id"], assistant["assistant_id"],
+                                        command={"resume": {"action": "approve"}}))
+    assert thread["thread_id"] not in [t["thread_id"] for t in await other.threads.search(limit=100)]
+
+    parts = await collect(client.runs.stream(
+        thread["thread_id"], assistant["assistant_id"], command={"resume": {"action": "approve"}},
+        stream_mode=["values", "messages", "messages-tuple"],
+    ))
+    assert parts[-1][0] == "end"
+    # A message a node returns whole (not streamed by a model) comes as one tuple with its metadata.
+    (tuple_part,) = [data for event, data in parts if event == "messages"]
+    assert tuple_part[0]["content"] == "published" and tuple_part[1]["langgraph_node"] == "publish"
+    assert tuple_part[1]["thread_id"] == thread["thread_id"]
+    completes = [data[0]["content"] for event, data in parts if event == "messages/complete"]
+    assert completes == ["published"]
+    final = [data for event, data in parts if event == "values"][-1]
+    assert final["published"] is True and "__interrupt__" not in final
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["next"] == [] and state["values"]["published"] is True
+    assert (await client.threads.get(thread["thread_id"]))["status"] == "idle"
+    runs = await client.runs.list(thread["thread_id"])
+    assert [r["status"] for r in runs] == ["success", "interrupted"]
+
+
+async def test_refusals_are_problem_responses(client: Any) -> None:
+    (assistant,) = await client.assistants.search(graph_id="integration_agent")
+    thread = await client.threads.create()
+    # Nothing waits at an interrupt: a resume is a conflict.
+    with pytest.raises(ConflictError):
+        await collect(client.runs.stream(thread["thread_id"], assistant["assistant_id"],
+                                         command={"resume": {"action": "approve"}}))
+    with pytest.raises(UnprocessableEntityError):
+        await collect(client.runs.stream(thread["thread_id"], assistant["assistant_id"], input={"messages": []},
+                                         interrupt_before=["review"]))
+    with pytest.raises(NotFoundError):
+        await collect(client.runs.stream(thread["thread_id"], "no-such-graph", input={"messages": []}))
