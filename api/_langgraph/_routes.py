@@ -137,9 +137,22 @@ def thread_out(row: Mapping[str, Any], values: Any = None, interrupts: Any = Non
             "status": row["status"], "values": values, "interrupts": interrupts or {}, "config": {}}
 
 
+def visible(row: Mapping[str, Any], principal: Principal) -> bool:
+    """Whether the caller sees the thread: any of the organization's, or only its customer's when
+    the request acts for one (a key bound to a customer, or the customer header)."""
+    return principal.customer_id is None or row["customer_id"] == principal.customer_id
+
+
+def _thread(threads: store.Threads, principal: Principal, thread_id: str, *, lock: bool = False) -> dict[str, Any]:
+    row = threads.get(principal.org_id, thread_id, lock=lock)
+    if not visible(row, principal):
+        raise store.NotFound("thread", thread_id)
+    return row
+
+
 def _get_thread(db: store.Database, principal: Principal, thread_id: str) -> dict[str, Any]:
     with tenant_tx(db, principal) as tx:
-        return store.Threads(tx).get(principal.org_id, thread_id)
+        return _thread(store.Threads(tx), principal, thread_id)
 
 
 @router.post(PREFIX + "/threads", name="langgraph_thread.create", response_model=ThreadOut)
@@ -166,6 +179,8 @@ def search_threads(db: Db, principal: Reader, body: ThreadSearch) -> Any:
             page = threads.list(principal.org_id, store.ListQuery(limit=store.MAX_LIMIT, cursor=cursor,
                                                                   sort="-created_at"), status=body.status)
             for row in page.items:
+                if not visible(row, principal):
+                    continue
                 if body.ids is not None and row["id"] not in body.ids:
                     continue
                 metadata = thread_out(row)["metadata"]
@@ -258,6 +273,8 @@ def _error_event(exc: Exception) -> dict[str, str]:
                               "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def stream_run(db: Db, principal: Runner, thread_id: ThreadId, body: RunCreate, request: Request) -> Any:
     """Start a run on the thread and stream it (stream_mode values, updates, messages, ...)."""
+    if body.if_not_exists != "create":
+        await in_thread(_get_thread, db, principal, thread_id)  # another organization's thread: 404 first
     _check(body)
     service = get_langgraph(request)
     start = await in_thread(_start, db, principal, service, thread_id, body)
@@ -283,6 +300,8 @@ async def stream_run(db: Db, principal: Runner, thread_id: ThreadId, body: RunCr
 @router.post(PREFIX + "/threads/{thread_id}/runs/wait", name="langgraph_run.wait")
 async def wait_run(db: Db, principal: Runner, thread_id: ThreadId, body: RunCreate, request: Request) -> Any:
     """Run on the thread until it ends or waits at an interrupt; answers with the last state values."""
+    if body.if_not_exists != "create":
+        await in_thread(_get_thread, db, principal, thread_id)  # another organization's thread: 404 first
     _check(body)
     service = get_langgraph(request)
     start = await in_thread(_start, db, principal, service, thread_id, body)
@@ -302,7 +321,7 @@ def list_runs(db: Db, principal: Reader, thread_id: ThreadId,
     """The thread's runs, newest first."""
     with tenant_tx(db, principal) as tx:
         threads = store.Threads(tx)
-        thread = threads.get(principal.org_id, thread_id)
+        thread = _thread(threads, principal, thread_id)
         page = threads.list_runs(principal.org_id, thread_id, store.ListQuery(limit=limit, sort="-created_at"))
     return [run_out(row, thread["graph"]) for row in page.items]
 
@@ -313,7 +332,7 @@ def get_run(db: Db, principal: Reader, thread_id: ThreadId,
     """One run of the thread."""
     with tenant_tx(db, principal) as tx:
         threads = store.Threads(tx)
-        thread = threads.get(principal.org_id, thread_id)
+        thread = _thread(threads, principal, thread_id)
         row = threads.get_run(principal.org_id, thread_id, run_id)
     return run_out(row, thread["graph"])
 

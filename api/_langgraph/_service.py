@@ -88,6 +88,8 @@ class LangGraphThreads:
         wait at an interrupt; a thread runs one graph (the one of its first run)."""
         threads = store.Threads(tx)
         thread = threads.get(principal.org_id, thread_id, lock=True)
+        if principal.customer_id is not None and thread["customer_id"] != principal.customer_id:
+            raise store.NotFound("thread", thread_id)
         if thread["graph"] != graph:
             if threads.list_runs(principal.org_id, thread_id, store.ListQuery(limit=1)).items:
                 raise store.Conflict("thread", "graph", f"thread {thread_id!r} runs graph {thread['graph']!r}, "
@@ -156,7 +158,8 @@ def create_thread_row(tx: store.Tx, principal: Principal, *, thread_id: str | No
         except store.NotFound:
             existing = None
         if existing is not None:
-            if if_exists == "do_nothing":
+            mine = principal.customer_id is None or existing["customer_id"] == principal.customer_id
+            if if_exists == "do_nothing" and mine:
                 return existing
             raise store.Conflict("thread", "thread_id", f"thread {thread_id!r} exists already")
     title = str(metadata.get("title", ""))[:200] if isinstance(metadata.get("title"), str) else ""
