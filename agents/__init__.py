@@ -11,6 +11,9 @@ integration agents).
   reads the prompt into an :class:`Intent` (or a :class:`Refusal`), and :func:`next_step` walks a
   graph's :class:`Plan` of :class:`PlanStep` rows against the tool results so far.
 * Usage: :class:`TokenUsage` counts each call's input and output tokens.
+* Threads: :class:`Threads` keeps conversations with a graph (built by a :class:`GraphFactory`),
+  runs them as background tasks and streams each run as :class:`ThreadEvent` s (token, tool_call,
+  tool_result, step, interrupt, usage, done, error), resumable by sequence number.
 
 Arrows point down: agents imports ``tools``, ``runtime``, ``engine`` and ``store``, never ``api``
 or ``switchboard``.
@@ -22,11 +25,37 @@ from agents._intent import SHAPES, AppObject, Intent, Refusal, Trigger, parse_in
 from agents._models import PROVIDERS, ModelSetting, chat_model, is_model_error, model_errors
 from agents._offline import OfflineChatModel
 from agents._planner import Decision, Plan, PlanState, PlanStep, ToolResult, next_step
+from agents._stream import message_data
+from agents._threads import MAX_MESSAGE_CHARS, TERMINAL_EVENTS, GraphFactory, ThreadEvent, Threads, default_context
 from agents._usage import CallUsage, TokenUsage, call_usage
-from agents.errors import AgentError, GraphUnavailable, ModelSettingInvalid, ModelUnavailable, PlanError, UnknownGraph
+from agents.errors import (
+    AgentError,
+    GraphUnavailable,
+    ModelSettingInvalid,
+    ModelUnavailable,
+    PlanError,
+    RunNotActive,
+    ThreadBusy,
+    ThreadError,
+    ThreadNotInterrupted,
+    UnknownGraph,
+)
 
 __all__ = [
     "GRAPHS",
+    # threads
+    "MAX_MESSAGE_CHARS",
+    "TERMINAL_EVENTS",
+    "GraphFactory",
+    "RunNotActive",
+    "ThreadBusy",
+    "ThreadError",
+    "ThreadEvent",
+    "ThreadNotInterrupted",
+    "Threads",
+    "default_context",
+    "message_data",
+    # end threads
     "PROVIDERS",
     "SHAPES",
     "AgentError",

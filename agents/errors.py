@@ -7,7 +7,11 @@ Hierarchy (class, code, HTTP status)::
     ├── ModelUnavailable            model_unavailable (503)
     ├── PlanError                   offline_plan_error (500)
     ├── UnknownGraph                unknown_graph (404)
-    └── GraphUnavailable            graph_unavailable (501)
+    ├── GraphUnavailable            graph_unavailable (501)
+    └── ThreadError                 thread_error (500)
+        ├── ThreadBusy              thread_busy (409)
+        ├── ThreadNotInterrupted    thread_not_interrupted (409)
+        └── RunNotActive            run_not_active (409)
 
 Every error builds its message from typed fields and carries ``code`` and ``http_status``, which
 ``api/`` maps to a problem response. Errors of openai and litellm are translated into these at the
@@ -90,3 +94,50 @@ class GraphUnavailable(AgentError):
         self.name = name
         self.built = built
         super().__init__(f"the agent graph {name!r} is not built yet; built: {', '.join(built) or 'none'}")
+
+
+class ThreadError(AgentError):
+    """Root of the errors of threads and their runs (``agents._threads``)."""
+
+    code = "thread_error"
+    http_status = 500
+
+
+class ThreadBusy(ThreadError):
+    """Thread ``thread_id`` has run ``run_id`` in progress: a thread runs one run at a time (409)."""
+
+    code = "thread_busy"
+    http_status = 409
+    problem_fields = ("thread_id", "run_id")
+
+    def __init__(self, thread_id: str, run_id: str | None) -> None:
+        self.thread_id = thread_id
+        self.run_id = run_id
+        running = f" (run {run_id!r})" if run_id else ""
+        super().__init__(f"thread {thread_id!r} has a run in progress{running}; wait for it to end or cancel it")
+
+
+class ThreadNotInterrupted(ThreadError):
+    """A resume was sent to thread ``thread_id``, whose ``thread_status`` is not ``interrupted`` (409)."""
+
+    code = "thread_not_interrupted"
+    http_status = 409
+    problem_fields = ("thread_id", "thread_status")
+
+    def __init__(self, thread_id: str, status: str) -> None:
+        self.thread_id = thread_id
+        self.thread_status = status
+        super().__init__(f"thread {thread_id!r} is {status}: only an interrupted thread can be resumed")
+
+
+class RunNotActive(ThreadError):
+    """Run ``run_id`` is over (``run_status``) and cannot be cancelled (409)."""
+
+    code = "run_not_active"
+    http_status = 409
+    problem_fields = ("run_id", "run_status")
+
+    def __init__(self, run_id: str, status: str) -> None:
+        self.run_id = run_id
+        self.run_status = status
+        super().__init__(f"run {run_id!r} is {status} already; only a pending or running run can be cancelled")

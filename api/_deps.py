@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+import agents
 import store
 from engine.http import HttpClient
 from runtime import Config, Platform, Runs
@@ -57,6 +58,11 @@ def get_runs(request: Request) -> Runs:
     return get_platform(request).runs
 
 
+def get_threads(request: Request) -> agents.Threads:
+    """The threads service (agent conversations and their runs), built when the app starts."""
+    return request.app.state.threads
+
+
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 AppConfig = Annotated[Config, Depends(get_config)]
 Conninfo = Annotated[str, Depends(get_conninfo)]
@@ -65,3 +71,4 @@ Clock = Annotated[Callable[[], datetime], Depends(get_clock)]
 Encryptor = Annotated[store.Encryptor, Depends(get_encryptor)]
 Http = Annotated[HttpClient, Depends(get_http)]
 RunsDep = Annotated[Runs, Depends(get_runs)]
+ThreadsDep = Annotated[agents.Threads, Depends(get_threads)]

@@ -32,7 +32,7 @@ from psycopg.types.json import Jsonb
 
 from store._paging import Filters, ListQuery, Page, fetch_page
 from store._schema import APP_ROLE
-from store.errors import Conflict, InvalidInput, NotFound
+from store.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -250,20 +250,17 @@ class Threads:
         self.tx.execute("UPDATE threads SET graph = %s, updated_at = now() WHERE org_id = %s AND id = %s",
                         (graph, org_id, thread_id))
 
+    def set_title(self, org_id: str, thread_id: str, title: str) -> None:
+        """Set the thread's title."""
+        self.tx.execute("UPDATE threads SET title = %s, updated_at = now() WHERE org_id = %s AND id = %s",
+                        (title, org_id, thread_id))
+
     # -- runs ---------------------------------------------------------------------------------
 
-    def start_run(self, org_id: str, thread_id: str, run_id: str, *, kind: str, input: dict[str, Any],
-                  actor_type: str, actor_id: str, expect: Sequence[str] | None = None) -> dict[str, Any]:
-        """Mark the thread busy and insert a pending run, atomically.
-
-        ``Conflict`` (409, field ``status``) when the thread is busy already, or not in one of
-        ``expect`` (when given); ``NotFound`` when it does not exist."""
-        thread = self.get(org_id, thread_id, lock=True)
-        if thread["status"] == "busy":
-            raise Conflict("thread", "status", f"thread {thread_id!r} has a run in progress; wait for it, or cancel it")
-        if expect is not None and thread["status"] not in expect:
-            raise Conflict("thread", "status", f"thread {thread_id!r} is {thread['status']}, not {' or '.join(expect)}")
-        self.set_status(org_id, thread_id, "busy")
+    def insert_run(self, org_id: str, thread_id: str, run_id: str, *, kind: str, input: dict[str, Any],
+                   actor_type: str, actor_id: str) -> dict[str, Any]:
+        """Insert a pending run of the thread. The caller marks the thread busy in the same
+        transaction, having locked it (``get(..., lock=True)``) and found it free."""
         return self.tx.execute(
             f"INSERT INTO thread_runs (org_id, id, thread_id, kind, input, actor_type, actor_id)"
             f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_RUN_COLUMNS}",

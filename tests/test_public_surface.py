@@ -84,6 +84,9 @@ def test_agents_surface() -> None:
         "Plan", "PlanError", "PlanState", "PlanStep", "Refusal", "TokenUsage", "ToolResult", "Trigger", "UnknownGraph",
         "build_graph", "call_usage", "chat_model", "is_model_error", "model_errors", "next_step", "parse_intent",
         "read_request",
+        # threads
+        "MAX_MESSAGE_CHARS", "TERMINAL_EVENTS", "GraphFactory", "RunNotActive", "ThreadBusy",
+        "ThreadError", "ThreadEvent", "ThreadNotInterrupted", "Threads", "default_context", "message_data",
     }
     assert agents.GRAPHS == ("home", "setup_assistant", "connector_agent", "integration_agent")
     for name in agents.__all__:

@@ -19,13 +19,14 @@ from api._v1 import (
     people,
     sandboxes,
     secrets,
+    threads,
     traces,
     workflows,
 )
 
 # Order is the order of the sections in the OpenAPI document.
 MODULES = (organization, people, keys, secrets, oauth_apps, connectors, catalog, sandboxes, connections, workflows, events, traces,
-           billing, audit, _langgraph)
+           threads, billing, audit, _langgraph)
 
 
 def install(app: FastAPI) -> None:
