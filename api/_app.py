@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 import agents
-from api import _health, _hooks, _limits, _openapi, _quota, _v1
+from api import _health, _hooks, _langgraph, _limits, _openapi, _quota, _v1
 from api.errors import install_error_handlers
 from runtime import Config, Platform, recover_events
 from tools import ToolContext
@@ -49,7 +49,9 @@ def create_app(open_platform: PlatformOpener, config: Config | None = None, *,
             # Events a crash left between their acknowledgement and their dispatch run now, without
             # holding up the start.
             recovery = asyncio.create_task(recover_events(platform), name="recover events")
-            app.state.threads = agents.Threads(platform, graph_factory or default_graph_factory,
+            # The LangGraph routes see each run's own graph stream through taps on the factory.
+            app.state.langgraph_taps = taps = _langgraph.RunTaps()
+            app.state.threads = agents.Threads(platform, taps.wrap(graph_factory or default_graph_factory),
                                                graphs=graphs or agents.GRAPHS)
             try:
                 yield

@@ -73,8 +73,7 @@ def review_graph(name: str, ctx: Any, checkpointer: Any) -> Any:
 def served(migrated_database_url: str) -> Iterator[str]:
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-langgraph-"))
     try:
-        app = create_app(Settings(database_url=migrated_database_url, data_dir=data_dir))
-        app.state.graph_factory = review_graph
+        app = create_app(Settings(database_url=migrated_database_url, data_dir=data_dir), graph_factory=review_graph)
         with serve_app(app, lifespan="on") as url:
             yield url
     finally:
@@ -115,7 +114,9 @@ async def test_assistants_are_one_per_graph(client: Any) -> None:
         await client.assistants.get("no-such-assistant")
 
 
-async def test_a_run_streams_to_the_review_interrupt_and_resumes_to_publish(client: Any, other: Any) -> None:
+async def test_a_run_streams_to_the_review_interrupt_and_resumes_to_publish(
+    client: Any, other: Any, served: str, tenants: tuple[Tenant, Tenant]
+) -> None:
     (assistant,) = await client.assistants.search(graph_id="integration_agent")
     thread = await client.threads.create(metadata={"purpose": "sdk test"})
     assert thread["status"] == "idle"
@@ -143,6 +144,12 @@ async def test_a_run_streams_to_the_review_interrupt_and_resumes_to_publish(clie
     assert state["checkpoint"]["thread_id"] == thread["thread_id"]
     got = await client.threads.get(thread["thread_id"])
     assert got["status"] == "interrupted"
+    # It is the platform's thread and run: /v1/threads shows the run's typed events.
+    (run,) = await client.runs.list(thread["thread_id"])
+    async with httpx.AsyncClient(base_url=served, headers=tenants[0].headers()) as http:
+        text = (await http.get(f"/v1/threads/{thread['thread_id']}/runs/{run['run_id']}/events")).text
+    kinds = [line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")]
+    assert "token" in kinds and kinds[-1] == "interrupt", kinds
 
     # Another organization sees nothing of it.
     with pytest.raises(NotFoundError):

@@ -18,13 +18,14 @@ stream starts; a failure while streaming is an ``error`` event.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -43,7 +44,8 @@ from api._langgraph._models import (
     ThreadSearch,
     ThreadStateOut,
 )
-from api._langgraph._service import LangGraphThreads, RunStart, create_thread_row, graph_input
+from api._deps import ThreadsDep
+from api._langgraph._service import END_OF_STREAM, RunTaps, Tap, checkpoint_state
 from api._langgraph._wire import StreamEncoder, jsonable, thread_state
 from api._v1._common import in_thread, router as make_router, tenant_tx
 
@@ -66,14 +68,9 @@ Reader = Annotated[Principal, require("agents", "read")]
 Runner = Annotated[Principal, require("agents", "execute")]
 
 
-def get_langgraph(request: Request) -> LangGraphThreads:
-    """The protocol's threads and runs over the app's platform (built once per app)."""
-    service = getattr(request.app.state, "langgraph", None)
-    if service is None or service.platform is not request.app.state.platform:
-        factory = getattr(request.app.state, "graph_factory", None)
-        service = LangGraphThreads(request.app.state.platform, factory)
-        request.app.state.langgraph = service
-    return service
+def get_taps(request: Request) -> RunTaps:
+    """The run taps of the app's Threads service (see ``_service``)."""
+    return request.app.state.langgraph_taps
 
 
 # -- assistants ---------------------------------------------------------------------------------
@@ -155,61 +152,60 @@ def _get_thread(db: store.Database, principal: Principal, thread_id: str) -> dic
         return _thread(store.Threads(tx), principal, thread_id)
 
 
+Writer = Annotated[Principal, require("agents", "write")]
+
+
 @router.post(PREFIX + "/threads", name="langgraph_thread.create", response_model=ThreadOut)
-def create_thread(db: Db, principal: Runner, body: ThreadCreate) -> Any:
+async def create_thread(threads: ThreadsDep, principal: Writer, body: ThreadCreate) -> Any:
     """Create a thread (for ``metadata.graph_id``, else for the graph its first run names)."""
+    if body.thread_id is not None:
+        raise RequestValidationError([{"loc": ("body", "thread_id"), "type": "value_error",
+                                       "msg": "is chosen by the server: create the thread without it"}])
     graph_ref = body.metadata.get("graph_id")
     graph = resolve_graph(graph_ref) if isinstance(graph_ref, str) else "home"
     metadata = {k: v for k, v in body.metadata.items() if k not in ("graph_id", "assistant_id")}
-    with tenant_tx(db, principal) as tx:
-        row = create_thread_row(tx, principal, thread_id=body.thread_id, graph=graph, metadata=metadata,
-                                if_exists=body.if_exists)
+    title = metadata["title"] if isinstance(metadata.get("title"), str) else ""
+    row = await threads.create(principal, graph=graph, title=title[:200], metadata=metadata,
+                               customer_id=principal.customer_id)
     return thread_out(row)
 
 
 @router.post(PREFIX + "/threads/search", name="langgraph_thread.search", response_model=list[ThreadOut])
-def search_threads(db: Db, principal: Reader, body: ThreadSearch) -> Any:
+async def search_threads(threads: ThreadsDep, principal: Reader, body: ThreadSearch) -> Any:
     """The organization's threads, newest first, filtered by status, metadata and ids."""
     wanted = body.offset + body.limit
     found: list[dict[str, Any]] = []
     cursor = None
-    with tenant_tx(db, principal) as tx:
-        threads = store.Threads(tx)
-        while len(found) < wanted:
-            page = threads.list(principal.org_id, store.ListQuery(limit=store.MAX_LIMIT, cursor=cursor,
-                                                                  sort="-created_at"), status=body.status)
-            for row in page.items:
-                if not visible(row, principal):
-                    continue
-                if body.ids is not None and row["id"] not in body.ids:
-                    continue
-                metadata = thread_out(row)["metadata"]
-                if body.metadata and any(metadata.get(k) != v for k, v in body.metadata.items()):
-                    continue
-                found.append(row)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+    while len(found) < wanted:
+        page = await threads.list(principal, store.ListQuery(limit=store.MAX_LIMIT, cursor=cursor, sort="-created_at"),
+                                  status=body.status)
+        for row in page.items:
+            if not visible(row, principal) or (body.ids is not None and row["id"] not in body.ids):
+                continue
+            metadata = thread_out(row)["metadata"]
+            if body.metadata and any(metadata.get(k) != v for k, v in body.metadata.items()):
+                continue
+            found.append(row)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
     return [thread_out(row) for row in found[body.offset:wanted]]
 
 
 @router.get(PREFIX + "/threads/{thread_id}", name="langgraph_thread.get", response_model=ThreadOut)
-async def get_thread(db: Db, principal: Reader, thread_id: ThreadId, request: Request) -> Any:
+async def get_thread(db: Db, threads: ThreadsDep, principal: Reader, thread_id: ThreadId) -> Any:
     """One thread with its latest values and pending interrupts."""
     row = await in_thread(_get_thread, db, principal, thread_id)
-    snapshot = await get_langgraph(request).checkpoint_state(principal, row)
-    interrupts: dict[str, list[Any]] = {}
-    for task in snapshot.tasks:
-        if task.interrupts:
-            interrupts[task.id] = jsonable(task.interrupts)
+    snapshot = await checkpoint_state(threads, principal, row)
+    interrupts = {task.id: jsonable(task.interrupts) for task in snapshot.tasks if task.interrupts}
     return thread_out(row, jsonable(snapshot.values), interrupts)
 
 
 @router.get(PREFIX + "/threads/{thread_id}/state", name="langgraph_thread.state", response_model=ThreadStateOut)
-async def get_thread_state(db: Db, principal: Reader, thread_id: ThreadId, request: Request) -> Any:
+async def get_thread_state(db: Db, threads: ThreadsDep, principal: Reader, thread_id: ThreadId) -> Any:
     """The thread's latest state: values, the nodes to run next, pending interrupts."""
     row = await in_thread(_get_thread, db, principal, thread_id)
-    snapshot = await get_langgraph(request).checkpoint_state(principal, row)
+    snapshot = await checkpoint_state(threads, principal, row)
     return thread_state(snapshot, row["id"], {"graph_id": row["graph"], "assistant_id": assistant_id(row["graph"])})
 
 
@@ -225,6 +221,9 @@ def _check(body: RunCreate) -> None:
     """Refuse (422, by name) what the client may send and this server does not do."""
     errors = [{"loc": ("body", name), "msg": "is not supported by this server", "type": "value_error"}
               for name in UNSUPPORTED if getattr(body, name) not in (None, [], {})]
+    if body.if_not_exists == "create":
+        errors.append({"loc": ("body", "if_not_exists"), "type": "value_error",
+                       "msg": "threads are created first (POST /threads): only 'reject' is supported"})
     if body.multitask_strategy not in (None, "reject"):
         errors.append({"loc": ("body", "multitask_strategy"), "type": "value_error",
                        "msg": "only 'reject' is supported: a busy thread answers 409"})
@@ -242,16 +241,50 @@ def _check(body: RunCreate) -> None:
         raise RequestValidationError(errors)
 
 
-def _start(db: store.Database, principal: Principal, service: LangGraphThreads, thread_id: str,
-           body: RunCreate) -> RunStart:
-    graph = resolve_graph(body.assistant_id)
-    resume = body.command is not None
-    run_input = {"command": {"resume": body.command.resume}} if body.command is not None else {"input": body.input}
+def _user_message(input: Mapping[str, Any]) -> str:
+    """The text of the one user message a run's input carries (what a thread takes)."""
+    messages = input.get("messages")
+    if set(input) == {"messages"} and isinstance(messages, list) and len(messages) == 1 \
+            and isinstance(messages[0], dict) and isinstance(messages[0].get("content"), str) \
+            and (messages[0].get("role") in ("user", "human") or messages[0].get("type") == "human") \
+            and 0 < len(messages[0]["content"].strip()) and len(messages[0]["content"]) <= agents.MAX_MESSAGE_CHARS:
+        return messages[0]["content"]
+    raise RequestValidationError([{"loc": ("body", "input"), "type": "value_error", "msg": (
+        f'must be one user message of 1 to {agents.MAX_MESSAGE_CHARS} characters: '
+        '{"messages": [{"role": "user", "content": "..."}]}')}])
+
+
+def _bind_graph(db: store.Database, principal: Principal, thread_id: str, graph: str) -> dict[str, Any]:
+    """The thread, bound to ``graph``: a thread runs one graph, the one of its creation or, for a
+    thread that never ran, the one its first run names (409 for another)."""
     with tenant_tx(db, principal) as tx:
-        if body.if_not_exists == "create":
-            create_thread_row(tx, principal, thread_id=thread_id, graph=graph, metadata={}, if_exists="do_nothing")
-        return service.start_run(tx, principal, thread_id, graph, resume=resume, run_input=jsonable(run_input),
-                                 graph_input=graph_input(body.input, body.command.resume if resume else None, resume))
+        threads = store.Threads(tx)
+        thread = _thread(threads, principal, thread_id, lock=True)
+        if thread["graph"] == graph:
+            return thread
+        if threads.list_runs(principal.org_id, thread_id, store.ListQuery(limit=1)).items:
+            raise store.Conflict("thread", "graph", f"thread {thread_id!r} runs graph {thread['graph']!r}, not {graph!r}")
+        threads.set_graph(principal.org_id, thread_id, graph)
+        return {**thread, "graph": graph}
+
+
+async def _start(db: store.Database, threads: agents.Threads, taps: RunTaps, principal: Principal, thread_id: str,
+                 body: RunCreate, graph_modes: list[str]) -> tuple[dict[str, Any], str, Tap]:
+    """Start the run the request asks for, its tap open; returns the run, its graph and the tap."""
+    _check(body)
+    graph = resolve_graph(body.assistant_id)
+    content = _user_message(body.input) if body.input is not None else None
+    thread = await in_thread(_bind_graph, db, principal, thread_id, graph)
+    tap = taps.open(principal.org_id, thread["id"], graph_modes)
+    try:
+        if body.command is not None:
+            run = await threads.resume(principal, thread_id, body.command.resume)
+        else:
+            run = await threads.post_message(principal, thread_id, content or "")
+    except BaseException:
+        taps.close(tap)
+        raise
+    return run, graph, tap
 
 
 def run_out(row: Mapping[str, Any], graph: str) -> dict[str, Any]:
@@ -261,57 +294,100 @@ def run_out(row: Mapping[str, Any], graph: str) -> dict[str, Any]:
             "status": RUN_STATUS[row["status"]], "metadata": {"kind": row["kind"]}, "multitask_strategy": "reject"}
 
 
-def _error_event(exc: Exception) -> dict[str, str]:
-    # Our errors build their message from typed fields (no secrets); anything else shows its type only.
-    if isinstance(getattr(type(exc), "code", None), str):
-        return {"error": type(exc).__name__, "message": str(exc)}
-    return {"error": type(exc).__name__, "message": "the run failed; the server log has the details"}
+def _run_error(run: Mapping[str, Any]) -> dict[str, str] | None:
+    """The ``error`` event of a run that failed (its recorded error), or None."""
+    if run["status"] != "failed":
+        return None
+    error = run.get("error") or {}
+    return {"error": str(error.get("code", "run_failed")), "message": str(error.get("message", "the run failed"))}
+
+
+async def _parts(threads: agents.Threads, principal: Principal, thread_id: str, run: Mapping[str, Any],
+                 tap: Tap) -> AsyncIterator[Any]:
+    """The graph parts of the run from its tap, until the graph's stream ends and the run is over;
+    the last item is the finished run row."""
+    finished = asyncio.ensure_future(threads.wait(principal, thread_id, run["id"]))
+    try:
+        streaming = True
+        while streaming:
+            # A graph that fails before it streams (or a run cancelled first) ends without a part.
+            got = asyncio.ensure_future(tap.parts.get())
+            await asyncio.wait({got, finished}, return_when=asyncio.FIRST_COMPLETED)
+            if not got.done():
+                got.cancel()
+                while not tap.parts.empty():
+                    part = tap.parts.get_nowait()
+                    if part is not END_OF_STREAM:
+                        yield part
+                break
+            part = got.result()
+            if part is END_OF_STREAM:
+                streaming = False
+            else:
+                yield part
+        yield await finished
+    finally:
+        finished.cancel()
 
 
 @router.post(PREFIX + "/threads/{thread_id}/runs/stream", name="langgraph_run.stream",
              responses={200: {"description": "Server-sent events of the run, per stream mode.",
                               "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
-async def stream_run(db: Db, principal: Runner, thread_id: ThreadId, body: RunCreate, request: Request) -> Any:
+async def stream_run(db: Db, threads: ThreadsDep, taps: Annotated[RunTaps, Depends(get_taps)], principal: Runner,
+                     thread_id: ThreadId, body: RunCreate) -> Any:
     """Start a run on the thread and stream it (stream_mode values, updates, messages, ...)."""
-    if body.if_not_exists != "create":
-        await in_thread(_get_thread, db, principal, thread_id)  # another organization's thread: 404 first
-    _check(body)
-    service = get_langgraph(request)
-    start = await in_thread(_start, db, principal, service, thread_id, body)
-    run_id = start.run["id"]
-    encoder = StreamEncoder(_modes(body), {"thread_id": thread_id, "run_id": run_id, "graph_id": start.graph,
-                                           "assistant_id": assistant_id(start.graph)})
+    await in_thread(_get_thread, db, principal, thread_id)  # another organization's thread: 404 first
+    encoder = StreamEncoder(_modes(body), {"thread_id": thread_id})
+    run, graph, tap = await _start(db, threads, taps, principal, thread_id, body, encoder.graph_modes)
+    encoder.metadata.update({"run_id": run["id"], "graph_id": graph, "assistant_id": assistant_id(graph)})
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        yield ServerSentEvent(_json({"run_id": run_id, "attempt": 1}), event="metadata")
+        finished = None
         try:
-            async for namespace, mode, chunk in service.execute(principal, start, encoder.graph_modes,
-                                                                subgraphs=body.stream_subgraphs):
-                for event, data in encoder.encode(namespace, mode, chunk):
+            yield ServerSentEvent(_json({"run_id": run["id"], "attempt": 1}), event="metadata")
+            async for item in _parts(threads, principal, thread_id, run, tap):
+                if isinstance(item, dict):
+                    finished = item
+                    continue
+                for event, data in encoder.encode(*item):
                     yield ServerSentEvent(_json(data), event=event)
-        except Exception as exc:
-            yield ServerSentEvent(_json(_error_event(exc)), event="error")
-            return
-        yield ServerSentEvent(_json(None), event="end")
+            error = _run_error(finished or {})
+            if error is not None:
+                yield ServerSentEvent(_json(error), event="error")
+            else:
+                yield ServerSentEvent(_json(None), event="end")
+        finally:
+            taps.close(tap)
+            if finished is None and body.on_disconnect == "cancel":
+                # The client went away: the run stops too (by default it goes on, as a thread's would).
+                await asyncio.shield(_cancel(threads, principal, thread_id, run["id"]))
 
-    return EventSourceResponse(events(), headers={"Content-Location": f"/v1{PREFIX}/threads/{thread_id}/runs/{run_id}"})
+    return EventSourceResponse(events(), headers={"Content-Location": f"/v1{PREFIX}/threads/{thread_id}/runs/{run['id']}"})
+
+
+async def _cancel(threads: agents.Threads, principal: Principal, thread_id: str, run_id: str) -> None:
+    try:
+        await threads.cancel(principal, thread_id, run_id)
+    except agents.RunNotActive:
+        pass  # it ended meanwhile
 
 
 @router.post(PREFIX + "/threads/{thread_id}/runs/wait", name="langgraph_run.wait")
-async def wait_run(db: Db, principal: Runner, thread_id: ThreadId, body: RunCreate, request: Request) -> Any:
+async def wait_run(db: Db, threads: ThreadsDep, taps: Annotated[RunTaps, Depends(get_taps)], principal: Runner,
+                   thread_id: ThreadId, body: RunCreate) -> Any:
     """Run on the thread until it ends or waits at an interrupt; answers with the last state values."""
-    if body.if_not_exists != "create":
-        await in_thread(_get_thread, db, principal, thread_id)  # another organization's thread: 404 first
-    _check(body)
-    service = get_langgraph(request)
-    start = await in_thread(_start, db, principal, service, thread_id, body)
-    values: Any = None
-    try:
-        async for namespace, mode, chunk in service.execute(principal, start, ["values"], subgraphs=False):
-            if mode == "values" and not namespace:
-                values = jsonable(chunk)
-    except Exception as exc:
-        return {"__error__": _error_event(exc)}
+    await in_thread(_get_thread, db, principal, thread_id)  # another organization's thread: 404 first
+    run, _graph, tap = await _start(db, threads, taps, principal, thread_id, body, [])
+    taps.close(tap)  # nothing to stream: the answer is the state the run leaves
+    finished = await threads.wait(principal, thread_id, run["id"])
+    error = _run_error(finished)
+    if error is not None:
+        return {"__error__": error}
+    row = await in_thread(_get_thread, db, principal, thread_id)
+    snapshot = await checkpoint_state(threads, principal, row)
+    values = jsonable(snapshot.values)
+    if snapshot.interrupts:
+        values["__interrupt__"] = jsonable(snapshot.interrupts)
     return values
 
 
