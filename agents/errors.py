@@ -7,6 +7,7 @@ Hierarchy (class, code, HTTP status)::
     ├── ModelUnavailable            model_unavailable (503)
     ├── PlanError                   offline_plan_error (500)
     ├── UnknownGraph                unknown_graph (404)
+    ├── ReviewAnswerInvalid         review_answer_invalid (422)
     ├── GraphUnavailable            graph_unavailable (501)
     └── ThreadError                 thread_error (500)
         ├── ThreadBusy              thread_busy (409)
@@ -141,3 +142,16 @@ class RunNotActive(ThreadError):
         self.run_id = run_id
         self.run_status = status
         super().__init__(f"run {run_id!r} is {status} already; only a pending or running run can be cancelled")
+
+
+class ReviewAnswerInvalid(AgentError, ValueError):
+    """The answer to a review interrupt is neither ``{"action": "approve"}`` nor ``{"action":
+    "reject", "comments": "..."}``; ``answer`` is what came. 422: the caller's input."""
+
+    code = "review_answer_invalid"
+    http_status = 422
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+        super().__init__(f"a review is answered with {{'action': 'approve'}} or {{'action': 'reject', 'comments': "
+                         f"'...'}}, not {str(answer)[:200]!r}")

@@ -500,7 +500,8 @@ class Runs:
         invoker (a durable run makes each call a durable step)."""
         # A caller may point connectors elsewhere (an agent's dry run on its sandboxes: the
         # ``base_urls`` seam); connections that target a hosted sandbox are routed to it in-process.
-        http, base_urls = self.platform.http, seams.pop("base_urls", None)
+        # ``http``: the client that reaches those (an agent's view onto hosted sandboxes).
+        http, base_urls = seams.pop("http", None) or self.platform.http, seams.pop("base_urls", None)
         if plan.sandboxes:
             # In-process, never over the network: see runtime._sandboxes.
             route = await self.platform.sandboxes.route(plan.org_id, plan.sandboxes)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import store
 from engine import check_connector
 from engine.specs import ConnectorSpec
-from runtime import MAX_QUERY_LENGTH, MAX_RESULTS, SpecInvalid, build_executor, tenant_tx, validated
+from runtime import MAX_QUERY_LENGTH, MAX_RESULTS, ServiceError, SpecInvalid, build_executor, tenant_tx, validated
 from runtime import stored as stored_spec
 from tools._context import ToolContext
 from tools._registry import Tool
@@ -62,10 +62,11 @@ def _version_out(connector: dict[str, Any], version: dict[str, Any]) -> dict[str
             "state": version["state"], "name": connector["name"]}
 
 
-async def save_connector(ctx: ToolContext, spec: dict[str, Any]) -> dict[str, Any]:
+async def save_connector(ctx: ToolContext, spec: dict[str, Any], document: dict[str, Any] | None = None) -> dict[str, Any]:
     """Save ``spec`` (validated, as stored) as the next draft of its connector, creating the connector
     at version 1 when the organization has none of that key; indexed in the catalog in the same
-    transaction (the embeddings computed before it opens)."""
+    transaction (the embeddings computed before it opens). ``document``: the OpenAPI document it was
+    imported from, kept for the connector's hosted sandbox (as ``POST /v1/connectors/import`` does)."""
     catalog = ctx.platform.catalog
     prepared = await catalog.prepare(spec)
 
@@ -77,14 +78,36 @@ async def save_connector(ctx: ToolContext, spec: dict[str, Any]) -> dict[str, An
                 connectors.get(org_id, spec["id"])
             except store.NotFound:
                 connector = connectors.create(org_id, spec, created_by=ctx.principal.actor_id)
+                if document is not None:
+                    store.SandboxDocuments(tx).save_document(org_id, connector["id"], document)
                 catalog.save(tx, org_id, connector, prepared)
                 return _version_out(connector, connectors.version(org_id, connector["id"], 1))
             version = connectors.add_version(org_id, spec["id"], spec, created_by=ctx.principal.actor_id)
             connector = connectors.get(org_id, version["connector_id"])
+            if document is not None:
+                store.SandboxDocuments(tx).save_document(org_id, connector["id"], document)
             catalog.save(tx, org_id, connector, prepared, version["version"])
             return _version_out(connector, version)
 
     return await anyio.to_thread.run_sync(save)
+
+
+async def sandbox_route(ctx: ToolContext, keys: list[str]) -> tuple[Any, dict[str, str]]:
+    """The HTTP client and base URLs that reach ``keys``' sandboxes: the context's directory first
+    (sandboxes served over HTTP), else the platform's hosted sandbox of each connector imported from
+    a document (reached in-process, the egress guard unchanged). A key with neither is left out."""
+    base_urls = {key: url for key in keys if (url := ctx.sandboxes.base_url(ctx.org_id, key)) is not None}
+    hosted = []
+    for key in sorted(set(keys) - set(base_urls)):
+        try:
+            await ctx.platform.sandboxes.hosted(ctx.org_id, key)
+        except (store.NotFound, ServiceError):
+            continue
+        hosted.append(key)
+    if not hosted:
+        return ctx.platform.http, base_urls
+    route = await ctx.platform.sandboxes.route(ctx.org_id, hosted)
+    return route.http, {**base_urls, **route.base_urls}
 
 
 def latest_version(ctx: ToolContext, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -177,13 +200,13 @@ class TestConnectorArgs(BaseModel):
 async def test_connector(ctx: ToolContext, args: TestConnectorArgs) -> dict[str, Any]:
     connector, row = await anyio.to_thread.run_sync(latest_version, ctx, args.connector)
     key = connector["key"]
-    base_url = ctx.sandboxes.base_url(ctx.org_id, key)
-    if base_url is None:
+    http, base_urls = await sandbox_route(ctx, [key])
+    if key not in base_urls:
         raise ToolFailed(f"connector {key!r} has no sandbox to test against; import it from its API description "
                          "so the platform serves one", pointer="/connector", code="no_sandbox", http_status=409)
     spec = validated(ConnectorSpec, row["spec"], "connector")
     # Placeholder credentials of the right shape: a sandbox checks their presence, never their value.
-    executor = build_executor({key: spec}, ctx.platform.http, base_urls={key: base_url})
+    executor = build_executor({key: spec}, http, base_urls=base_urls)
     report = await check_connector(spec, executor)
     return {"connector": key, "version": row["version"], **report.summary()}
 

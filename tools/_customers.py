@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import store
 from engine.datamodel import KINDS, suggest_mapping
+from engine.samples import merge_all_of
 from engine.specs import ConnectorSpec
 from runtime import tenant_tx
 from tools._context import ToolContext
@@ -96,7 +97,21 @@ async def propose_mapping(ctx: ToolContext, args: ProposeMappingArgs) -> dict[st
     target = target_spec.standalone(target_spec.actions[target_action].input or {})
     mapping = suggest_mapping(args.kind, source, target)
     return {"kind": args.kind, "source": args.source, "target": args.target, "map": mapping,
+            "required_unmapped": _required_unmapped(target_spec, target, mapping),
             "note": None if mapping else "no field of the common data model was found on both sides"}
+
+
+def _required_unmapped(spec: ConnectorSpec, target: dict[str, Any], mapping: dict[str, Any]) -> list[str]:
+    """The target record's required fields the mapping leaves out (the builder must say where they
+    come from): the body's when the input has one, else the input's."""
+    record, mapped = target, mapping
+    body = (target.get("properties") or {}).get("body")
+    if body is not None:
+        record = merge_all_of(spec.deref(body), target.get("$defs"))
+        inner = mapping.get("body")
+        mapped = inner[0] if isinstance(inner, list) and inner and isinstance(inner[0], dict) else inner or {}
+    heads = {key.split(".")[0] for key in mapped} if isinstance(mapped, dict) else set()
+    return [name for name in record.get("required") or [] if name not in heads]
 
 
 TOOLS = [

@@ -146,7 +146,8 @@ class ImportApiArgs(BaseModel):
         return self
 
 
-def _convert(ctx: ToolContext, args: ImportApiArgs) -> Any:
+def _convert(ctx: ToolContext, args: ImportApiArgs) -> tuple[Any, Any]:
+    """The loaded document (its ``raw`` is kept for the connector's hosted sandbox) and the import's result."""
     try:
         if args.url is not None:
             source: Any = load_openapi(args.url, egress=EgressPolicy(allow=tuple(ctx.platform.config.egress_allow)),
@@ -161,15 +162,16 @@ def _convert(ctx: ToolContext, args: ImportApiArgs) -> Any:
         else:
             # Bytes, never the string: a string that looks like a path would be read from disk.
             source = load_openapi((args.text or "").encode("utf-8"), source_name="<document>", keep_refs=True)
-        return import_connector(source, connector_id=args.connector_id)
+        return source, import_connector(source, connector_id=args.connector_id)
     except OpenAPIImportError as exc:
         raise ToolFailed(f"the document cannot be imported: {exc.reason}", pointer=exc.pointer,
                          code="openapi_import_refused") from None
 
 
 async def import_api(ctx: ToolContext, args: ImportApiArgs) -> dict[str, Any]:
-    result = await anyio.to_thread.run_sync(_convert, ctx, args)
-    saved = await save_connector(ctx, stored(result.connector))
+    converted = await anyio.to_thread.run_sync(_convert, ctx, args)
+    document, result = converted
+    saved = await save_connector(ctx, stored(result.connector), document.raw)
     spec = result.connector
     return saved | {
         "actions": sorted(spec.actions), "auth": spec.auth.type, "events": sorted(spec.events),

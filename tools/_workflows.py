@@ -16,9 +16,9 @@ import store
 from engine import check_workflow
 from engine.errors import EngineError
 from engine.specs import ConnectorSpec, WorkflowSpec
-from runtime import SpecInvalid, check_environment, loaded, problems_out, tenant_tx, validated
+from runtime import ServiceError, SpecInvalid, check_environment, loaded, problems_out, tenant_tx, validated
 from runtime import stored as stored_spec
-from tools._connectors import KEY_PATTERN, JsonPatchOp, apply_patch
+from tools._connectors import KEY_PATTERN, JsonPatchOp, apply_patch, sandbox_route
 from tools._context import ToolContext
 from tools._registry import Tool
 from tools.errors import ApprovalRequired, ToolFailed
@@ -152,20 +152,31 @@ async def dry_run_workflow(ctx: ToolContext, args: DryRunArgs) -> dict[str, Any]
 
     keys = await anyio.to_thread.run_sync(connectors_of)
     base_urls = {key: url for key in keys if (url := ctx.sandboxes.base_url(ctx.org_id, key)) is not None}
+    # Connectors the directory does not serve run on their hosted sandboxes through the test
+    # customer's sandbox connections (runtime routes those in-process).
+    http, routed = await sandbox_route(ctx, keys)
     for connector, records in sorted(args.sample_records.items()):
-        if connector not in base_urls:
+        if connector in base_urls:
+            await _seed(ctx, connector, base_urls[connector], records)
+        elif connector in routed:
+            try:
+                await ctx.platform.sandboxes.seed(ctx.principal, connector, records)
+            except ServiceError as exc:
+                raise ToolFailed(f"the sandbox of {connector!r} refused the sample records: {exc}",
+                                 pointer=f"/sample_records/{connector}", code=exc.code) from None
+        else:
             raise ToolFailed(f"connector {connector!r} has no sandbox in this run (the workflow uses: "
                              f"{', '.join(keys) or 'none'})", pointer=f"/sample_records/{connector}", code="no_sandbox")
-        await _seed(ctx, connector, base_urls[connector], records)
     started = await ctx.platform.runs.start(
         ctx.principal, args.workflow, customer_id=customer_id, draft=True, dry_run=True, input=args.input,
-        triggered_by="agent", base_urls=base_urls,
+        triggered_by="agent", base_urls=routed, http=http,
     )
     execution = started.execution
     trace = execution.get("trace") or []
     return {
         "execution_id": execution["id"], "status": execution["status"], "output": execution.get("output"),
-        "failure": execution.get("error"), "sandboxes": sorted(base_urls), "unsandboxed": sorted(set(keys) - set(base_urls)),
+        "failure": execution.get("error"), "sandboxes": sorted(set(base_urls) | set(routed)),
+        "unsandboxed": sorted(set(keys) - set(base_urls) - set(routed)),
         "calls": [_trace_entry(e) for e in trace[:MAX_TRACE_ENTRIES]], "calls_total": len(trace),
     }
 

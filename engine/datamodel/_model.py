@@ -53,12 +53,14 @@ def validate_record(kind: str, record: Any) -> None:
 
 
 def schema_paths(schema: dict[str, Any], prefix: str = "", depth: int = 0,
-                 defs: dict[str, Any] | None = None) -> list[str]:
+                 defs: dict[str, Any] | None = None, *, writable: bool = False) -> list[str]:
     """Dotted paths of the scalar fields of a JSON Schema; an array of objects adds ``name.field``.
 
     ``$ref``s to shared schemas are followed: against ``defs`` (a connector's
     ``$defs``), else the root schema's own ``$defs``. Paths stop at depth 5,
-    so recursive schemas end.
+    so recursive schemas end. An open object (``additionalProperties``, no
+    ``properties``) is ``name.*``. ``writable``: leave out ``readOnly`` fields
+    (a target's, which the app sets itself).
     """
     out: list[str] = []
     if defs is None and depth == 0 and isinstance(schema, dict) and isinstance(schema.get("$defs"), dict):
@@ -69,14 +71,19 @@ def schema_paths(schema: dict[str, Any], prefix: str = "", depth: int = 0,
     for name, sub in (schema.get("properties") or {}).items():
         path = f"{prefix}{name}"
         sub = deref(sub, defs)
-        if not isinstance(sub, dict):
+        if not isinstance(sub, dict) or (writable and sub.get("readOnly")):
             continue
         kind = sub.get("type")
         items = deref(sub.get("items"), defs)
-        if kind == "object" or "properties" in sub:
-            out += schema_paths(sub, path + ".", depth + 1, defs)
+        if "properties" in sub:
+            out += schema_paths(sub, path + ".", depth + 1, defs, writable=writable)
+        elif kind == "object" and sub.get("additionalProperties") not in (None, False):
+            # An open object (HubSpot's ``properties``): any ``name.field`` may be there.
+            out.append(path + ".*")
+        elif kind == "object":
+            out += schema_paths(sub, path + ".", depth + 1, defs, writable=writable)
         elif kind == "array" and isinstance(items, dict) and "properties" in items:
-            out += schema_paths(items, path + ".", depth + 1, defs)
+            out += schema_paths(items, path + ".", depth + 1, defs, writable=writable)
         else:
             out.append(path)
     return out
@@ -92,6 +99,12 @@ def _find(paths: list[str], aliases: list[str]) -> str | None:
         for path in paths:
             if path.lower().endswith("." + alias.lower()):
                 return path
+    # An alias inside an open object of the schema (``properties.email`` under ``properties.*``).
+    for alias in aliases:
+        head, _, rest = alias.rpartition(".")
+        for path in paths:
+            if head and (path.lower() == head.lower() + ".*" or path.lower().endswith("." + head.lower() + ".*")):
+                return path[:-1] + rest
     return None
 
 
@@ -105,17 +118,31 @@ def suggest_mapping(kind: str, source_schema: dict[str, Any], target_schema: dic
     """
     model = model_schema(kind)
     source_paths = schema_paths(source_schema)
-    target_paths = schema_paths(target_schema)
+    target_paths = schema_paths(target_schema, writable=True)
     mapping: dict[str, Any] = {}
-    for name, prop in model["properties"].items():
+    def ref(path: str) -> str:
+        return source_var + "." + ".".join(quote_field(p) for p in path.split("."))
+
+    props = model["properties"]
+    for name, prop in props.items():
         if name == "id":
             continue  # identities belong to each app; matching, not mapping, relates them
         aliases = prop.get("x-aliases") or []
         source = _find(source_paths, aliases)
         target = _find(target_paths, aliases)
-        if not source or not target:
+        if not target:
             continue
-        expression = "{{ " + source_var + "." + ".".join(quote_field(p) for p in source.split(".")) + " }}"
+        if source:
+            expression = "{{ " + ref(source) + " }}"
+        elif name == "full_name" and "first_name" in props and "last_name" in props:
+            # A full name the source keeps in two parts (HubSpot's firstname and lastname).
+            first = _find(source_paths, props["first_name"].get("x-aliases") or [])
+            last = _find(source_paths, props["last_name"].get("x-aliases") or [])
+            if not (first and last):
+                continue
+            expression = "{{ $trim($join([" + ref(first) + ", " + ref(last) + "], ' ')) }}"
+        else:
+            continue
         head, _, rest = target.partition(".")
         if rest:
             holder = mapping.setdefault(head, [{}])
