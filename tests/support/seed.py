@@ -268,15 +268,6 @@ def seed_tenant(
     seeded.by_customer[second]["key_id"] = seeded.key_ids["bound_end_user"]
     seeded.by_customer[first]["key_id"] = seeded.key_ids["bound_admin"]
 
-    # A LangGraph thread (the protocol of /v1/langgraph) with one run: a request the Connector
-    # Agent's offline model declines, so the run ends at once.
-    thread = _ok(http.post("/v1/langgraph/threads", headers=s.headers(),
-                           json={"metadata": {"graph_id": "connector_agent", "label": label}}), 200)
-    seeded.add("thread_id", thread["thread_id"])
-    _ok(http.post(f"/v1/langgraph/threads/{thread['thread_id']}/runs/wait", headers=s.headers(),
-                  json={"assistant_id": "connector_agent", "input": {"messages": [{"role": "user", "content": "hello"}]}}), 200)
-    runs = _ok(http.get(f"/v1/langgraph/threads/{thread['thread_id']}/runs", headers=s.headers()), 200)
-    seeded.add("run_id", runs[0]["run_id"])
 
     # One webhook event per customer: a trigger for each whose filter the delivery does not match,
     # so the event is stored (filtered) and runs nothing.
