@@ -11,9 +11,11 @@ Integration Agent with the offline model on the flagship prompt.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -33,8 +35,11 @@ from support.platform import Tenant, app_database, make_tenant
 from support.servers import serve_app
 from switchboard.app import create_app
 from switchboard.settings import Settings
+from tools import ToolContext
 
 FLAGSHIP = "Sync HubSpot contacts to Cin7 customers, matching by email"
+WORKFLOW = "hubspot-contacts-to-cin7-customers"
+DOCUMENTS = Path(__file__).resolve().parent / "data" / "openapi"
 
 
 class ReviewState(TypedDict, total=False):
@@ -69,15 +74,32 @@ def review_graph(name: str, ctx: Any, checkpointer: Any) -> Any:
     return builder.compile(checkpointer=checkpointer)
 
 
-@pytest.fixture(scope="module")
-def served(migrated_database_url: str) -> Iterator[str]:
+def platform_graphs(name: str, ctx: ToolContext, checkpointer: Any) -> Any:
+    """The platform's graphs (offline model), discovering APIs among the repository's documents."""
+    return agents.build_graph(name, dataclasses.replace(ctx, documents=DOCUMENTS), checkpointer=checkpointer)
+
+
+@contextmanager
+def serving(database_url: str, factory: Any) -> Iterator[str]:
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-langgraph-"))
     try:
-        app = create_app(Settings(database_url=migrated_database_url, data_dir=data_dir), graph_factory=review_graph)
+        app = create_app(Settings(database_url=database_url, data_dir=data_dir), graph_factory=factory)
         with serve_app(app, lifespan="on") as url:
             yield url
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def served(migrated_database_url: str) -> Iterator[str]:
+    with serving(migrated_database_url, review_graph) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def served_agents(migrated_database_url: str) -> Iterator[str]:
+    with serving(migrated_database_url, platform_graphs) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +215,59 @@ async def test_refusals_are_problem_responses(client: Any) -> None:
                                          interrupt_before=["review"]))
     with pytest.raises(NotFoundError):
         await collect(client.runs.stream(thread["thread_id"], "no-such-graph", input={"messages": []}))
+
+
+async def test_the_integration_agent_builds_the_flagship_stops_for_review_and_publishes(
+    served_agents: str, tenants: tuple[Tenant, Tenant]
+) -> None:
+    a, b = tenants
+    # Acting for the test customer: the agent's dry runs and the thread are that customer's.
+    async with get_client(url=f"{served_agents}/v1/langgraph", api_key=None, headers=a.headers(a.customers[0])) as client, \
+            get_client(url=f"{served_agents}/v1/langgraph", api_key=None, headers=b.headers()) as other:
+        found = await client.assistants.search()
+        assert sorted(x["graph_id"] for x in found) == sorted(agents.GRAPHS) and len(found) == 4
+        (assistant,) = [x for x in found if x["graph_id"] == "integration_agent"]
+        thread = await client.threads.create()
+
+        parts = await collect(client.runs.stream(
+            thread["thread_id"], assistant["assistant_id"], input={"messages": [{"role": "user", "content": FLAGSHIP}]},
+            stream_mode=["values", "updates", "messages"],
+        ))
+        events = [event for event, _ in parts]
+        assert events[0] == "metadata" and events[-1] == "end", events
+        assert {"values", "updates", "messages/metadata"} <= set(events), set(events)
+        # The tool calls the model made, as the updates of its node show them.
+        calls = [call["name"] for event, data in parts if event == "updates"
+                 for update in data.values() if isinstance(update, dict)
+                 for message in update.get("messages", []) if isinstance(message, dict)
+                 for call in message.get("tool_calls") or []]
+        assert calls[:3] == ["search_catalog", "find_api_description", "import_api"] and calls[-1] == "request_review"
+        # Messages come with their node and the public thread id, and say the model is the offline one.
+        ai = [data[0] for event, data in parts if event.startswith("messages/") and event != "messages/metadata"
+              and data[0]["type"] == "ai"]
+        assert ai and {m["response_metadata"].get("model_provider") for m in ai} == {"offline"}
+        (review,) = [data for event, data in parts if event == "values"][-1]["__interrupt__"]
+        assert review["value"]["type"] == "review" and review["value"]["workflow"] == WORKFLOW
+
+        state = await client.threads.get_state(thread["thread_id"])
+        assert state["next"] and state["interrupts"][0]["value"]["workflow"] == WORKFLOW
+        assert state["tasks"][0]["interrupts"][0]["id"] == review["id"]
+        assert (await client.threads.get(thread["thread_id"]))["status"] == "interrupted"
+        with pytest.raises(NotFoundError):
+            await other.threads.get(thread["thread_id"])
+        with pytest.raises(NotFoundError):
+            await other.threads.get_state(thread["thread_id"])
+
+        parts = await collect(client.runs.stream(thread["thread_id"], assistant["assistant_id"],
+                                                 command={"resume": {"action": "approve"}}, stream_mode="values"))
+        assert parts[-1][0] == "end", parts[-1]
+        final = [data for event, data in parts if event == "values"][-1]
+        assert "__interrupt__" not in final and final["published"]["errors"] == []
+        published = {(p["kind"], p["key"]): p for p in final["published"]["published"]}
+        assert published[("workflow", WORKFLOW)]["version"] == 1 and published[("workflow", WORKFLOW)]["deployed_to"]
+        state = await client.threads.get_state(thread["thread_id"])
+        assert state["next"] == [] and state["values"]["published"] == final["published"]
+        assert (await client.threads.get(thread["thread_id"]))["status"] == "idle"
+    async with httpx.AsyncClient(base_url=served_agents, headers=a.headers()) as http:
+        workflow = (await http.get(f"/v1/workflows/{WORKFLOW}")).json()
+    assert workflow["latest_version"] == 1, workflow
