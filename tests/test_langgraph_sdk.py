@@ -210,11 +210,36 @@ async def test_refusals_are_problem_responses(client: Any) -> None:
     with pytest.raises(ConflictError):
         await collect(client.runs.stream(thread["thread_id"], assistant["assistant_id"],
                                          command={"resume": {"action": "approve"}}))
-    with pytest.raises(UnprocessableEntityError):
-        await collect(client.runs.stream(thread["thread_id"], assistant["assistant_id"], input={"messages": []},
+    # What this server does not do is refused by name, as problem+json.
+    with pytest.raises(UnprocessableEntityError) as unsupported:
+        await collect(client.runs.stream(thread["thread_id"], assistant["assistant_id"],
+                                         input={"messages": [{"role": "user", "content": "hi"}]},
                                          interrupt_before=["review"]))
+    assert unsupported.value.response.headers["content-type"].startswith("application/problem+json")
+    assert [e["pointer"] for e in unsupported.value.response.json()["errors"]] == ["/body/interrupt_before"]
+    with pytest.raises(UnprocessableEntityError) as shape:
+        await collect(client.runs.stream(thread["thread_id"], assistant["assistant_id"], input={"messages": []}))
+    assert [e["pointer"] for e in shape.value.response.json()["errors"]] == ["/body/input"]
     with pytest.raises(NotFoundError):
-        await collect(client.runs.stream(thread["thread_id"], "no-such-graph", input={"messages": []}))
+        await collect(client.runs.stream(thread["thread_id"], "no-such-graph",
+                                         input={"messages": [{"role": "user", "content": "hi"}]}))
+    assert (await client.threads.get(thread["thread_id"]))["status"] == "idle"
+    assert await client.runs.list(thread["thread_id"]) == []
+
+
+async def test_runs_wait_answers_with_the_state_the_run_leaves(client: Any) -> None:
+    thread = await client.threads.create(graph_id="connector_agent")
+    assert thread["metadata"]["graph_id"] == "connector_agent"
+    values = await client.runs.wait(thread["thread_id"], "connector_agent",
+                                    input={"messages": [{"role": "user", "content": FLAGSHIP}]})
+    assert values["__interrupt__"][0]["value"]["type"] == "review"
+    # A thread runs the graph it was made for (runs.wait raises httpx's error, not the SDK's typed one).
+    with pytest.raises(httpx.HTTPStatusError) as other_graph:
+        await client.runs.wait(thread["thread_id"], "integration_agent", command={"resume": {"action": "approve"}})
+    assert other_graph.value.response.status_code == 409
+    values = await client.runs.wait(thread["thread_id"], "connector_agent", command={"resume": {"action": "reject"}})
+    assert values["published"] is False and values["messages"][-1]["content"] == "not published"
+    assert [r["status"] for r in await client.runs.list(thread["thread_id"])] == ["success", "interrupted"]
 
 
 async def test_the_integration_agent_builds_the_flagship_stops_for_review_and_publishes(

@@ -11,9 +11,14 @@ official ``langgraph-sdk`` client works against the platform:
 * Runs stream over SSE with the server's events per stream mode (see ``_wire``), and resume an
   interrupt with ``command: {"resume": ...}``. ``runs/wait`` answers with the final state.
 
+A run is the Threads service's run (``agents.Threads``: the busy rule, typed events under
+/v1/threads, usage, cancellation); the graph's own stream reaches the client through a run tap
+(``_service``). Its input is one user message, as a thread takes; ``command`` takes ``resume`` only.
+
 Authentication and errors are the platform's: the /v1 headers (``agents:read`` to read,
-``agents:execute`` to create threads and run), problem+json for every refusal made before a
-stream starts; a failure while streaming is an ``error`` event.
+``agents:write`` to create a thread, ``agents:execute`` to run), problem+json for every refusal
+made before a stream starts (a field this server does not do is a 422 naming it); a failure while
+streaming is an ``error`` event.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 import agents
 import store
 from api._auth import Principal, require
-from api._deps import Db
+from api._deps import Db, ThreadsDep
 from api._langgraph._models import (
     THREAD_ID_PATTERN,
     AssistantOut,
@@ -44,7 +49,6 @@ from api._langgraph._models import (
     ThreadSearch,
     ThreadStateOut,
 )
-from api._deps import ThreadsDep
 from api._langgraph._service import END_OF_STREAM, RunTaps, Tap, checkpoint_state
 from api._langgraph._wire import StreamEncoder, jsonable, thread_state
 from api._v1._common import in_thread, router as make_router, tenant_tx
@@ -65,6 +69,7 @@ RUN_STATUS = {"pending": "pending", "running": "running", "interrupted": "interr
 
 ThreadId = Annotated[str, Path(pattern=THREAD_ID_PATTERN, description="A thread id.")]
 Reader = Annotated[Principal, require("agents", "read")]
+Writer = Annotated[Principal, require("agents", "write")]
 Runner = Annotated[Principal, require("agents", "execute")]
 
 
@@ -150,9 +155,6 @@ def _thread(threads: store.Threads, principal: Principal, thread_id: str, *, loc
 def _get_thread(db: store.Database, principal: Principal, thread_id: str) -> dict[str, Any]:
     with tenant_tx(db, principal) as tx:
         return _thread(store.Threads(tx), principal, thread_id)
-
-
-Writer = Annotated[Principal, require("agents", "write")]
 
 
 @router.post(PREFIX + "/threads", name="langgraph_thread.create", response_model=ThreadOut)
@@ -268,23 +270,21 @@ def _bind_graph(db: store.Database, principal: Principal, thread_id: str, graph:
         return {**thread, "graph": graph}
 
 
-async def _start(db: store.Database, threads: agents.Threads, taps: RunTaps, principal: Principal, thread_id: str,
-                 body: RunCreate, graph_modes: list[str]) -> tuple[dict[str, Any], str, Tap]:
-    """Start the run the request asks for, its tap open; returns the run, its graph and the tap."""
+async def _prepare(db: store.Database, principal: Principal, thread_id: str, body: RunCreate) -> tuple[str, str | None]:
+    """Check the run request and bind the thread to its graph; returns the graph and the message."""
     _check(body)
     graph = resolve_graph(body.assistant_id)
     content = _user_message(body.input) if body.input is not None else None
-    thread = await in_thread(_bind_graph, db, principal, thread_id, graph)
-    tap = taps.open(principal.org_id, thread["id"], graph_modes)
-    try:
-        if body.command is not None:
-            run = await threads.resume(principal, thread_id, body.command.resume)
-        else:
-            run = await threads.post_message(principal, thread_id, content or "")
-    except BaseException:
-        taps.close(tap)
-        raise
-    return run, graph, tap
+    await in_thread(_bind_graph, db, principal, thread_id, graph)
+    return graph, content
+
+
+async def _launch(threads: agents.Threads, principal: Principal, thread_id: str, body: RunCreate,
+                  content: str | None) -> dict[str, Any]:
+    """Start the run (a resume for a command); returns the run."""
+    if body.command is not None:
+        return await threads.resume(principal, thread_id, body.command.resume)
+    return await threads.post_message(principal, thread_id, content or "")
 
 
 def run_out(row: Mapping[str, Any], graph: str) -> dict[str, Any]:
@@ -338,7 +338,13 @@ async def stream_run(db: Db, threads: ThreadsDep, taps: Annotated[RunTaps, Depen
     """Start a run on the thread and stream it (stream_mode values, updates, messages, ...)."""
     await in_thread(_get_thread, db, principal, thread_id)  # another organization's thread: 404 first
     encoder = StreamEncoder(_modes(body), {"thread_id": thread_id})
-    run, graph, tap = await _start(db, threads, taps, principal, thread_id, body, encoder.graph_modes)
+    graph, content = await _prepare(db, principal, thread_id, body)
+    tap = taps.open(principal.org_id, thread_id, encoder.graph_modes)
+    try:
+        run = await _launch(threads, principal, thread_id, body, content)
+    except BaseException:
+        taps.close(tap)
+        raise
     encoder.metadata.update({"run_id": run["id"], "graph_id": graph, "assistant_id": assistant_id(graph)})
 
     async def events() -> AsyncIterator[ServerSentEvent]:
@@ -373,12 +379,11 @@ async def _cancel(threads: agents.Threads, principal: Principal, thread_id: str,
 
 
 @router.post(PREFIX + "/threads/{thread_id}/runs/wait", name="langgraph_run.wait")
-async def wait_run(db: Db, threads: ThreadsDep, taps: Annotated[RunTaps, Depends(get_taps)], principal: Runner,
-                   thread_id: ThreadId, body: RunCreate) -> Any:
+async def wait_run(db: Db, threads: ThreadsDep, principal: Runner, thread_id: ThreadId, body: RunCreate) -> Any:
     """Run on the thread until it ends or waits at an interrupt; answers with the last state values."""
     await in_thread(_get_thread, db, principal, thread_id)  # another organization's thread: 404 first
-    run, _graph, tap = await _start(db, threads, taps, principal, thread_id, body, [])
-    taps.close(tap)  # nothing to stream: the answer is the state the run leaves
+    _graph, content = await _prepare(db, principal, thread_id, body)
+    run = await _launch(threads, principal, thread_id, body, content)  # no tap: the answer is the state it leaves
     finished = await threads.wait(principal, thread_id, run["id"])
     error = _run_error(finished)
     if error is not None:
