@@ -12,6 +12,7 @@ Integration Agent with the offline model on the flagship prompt.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -150,6 +151,8 @@ async def test_a_run_streams_to_the_review_interrupt_and_resumes_to_publish(
     events = [event for event, _ in parts]
     assert events[0] == "metadata" and events[-1] == "end", events
     assert {"values", "updates", "messages/metadata", "messages/partial"} <= set(events), events
+    # The checkpoint's thread id is namespaced by organization; clients see the thread's own id only.
+    assert tenants[0].org_id not in json.dumps(parts)
     # Token chunks accumulate: the last partial is the whole message.
     partials = [data[0]["content"] for event, data in parts if event == "messages/partial"]
     assert len(partials) > 1 and partials[-1] == "I will sync the contacts to customers"
@@ -163,7 +166,7 @@ async def test_a_run_streams_to_the_review_interrupt_and_resumes_to_publish(
     assert state["next"] == ["review"]
     assert state["tasks"][0]["interrupts"][0]["value"]["type"] == "review"
     assert state["interrupts"][0]["value"]["summary"] == "sync contacts by email"
-    assert state["checkpoint"]["thread_id"] == thread["thread_id"]
+    assert state["checkpoint"]["thread_id"] == thread["thread_id"] and tenants[0].org_id not in json.dumps(state)
     got = await client.threads.get(thread["thread_id"])
     assert got["status"] == "interrupted"
     # It is the platform's thread and run: /v1/threads shows the run's typed events.
