@@ -26,7 +26,15 @@ from agents._models import PROVIDERS, ModelSetting, chat_model, is_model_error, 
 from agents._offline import OfflineChatModel
 from agents._planner import Decision, Plan, PlanState, PlanStep, ToolResult, next_step
 from agents._stream import message_data
-from agents._threads import MAX_MESSAGE_CHARS, TERMINAL_EVENTS, GraphFactory, ThreadEvent, Threads, default_context
+from agents._threads import (
+    MAX_MESSAGE_CHARS,
+    TERMINAL_EVENTS,
+    GraphFactory,
+    RunCallbacks,
+    ThreadEvent,
+    Threads,
+    default_context,
+)
 from agents._usage import CallUsage, TokenUsage, call_usage
 from agents.errors import (
     AgentError,
@@ -47,6 +55,7 @@ __all__ = [
     "MAX_MESSAGE_CHARS",
     "TERMINAL_EVENTS",
     "GraphFactory",
+    "RunCallbacks",
     "RunNotActive",
     "ThreadBusy",
     "ThreadError",

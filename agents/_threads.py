@@ -31,7 +31,7 @@ from langgraph.types import Command
 
 import store
 from agents._stream import STREAM_MODES, StreamTranslator, json_safe, message_data
-from agents.errors import RunNotActive, ThreadBusy, ThreadNotInterrupted, UnknownGraph
+from agents.errors import ReviewAnswerInvalid, RunNotActive, ThreadBusy, ThreadNotInterrupted, UnknownGraph
 from runtime import Platform, Principal
 from tools import ToolContext, scrub
 
@@ -43,6 +43,10 @@ MAX_MESSAGE_CHARS = 32_000
 TERMINAL_EVENTS = ("done", "error", "interrupt")
 # How often a client streaming a run of another process looks for new events (seconds).
 POLL_SECONDS = 0.25
+# How often a run's process looks for a cancel asked for by another process (seconds).
+CANCEL_CHECK_SECONDS = 1.0
+# How long a cancel waits for another process to stop its run before taking that process for gone.
+CANCEL_GRACE_SECONDS = 5.0
 # LangGraph's bound on the steps of one run (its default is 25; agent graphs take more).
 RECURSION_LIMIT = 200
 TITLE_CHARS = 80
@@ -56,6 +60,13 @@ class GraphFactory(Protocol):
 
 
 ContextFactory = Callable[[Platform, Principal, dict[str, Any]], ToolContext]
+
+
+class RunCallbacks(Protocol):
+    """The LangChain callback handlers of one run (``config["callbacks"]``), e.g. the credit meter
+    that counts and limits its model calls: given the poster, the thread row and the run id."""
+
+    def __call__(self, principal: Principal, thread: dict[str, Any], run_id: str) -> list[Any]: ...
 
 
 def default_context(platform: Platform, principal: Principal, thread: dict[str, Any]) -> ToolContext:
@@ -112,13 +123,23 @@ class _LiveRun:
 class Threads:
     """Threads, runs and their events for every organization (one per process).
 
+    Every method takes the caller's ``runtime.Principal``: an organization's threads are invisible
+    to another (``store.NotFound``), and a principal acting for a customer sees only the threads
+    created for that customer.
+
     ``factory`` builds a thread's graph; ``graphs`` are the names a thread may use;
-    ``context`` makes the tools' context of a run (default: :func:`default_context`).
+    ``context`` makes the tools' context of a run (default: :func:`default_context`);
+    ``callbacks`` gives each run its callback handlers (a coded error one of them raises, such as
+    running out of credits, ends the run with an ``error`` event carrying that code);
+    ``cancel_grace`` is how long a cancel waits for another process to stop its run.
     """
 
     def __init__(self, platform: Platform, factory: GraphFactory, *, graphs: Sequence[str],
-                 context: ContextFactory = default_context) -> None:
+                 context: ContextFactory = default_context, callbacks: RunCallbacks | None = None,
+                 cancel_grace: float = CANCEL_GRACE_SECONDS) -> None:
         self.platform = platform
+        self.callbacks = callbacks
+        self.cancel_grace = cancel_grace
         self.factory = factory
         self.graphs = tuple(graphs)
         self.context = context
@@ -149,11 +170,22 @@ class Threads:
                    status: str | None = None) -> store.Page:
         """The organization's threads (only the caller's with ``mine``)."""
         return await self._tx(principal.org_id, lambda t: t.list(
-            principal.org_id, query, actor_id=principal.actor_id if mine else None, graph=graph, status=status))
+            principal.org_id, query, customer_id=principal.customer_id, actor_id=principal.actor_id if mine else None,
+            graph=graph, status=status))
 
     async def get(self, principal: Principal, thread_id: str) -> dict[str, Any]:
         """Thread ``thread_id`` (``store.NotFound`` for another organization's)."""
-        return await self._tx(principal.org_id, lambda t: t.get(principal.org_id, thread_id))
+        return await self._tx(principal.org_id, lambda t: _thread(t, principal, thread_id))
+
+    async def delete(self, principal: Principal, thread_id: str) -> None:
+        """Delete the thread with its runs, events and checkpoints; a run going on is cancelled
+        first. Raises ``store.NotFound``."""
+        thread = await self.get(principal, thread_id)
+        if thread["status"] == "busy":
+            active = await self._tx(principal.org_id, lambda t: t.active_run(principal.org_id, thread_id))
+            if active is not None:
+                await self.cancel(principal, thread_id, active["id"])
+        await self._tx(principal.org_id, lambda t: t.delete(principal.org_id, [thread_id]))
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -170,7 +202,16 @@ class Threads:
     async def resume(self, principal: Principal, thread_id: str, value: Any) -> dict[str, Any]:
         """Resume the thread's interrupt with ``value`` (``Command(resume=value)``); returns the run.
 
-        Raises ``store.NotFound``, :class:`ThreadBusy` and :class:`ThreadNotInterrupted`."""
+        The answer to a review interrupt (``{"type": "review", ...}``) is checked before the run
+        starts: LangGraph keeps an answer with the checkpoint, so one the graph cannot read would
+        fail every later resume too. Raises ``store.NotFound``, :class:`ThreadBusy`,
+        :class:`ThreadNotInterrupted` and ``ReviewAnswerInvalid`` (422)."""
+        thread = await self.get(principal, thread_id)
+        if thread["status"] == "interrupted":
+            async with self._graph(principal, thread) as (graph, config):
+                pending = (await graph.aget_state(config)).interrupts
+            if any(isinstance(i.value, dict) and i.value.get("type") == "review" for i in pending):
+                check_review_answer(value)
         return await self._start(principal, thread_id, "resume", {"resume": json_safe(value)}, Command(resume=value),
                                  expect=("interrupted",))
 
@@ -180,7 +221,7 @@ class Threads:
         run_id = store.new_id("run")
 
         def claim(t: store.Threads) -> tuple[dict[str, Any], dict[str, Any]]:
-            thread = t.get(org_id, thread_id, lock=True)
+            thread = _thread(t, principal, thread_id, lock=True)
             if thread["status"] == "busy":
                 active = t.active_run(org_id, thread_id)
                 raise ThreadBusy(thread_id, active["id"] if active else None)
@@ -212,14 +253,16 @@ class Threads:
             ctx = self.context(self.platform, principal, thread)
             async with store.open_checkpointer(self.platform.db.conninfo, org_id) as saver:
                 graph = self.factory(thread["graph"], ctx, saver)
-                config = {"configurable": {"thread_id": store.checkpoint_thread_id(org_id, thread_id)},
-                          "recursion_limit": RECURSION_LIMIT}
+                config: dict[str, Any] = {"configurable": {"thread_id": store.checkpoint_thread_id(org_id, thread_id)},
+                                          "recursion_limit": RECURSION_LIMIT}
+                if self.callbacks is not None:
+                    config["callbacks"] = self.callbacks(principal, thread, run_id)
                 async for namespace, mode, chunk in graph.astream(graph_input, config, stream_mode=list(STREAM_MODES),
                                                                   subgraphs=True):
                     for kind, data in translator.translate(namespace, mode, chunk):
                         await live.emit(kind, scrub(data) if kind == "tool_call" else data)
                 snapshot = await graph.aget_state(config)
-            interrupts = [{"id": i.id, "value": json_safe(i.value)} for i in snapshot.interrupts]
+            interrupts = [{"id": i.id, "value": scrub(json_safe(i.value))} for i in snapshot.interrupts]
             if interrupts:
                 terminal = ("interrupt", {"interrupts": interrupts, "usage": translator.totals()})
                 outcome = ("interrupted", "interrupted", None)
@@ -233,6 +276,9 @@ class Threads:
             log.warning("thread run %s failed", run_id, exc_info=exc)
             error = {"code": getattr(type(exc), "code", "run_failed"), "message": _public_message(exc)}
             terminal = ("error", error)
+            # Even when the interrupt is still pending, a resume that failed is not resumed again:
+            # LangGraph keeps the answer it was given with the checkpoint and would replay it. The
+            # thread's next message starts afresh.
             outcome = ("failed", "error", error)
         last = ThreadEvent(len(live.events) + 1, *terminal)
         try:
@@ -257,42 +303,71 @@ class Threads:
             self._live.pop((org_id, run_id), None)
 
     async def _save_events(self, live: _LiveRun) -> None:
+        """Store the run's events in batches, in order; between batches (and at least every
+        ``CANCEL_CHECK_SECONDS``) look for a cancel asked for by another process."""
         while True:
             async with live.changed:
-                await live.changed.wait_for(lambda: bool(live.unsaved) or live.closing)
+                try:
+                    await asyncio.wait_for(live.changed.wait_for(lambda: bool(live.unsaved) or live.closing),
+                                           CANCEL_CHECK_SECONDS)
+                except TimeoutError:
+                    pass
                 batch, live.unsaved = live.unsaved, []
                 closing = live.closing
-            if batch:
-                rows = [(e.seq, e.type, e.data) for e in batch]
-                try:
-                    await self._tx(live.org_id, lambda t: t.append_events(live.org_id, live.run_id, rows))
-                except Exception:
-                    log.exception("could not store %d events of thread run %s", len(rows), live.run_id)
+            rows = [(e.seq, e.type, e.data) for e in batch]
+
+            def save(t: store.Threads) -> bool:
+                if rows:
+                    t.append_events(live.org_id, live.run_id, rows)
+                return t.cancel_requested(live.org_id, live.run_id)
+
+            try:
+                cancel = await self._tx(live.org_id, save)
+            except Exception:
+                log.exception("could not store %d events of thread run %s", len(rows), live.run_id)
+                cancel = False
+            if cancel and not closing and live.task is not None and not live.task.done():
+                live.task.cancel()
             if closing and not live.unsaved:
                 return
 
     async def cancel(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:
         """Cancel a pending or running run; returns it once it is over (``cancelled``).
 
-        Raises ``store.NotFound`` and :class:`RunNotActive` (the run is over already). A run of
-        another process (or of one that died) is marked cancelled in the store."""
+        A run of this process is cancelled at once. A run of another process is asked to stop
+        (that process looks every ``CANCEL_CHECK_SECONDS``); one that is still not over after
+        ``cancel_grace`` seconds (its process is gone) is marked cancelled here, with its last
+        event. Raises ``store.NotFound`` and :class:`RunNotActive` (the run is over already)."""
         org_id = principal.org_id
-        run = await self._tx(org_id, lambda t: t.get_run(org_id, thread_id, run_id))
+        run = await self.run(principal, thread_id, run_id)
         live = self._live.get((org_id, run_id))
         if live is not None and live.task is not None and not live.task.done():
             await live.started.wait()
             live.task.cancel()
             await asyncio.gather(live.task, return_exceptions=True)
         elif run["status"] in ("pending", "running"):
-            def mark(t: store.Threads) -> None:
-                if t.finish_run(org_id, run_id, "cancelled"):
-                    t.append_events(org_id, run_id, [(t.last_seq(org_id, run_id) + 1, "done", {"status": "cancelled"})])
-                    t.set_status(org_id, thread_id, "idle")
-
-            await self._tx(org_id, mark)
+            if await self._tx(org_id, lambda t: t.request_cancel(org_id, run_id)):
+                await self._await_end(principal, thread_id, run_id)
         else:
             raise RunNotActive(run_id, run["status"])
         return await self._tx(org_id, lambda t: t.get_run(org_id, thread_id, run_id))
+
+    async def _await_end(self, principal: Principal, thread_id: str, run_id: str) -> None:
+        org_id = principal.org_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cancel_grace
+        while loop.time() < deadline:
+            await asyncio.sleep(POLL_SECONDS)
+            if (await self.run(principal, thread_id, run_id))["status"] in store.RUN_FINISHED:
+                return
+
+        def force(t: store.Threads) -> None:
+            if t.finish_run(org_id, run_id, "cancelled", error={"code": "run_abandoned", "message": (
+                    "the process running it did not stop it; it is taken for gone")}):
+                t.append_events(org_id, run_id, [(t.last_seq(org_id, run_id) + 1, "done", {"status": "cancelled"})])
+                t.set_status(org_id, thread_id, "idle")
+
+        await self._tx(org_id, force)
 
     async def wait(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:
         """The run once it is over (for a run of this process; otherwise as it is now)."""
@@ -303,12 +378,16 @@ class Threads:
 
     async def run(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:
         """Run ``run_id`` of the thread (``store.NotFound`` otherwise)."""
-        return await self._tx(principal.org_id, lambda t: t.get_run(principal.org_id, thread_id, run_id))
+        def work(t: store.Threads) -> dict[str, Any]:
+            _thread(t, principal, thread_id)
+            return t.get_run(principal.org_id, thread_id, run_id)
+
+        return await self._tx(principal.org_id, work)
 
     async def runs(self, principal: Principal, thread_id: str, query: store.ListQuery) -> store.Page:
         """The thread's runs (``store.NotFound`` for an unknown thread)."""
         def work(t: store.Threads) -> store.Page:
-            t.get(principal.org_id, thread_id)
+            _thread(t, principal, thread_id)
             return t.list_runs(principal.org_id, thread_id, query)
 
         return await self._tx(principal.org_id, work)
@@ -392,6 +471,23 @@ class Threads:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _thread(t: store.Threads, principal: Principal, thread_id: str, *, lock: bool = False) -> dict[str, Any]:
+    # A request acting for one customer (a key bound to it, or the customer header) sees only the
+    # threads made for that customer; otherwise every thread of the organization.
+    return t.get(principal.org_id, thread_id, customer_id=principal.customer_id, lock=lock)
+
+
+def check_review_answer(value: Any) -> None:
+    """Raise ``ReviewAnswerInvalid`` unless ``value`` is ``{"action": "approve"}`` or ``{"action":
+    "reject", "comments": "<text>"}`` (the answers the graphs' review interrupt takes)."""
+    ok = isinstance(value, dict) and (
+        value.get("action") == "approve"
+        or (value.get("action") == "reject" and isinstance(value.get("comments"), str) and value["comments"].strip())
+    )
+    if not ok:
+        raise ReviewAnswerInvalid(value)
+
+
 def _public_message(exc: BaseException) -> str:
     # Coded errors of the platform say what went wrong without secrets; anything else may quote
     # internals (SQL, a provider's response), which the log keeps.
@@ -406,7 +502,7 @@ def _snapshot(snapshot: Any) -> dict[str, Any]:
     parent = (snapshot.parent_config or {}).get("configurable", {}) if snapshot.parent_config else {}
     metadata = snapshot.metadata or {}
     return {
-        "values": {key: [message_data(m) for m in value] if key == "messages" else json_safe(value)
+        "values": {key: [message_data(m) for m in value] if key == "messages" else scrub(json_safe(value))
                    for key, value in values.items()},
         "next": list(snapshot.next),
         "interrupts": [{"id": i.id, "value": json_safe(i.value)} for i in snapshot.interrupts],

@@ -27,7 +27,8 @@ def default_graph_factory(name: str, ctx: ToolContext, checkpointer: Any) -> Any
 
 
 def create_app(open_platform: PlatformOpener, config: Config | None = None, *,
-               graph_factory: agents.GraphFactory | None = None, graphs: tuple[str, ...] | None = None) -> FastAPI:
+               graph_factory: agents.GraphFactory | None = None, graphs: tuple[str, ...] | None = None,
+               run_callbacks: agents.RunCallbacks | None = None) -> FastAPI:
     """Build the API over the platform ``open_platform()`` yields while the app runs.
 
     The process shell (``switchboard.app.create_app``) passes an opener that starts or joins the
@@ -35,7 +36,8 @@ def create_app(open_platform: PlatformOpener, config: Config | None = None, *,
     opened before the app starts, so the OpenAPI document can be built without a database.
     ``config`` is what the routes read of the settings (it must match the platform's).
     ``graph_factory`` builds the graphs threads run (default: ``agents.build_graph``), ``graphs``
-    the names a thread may choose (default: ``agents.GRAPHS``).
+    the names a thread may choose (default: ``agents.GRAPHS``), ``run_callbacks`` the callback
+    handlers each thread run gets (the credit meter).
     """
     config = config or Config()
 
@@ -52,7 +54,7 @@ def create_app(open_platform: PlatformOpener, config: Config | None = None, *,
             # The LangGraph routes see each run's own graph stream through taps on the factory.
             app.state.langgraph_taps = taps = _langgraph.RunTaps()
             app.state.threads = agents.Threads(platform, taps.wrap(graph_factory or default_graph_factory),
-                                               graphs=graphs or agents.GRAPHS)
+                                               graphs=graphs or agents.GRAPHS, callbacks=run_callbacks)
             try:
                 yield
             finally:

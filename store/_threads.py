@@ -83,6 +83,8 @@ CREATE TABLE thread_runs (
     input       jsonb NOT NULL,
     error       jsonb,
     usage       jsonb NOT NULL DEFAULT '{{}}',
+    -- Set by a process that cannot cancel the run itself; the process running it stops it.
+    cancel_requested boolean NOT NULL DEFAULT false,
     actor_type  text NOT NULL,
     actor_id    text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
@@ -213,24 +215,29 @@ class Threads:
             (org_id, thread_id, graph, title, Jsonb(metadata), customer_id, actor_type, actor_id),
         ).fetchone()
 
-    def get(self, org_id: str, thread_id: str, *, lock: bool = False) -> dict[str, Any]:
-        """Thread ``thread_id``; ``NotFound`` for a missing one (or another organization's)."""
+    def get(self, org_id: str, thread_id: str, *, customer_id: str | None = None, lock: bool = False) -> dict[str, Any]:
+        """Thread ``thread_id`` (only if it is ``customer_id``'s, when given); ``NotFound`` for a
+        missing one, another organization's or another customer's."""
         row = self.tx.execute(
-            f"SELECT {_THREAD_COLUMNS} FROM threads WHERE org_id = %s AND id = %s" + (" FOR UPDATE" if lock else ""),
-            (org_id, thread_id),
+            f"SELECT {_THREAD_COLUMNS} FROM threads WHERE org_id = %s AND id = %s"
+            + (" AND customer_id = %s" if customer_id else "") + (" FOR UPDATE" if lock else ""),
+            (org_id, thread_id, customer_id) if customer_id else (org_id, thread_id),
         ).fetchone()
         if row is None:
             raise NotFound("thread", thread_id)
         return row
 
-    def list(self, org_id: str, query: ListQuery, *, actor_id: str | None = None, graph: str | None = None,
-             status: str | None = None) -> Page:
-        """Threads (sort: created_at, updated_at), optionally only ``actor_id``'s, one graph's or
-        in one status. Raises ``InvalidInput`` (``status``, ``sort``, ``limit``, ``cursor``)."""
+    def list(self, org_id: str, query: ListQuery, *, customer_id: str | None = None, actor_id: str | None = None,
+             graph: str | None = None, status: str | None = None) -> Page:
+        """Threads (sort: created_at, updated_at), optionally only ``customer_id``'s, ``actor_id``'s,
+        one graph's or in one status. Raises ``InvalidInput`` (``status``, ``sort``, ``limit``,
+        ``cursor``)."""
         if status is not None and status not in THREAD_STATUSES:
             raise InvalidInput("thread", "status", f"must be one of {', '.join(THREAD_STATUSES)}")
         filters = Filters()
         filters.add("org_id = %(org)s", org=org_id)
+        if customer_id:
+            filters.add("customer_id = %(customer)s", customer=customer_id)
         if actor_id:
             filters.add("actor_id = %(actor)s", actor=actor_id)
         if graph:
@@ -249,6 +256,18 @@ class Threads:
         """Bind the thread to ``graph`` (a LangGraph client's thread names its graph with its first run)."""
         self.tx.execute("UPDATE threads SET graph = %s, updated_at = now() WHERE org_id = %s AND id = %s",
                         (graph, org_id, thread_id))
+
+    def delete(self, org_id: str, thread_ids: Sequence[str]) -> int:
+        """Delete threads ``thread_ids`` with their runs, events and checkpoints; returns how many
+        threads there were. In the caller's transaction (an onboarding reset deletes its threads
+        with its state)."""
+        if not thread_ids:
+            return 0
+        namespaced = [checkpoint_thread_id(org_id, thread_id) for thread_id in thread_ids]
+        for table in CHECKPOINT_TABLES:
+            self.tx.execute(f"DELETE FROM {table} WHERE thread_id = ANY(%s)", (namespaced,))
+        return self.tx.execute("DELETE FROM threads WHERE org_id = %s AND id = ANY(%s)",
+                               (org_id, list(thread_ids))).rowcount
 
     def set_title(self, org_id: str, thread_id: str, title: str) -> None:
         """Set the thread's title."""
@@ -298,6 +317,22 @@ class Threads:
             "UPDATE thread_runs SET status = %s WHERE org_id = %s AND id = %s AND status IN ('pending', 'running')",
             (status, org_id, run_id),
         )
+
+    def request_cancel(self, org_id: str, run_id: str) -> bool:
+        """Ask the process running the run to cancel it; False when the run is over."""
+        row = self.tx.execute(
+            "UPDATE thread_runs SET cancel_requested = true WHERE org_id = %s AND id = %s"
+            " AND status IN ('pending', 'running') RETURNING id",
+            (org_id, run_id),
+        ).fetchone()
+        return row is not None
+
+    def cancel_requested(self, org_id: str, run_id: str) -> bool:
+        """Whether a cancel of the run was asked for (by any process)."""
+        row = self.tx.execute(
+            "SELECT cancel_requested FROM thread_runs WHERE org_id = %s AND id = %s", (org_id, run_id)
+        ).fetchone()
+        return bool(row and row["cancel_requested"])
 
     def finish_run(self, org_id: str, run_id: str, status: str, *, error: dict[str, Any] | None = None,
                    usage: dict[str, Any] | None = None) -> bool:

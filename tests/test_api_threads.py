@@ -352,3 +352,75 @@ def test_bad_input_is_refused_naming_what_and_where(http: httpx.Client, tenants:
     assert _pointers(_problem(http.get("/v1/threads", headers=h, params={"status": "sleeping"}), 422)) == ["/query/status"]
     # Nothing of that started a run.
     assert http.get(f"/v1/threads/{t}/runs", headers=h).json()["items"] == []
+
+
+def test_a_request_for_one_customer_sees_only_that_customers_threads(
+    http: httpx.Client, tenants: tuple[Tenant, Tenant]
+) -> None:
+    acme, _ = tenants
+    first, second = acme.customers
+    made = http.post("/v1/threads", headers=acme.headers(first), json={"graph": GRAPH})
+    assert made.status_code == 201 and made.json()["customer_id"] == first
+    mine = made.json()
+    org_wide = new_thread(http, acme)
+    assert http.get(f"/v1/threads/{mine['id']}", headers=acme.headers(first)).status_code == 200
+    assert http.get(f"/v1/threads/{mine['id']}", headers=acme.headers(second)).status_code == 404
+    assert http.post(f"/v1/threads/{mine['id']}/messages", headers=acme.headers(second), json={"content": "x"}).status_code == 404
+    assert http.get(f"/v1/threads/{org_wide['id']}", headers=acme.headers(first)).status_code == 404
+    listed = {t["id"] for t in http.get("/v1/threads", headers=acme.headers(second), params={"limit": 200}).json()["items"]}
+    assert mine["id"] not in listed and org_wide["id"] not in listed
+    # The organization itself (no customer named) sees both.
+    assert http.get(f"/v1/threads/{mine['id']}", headers=acme.headers()).status_code == 200
+
+
+def test_a_retried_post_with_its_idempotency_key_starts_one_run_and_is_audited(
+    http: httpx.Client, tenants: tuple[Tenant, Tenant]
+) -> None:
+    acme, _ = tenants
+    thread = new_thread(http, acme)
+    headers = acme.headers() | {"Idempotency-Key": f"post-{thread['id']}"}
+    url = f"/v1/threads/{thread['id']}/messages"
+    first = http.post(url, headers=headers, json={"content": "sync contacts"})
+    again = http.post(url, headers=headers, json={"content": "sync contacts"})
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"] and again.headers.get("idempotent-replayed") == "true"
+    assert stream(http, acme, first.json())[-1].event == "done"
+    assert len(http.get(f"/v1/threads/{thread['id']}/runs", headers=acme.headers()).json()["items"]) == 1
+    audit = http.get("/v1/audit-log", headers=acme.headers(), params={"limit": 200}).json()["items"]
+    actions = {(e["action"], e["resource_id"], e["outcome"]) for e in audit}
+    assert ("thread.create", thread["id"], "success") in actions
+    assert ("run.create", thread["id"], "success") in actions
+
+
+def test_a_new_message_to_an_interrupted_thread_starts_afresh(http: httpx.Client, tenants: tuple[Tenant, Tenant]) -> None:
+    acme, _ = tenants
+    thread = new_thread(http, acme)
+    assert stream(http, acme, post(http, acme, thread["id"], "review this"))[-1].event == "interrupt"
+    events = stream(http, acme, post(http, acme, thread["id"], "sync instead"))
+    assert events[-1].event == "done" and events[-1].data["status"] == "completed"
+    state = http.get(f"/v1/threads/{thread['id']}/state", headers=acme.headers()).json()
+    assert state["interrupts"] == [] and state["next"] == []
+    assert [m["content"] for m in state["values"]["messages"] if m["type"] == "human"] == ["review this", "sync instead"]
+    assert http.get(f"/v1/threads/{thread['id']}", headers=acme.headers()).json()["status"] == "idle"
+
+
+def test_deleting_a_thread_removes_its_runs_events_and_checkpoints(
+    http: httpx.Client, tenants: tuple[Tenant, Tenant], migrated_database_url: str, gate
+) -> None:
+    acme, globex = tenants
+    thread = new_thread(http, acme)
+    done = post(http, acme, thread["id"], "sync contacts")
+    assert stream(http, acme, done)[-1].event == "done"
+    going = post(http, acme, thread["id"], "slow one")  # deleting cancels it first
+    assert http.delete(f"/v1/threads/{thread['id']}", headers=globex.headers()).status_code == 404
+    deleted = http.delete(f"/v1/threads/{thread['id']}", headers=acme.headers())
+    assert deleted.status_code == 204, deleted.text
+    assert http.get(f"/v1/threads/{thread['id']}", headers=acme.headers()).status_code == 404
+    assert http.get(f"/v1/threads/{thread['id']}/runs/{going['id']}/events", headers=acme.headers()).status_code == 404
+    with psycopg.connect(migrated_database_url) as owner:
+        left = [owner.execute(f"SELECT count(*) FROM {table} WHERE thread_id = %s",
+                              (store.checkpoint_thread_id(acme.org_id, thread["id"]),)).fetchone()[0]
+                for table in store.CHECKPOINT_TABLES]
+        left.append(owner.execute("SELECT count(*) FROM thread_events WHERE run_id = ANY(%s)",
+                                  ([done["id"], going["id"]],)).fetchone()[0])
+    assert left == [0, 0, 0, 0]

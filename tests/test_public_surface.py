@@ -85,7 +85,7 @@ def test_agents_surface() -> None:
         "build_graph", "call_usage", "chat_model", "is_model_error", "model_errors", "next_step", "parse_intent",
         "read_request",
         # threads
-        "MAX_MESSAGE_CHARS", "TERMINAL_EVENTS", "GraphFactory", "RunNotActive", "ThreadBusy",
+        "MAX_MESSAGE_CHARS", "TERMINAL_EVENTS", "GraphFactory", "RunCallbacks", "RunNotActive", "ThreadBusy",
         "ThreadError", "ThreadEvent", "ThreadNotInterrupted", "Threads", "default_context", "message_data",
     }
     assert agents.GRAPHS == ("home", "setup_assistant", "connector_agent", "integration_agent")

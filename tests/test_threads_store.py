@@ -90,15 +90,20 @@ def test_sql_as_the_app_role_reads_only_its_organizations_checkpoints(
         assert app.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
 
 
-def test_an_org_whose_id_differs_only_where_another_has_an_underscore_sees_nothing(
+def test_an_org_id_with_an_underscore_is_no_pattern_for_other_ids(
     migrated_database_url: str, checkpoints: tuple[str, str]
 ) -> None:
-    # LIKE would take "_" for any character: the namespace check is an exact prefix.
+    # With LIKE, org "orgA_1" would match thread ids of org "orgAx1" ("_" is any character): the
+    # namespace check is an exact prefix.
     a, _ = checkpoints
     lookalike = a.replace("_", "x", 1)
+    with psycopg.connect(migrated_database_url, autocommit=True) as owner:
+        owner.execute("INSERT INTO organizations (id, name) VALUES (%s, %s)", (lookalike, lookalike))
+    asyncio.run(_write_checkpoint(store.app_conninfo(migrated_database_url), lookalike, "thr_1"))
     with psycopg.connect(store.app_conninfo(migrated_database_url)) as app:
-        app.execute("SELECT set_config('app.org_id', %s, true)", (lookalike,))
-        assert app.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 0
+        app.execute("SELECT set_config('app.org_id', %s, true)", (a,))
+        seen = {r[0] for r in app.execute("SELECT DISTINCT thread_id FROM checkpoints")}
+    assert seen == {store.checkpoint_thread_id(a, "thr_1")}
 
 
 def test_a_checkpointer_cannot_write_into_another_organizations_namespace(

@@ -17,7 +17,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Header, Query
+from fastapi import Body, Header, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -128,6 +128,14 @@ async def get_thread(thread_id: str, threads: ThreadsDep, principal: Annotated[P
     return await threads.get(principal, thread_id)
 
 
+@router.delete("/threads/{thread_id}", name="thread.delete", status_code=204)
+async def delete_thread(thread_id: str, threads: ThreadsDep,
+                        principal: Annotated[Principal, require("agents", "write")]) -> Response:
+    """Delete the thread with its runs, events and checkpoints (a run going on is cancelled first)."""
+    await threads.delete(principal, thread_id)
+    return Response(status_code=204)
+
+
 @router.get("/threads/{thread_id}/state", name="thread.state", response_model=CheckpointOut)
 async def thread_state(thread_id: str, threads: ThreadsDep, principal: Annotated[Principal, require("agents", "read")]) -> Any:
     """The thread's current state from its checkpoints: messages, next nodes, pending interrupts."""
@@ -209,8 +217,8 @@ async def run_events(
 ) -> Any:
     """Stream the run's events (SSE), live while it goes on, from the start or after
     ``Last-Event-ID`` / ``after``; the stream ends after ``done``, ``error`` or ``interrupt``."""
-    start = _last_event_id(last_event_id)
-    start = after or 0 if start is None else start
+    resumed = _last_event_id(last_event_id)
+    start = resumed if resumed is not None else (after or 0)
     await threads.run(principal, thread_id, run_id)  # 404 before the stream starts
 
     async def stream() -> Any:
