@@ -240,7 +240,12 @@ async def test_runs_wait_answers_with_the_state_the_run_leaves(client: Any) -> N
     with pytest.raises(httpx.HTTPStatusError) as other_graph:
         await client.runs.wait(thread["thread_id"], "integration_agent", command={"resume": {"action": "approve"}})
     assert other_graph.value.response.status_code == 409
-    values = await client.runs.wait(thread["thread_id"], "connector_agent", command={"resume": {"action": "reject"}})
+    # An answer the review cannot read is the Threads service's 422, before any run.
+    with pytest.raises(UnprocessableEntityError) as unreadable:
+        await collect(client.runs.stream(thread["thread_id"], "connector_agent", command={"resume": {"action": "maybe"}}))
+    assert unreadable.value.response.json()["code"] == "review_answer_invalid"
+    values = await client.runs.wait(thread["thread_id"], "connector_agent",
+                                    command={"resume": {"action": "reject", "comments": "not yet"}})
     assert values["published"] is False and values["messages"][-1]["content"] == "not published"
     assert [r["status"] for r in await client.runs.list(thread["thread_id"])] == ["success", "interrupted"]
 
