@@ -220,6 +220,16 @@ async def test_refusals_are_problem_responses(client: Any) -> None:
                                          interrupt_before=["review"]))
     assert unsupported.value.response.headers["content-type"].startswith("application/problem+json")
     assert [e["pointer"] for e in unsupported.value.response.json()["errors"]] == ["/body/interrupt_before"]
+    with pytest.raises(UnprocessableEntityError) as configured:
+        await collect(client.runs.stream(thread["thread_id"], assistant["assistant_id"],
+                                         input={"messages": [{"role": "user", "content": "hi"}]},
+                                         config={"configurable": {"thread_id": "elsewhere"}}))
+    assert [e["pointer"] for e in configured.value.response.json()["errors"]] == ["/body/config"]
+    # Checkpoint configs name the organization's namespace: those modes are not offered.
+    with pytest.raises(UnprocessableEntityError):
+        await collect(client.runs.stream(thread["thread_id"], assistant["assistant_id"],
+                                         input={"messages": [{"role": "user", "content": "hi"}]},
+                                         stream_mode="checkpoints"))
     with pytest.raises(UnprocessableEntityError) as shape:
         await collect(client.runs.stream(thread["thread_id"], assistant["assistant_id"], input={"messages": []}))
     assert [e["pointer"] for e in shape.value.response.json()["errors"]] == ["/body/input"]

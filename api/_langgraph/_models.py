@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api._langgraph._wire import STREAM_MODES
 
-StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"]
+StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "tasks"]
 assert set(StreamMode.__args__) == set(STREAM_MODES)  # type: ignore[attr-defined]
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 RunStatus = Literal["pending", "running", "error", "success", "timeout", "interrupted"]
@@ -48,7 +48,6 @@ class AssistantOut(BaseModel):
 class ThreadCreate(_Request):
     thread_id: str | None = Field(default=None, pattern=THREAD_ID_PATTERN)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    if_exists: Literal["raise", "do_nothing"] = "raise"
 
 
 class ThreadSearch(_Request):
@@ -115,6 +114,7 @@ class RunCreate(_Request):
     command: CommandIn | None = None
     stream_mode: StreamMode | list[StreamMode] = "values"
     stream_subgraphs: bool = False
+    stream_resumable: bool = False
     metadata: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
     context: dict[str, Any] | None = None

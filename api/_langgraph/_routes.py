@@ -62,7 +62,7 @@ ASSISTANT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:switchboard:langgraph:
 GRAPHS_SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 # Fields of a run request this server does not do, refused by name when set.
 UNSUPPORTED = ("interrupt_before", "interrupt_after", "checkpoint", "checkpoint_id", "webhook", "after_seconds",
-               "feedback_keys")
+               "feedback_keys", "config", "context")
 # Our run statuses as the LangGraph server names them.
 RUN_STATUS = {"pending": "pending", "running": "running", "interrupted": "interrupted", "completed": "success",
               "failed": "error", "cancelled": "interrupted"}
@@ -223,6 +223,10 @@ def _check(body: RunCreate) -> None:
     """Refuse (422, by name) what the client may send and this server does not do."""
     errors = [{"loc": ("body", name), "msg": "is not supported by this server", "type": "value_error"}
               for name in UNSUPPORTED if getattr(body, name) not in (None, [], {})]
+    if body.stream_resumable:
+        errors.append({"loc": ("body", "stream_resumable"), "type": "value_error", "msg": (
+            "is not supported here: GET /v1/threads/{thread_id}/runs/{run_id}/events resumes a run's "
+            "events with Last-Event-ID")})
     if body.if_not_exists == "create":
         errors.append({"loc": ("body", "if_not_exists"), "type": "value_error",
                        "msg": "threads are created first (POST /threads): only 'reject' is supported"})

@@ -14,7 +14,7 @@
                 accumulated so far) or ``messages/complete`` (a whole message), each with a
                 one-element list of the message
   ``messages-tuple``  ``messages`` with ``[message chunk, metadata]``
-  ``custom``, ``debug``, ``tasks``, ``checkpoints``  passed through under their own name
+  ``custom``, ``tasks``  passed through under their own name
 
   Events of subgraphs (``stream_subgraphs``) are named ``<mode>|<namespace>|...``.
 * :func:`public_metadata` keeps only the run metadata a client may see: LangGraph copies scalar
@@ -42,10 +42,10 @@ STREAM_MODES: Mapping[str, str] = {
     "messages": "messages",
     "messages-tuple": "messages",
     "custom": "custom",
-    "debug": "debug",
     "tasks": "tasks",
-    "checkpoints": "checkpoints",
 }
+# Not offered: ``debug`` and ``checkpoints`` parts carry checkpoint configs, whose thread ids are
+# namespaced by organization.
 INTERRUPT_KEY = "__interrupt__"
 # Metadata LangGraph attaches to a streamed message that describes the graph, not the caller.
 _PUBLIC_METADATA_PREFIXES = ("langgraph_", "ls_")
