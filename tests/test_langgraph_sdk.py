@@ -49,8 +49,24 @@ class ReviewState(TypedDict, total=False):
     published: bool
 
 
+def nested_graph(checkpointer: Any) -> Any:
+    """A graph whose one node is a subgraph (as Home runs the other agents)."""
+    inner = StateGraph(ReviewState)
+    inner.add_node("answer", lambda state: {"messages": [AIMessage(content="from the subgraph")]})
+    inner.add_edge(START, "answer")
+    inner.add_edge("answer", END)
+    outer = StateGraph(ReviewState)
+    outer.add_node("inner", inner.compile())
+    outer.add_edge(START, "inner")
+    outer.add_edge("inner", END)
+    return outer.compile(checkpointer=checkpointer)
+
+
 def review_graph(name: str, ctx: Any, checkpointer: Any) -> Any:
-    """A graph of the shape the agents have: a model call, a review interrupt, publish on approve."""
+    """A graph of the shape the agents have: a model call, a review interrupt, publish on approve
+    (for ``home``: a graph with a subgraph)."""
+    if name == "home":
+        return nested_graph(checkpointer)
     model = GenericFakeChatModel(messages=iter([AIMessage(content="I will sync the contacts to customers")]))
 
     async def plan(state: ReviewState) -> dict[str, Any]:
@@ -314,3 +330,14 @@ async def test_the_integration_agent_builds_the_flagship_stops_for_review_and_pu
     async with httpx.AsyncClient(base_url=served_agents, headers=a.headers()) as http:
         workflow = (await http.get(f"/v1/workflows/{WORKFLOW}")).json()
     assert workflow["latest_version"] == 1, workflow
+
+
+async def test_subgraph_events_come_when_asked_for(client: Any) -> None:
+    hi = {"messages": [{"role": "user", "content": "hi"}]}
+    thread = await client.threads.create()
+    root_only = await collect(client.runs.stream(thread["thread_id"], "home", input=hi, stream_mode="updates"))
+    assert [e for e, _ in root_only] == ["metadata", "updates", "end"]
+    both = await collect(client.runs.stream(thread["thread_id"], "home", input=hi, stream_mode="updates",
+                                            stream_subgraphs=True))
+    nested = [(e, data) for e, data in both if e.startswith("updates|inner:")]
+    assert len(nested) == 1 and nested[0][1]["answer"]["messages"][0]["content"] == "from the subgraph"

@@ -359,6 +359,8 @@ async def stream_run(db: Db, threads: ThreadsDep, taps: Annotated[RunTaps, Depen
                 if isinstance(item, dict):
                     finished = item
                     continue
+                if item[0] and not body.stream_subgraphs:
+                    continue  # a subgraph's part: only for a client that asked for them
                 for event, data in encoder.encode(*item):
                     yield ServerSentEvent(_json(data), event=event)
             error = _run_error(finished or {})
