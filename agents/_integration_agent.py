@@ -71,10 +71,41 @@ def _searched(state: PlanState, query: str) -> bool:
     return any(r.ok and r.arguments.get("query") == query for r in state.calls("search_catalog"))
 
 
-def _actions(state: PlanState, key: str | None) -> list[str] | None:
+def _validated(state: PlanState, key: str | None) -> dict[str, Any] | None:
     for result in reversed(state.calls("validate_connector")):
         if result.ok and result.content.get("connector") == key:
-            return result.content.get("actions") or []
+            return result.content
+    return None
+
+
+def _actions(state: PlanState, key: str | None) -> list[str] | None:
+    found = _validated(state, key)
+    return None if found is None else found.get("actions") or []
+
+
+def blocked(state: PlanState) -> str | None:
+    """Why the workflow cannot be written from the connectors found (an action or event missing), or None."""
+    intent: Intent = state.intent
+    refs = _refs(state)
+    if refs is None:
+        return None
+    needs = [("source_list", "source", f"list {intent.source.object} records"),
+             ("create", "target", f"create a {intent.target.object}")]
+    if intent.kind != "event":
+        needs.append(("target_list", "target", f"list {intent.target.object} records (to match them)"))
+    for ref, side, what in needs:
+        if not refs[ref]:
+            app = getattr(intent, side)
+            actions = _actions(state, refs[side]) or []
+            return (f"the {app.app} connector {refs[side]!r} has no action to {what}; its actions: "
+                    f"{', '.join(actions[:30]) or 'none'}. Name another kind of record in the prompt, or build the "
+                    f"connector with that action")
+    if intent.kind == "event":
+        events = (_validated(state, refs["source"]) or {}).get("events") or []
+        if intent.trigger.event not in events:
+            return (f"the {intent.source.app} connector {refs['source']!r} declares no event {intent.trigger.event!r} "
+                    f"(its events: {', '.join(events) or 'none'}); add it to the connector (a webhook or polling event), "
+                    f"or ask for a schedule: 'every hour, copy ...'")
     return None
 
 
@@ -131,6 +162,28 @@ def _nest(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _keep_others(fields: dict[str, Any], match_key: str, source_path: str) -> dict[str, Any]:
+    """The array holding the match key (Cin7's ``Contacts[].Email``) updated in place: the entry
+    with the source's key is merged with the mapped item, the others kept; a new record gets the
+    item alone. Replacing the array would drop a customer's other contacts."""
+    head, _, inner = match_key.partition(".")
+    item = fields.get(head)
+    if not (isinstance(item, list) and len(item) == 1 and isinstance(item[0], dict)):
+        return fields
+    parts = []
+    for name, value in item[0].items():
+        path = _source_path(value)
+        parts.append(f'"{name}": source.{path}' if path else None)
+    if None in parts:
+        return fields  # an item with other expressions than plain fields: leave it whole
+    expression = (
+        "{{ ( $item := {" + ", ".join(parts) + "}; "
+        f"$key := $lowercase($trim(source.{source_path})); "
+        f"$exists(target.{head}) ? [target.{head}.($lowercase($trim({inner})) = $key ? $merge([$, $item]) : $)] : [$item] ) }}}}"
+    )
+    return {**fields, head: expression}
+
+
 def _source_path(expression: Any) -> str | None:
     found = re.fullmatch(r"\{\{\s*source\.([A-Za-z0-9_.`]+)\s*\}\}", expression) if isinstance(expression, str) else None
     return found[1].replace("`", "") if found else None
@@ -155,6 +208,8 @@ def build_workflow(state: PlanState) -> dict[str, Any] | None:
         match_key = next((k for k in flat if _source_path(flat[k])), None)
     inputs: dict[str, Any] = {}
     fields = _nest(flat)
+    if match_key is not None and "." in match_key and intent.kind != "event":
+        fields = _keep_others(fields, match_key, _source_path(flat[match_key]) or "")
     for name in mapping.get("required_unmapped") or []:
         # No source field: an existing record keeps its value, a new one takes the workflow's input.
         variable = re.sub(r"[^a-z0-9_]+", "_", name.lower())
@@ -172,7 +227,8 @@ def build_workflow(state: PlanState) -> dict[str, Any] | None:
     if inputs:
         spec["input"] = {"type": "object", "properties": inputs, "required": sorted(inputs)}
     if intent.kind == "event":
-        body = json.loads(json.dumps(fields).replace("source.", "trigger."))
+        # An app event's run sees the record that fired it as trigger.record (runtime's poller).
+        body = json.loads(json.dumps(fields).replace("source.", "trigger.record."))
         for name in inputs:
             body = json.loads(json.dumps(body).replace(f"$exists(target.{name}) ? target.{name} : ", ""))
         spec["steps"] = [{"id": "create", "action": f"{refs['target']}.{refs['create']}", "input": {"body": body}}]
@@ -363,7 +419,7 @@ def _mapping_arguments(state: PlanState) -> dict[str, Any] | None:
 INTEGRATION_PLAN = Plan((
     *_app_rows("source"),
     *_app_rows("target"),
-    PlanStep("propose_mapping", _mapping_arguments, purpose="map the fields through the common data model"),
+    PlanStep("propose_mapping", _mapping_arguments, blocked=blocked, purpose="map the fields through the common data model"),
     PlanStep("write_workflow_draft", lambda s: {"spec": build_workflow(s)} if build_workflow(s) else None,
              purpose="write the workflow"),
     PlanStep("patch_workflow_draft", _comment_patch, done=lambda s: _comment_patch(s) is None,
