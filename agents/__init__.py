@@ -3,7 +3,8 @@ integration agents).
 
 * Graphs: :func:`build_graph` ``(name, ctx, *, model, registry, checkpointer)`` builds one of
   :data:`GRAPHS` whose tools act with a ``tools.ToolContext``; the Connector Agent reads its
-  request with :func:`read_request` (a :class:`ConnectorRequest`).
+  request with :func:`read_request` (a :class:`ConnectorRequest`); :func:`review_answer` checks
+  an answer to the review interrupt before a run is resumed with it.
 
 * Models: :func:`chat_model` builds the chat model a :class:`ModelSetting` names (``offline``,
   ``openai:<model>``, ``litellm:<provider/model>``); openai and litellm are imported only then.
@@ -18,12 +19,21 @@ or ``switchboard``.
 
 from agents._connector_agent import ConnectorRequest, read_request
 from agents._graphs import GRAPHS, build_graph
+from agents._integration_agent import review_answer
 from agents._intent import SHAPES, AppObject, Intent, Refusal, Trigger, parse_intent
 from agents._models import PROVIDERS, ModelSetting, chat_model, is_model_error, model_errors
 from agents._offline import OfflineChatModel
 from agents._planner import Decision, Plan, PlanState, PlanStep, ToolResult, next_step
 from agents._usage import CallUsage, TokenUsage, call_usage
-from agents.errors import AgentError, GraphUnavailable, ModelSettingInvalid, ModelUnavailable, PlanError, UnknownGraph
+from agents.errors import (
+    AgentError,
+    GraphUnavailable,
+    ModelSettingInvalid,
+    ModelUnavailable,
+    PlanError,
+    ReviewAnswerInvalid,
+    UnknownGraph,
+)
 
 __all__ = [
     "GRAPHS",
@@ -45,6 +55,7 @@ __all__ = [
     "PlanState",
     "PlanStep",
     "Refusal",
+    "ReviewAnswerInvalid",
     "TokenUsage",
     "ToolResult",
     "Trigger",
@@ -57,4 +68,5 @@ __all__ = [
     "next_step",
     "parse_intent",
     "read_request",
+    "review_answer",
 ]

@@ -70,25 +70,40 @@ def _dry_run(messages: list[Any]) -> dict[str, Any] | None:
     return None
 
 
+def review_answer(answer: Any) -> dict[str, str]:
+    """``answer`` as the review takes it: ``{"action": "approve"}`` or ``{"action": "reject",
+    "comments": str}``. Raises :class:`ReviewAnswerInvalid` (422) otherwise: a caller (the
+    threads API) checks an answer with it before resuming a run."""
+    action = answer.get("action") if isinstance(answer, dict) else None
+    if action == "approve":
+        return {"action": "approve"}
+    if action == "reject" and isinstance(answer.get("comments", ""), str | None):
+        return {"action": "reject", "comments": str(answer.get("comments") or "").strip()}
+    raise ReviewAnswerInvalid(answer)
+
+
 def review_node(state: AgentState) -> dict[str, Any]:
-    """Stop for the builder (``interrupt``); on resume, record the answer. Re-running it before
-    the answer asks again; after, it reads the same answer (LangGraph keeps it)."""
+    """Stop for the builder (``interrupt``); on resume, record the answer. An answer that is not
+    one asks again, saying why (LangGraph replays the answers given so far to the interrupts of a
+    re-run node in order, so an invalid one cannot be taken back by raising). Re-running the node
+    before the answer asks again; after, it reads the same answers."""
     request = _last_review_request(state) or {}
     payload = {"type": "review", "summary": request.get("summary", ""), "diff": request.get("diff", []),
                "workflow": request.get("key"), "kind": request.get("kind", "workflow"), "valid": request.get("valid"),
                "problems": request.get("problems", []), "first_version": request.get("first_version"),
                "dry_run": _dry_run(state["messages"])}
-    answer = interrupt(payload)
-    action = answer.get("action") if isinstance(answer, dict) else None
-    if action == "approve":
+    question = payload
+    while True:
+        try:
+            answer = review_answer(interrupt(question))
+            break
+        except ReviewAnswerInvalid as invalid:
+            question = {**payload, "problem": str(invalid)}
+    if answer["action"] == "approve":
         return {"review": {**payload, "decision": "approve"}}
-    if action == "reject":
-        comments = str(answer.get("comments") or "").strip()
-        decision = {"action": "reject", "comments": comments}
-        message = HumanMessage(comments or "rejected without comments", name=REVIEW,
-                               additional_kwargs={"review": decision})
-        return {"review": {**payload, "decision": "reject", "comments": comments}, "messages": [message], "steps": 0}
-    raise ReviewAnswerInvalid(answer)
+    comments = answer["comments"]
+    message = HumanMessage(comments or "rejected without comments", name=REVIEW, additional_kwargs={"review": answer})
+    return {"review": {**payload, "decision": "reject", "comments": comments}, "messages": [message], "steps": 0}
 
 
 def after_review(state: AgentState) -> str:

@@ -25,7 +25,7 @@ from langgraph.types import Command
 
 import runtime
 import store
-from agents import AgentError, GraphUnavailable, ModelSetting, UnknownGraph, build_graph
+from agents import AgentError, GraphUnavailable, ModelSetting, UnknownGraph, build_graph, review_answer
 from support.fake_openai import FakeOpenAI, Reply, ScriptedCall
 from support.platform import Tenant, make_tenant
 from support.servers import serve_app
@@ -163,8 +163,18 @@ async def test_a_rejection_is_acted_on_or_answered_with_what_it_cannot_do(platfo
     assert "cannot act on these comments" in pending.value["summary"]
     assert "Translate the names to French" in pending.value["summary"]
     assert tool_calls(again["messages"])[-1] == "request_review"
-    with pytest.raises(AgentError):
-        await graph.ainvoke(Command(resume={"action": "maybe"}), config("reject"))
+    with pytest.raises(AgentError) as bad:
+        review_answer({"action": "maybe"})
+    assert bad.value.code == "review_answer_invalid" and bad.value.http_status == 422
+    # An answer that is not one is asked again, saying why; approved, the patched draft is published.
+    asked = await graph.ainvoke(Command(resume={"action": "maybe"}), config("reject"))
+    (pending,) = asked["__interrupt__"]
+    assert "not \"{'action': 'maybe'}\"" in pending.value["problem"] and pending.value["workflow"] == WORKFLOW
+    done = await graph.ainvoke(Command(resume={"action": "approve"}), config("reject"))
+    assert done["published"]["errors"] == [], done["published"]
+    with db.tenant(tenant.org_id) as tx:
+        published = store.Workflows(tx).version(tenant.org_id, WORKFLOW, 1)["spec"]
+    assert published["trigger"] == {"kind": "schedule", "cron": "0 * * * *"}
 
 
 async def test_prompts_of_other_shapes_get_a_clear_refusal(platform: runtime.Platform, db: store.Database) -> None:
