@@ -366,3 +366,28 @@ async def test_the_loop_stops_at_its_bound_with_a_report() -> None:
     assert state["report"] == {"status": "step_limit", "max_steps": 3, "tool_calls": 2, "succeeded": [],
                                "pending": ["lookup"]}
     assert state["messages"][-1].content.startswith("switchboard graph looper: stopped")
+
+
+async def test_a_review_resumes_from_a_postgres_checkpoint_in_another_graph(platform: runtime.Platform,
+                                                                          db: store.Database, fresh_db: str) -> None:
+    # LangGraph's Postgres checkpointer, as threads use it: the state survives serialization, and
+    # a graph built afresh (another process, a new context with no approvals) takes the answer.
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    tenant = make_tenant(db, "Graphs postgres", customers=1)
+    async with AsyncPostgresSaver.from_conn_string(fresh_db) as saver:
+        await saver.setup()
+        await build_to_review(build_graph("integration_agent", context(platform, tenant), checkpointer=saver), "pg")
+        again = build_graph("integration_agent", context(platform, tenant), checkpointer=saver)
+        snapshot = await again.aget_state(config("pg"))
+        assert snapshot.next == ("review",) and snapshot.interrupts[0].value["workflow"] == WORKFLOW
+        done = await again.ainvoke(Command(resume={"action": "approve"}), config("pg"))
+        assert done["published"]["errors"] == [] and done["messages"][-1].content.startswith(
+            "switchboard graph integration_agent: published")
+        # Publishing again from the same checkpoint (a node re-run) publishes nothing twice.
+        await again.aupdate_state(config("pg"), {"review": done["review"]}, as_node="review")
+        rerun = await again.ainvoke(None, config("pg"))
+    assert [p.get("already") for p in rerun["published"]["published"]] == [True], rerun["published"]
+    with db.tenant(tenant.org_id) as tx:
+        assert store.Workflows(tx).get(tenant.org_id, WORKFLOW)["latest_version"] == 1
+        assert store.Connectors(tx).get(tenant.org_id, "cin7")["published_version"] == 1
