@@ -3,7 +3,8 @@ integration agents).
 
 * Graphs: :func:`build_graph` ``(name, ctx, *, model, registry, checkpointer)`` builds one of
   :data:`GRAPHS` whose tools act with a ``tools.ToolContext``; the Connector Agent reads its
-  request with :func:`read_request` (a :class:`ConnectorRequest`).
+  request with :func:`read_request` (a :class:`ConnectorRequest`); :func:`review_answer` checks
+  an answer to the review interrupt before a run is resumed with it.
 
 * Models: :func:`chat_model` builds the chat model a :class:`ModelSetting` names (``offline``,
   ``openai:<model>``, ``litellm:<provider/model>``); openai and litellm are imported only then.
@@ -21,6 +22,7 @@ or ``switchboard``.
 
 from agents._connector_agent import ConnectorRequest, read_request
 from agents._graphs import GRAPHS, build_graph
+from agents._integration_agent import review_answer
 from agents._intent import SHAPES, AppObject, Intent, Refusal, Trigger, parse_intent
 from agents._models import PROVIDERS, ModelSetting, chat_model, is_model_error, model_errors
 from agents._offline import OfflineChatModel
@@ -42,6 +44,7 @@ from agents.errors import (
     ModelSettingInvalid,
     ModelUnavailable,
     PlanError,
+    ReviewAnswerInvalid,
     RunNotActive,
     ThreadBusy,
     ThreadError,
@@ -83,6 +86,7 @@ __all__ = [
     "PlanState",
     "PlanStep",
     "Refusal",
+    "ReviewAnswerInvalid",
     "TokenUsage",
     "ToolResult",
     "Trigger",
@@ -95,4 +99,5 @@ __all__ = [
     "next_step",
     "parse_intent",
     "read_request",
+    "review_answer",
 ]

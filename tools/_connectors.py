@@ -190,7 +190,8 @@ async def validate_connector(ctx: ToolContext, args: ValidateConnectorArgs) -> d
         spec = validated(ConnectorSpec, data, "connector")
     except SpecInvalid as exc:
         return {"valid": False, "version": version, "problems": exc.errors}
-    return {"valid": True, "version": version, "problems": [], "connector": spec.id, "actions": sorted(spec.actions)}
+    return {"valid": True, "version": version, "problems": [], "connector": spec.id, "actions": sorted(spec.actions),
+            "events": sorted(spec.events)}
 
 
 class TestConnectorArgs(BaseModel):
