@@ -31,7 +31,6 @@ from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 import agents
-import store
 from support.platform import Tenant, app_database, make_tenant
 from support.servers import serve_app
 from switchboard.app import create_app
