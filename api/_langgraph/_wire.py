@@ -46,7 +46,6 @@ STREAM_MODES: Mapping[str, str] = {
 }
 # Not offered: ``debug`` and ``checkpoints`` parts carry checkpoint configs, whose thread ids are
 # namespaced by organization.
-INTERRUPT_KEY = "__interrupt__"
 # Metadata LangGraph attaches to a streamed message that describes the graph, not the caller.
 _PUBLIC_METADATA_PREFIXES = ("langgraph_", "ls_")
 _PUBLIC_METADATA_KEYS = frozenset({"checkpoint_ns", "tags", "name"})
@@ -84,13 +83,6 @@ def public_metadata(metadata: Mapping[str, Any], extra: Mapping[str, Any]) -> di
     return {**jsonable(kept), **extra}
 
 
-def interrupts_of(values: Any) -> list[dict[str, Any]]:
-    """The serialized interrupts in a ``values`` or ``updates`` part (empty for none)."""
-    if isinstance(values, Mapping) and INTERRUPT_KEY in values:
-        return jsonable(values[INTERRUPT_KEY])
-    return []
-
-
 class StreamEncoder:
     """Turns the parts of one run's graph stream into the LangGraph server's events.
 
@@ -104,7 +96,6 @@ class StreamEncoder:
         self.metadata = dict(metadata)
         # Messages seen so far by id: chunks accumulate into the message they belong to.
         self._messages: dict[str, BaseMessage] = {}
-        self.interrupts: list[dict[str, Any]] = []
 
     @property
     def graph_modes(self) -> list[str]:
@@ -114,13 +105,6 @@ class StreamEncoder:
     def encode(self, namespace: Sequence[str], mode: str, chunk: Any) -> Iterator[tuple[str, Any]]:
         """The ``(event name, data)`` pairs one part of the graph stream becomes."""
         suffix = "".join(f"|{part}" for part in namespace)
-        if mode in ("values", "updates"):
-            found = interrupts_of(chunk)
-            if found and not namespace:
-                self.interrupts = found
-            if mode in self.modes:
-                yield mode + suffix, jsonable(chunk)
-            return
         if mode == "messages":
             message, metadata = chunk
             meta = public_metadata(metadata, self.metadata)
