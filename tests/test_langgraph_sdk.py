@@ -219,6 +219,19 @@ async def test_a_run_streams_to_the_review_interrupt_and_resumes_to_publish(
     assert (await client.threads.get(thread["thread_id"]))["status"] == "idle"
     runs = await client.runs.list(thread["thread_id"])
     assert [r["status"] for r in runs] == ["success", "interrupted"]
+    history = await client.threads.get_history(thread["thread_id"], limit=20)
+    assert history[0]["next"] == [] and ["review"] in [h["next"] for h in history]
+    assert all(h["checkpoint"]["thread_id"] == thread["thread_id"] for h in history)
+    # Over: cancelling is a conflict. Another organization can neither cancel nor delete.
+    with pytest.raises(ConflictError):
+        await client.runs.cancel(thread["thread_id"], runs[0]["run_id"])
+    with pytest.raises(NotFoundError):
+        await other.runs.cancel(thread["thread_id"], runs[0]["run_id"])
+    with pytest.raises(NotFoundError):
+        await other.threads.delete(thread["thread_id"])
+    await client.threads.delete(thread["thread_id"])
+    with pytest.raises(NotFoundError):
+        await client.threads.get_state(thread["thread_id"])
 
 
 async def test_refusals_are_problem_responses(client: Any) -> None:

@@ -58,6 +58,14 @@ class ThreadSearch(_Request):
     offset: int = Field(default=0, ge=0)
 
 
+class HistorySearch(_Request):
+    limit: int = Field(default=10, ge=1, le=1000)
+    # Accepted by the client; refused here when set.
+    before: Any = None
+    checkpoint: Any = None
+    metadata: Any = None
+
+
 class InterruptOut(BaseModel):
     value: Any
     id: str

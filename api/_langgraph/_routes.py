@@ -28,9 +28,9 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -42,6 +42,7 @@ from api._langgraph._models import (
     THREAD_ID_PATTERN,
     AssistantOut,
     AssistantSearch,
+    HistorySearch,
     RunCreate,
     RunOut,
     ThreadCreate,
@@ -49,7 +50,7 @@ from api._langgraph._models import (
     ThreadSearch,
     ThreadStateOut,
 )
-from api._langgraph._service import END_OF_STREAM, RunTaps, Tap, checkpoint_state
+from api._langgraph._service import END_OF_STREAM, RunTaps, Tap, checkpoint_history, checkpoint_state
 from api._langgraph._wire import StreamEncoder, jsonable, thread_state
 from api._v1._common import in_thread, router as make_router, tenant_tx
 
@@ -209,6 +210,29 @@ async def get_thread_state(db: Db, threads: ThreadsDep, principal: Reader, threa
     row = await in_thread(_get_thread, db, principal, thread_id)
     snapshot = await checkpoint_state(threads, principal, row)
     return thread_state(snapshot, row["id"], {"graph_id": row["graph"], "assistant_id": assistant_id(row["graph"])})
+
+
+@router.post(PREFIX + "/threads/{thread_id}/history", name="langgraph_thread.history",
+             response_model=list[ThreadStateOut])
+async def get_thread_history(db: Db, threads: ThreadsDep, principal: Reader, thread_id: ThreadId,
+                             body: HistorySearch) -> Any:
+    """The thread's checkpoints as states, newest first."""
+    row = await in_thread(_get_thread, db, principal, thread_id)
+    refused = [name for name in ("before", "checkpoint", "metadata") if getattr(body, name) not in (None, {})]
+    if refused:
+        raise RequestValidationError([{"loc": ("body", name), "type": "value_error",
+                                       "msg": "is not supported by this server"} for name in refused])
+    extra = {"graph_id": row["graph"], "assistant_id": assistant_id(row["graph"])}
+    return [thread_state(snapshot, row["id"], extra)
+            for snapshot in await checkpoint_history(threads, principal, row, body.limit)]
+
+
+@router.delete(PREFIX + "/threads/{thread_id}", name="langgraph_thread.delete", status_code=204)
+async def delete_thread(db: Db, threads: ThreadsDep, principal: Writer, thread_id: ThreadId) -> Response:
+    """Delete the thread with its runs and checkpoints (a run going on is cancelled first)."""
+    await in_thread(_get_thread, db, principal, thread_id)
+    await threads.delete(principal, thread_id)
+    return Response(status_code=204)
 
 
 # -- runs ---------------------------------------------------------------------------------------
@@ -426,3 +450,14 @@ def get_run(db: Db, principal: Reader, thread_id: ThreadId,
 
 def _json(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@router.post(PREFIX + "/threads/{thread_id}/runs/{run_id}/cancel", name="langgraph_run.cancel", response_model=RunOut)
+async def cancel_run(db: Db, threads: ThreadsDep, principal: Runner, thread_id: ThreadId,
+                     run_id: Annotated[str, Path(max_length=100)],
+                     action: Annotated[Literal["interrupt"], Query(description=(
+                         "interrupt: stop the run; what it did stays in its checkpoints (rollback is "
+                         "not supported)."))] = "interrupt") -> Any:
+    """Cancel a pending or running run (409 when it is over); answers with the run once it stopped."""
+    thread = await in_thread(_get_thread, db, principal, thread_id)
+    return run_out(await threads.cancel(principal, thread_id, run_id), thread["graph"])

@@ -122,3 +122,14 @@ async def checkpoint_state(threads: Threads, principal: Principal, thread: Mappi
                                  parent_config=None, tasks=(), interrupts=())
         graph = threads.factory(thread["graph"], threads.context(threads.platform, principal, dict(thread)), saver)
         return await graph.aget_state(config)
+
+
+async def checkpoint_history(threads: Threads, principal: Principal, thread: Mapping[str, Any],
+                             limit: int) -> list[StateSnapshot]:
+    """The thread's checkpoints, newest first (at most ``limit``; none before its first run)."""
+    config = {"configurable": {"thread_id": store.checkpoint_thread_id(principal.org_id, thread["id"])}}
+    async with store.open_checkpointer(threads.platform.db.conninfo, principal.org_id) as saver:
+        if await saver.aget_tuple(config) is None:
+            return []
+        graph = threads.factory(thread["graph"], threads.context(threads.platform, principal, dict(thread)), saver)
+        return [snapshot async for snapshot in graph.aget_state_history(config, limit=limit)]
