@@ -137,9 +137,10 @@ def _find_arguments(state: PlanState) -> dict[str, Any] | None:
     if request.app:
         return {"app": request.app}
     if request.url and state.calls("import_api") and not state.succeeded("import_api"):
-        # The URL is not a description itself: try the site's well-known paths.
+        # The URL is not a description itself (a docs page): try the well-known paths of its site.
+        origin = re.match(r"^https?://[^/?#]+", request.url)
         host = re.sub(r"^https?://(?:www\.|api\.|docs\.|developers?\.)?", "", request.url).split("/")[0].split(".")[0]
-        return {"app": host or request.url, "site": request.url}
+        return {"app": host or request.url, "site": origin[0] if origin else request.url}
     return None
 
 
