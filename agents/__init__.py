@@ -3,7 +3,8 @@ integration agents).
 
 * Graphs: :func:`build_graph` ``(name, ctx, *, model, registry, checkpointer)`` builds one of
   :data:`GRAPHS` whose tools act with a ``tools.ToolContext``; the Connector Agent reads its
-  request with :func:`read_request` (a :class:`ConnectorRequest`). Home routes a message with
+  request with :func:`read_request` (a :class:`ConnectorRequest`); :func:`review_answer` checks
+  an answer to the review interrupt before a run is resumed with it. Home routes a message with
   :func:`route_of` (a :class:`Route`) and offers :func:`recommended_prompts` (``Recommended``) from
   an organization's state; the Setup Assistant records onboarding in ``organizations.onboarding``.
 
@@ -28,6 +29,7 @@ from agents._connector_agent import ConnectorRequest, read_request
 from agents._graphs import GRAPHS, build_graph
 from agents._credits import CreditMeter, usage_callbacks
 from agents._home import Recommended, Route, recommended_prompts, route_of
+from agents._integration_agent import review_answer
 from agents._intent import SHAPES, AppObject, Intent, Refusal, Trigger, parse_intent
 from agents._models import PROVIDERS, ModelSetting, chat_model, is_model_error, model_errors
 from agents._offline import OfflineChatModel
@@ -51,6 +53,7 @@ from agents.errors import (
     ModelSettingInvalid,
     ModelUnavailable,
     PlanError,
+    ReviewAnswerInvalid,
     RunNotActive,
     ThreadBusy,
     ThreadError,
@@ -95,6 +98,7 @@ __all__ = [
     "PlanState",
     "PlanStep",
     "Refusal",
+    "ReviewAnswerInvalid",
     "TokenUsage",
     "ToolResult",
     "Trigger",
@@ -112,4 +116,5 @@ __all__ = [
     "Route",
     "recommended_prompts",
     "route_of",
+    "review_answer",
 ]

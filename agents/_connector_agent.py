@@ -50,6 +50,7 @@ class ConnectorRequest:
     document: str | None = None
     text: str | None = None
     key: str | None = None
+    sample: int | None = None
     kind: str = "connector"
 
     def as_dict(self) -> dict[str, Any]:
@@ -63,7 +64,8 @@ class ConnectorRequest:
         """One line for a report."""
         source = (f"app {self.app}" if self.app else f"URL {self.url}" if self.url
                   else f"document {self.document}" if self.document else "the document in the prompt")
-        return f"connector from {source}" + (f" as {self.key!r}" if self.key else "")
+        return (f"connector from {source}" + (f" as {self.key!r}" if self.key else "")
+                + (f", testing a sample of about {self.sample} actions" if self.sample else ""))
 
 
 def read_request(prompt: str) -> ConnectorRequest | Refusal:
@@ -73,17 +75,19 @@ def read_request(prompt: str) -> ConnectorRequest | Refusal:
         return Refusal(prompt, "the prompt is empty")
     if text.startswith("{") or re.search(r"^(openapi|swagger)\s*:", text, re.M):
         return ConnectorRequest(prompt, text=text)
-    key = None
+    key = sample = None
+    if found := re.search(r"[,;]?\s*(?:testing|test)\s+(?:only\s+)?(?:a\s+sample\s+of\s+)?(\d+)\s+actions?\s*$", text, re.I):
+        sample, text = int(found[1]), text[: found.start()].strip()
     if found := re.search(r"\b(?:as|key|id)\s+['\"`]?([a-z0-9][a-z0-9_.-]{0,99})['\"`]?\s*$", text):
         key, text = found[1], text[: found.start()].strip()
     if url := _URL.search(text):
-        return ConnectorRequest(prompt, url=url[0].rstrip(".,)"), key=key)
+        return ConnectorRequest(prompt, url=url[0].rstrip(".,)"), key=key, sample=sample)
     if name := _FILE.search(text):
-        return ConnectorRequest(prompt, document=name[1], key=key)
+        return ConnectorRequest(prompt, document=name[1], key=key, sample=sample)
     app = _LEAD.sub("", text).strip(" .!?'\"")
     if not app or len(app.split()) > 5:
         return Refusal(prompt, "it names no app, URL or document to build a connector from")
-    return ConnectorRequest(prompt, app=app, key=key)
+    return ConnectorRequest(prompt, app=app, key=key, sample=sample)
 
 
 # -- the offline plan ---------------------------------------------------------------------------
@@ -133,9 +137,10 @@ def _find_arguments(state: PlanState) -> dict[str, Any] | None:
     if request.app:
         return {"app": request.app}
     if request.url and state.calls("import_api") and not state.succeeded("import_api"):
-        # The URL is not a description itself: try the site's well-known paths.
+        # The URL is not a description itself (a docs page): try the well-known paths of its site.
+        origin = re.match(r"^https?://[^/?#]+", request.url)
         host = re.sub(r"^https?://(?:www\.|api\.|docs\.|developers?\.)?", "", request.url).split("/")[0].split(".")[0]
-        return {"app": host or request.url, "site": request.url}
+        return {"app": host or request.url, "site": origin[0] if origin else request.url}
     return None
 
 
@@ -186,7 +191,8 @@ CONNECTOR_PLAN = Plan((
              purpose="validate the draft"),
     PlanStep("patch_connector_draft", _patch_arguments, done=lambda s: _patch_arguments(s) is None, attempts=2,
              purpose="patch the draft where the sandbox contradicts it"),
-    PlanStep("test_connector", lambda s: {"connector": connector_key(s)} if connector_key(s) else None,
+    PlanStep("test_connector", lambda s: ({"connector": connector_key(s)} | ({"sample": s.intent.sample} if s.intent.sample else {}))
+             if connector_key(s) else None,
              done=lambda s: not _needs_test(s) and s.succeeded("test_connector"), attempts=2,
              purpose="test every action on the sandbox"),
 ), kinds=frozenset({"connector"}))
@@ -247,6 +253,7 @@ def connector_report(messages: list[Any]) -> dict[str, Any]:
                           for a, f in sorted(failed.items())]
                          + [{"action": a, "outcome": "drift", "why": d.get("problems")} for a, d in sorted(drift.items())],
         "notes": last_test.get("notes") or [],
+        "sample": last_test.get("sample"),
         "first_test": None if previous_test is None else {"passed": previous_test.get("passed"),
                                                           "failed": len(previous_test.get("failed") or []),
                                                           "drift": len(previous_test.get("drift") or [])},
@@ -258,6 +265,10 @@ def _report_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
     lines = [("connector", f"{report['connector']} version {report['version']}" if report["connector"] else "none built")]
     if report["status"] != "untested":
         lines.append(("actions passed", f"{report['passed']} of {report['actions']}"))
+        if report.get("sample"):
+            sample = report["sample"]
+            lines.append(("sample", f"tested {sample['tested']} of {sample['of']} actions (resources: "
+                                    f"{', '.join(sample['resources'])}); the others were not tested"))
         for item in report["does_not_work"]:
             lines.append((f"not working: {item['action']}", f"{item['outcome']} "
                           f"({item.get('category') or 'schema'}): {item['why']}"))

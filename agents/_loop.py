@@ -134,7 +134,7 @@ def add_agent_loop(
     def route_answer(state: AgentState) -> str:
         last = state["messages"][-1]
         if isinstance(last, AIMessage) and last.tool_calls:
-            return "tools" if state.get("steps", 0) <= max_steps else "limit"
+            return "tools" if state.get("steps", 0) < max_steps else "limit"
         return after_answer
 
     def limit(state: AgentState) -> dict[str, Any]:

@@ -90,6 +90,7 @@ class PlanStep:
     when: Condition | None = None
     attempts: int = 1
     purpose: str = ""
+    blocked: Callable[[PlanState], str | None] | None = None
 
     def is_done(self, state: PlanState) -> bool:
         """Whether this step needs no further call."""
@@ -135,6 +136,8 @@ def next_step(plan: Plan, state: PlanState, tools: Mapping[str, Mapping[str, Any
             return Decision("stopped", tool=step.tool, completed=_completed(state),
                             reason=f"{step.tool} failed {failures} time(s); last result: {_brief(last.content if last else None)}")
     for step in pending:
+        if step.blocked is not None and (reason := step.blocked(state)):
+            return Decision("stopped", tool=step.tool, completed=_completed(state), reason=reason)
         arguments = step.arguments(state)
         if arguments is None:
             continue

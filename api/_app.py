@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 import agents
-from api import _health, _hooks, _limits, _openapi, _quota, _v1
+from api import _health, _hooks, _langgraph, _limits, _openapi, _quota, _v1
 from api.errors import install_error_handlers
 from runtime import Config, Platform, recover_events
 from tools import ToolContext
@@ -87,7 +87,9 @@ def create_app(open_platform: PlatformOpener, config: Config | None = None, *,
             # holding up the start.
             recovery = asyncio.create_task(recover_events(platform), name="recover events")
             chat = model or agents.ModelSetting()
-            app.state.threads = agents.Threads(platform, graph_factory or model_graph_factory(chat),
+            # The LangGraph routes see each run's own graph stream through taps on the factory.
+            app.state.langgraph_taps = taps = _langgraph.RunTaps()
+            app.state.threads = agents.Threads(platform, taps.wrap(graph_factory or model_graph_factory(chat)),
                                                graphs=graphs or agents.GRAPHS,
                                                callbacks=run_callbacks or metered_runs(platform, chat),
                                                context=run_context(documents))

@@ -252,6 +252,11 @@ class Threads:
         self.tx.execute("UPDATE threads SET status = %s, updated_at = now() WHERE org_id = %s AND id = %s",
                         (status, org_id, thread_id))
 
+    def set_graph(self, org_id: str, thread_id: str, graph: str) -> None:
+        """Bind the thread to ``graph`` (a LangGraph client's thread names its graph with its first run)."""
+        self.tx.execute("UPDATE threads SET graph = %s, updated_at = now() WHERE org_id = %s AND id = %s",
+                        (graph, org_id, thread_id))
+
     def delete(self, org_id: str, thread_ids: Sequence[str]) -> int:
         """Delete threads ``thread_ids`` with their runs, events and checkpoints; returns how many
         threads there were. In the caller's transaction (an onboarding reset deletes its threads

@@ -82,9 +82,9 @@ def test_agents_surface() -> None:
     assert set(agents.__all__) == {
         "GRAPHS", "PROVIDERS", "SHAPES", "AgentError", "AppObject", "CallUsage", "CreditMeter", "CreditsExhausted", "ConnectorRequest", "Decision",
         "GraphUnavailable", "Intent", "ModelSetting", "ModelSettingInvalid", "ModelUnavailable", "OfflineChatModel",
-        "Plan", "PlanError", "PlanState", "PlanStep", "Refusal", "TokenUsage", "ToolResult", "Trigger", "UnknownGraph",
+        "Plan", "PlanError", "PlanState", "PlanStep", "Refusal", "ReviewAnswerInvalid", "TokenUsage", "ToolResult", "Trigger", "UnknownGraph",
         "build_graph", "call_usage", "chat_model", "is_model_error", "model_errors", "next_step", "parse_intent",
-        "read_request", "usage_callbacks", "Recommended", "Route", "recommended_prompts", "route_of",
+        "read_request", "usage_callbacks", "Recommended", "Route", "recommended_prompts", "route_of", "review_answer",
         # threads
         "MAX_MESSAGE_CHARS", "TERMINAL_EVENTS", "ContextFactory", "GraphFactory", "RunCallbacks", "RunNotActive", "ThreadBusy",
         "ThreadError", "ThreadEvent", "ThreadNotInterrupted", "Threads", "default_context", "message_data",

@@ -4,6 +4,7 @@ versions never change), saved and indexed in the catalog in one transaction as t
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import anyio
@@ -182,19 +183,47 @@ async def validate_connector(ctx: ToolContext, args: ValidateConnectorArgs) -> d
         raise ToolFailed("send exactly one of connector and spec", pointer="/connector", code="tool_arguments_invalid")
     data = args.spec
     version = None
+    row = None
     if data is None:
         _, row = await anyio.to_thread.run_sync(latest_version, ctx, args.connector)
         data, version = row["spec"], row["version"]
     try:
-        spec = validated(ConnectorSpec, data, "connector")
+        # A saved version is parsed once per process (the runs' cache): a large API's spec takes
+        # seconds to check, and the agents validate, test and map the same version in a row.
+        spec = (await anyio.to_thread.run_sync(ctx.platform.runs.specs.parsed, ctx.org_id, row) if row is not None
+                else validated(ConnectorSpec, data, "connector"))
     except SpecInvalid as exc:
         return {"valid": False, "version": version, "problems": exc.errors}
-    return {"valid": True, "version": version, "problems": [], "connector": spec.id, "actions": sorted(spec.actions)}
+    return {"valid": True, "version": version, "problems": [], "connector": spec.id, "actions": sorted(spec.actions),
+            "events": sorted(spec.events)}
 
 
 class TestConnectorArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     connector: str = Field(min_length=1, max_length=128, description="Connector key or id: its latest version is tested.")
+    sample: int | None = Field(None, ge=1, le=10_000, description="Test about this many actions (whole resources, "
+                                                                   "in path order) instead of all: for very large APIs.")
+
+
+def sampled(spec: ConnectorSpec, size: int) -> tuple[ConnectorSpec, list[str]]:
+    """``spec`` with the actions of whole resources (actions grouped by their path's first segment,
+    groups in path order) until at least ``size`` actions, and the resources kept. A resource is
+    kept whole so its creates still give ids to its reads, updates and deletes."""
+    groups: dict[str, list[str]] = {}
+    for name, action in sorted(spec.actions.items(), key=lambda item: (item[1].path, item[0])):
+        # The first segment that names something: not a version (v1, 2.0) nor an API prefix.
+        segments = [p for p in action.path.strip("/").split("/")
+                    if p and not re.fullmatch(r"v?\d+(?:\.\d+)*|api|rest", p, re.I)]
+        head = segments[0] if segments else "/"
+        groups.setdefault(head, []).append(name)
+    kept: list[str] = []
+    resources: list[str] = []
+    for head, names in groups.items():
+        if len(kept) >= size:
+            break
+        kept += names
+        resources.append(head)
+    return spec.model_copy(update={"actions": {n: spec.actions[n] for n in kept}}), resources
 
 
 async def test_connector(ctx: ToolContext, args: TestConnectorArgs) -> dict[str, Any]:
@@ -204,11 +233,20 @@ async def test_connector(ctx: ToolContext, args: TestConnectorArgs) -> dict[str,
     if key not in base_urls:
         raise ToolFailed(f"connector {key!r} has no sandbox to test against; import it from its API description "
                          "so the platform serves one", pointer="/connector", code="no_sandbox", http_status=409)
-    spec = validated(ConnectorSpec, row["spec"], "connector")
+    spec = await anyio.to_thread.run_sync(ctx.platform.runs.specs.parsed, ctx.org_id, row)
+    if ctx.sandboxes.base_url(ctx.org_id, key) is None:
+        # A hosted sandbox starts from its seed: the previous test's creates and deletes would
+        # make this one's results incomparable (a retest after a patch must see the same data).
+        await ctx.platform.sandboxes.reset(ctx.principal, key)
     # Placeholder credentials of the right shape: a sandbox checks their presence, never their value.
     executor = build_executor({key: spec}, http, base_urls=base_urls)
+    total = len(spec.actions)
+    sample = None
+    if args.sample is not None and args.sample < total:
+        spec, resources = sampled(spec, args.sample)
+        sample = {"tested": len(spec.actions), "of": total, "resources": resources}
     report = await check_connector(spec, executor)
-    return {"connector": key, "version": row["version"], **report.summary()}
+    return {"connector": key, "version": row["version"], **report.summary(), "sample": sample}
 
 
 TOOLS = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from api import _langgraph
 from api._route import PlatformRoute
 from api._v1 import (
     alerts,
@@ -28,7 +29,7 @@ from api._v1 import (
 
 # Order is the order of the sections in the OpenAPI document.
 MODULES = (organization, people, keys, secrets, oauth_apps, connectors, catalog, sandboxes, connections, workflows, events, traces,
-           threads, alerts, notifications, insights, billing, audit)
+           threads, alerts, notifications, insights, billing, audit, _langgraph)
 
 
 def install(app: FastAPI) -> None:

@@ -268,6 +268,7 @@ def seed_tenant(
     seeded.by_customer[second]["key_id"] = seeded.key_ids["bound_end_user"]
     seeded.by_customer[first]["key_id"] = seeded.key_ids["bound_admin"]
 
+
     # One webhook event per customer: a trigger for each whose filter the delivery does not match,
     # so the event is stored (filtered) and runs nothing.
     for customer in tenant.customers:
