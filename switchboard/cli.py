@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from switchboard.commands import connector, db, keys, run, sandbox, schema, tenants, worker, workflow
+from switchboard.commands import chat, connector, db, keys, run, sandbox, schema, tenants, worker, workflow
 
 
 class _Group(click.Group):
@@ -48,6 +48,7 @@ COMMANDS: list[tuple[click.Command, str | None]] = [
     (sandbox.sandbox, None),
     (workflow.workflow, None),
     (worker.worker, None),
+    (chat.chat, None),
 ]
 
 for _command, _name in COMMANDS:
