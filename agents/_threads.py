@@ -82,7 +82,8 @@ class _LiveRun:
         self.events: list[ThreadEvent] = []
         self.unsaved: list[ThreadEvent] = []
         self.changed = asyncio.Condition()
-        self.finished = False
+        self.closing = False  # no more events to store but the last
+        self.finished = False  # the last event is out
         self.task: asyncio.Task[None] | None = None
         # Set once the task runs its first line: a task cancelled before that would never run its
         # cleanup, and the thread would stay busy.
@@ -96,8 +97,14 @@ class _LiveRun:
             self.changed.notify_all()
         return event
 
-    async def finish(self) -> None:
+    async def close_writer(self) -> None:
         async with self.changed:
+            self.closing = True
+            self.changed.notify_all()
+
+    async def finish(self, last: ThreadEvent) -> None:
+        async with self.changed:
+            self.events.append(last)
             self.finished = True
             self.changed.notify_all()
 
@@ -197,6 +204,8 @@ class Threads:
         org_id, run_id, thread_id = principal.org_id, live.run_id, thread["id"]
         translator = StreamTranslator()
         writer = asyncio.create_task(self._save_events(live), name=f"thread events {run_id}")
+        # The run's last event, and the statuses the run and the thread end in.
+        terminal: tuple[str, dict[str, Any]]
         outcome: tuple[str, str, dict[str, Any] | None]  # run status, thread status, error
         try:
             await self._tx(org_id, lambda t: t.set_run_status(org_id, run_id, "running"))
@@ -212,23 +221,25 @@ class Threads:
                 snapshot = await graph.aget_state(config)
             interrupts = [{"id": i.id, "value": json_safe(i.value)} for i in snapshot.interrupts]
             if interrupts:
-                await live.emit("interrupt", {"interrupts": interrupts, "usage": translator.totals()})
+                terminal = ("interrupt", {"interrupts": interrupts, "usage": translator.totals()})
                 outcome = ("interrupted", "interrupted", None)
             else:
-                await live.emit("done", {"status": "completed", "usage": translator.totals()})
+                terminal = ("done", {"status": "completed", "usage": translator.totals()})
                 outcome = ("completed", "idle", None)
         except asyncio.CancelledError:
-            await live.emit("done", {"status": "cancelled", "usage": translator.totals()})
+            terminal = ("done", {"status": "cancelled", "usage": translator.totals()})
             outcome = ("cancelled", "idle", None)
         except Exception as exc:  # any failure of the graph ends the run, never the process
             log.warning("thread run %s failed", run_id, exc_info=exc)
             error = {"code": getattr(type(exc), "code", "run_failed"), "message": _public_message(exc)}
-            await live.emit("error", error)
+            terminal = ("error", error)
             outcome = ("failed", "error", error)
-        await live.finish()
+        last = ThreadEvent(len(live.events) + 1, *terminal)
         try:
-            # The events are stored before the run is over: a client that sees the run finished
-            # finds every event in the store.
+            # The run's end, the thread's status and the last event commit together, after every
+            # earlier event is stored, and only then is the last event sent: a client that has
+            # it finds the run over and every event in the store.
+            await live.close_writer()
             await writer
             status, thread_status, error = outcome
             totals = translator.totals()
@@ -236,26 +247,28 @@ class Threads:
             def close(t: store.Threads) -> None:
                 if t.finish_run(org_id, run_id, status, error=error, usage=totals):
                     t.set_status(org_id, thread_id, thread_status)
+                    t.append_events(org_id, run_id, [(last.seq, last.type, last.data)])
 
             await self._tx(org_id, close)
         except Exception:
             log.exception("could not record the end of thread run %s", run_id)
         finally:
+            await live.finish(last)
             self._live.pop((org_id, run_id), None)
 
     async def _save_events(self, live: _LiveRun) -> None:
         while True:
             async with live.changed:
-                await live.changed.wait_for(lambda: bool(live.unsaved) or live.finished)
+                await live.changed.wait_for(lambda: bool(live.unsaved) or live.closing)
                 batch, live.unsaved = live.unsaved, []
-                done = live.finished
+                closing = live.closing
             if batch:
                 rows = [(e.seq, e.type, e.data) for e in batch]
                 try:
                     await self._tx(live.org_id, lambda t: t.append_events(live.org_id, live.run_id, rows))
                 except Exception:
                     log.exception("could not store %d events of thread run %s", len(rows), live.run_id)
-            if done and not live.unsaved:
+            if closing and not live.unsaved:
                 return
 
     async def cancel(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:

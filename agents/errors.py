@@ -118,26 +118,26 @@ class ThreadBusy(ThreadError):
 
 
 class ThreadNotInterrupted(ThreadError):
-    """A resume was sent to thread ``thread_id``, whose ``status`` is not ``interrupted`` (409)."""
+    """A resume was sent to thread ``thread_id``, whose ``thread_status`` is not ``interrupted`` (409)."""
 
     code = "thread_not_interrupted"
     http_status = 409
-    problem_fields = ("thread_id", "status")
+    problem_fields = ("thread_id", "thread_status")
 
     def __init__(self, thread_id: str, status: str) -> None:
         self.thread_id = thread_id
-        self.status = status
+        self.thread_status = status
         super().__init__(f"thread {thread_id!r} is {status}: only an interrupted thread can be resumed")
 
 
 class RunNotActive(ThreadError):
-    """Run ``run_id`` is over (``status``) and cannot be cancelled (409)."""
+    """Run ``run_id`` is over (``run_status``) and cannot be cancelled (409)."""
 
     code = "run_not_active"
     http_status = 409
-    problem_fields = ("run_id", "status")
+    problem_fields = ("run_id", "run_status")
 
     def __init__(self, run_id: str, status: str) -> None:
         self.run_id = run_id
-        self.status = status
+        self.run_status = status
         super().__init__(f"run {run_id!r} is {status} already; only a pending or running run can be cancelled")

@@ -27,6 +27,7 @@ from switchboard.platform_db import app_database_url
 from switchboard.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from agents import GraphFactory
     from runtime import Worker
 
 
@@ -114,8 +115,11 @@ def worker_for(platform: Platform, settings: Settings, *, executor_id: str | Non
 
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None,
-               worker: bool = False) -> FastAPI:
+               worker: bool = False, graph_factory: GraphFactory | None = None,
+               graphs: tuple[str, ...] | None = None) -> FastAPI:
     """The API for ``settings`` (default: ``get_settings()``) over :func:`open_platform`; with
-    ``worker``, the process also runs a durable worker."""
+    ``worker``, the process also runs a durable worker. ``graph_factory`` and ``graphs`` replace
+    the agent graphs threads run (tests run graphs of their own)."""
     settings = settings or get_settings()
-    return api.create_app(lambda: open_platform(settings, clock=clock, worker=worker), runtime_config(settings))
+    return api.create_app(lambda: open_platform(settings, clock=clock, worker=worker), runtime_config(settings),
+                          graph_factory=graph_factory, graphs=graphs)

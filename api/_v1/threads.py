@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 import agents
+import store
 from api._auth import Principal, require
 from api._deps import ThreadsDep
 from api._lists import ListParams, PageOut, page_out
@@ -136,7 +137,7 @@ async def thread_state(thread_id: str, threads: ThreadsDep, principal: Annotated
 @router.get("/threads/{thread_id}/history", name="thread.history", response_model=list[CheckpointOut])
 async def thread_history(
     thread_id: str, threads: ThreadsDep, principal: Annotated[Principal, require("agents", "read")],
-    limit: Annotated[int, Query(ge=1, le=100, description="Checkpoints to return.")] = 10,
+    limit: Annotated[int, Query(ge=1, le=store.MAX_LIMIT, description="Checkpoints to return.")] = 10,
 ) -> Any:
     """The thread's checkpoints, newest first."""
     return await threads.history(principal, thread_id, limit=limit)

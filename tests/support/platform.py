@@ -45,13 +45,15 @@ def make_tenant(db: store.Database, name: str = "Acme", customers: int = 2) -> T
 
 @contextmanager
 def running_platform(
-    admin_conninfo: str, *, clock: Callable[[], datetime] | None = None, **settings: Any
+    admin_conninfo: str, *, clock: Callable[[], datetime] | None = None, graph_factory: Any = None,
+    graphs: tuple[str, ...] | None = None, **settings: Any
 ) -> Iterator[tuple[str, Settings]]:
-    """Serve the API for ``admin_conninfo`` (already migrated); yields its base URL and settings."""
+    """Serve the API for ``admin_conninfo`` (already migrated); yields its base URL and settings.
+    ``graph_factory`` and ``graphs`` replace the agent graphs threads run."""
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-platform-"))
     try:
         config = Settings(database_url=admin_conninfo, data_dir=data_dir, **settings)
-        app = create_app(config, clock=clock)
+        app = create_app(config, clock=clock, graph_factory=graph_factory, graphs=graphs)
         with serve_app(app, lifespan="on") as url:
             yield url, config
     finally:

@@ -287,6 +287,17 @@ def seed_tenant(
         seeded.add("event_id", event["event_id"])
         seeded.by_customer[customer]["event_id"] = event["event_id"]
 
+    # An agent thread with one run, read to its end so the run changes no more.
+    thread = s.create("/v1/threads", {"graph": "connector_agent", "title": f"{label} thread"})
+    seeded.add("thread_id", thread["id"])
+    run = _ok(http.post(f"/v1/threads/{thread['id']}/messages", headers=s.headers(),
+                        json={"content": f"hello from {label}"}), 202)
+    seeded.add("run_id", run["id"])
+    with http.stream("GET", run["events_url"], headers=s.headers()) as events:
+        assert events.status_code == 200, events.read()
+        last = [line for line in events.iter_lines() if line.startswith("event:")][-1]
+    assert last.split(":", 1)[1].strip() in ("done", "error", "interrupt"), last
+
     # Audit entries came with every mutation: the newest and the oldest, and one per customer.
     audit = http.get("/v1/audit-log", headers=s.headers(), params={"limit": 200}).json()["items"]
     assert audit, "mutations were not audited"
@@ -298,5 +309,5 @@ def seed_tenant(
         seeded.by_customer[customer]["entry_id"] = mine[0]["id"]
     seeded.created = {"tier": tier, "environment": environment, "customer": extra, "role": role, "user": user,
                       "secret": secret, "oauth_app": app, "connector": connector, "workflow": workflow,
-                      "trigger": hook, "schedule": schedule}
+                      "trigger": hook, "schedule": schedule, "thread": thread}
     return seeded
