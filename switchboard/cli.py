@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from switchboard.commands import connector, db, keys, prune, run, sandbox, schema, tenants, worker, workflow
+from switchboard.commands import chat, connector, db, keys, prune, run, sandbox, schema, tenants, worker, workflow
 
 
 class _Group(click.Group):
@@ -49,6 +49,7 @@ COMMANDS: list[tuple[click.Command, str | None]] = [
     (workflow.workflow, None),
     (worker.worker, None),
     (prune.prune, None),
+    (chat.chat, None),
 ]
 
 for _command, _name in COMMANDS:
