@@ -62,3 +62,93 @@ def test_an_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"cannot reach http://127.0.0.1:{port}" in result.output
     assert "sk_test_x" not in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(pg_tmp_path: Path) -> Iterator[tuple[str, dict[str, str], dict[str, str]]]:
+    """``switchboard run`` as ``make run`` starts it: an empty data directory, embedded Postgres, no
+    key, no model setting. Yields its URL, the chat's environment and the API headers."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "OPENAI_")) and k != "DATABASE_URL"}
+    env.update(PORT=str(port), SWITCHBOARD_DATA=str(pg_tmp_path / "data"), SWITCHBOARD_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen([str(SWITCHBOARD_BIN), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"switchboard run exited early:\n{proc.communicate()[1][-3000:]}"
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "switchboard run did not become healthy"
+            time.sleep(0.1)
+        credentials = json.loads((pg_tmp_path / "data" / "dev-credentials.json").read_text())
+        headers = {"x-fastn-account-id": credentials["account_id"], "x-fastn-access-key": credentials["access_key"],
+                   "x-fastn-account-tenant-id": credentials["tenant_id"]}
+        yield url, env, headers
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def _finished(http: httpx.Client, headers: dict[str, str], started: httpx.Response) -> dict:
+    assert started.status_code in (201, 202), started.text
+    execution_id = started.json()["id"]
+    deadline = time.monotonic() + 120
+    while True:
+        execution = http.get(f"/v1/executions/{execution_id}", headers=headers).json()
+        if execution["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            return execution
+        time.sleep(0.1)
+
+
+def test_chat_builds_the_flagship_on_the_server_of_make_run(served: tuple[str, dict[str, str], dict[str, str]]) -> None:
+    from test_flagship import CIN7_SEED, HUBSPOT_SEED
+
+    url, env, headers = served
+    chat = subprocess.run([str(SWITCHBOARD_BIN), "chat", "--yes", FLAGSHIP], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert chat.returncode == 0, chat.stdout[-3000:] + chat.stderr[-3000:]
+    out = chat.stdout
+    for shown in ("→ import_api", "→ dry_run_workflow", "review: workflow hubspot-contacts-to-cin7-customers",
+                  "approved (--yes)", "run completed"):
+        assert shown in out, out[-4000:]
+    assert headers["x-fastn-access-key"] not in out + chat.stderr
+
+    with httpx.Client(base_url=url, timeout=60) as http:
+        workflow = http.get("/v1/workflows/hubspot-contacts-to-cin7-customers", headers=headers)
+        assert workflow.status_code == 200 and workflow.json()["latest_version"] == 1, workflow.text
+        # The test customer (the first start's) connects both apps to the organization's seeded sandboxes.
+        for key, seed in (("hubspot", HUBSPOT_SEED), ("cin7", CIN7_SEED)):
+            seeded = http.post(f"/v1/sandboxes/{key}/seed", headers=headers, json=seed)
+            assert seeded.status_code == 200, seeded.text
+            connection = http.post("/v1/connections", headers=headers, json={"connector": key, "target": "sandbox"})
+            assert connection.status_code == 201, connection.text
+        outputs = []
+        for _ in range(2):
+            started = http.post("/v1/workflows/hubspot-contacts-to-cin7-customers/runs", headers=headers,
+                                json={"input": {"currency": "GBP"}})
+            execution = _finished(http, headers, started)
+            assert execution["status"] == "completed", execution
+            outputs.append(execution["output"])
+        state = http.get("/v1/sandboxes/cin7/state", headers=headers).json()["collections"]["/customer"]
+    customers = {c["Name"]: c for c in state}
+    assert set(customers) == {"Ada Lovelace", "Bob Builder", "Carol Jones", "Dan Brown", "Zed Unrelated"}
+    assert customers["Ada Lovelace"]["Currency"] == "GBP"
+    assert customers["Ada Lovelace"]["Contacts"] == [{"Email": "ada@example.com", "Phone": "+44 1"}]
+    assert outputs[0] == {"created": 2, "updated": 1, "unchanged": 1, "skipped": 1}, outputs[0]
+    # The second run found everything in place.
+    assert outputs[1] == {"created": 0, "updated": 0, "unchanged": 4, "skipped": 1}, outputs[1]
