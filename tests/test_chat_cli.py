@@ -116,8 +116,10 @@ def _finished(http: httpx.Client, headers: dict[str, str], started: httpx.Respon
 
 
 def test_chat_builds_the_flagship_on_the_server_of_make_run(served: tuple[str, dict[str, str], dict[str, str]]) -> None:
-    from test_flagship import CIN7_SEED, HUBSPOT_SEED
-
+    # The README's seed files, so that what it shows stays true.
+    seeds = ROOT / "tests" / "data" / "seeds"
+    hubspot_seed = json.loads((seeds / "hubspot-contacts.json").read_text())
+    cin7_seed = json.loads((seeds / "cin7-customers.json").read_text())
     url, env, headers = served
     chat = subprocess.run([str(SWITCHBOARD_BIN), "chat", "--yes", FLAGSHIP], env=env, capture_output=True, text=True,
                           timeout=300)
@@ -132,7 +134,7 @@ def test_chat_builds_the_flagship_on_the_server_of_make_run(served: tuple[str, d
         workflow = http.get("/v1/workflows/hubspot-contacts-to-cin7-customers", headers=headers)
         assert workflow.status_code == 200 and workflow.json()["latest_version"] == 1, workflow.text
         # The test customer (the first start's) connects both apps to the organization's seeded sandboxes.
-        for key, seed in (("hubspot", HUBSPOT_SEED), ("cin7", CIN7_SEED)):
+        for key, seed in (("hubspot", hubspot_seed), ("cin7", cin7_seed)):
             seeded = http.post(f"/v1/sandboxes/{key}/seed", headers=headers, json=seed)
             assert seeded.status_code == 200, seeded.text
             connection = http.post("/v1/connections", headers=headers, json={"connector": key, "target": "sandbox"})
