@@ -209,9 +209,13 @@ def test_importing_agents_imports_neither_litellm_nor_openai() -> None:
     assert "openai" not in modules and "langchain_openai" not in modules
 
 
-def test_the_shell_and_api_do_not_import_the_agents_stack() -> None:
-    modules = _modules_after("import switchboard, api\nswitchboard.Settings()")
+def test_the_shell_does_not_import_the_agents_stack_and_the_api_no_model_client() -> None:
+    # `switchboard --help` and settings stay light; the API serves the threads, so it imports the
+    # agents, but a model client only when a model other than offline is chosen.
+    modules = _modules_after("import switchboard\nswitchboard.Settings()")
     assert not {"agents", "langchain_core", "litellm", "openai"} & modules
+    modules = _modules_after("import switchboard, api\nswitchboard.Settings()")
+    assert not {"litellm", "openai", "langchain_openai", "langchain_litellm"} & modules
 
 
 def test_choosing_openai_does_not_import_litellm() -> None:
