@@ -4,7 +4,8 @@ or kill it.
 ``python -m support.serve_process`` serves ``create_app(Settings())`` (settings from the
 environment) on an ephemeral 127.0.0.1 port and prints the port on its first line of stdout.
 ``platform_process(...)`` starts it and yields its base URL and ``Popen``; ``worker_process(...)``
-starts ``switchboard worker`` and yields its ``Popen``.
+starts ``switchboard worker`` and yields its ``Popen``; ``standby_worker(...)`` starts one that
+imports everything first and launches when told (a warm spare for tests that kill workers in a loop).
 """
 
 from __future__ import annotations
@@ -69,33 +70,84 @@ def platform_process(admin_conninfo: str, data_dir: Path, **settings: str) -> It
             proc.stdout.close()
 
 
+def _worker_env(conninfo: str, data_dir: Path, worker_id: str, settings: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+        "SWITCHBOARD_DATABASE_URL": conninfo, "SWITCHBOARD_DATA": str(data_dir),
+        "SWITCHBOARD_WORKER_ID": worker_id, "SWITCHBOARD_EGRESS_ALLOW": "127.0.0.1", "SWITCHBOARD_LOG_LEVEL": "WARNING",
+        **{f"SWITCHBOARD_{name.upper()}": value for name, value in settings.items()},
+    }
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
 @contextmanager
 def worker_process(conninfo: str, data_dir: Path, worker_id: str, **settings: str) -> Iterator[subprocess.Popen[str]]:
     """``switchboard worker`` with id ``worker_id`` in a child process on the migrated database
     ``conninfo``, its state (the master key) in ``data_dir``, once it says it runs; stopped (or
     reaped) after. ``settings`` are extra ``SWITCHBOARD_<NAME>`` values."""
-    env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "SWITCHBOARD_DATABASE_URL": conninfo, "SWITCHBOARD_DATA": str(data_dir),
-        "SWITCHBOARD_WORKER_ID": worker_id, "SWITCHBOARD_EGRESS_ALLOW": "127.0.0.1", "SWITCHBOARD_LOG_LEVEL": "WARNING",
-        **{f"SWITCHBOARD_{name.upper()}": value for name, value in settings.items()},
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "switchboard", "worker", "--no-migrate"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "switchboard", "worker", "--no-migrate"], cwd=ROOT,
+                            env=_worker_env(conninfo, data_dir, worker_id, settings), stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert "running" in line, f"the worker did not start (exit {proc.poll()})"
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        _reap(proc)
+
+
+class StandbyWorker:
+    """A ``switchboard worker`` process that has imported everything and waits, not yet launched,
+    until :meth:`launch` (then it runs exactly as ``worker_process``'s). Start the next one while
+    the current one works: a restart then costs the launch only, not the ~2 s of imports. Only a
+    launched worker takes or recovers executions, so a standby with the same id as a running
+    worker is harmless."""
+
+    def __init__(self, conninfo: str, data_dir: Path, worker_id: str, **settings: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "support.serve_process", "standby-worker"], cwd=ROOT,
+            env=_worker_env(conninfo, data_dir, worker_id, settings), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+
+    def launch(self) -> subprocess.Popen[str]:
+        """Launch the worker; returns its process once it says it runs."""
+        proc = self.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", f"the standby worker did not start (exit {proc.poll()})"
+        proc.stdin.write("launch\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        assert "running" in line, f"the worker did not start (exit {proc.poll()})"
+        return proc
+
+    def close(self) -> None:
+        """Stop (or reap) the process, launched or not."""
+        _reap(self.proc)
+
+
+def _standby_worker() -> None:
+    # The imports a worker spends its start-up on, then the command itself once told to launch.
+    import dbos  # noqa: F401
+
+    import runtime  # noqa: F401
+    import switchboard.app  # noqa: F401
+    from switchboard.cli import cli
+
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() == "launch":
+        cli(["worker", "--no-migrate"], prog_name="switchboard")
 
 
 def _serve() -> None:
@@ -113,4 +165,7 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    _serve()
+    if sys.argv[1:] == ["standby-worker"]:
+        _standby_worker()
+    else:
+        _serve()
