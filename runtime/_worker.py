@@ -46,6 +46,7 @@ from engine.workflow import ActionCall, ActionInvoker, ErrorInfo, TraceRecord, T
 from runtime._durable import APP_NAME, CLASS_NAME, INSTANCE_NAME, WORKFLOW_NAME, idempotency_key
 from runtime._leases import ProcessLease
 from runtime._access import system_principal
+from runtime._escalation import carried_calls
 from runtime._resume import ResumeInvoker, reusable_calls
 from runtime._runs import RunOutcome, redactor
 from runtime._polling import POLL_LOOP_SECONDS, Poller
@@ -212,7 +213,7 @@ class Worker:
         with self.platform.db.tenant(org_id) as tx:
             row = store.Executions(tx).claim(org_id, execution_id)
         return {key: row[key] for key in ("status", "customer_id", "workflow_id", "version", "input", "trigger", "tier",
-                                          "rerun_of")}
+                                          "rerun_of", "carried")}
 
     async def _outcome(self, org_id: str, execution_id: str, claimed: dict[str, Any]) -> RunOutcome:
         runs, config = self.platform.runs, self.platform.config
@@ -227,6 +228,17 @@ class Worker:
             return RunOutcome("failed", None, {"code": code, "step": None, "message": str(exc)}, [])
         deadline = config.long_deadline if claimed["tier"] == "long" else config.standard_deadline
         wrap = lambda inner: DurableInvoker(inner, execution_id)  # noqa: E731
+        if claimed.get("carried"):
+            # An Instant run escalated here: the calls it completed are answered from its record.
+            carried, carried_redact = carried_calls(claimed["carried"]), await redactor(plan)
+            wrap = lambda inner: DurableInvoker(ResumeInvoker(inner, carried, carried_redact), execution_id)  # noqa: E731
+        on_deadline = None
+        if plan.spec.escalate and claimed["tier"] == "standard":
+            async def on_deadline() -> float | None:
+                # Standard -> Long: recorded (conditionally: a repeat after a recovery changes
+                # nothing), then the run goes on under the Long limit.
+                await anyio.to_thread.run_sync(self._escalate, org_id, execution_id, deadline)
+                return max(config.long_deadline - deadline, 0.0) or None
         if claimed.get("rerun_of"):
             # A re-run: the calls before the original's failed step are answered from its record
             # (inside the durable step, so a resumed re-run answers them the same way).
@@ -238,9 +250,14 @@ class Worker:
             redact = await redactor(plan)
             wrap = lambda inner: DurableInvoker(ResumeInvoker(inner, reuse, redact), execution_id)  # noqa: E731
         return await runs.execute(
-            plan, execution_id, trigger=claimed.get("trigger"), deadline=deadline,
+            plan, execution_id, trigger=claimed.get("trigger"), deadline=deadline, on_deadline=on_deadline,
             wrap_invoker=wrap, sequential=True, random=random.Random(execution_id),
         )
+
+    def _escalate(self, org_id: str, execution_id: str, deadline: float) -> None:
+        with self.platform.db.tenant(org_id) as tx:
+            store.Executions(tx).escalate(org_id, execution_id, from_tier="standard", to_tier="long",
+                                          reason=f"the run did not finish within {deadline:g} seconds")
 
     def _record(self, org_id: str, execution_id: str) -> dict[str, Any] | None:
         with self.platform.db.tenant(org_id) as tx:

@@ -46,6 +46,7 @@ from store._connectors import CONNECTOR_STATUSES, VERSION_STATES, Connectors
 from store._events import Events, events_awaiting_dispatch
 from store._traces import TRACE_STATUSES, Traces
 from store._polls import SEEN_LIMIT as POLL_SEEN_LIMIT, Polls, polls_due, sync_polls
+from store._waits import WAIT_SOURCES, EventWaits, payload_matches
 from store._schedules import Schedules, schedules_due
 from store._schema_events import EVENT_SOURCES, EVENT_STATUSES
 from store._workflows import (
@@ -149,6 +150,11 @@ __all__ = [
     "polls_due",
     "sync_polls",
     # end polls
+    # event waits and escalations (m015_durable2)
+    "EventWaits",
+    "WAIT_SOURCES",
+    "payload_matches",
+    # end event waits
     # hosted sandboxes
     "CONNECTION_TARGETS",
     "SANDBOX_TABLES",

@@ -27,6 +27,7 @@ from store._polls import POLLS_SCHEMA
 from store._sandboxes import SANDBOXES_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
 from store._schema_events import EVENTS_SCHEMA
+from store._waits import DURABLE2_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
 # Arbitrary constant shared by every Switchboard process: migrate() holds this advisory lock so
@@ -96,6 +97,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Hosted sandboxes: imported connectors' documents, sandbox seeds, connections.target
     # (store/_sandboxes.py).
     Migration("m010_sandboxes", SANDBOXES_SCHEMA),
+    # Tier escalations and carried calls of executions, and Long executions' event waits
+    # (store/_waits.py).
+    Migration("m015_durable2", DURABLE2_SCHEMA),
 )
 
 _CREATE_TABLE = """

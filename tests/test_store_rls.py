@@ -82,12 +82,17 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
             "INSERT INTO poll_records (org_id, poll_id, customer_id, record_id, version) VALUES (%s, %s, %s, 'r1', 'v1')",
             (org, f"pol-{customer}", customer),
         )
+        q(
+            "INSERT INTO event_waits (org_id, id, customer_id, execution_id, topic, source) VALUES (%s, %s, %s, %s, 'w1', 'webhook')",
+            (org, f"wait-{customer}", customer, f"ex-{customer}"),
+        )
 
 
 # The tables of later migrations join m002's lists (which are part of m002's text and stay as shipped).
 POLL_TABLES = ("polls", "poll_records")
-ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES)
-CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES)
+WAIT_TABLES = ("event_waits",)
+ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *WAIT_TABLES, *store.SANDBOX_TABLES)
+CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES, *WAIT_TABLES)
 
 
 @pytest.fixture(scope="module")

@@ -386,6 +386,17 @@ class WorkflowSpec(_Model):
     output: Any = Field(default=None, description="template for the result; default: the last step's output")
     concurrency: ConcurrencySpec = Field(default_factory=ConcurrencySpec,
                                          description="how runs for one customer overlap (see ConcurrencySpec)")
+    escalate: bool = Field(default=False, description=(
+        "when a run reaches its tier's time limit, continue it at the next tier instead of timing out: "
+        "instant -> standard (the caller gets 202 and the execution id) -> long; the execution records each "
+        "escalation, and calls it completed are not sent again"))
+
+    @field_validator("escalate")
+    @classmethod
+    def _escalates_somewhere(cls, value: bool, info: Any) -> bool:
+        if value and info.data.get("tier") == "long":
+            raise ValueError("a long workflow has no next tier to escalate to; remove escalate or pick another tier")
+        return value
 
     @field_validator("input")
     @classmethod
