@@ -63,6 +63,7 @@ from runtime._credentials import ConnectionCredentials, connection_for_run, cred
 from runtime._engine import build_engine
 from runtime._periodic import Periodic
 from runtime._runs import Transactions
+from runtime._waits import offer_event
 from runtime.errors import PollFailed, RunRefused, ServiceError
 
 if TYPE_CHECKING:
@@ -286,3 +287,6 @@ class Poller(Periodic):
         )
         if event is not None and execution_id is not None:
             events.started(org_id, event["id"], execution_id)
+        if event is not None and status == "dispatched":
+            # Long executions waiting for such an app event resume (runtime._waits).
+            offer_event(self.platform, tx, event)

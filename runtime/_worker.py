@@ -23,6 +23,9 @@ call that was interrupted mid-call (sent, but its result not yet recorded) may r
 carries the same idempotency key both times (``runtime._durable.idempotency_key``), sent as the
 connector's declared ``idempotency`` header, so an app that honours the key does the work once.
 
+Sleeps (``delay`` steps) and waits for an event (``wait`` steps, Long workflows) are durable too:
+DBOS keeps their deadlines and the awaited event across restarts (``runtime._waits``).
+
 What is not (yet) durable: expressions reading ``$now()`` see the time of the attempt that runs
 them (``$random()`` is seeded by the execution id, so it repeats); planning reads the customer's
 connections and secrets again on resume.
@@ -51,6 +54,7 @@ from runtime._resume import ResumeInvoker, reusable_calls
 from runtime._runs import RunOutcome, redactor
 from runtime._polling import POLL_LOOP_SECONDS, Poller
 from runtime._schedules import SCHEDULE_POLL_SECONDS, Scheduler
+from runtime._waits import DurableClock, DurableWaiter
 from runtime.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -252,6 +256,8 @@ class Worker:
         return await runs.execute(
             plan, execution_id, trigger=claimed.get("trigger"), deadline=deadline, on_deadline=on_deadline,
             wrap_invoker=wrap, sequential=True, random=random.Random(execution_id),
+            run_clock=DurableClock(self.platform),
+            waiter=DurableWaiter(self.platform, org_id, customer_id, execution_id),
         )
 
     def _escalate(self, org_id: str, execution_id: str, deadline: float) -> None:
