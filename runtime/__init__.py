@@ -69,6 +69,7 @@ from runtime._credentials import (
 )
 from runtime._events import BackgroundDispatcher, Dispatcher, recover_events
 from runtime._polling import Poller
+from runtime._subscriptions import APP_EVENTS_PREFIX, Subscriber, Subscriptions
 from runtime._schedules import Scheduler
 from runtime._signatures import (
     HUBSPOT_V3,
@@ -180,6 +181,9 @@ __all__ = [
     "PayloadTooLarge",
     "PollFailed",
     "Poller",
+    "APP_EVENTS_PREFIX",
+    "Subscriber",
+    "Subscriptions",
     "OfflineEmbedder",
     "OpenAIEmbedder",
     "Platform",

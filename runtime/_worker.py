@@ -54,6 +54,7 @@ from runtime._resume import ResumeInvoker, reusable_calls
 from runtime._runs import RunOutcome, redactor
 from runtime._polling import POLL_LOOP_SECONDS, Poller
 from runtime._schedules import SCHEDULE_POLL_SECONDS, Scheduler
+from runtime._subscriptions import Subscriber
 from runtime._waits import DurableClock, DurableWaiter
 from runtime.errors import ServiceError
 
@@ -161,6 +162,9 @@ class Worker:
         self.scheduler = Scheduler(platform, poll_seconds=schedule_seconds)
         # And polls the due app events (runtime._polling: each record version starts one run).
         self.poller = Poller(platform, poll_seconds=poll_seconds)
+        # And registers webhook-style app events with providers as deployments change
+        # (runtime._subscriptions).
+        self.subscriber = Subscriber(platform)
 
     async def __aenter__(self) -> Worker:
         if _EXECUTIONS.worker is not None:
@@ -187,6 +191,7 @@ class Worker:
             await self._lease.__aenter__()
             await self.scheduler.__aenter__()
             await self.poller.__aenter__()
+            await self.subscriber.__aenter__()
         except BaseException:
             _EXECUTIONS.worker = None
             await anyio.to_thread.run_sync(DBOS.destroy)
@@ -195,6 +200,7 @@ class Worker:
 
     async def __aexit__(self, *exc: object) -> None:
         try:
+            await self.subscriber.__aexit__(*exc)
             await self.poller.__aexit__(*exc)
             await self.scheduler.__aexit__(*exc)
             await self._lease.__aexit__(*exc)

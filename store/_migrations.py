@@ -27,6 +27,7 @@ from store._polls import POLLS_SCHEMA
 from store._sandboxes import SANDBOXES_SCHEMA
 from store._schedules import SCHEDULES_MIGRATION
 from store._schema_events import EVENTS_SCHEMA
+from store._subscriptions import SUBSCRIPTIONS_SCHEMA
 from store._waits import DURABLE2_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
@@ -97,9 +98,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Hosted sandboxes: imported connectors' documents, sandbox seeds, connections.target
     # (store/_sandboxes.py).
     Migration("m010_sandboxes", SANDBOXES_SCHEMA),
-    # Tier escalations and carried calls of executions, and Long executions' event waits
-    # (store/_waits.py).
-    Migration("m015_durable2", DURABLE2_SCHEMA),
+    # Tier escalations and carried calls of executions, Long executions' event waits
+    # (store/_waits.py) and webhook-style app event subscriptions (store/_subscriptions.py).
+    Migration("m015_durable2", DURABLE2_SCHEMA + SUBSCRIPTIONS_SCHEMA),
 )
 
 _CREATE_TABLE = """

@@ -86,11 +86,16 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
             "INSERT INTO event_waits (org_id, id, customer_id, execution_id, topic, source) VALUES (%s, %s, %s, %s, 'w1', 'webhook')",
             (org, f"wait-{customer}", customer, f"ex-{customer}"),
         )
+        q(
+            "INSERT INTO app_subscriptions (org_id, id, workflow_id, environment_id, customer_id, connector, event, token_hash)"
+            " VALUES (%s, %s, 'w', 'env', %s, 'hub', 'contact_created', 'h')",
+            (org, f"sub-{customer}", customer),
+        )
 
 
 # The tables of later migrations join m002's lists (which are part of m002's text and stay as shipped).
 POLL_TABLES = ("polls", "poll_records")
-WAIT_TABLES = ("event_waits",)
+WAIT_TABLES = ("event_waits", "app_subscriptions")
 ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *WAIT_TABLES, *store.SANDBOX_TABLES)
 CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES, *WAIT_TABLES)
 

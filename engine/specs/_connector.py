@@ -151,6 +151,19 @@ class WebhookSignature(_Model):
 DEFAULT_POLL_INTERVAL = "5m"
 
 
+class SubscriptionCall(_Model):
+    """One call of the connector that registers (``subscribe``) or unregisters (``unsubscribe``) a
+    webhook-style event with the provider, made with the customer's connection."""
+
+    action: str = Field(description="the connector action to call")
+    input: Any = Field(default_factory=dict, description=(
+        "template for the action's input; sees webhook_url (where the provider must deliver), event (the "
+        "event's name), customer (the customer's id) and, for unsubscribe, subscription.id"))
+    id: str | None = Field(default=None, description=(
+        "subscribe: expression over the action's result giving the provider's subscription id (kept for "
+        "unsubscribe), e.g. id"))
+
+
 class EventSpec(_Model):
     """Something that happens in the app: delivered by webhook or found by polling an action.
 
@@ -186,6 +199,11 @@ class EventSpec(_Model):
     cursor_param: str | None = Field(
         default=None, description="polling: the action input that carries the watermark (or the page token), "
                                   "e.g. UpdatedSince")
+    subscribe: SubscriptionCall | None = Field(default=None, description=(
+        "webhook: how to register the event with the provider for a customer (when a workflow it triggers is "
+        "deployed); the provider then delivers to the subscription's webhook_url"))
+    unsubscribe: SubscriptionCall | None = Field(default=None, description=(
+        "webhook: how to unregister it (when the workflow is undeployed)"))
     page_token: str | None = Field(
         default=None, description=(
             "polling by page token instead of a watermark: expression over the action's result giving the token "
@@ -223,6 +241,10 @@ class EventSpec(_Model):
             raise ValueError("'page_token' is for polling events only")
         if self.cursor_param and not (self.cursor or self.page_token):
             raise ValueError("'cursor_param' carries the 'cursor' (or the 'page_token'): give one of them too")
+        if self.kind != "webhook" and (self.subscribe or self.unsubscribe):
+            raise ValueError("'subscribe' and 'unsubscribe' are for webhook events only")
+        if self.unsubscribe and not self.subscribe:
+            raise ValueError("'unsubscribe' undoes 'subscribe': give 'subscribe' too")
         if self.kind == "webhook" and self.action:
             raise ValueError("'action' is for polling events only")
         return self
@@ -328,6 +350,10 @@ class ConnectorSpec(_Model):
                 type=PydanticCustomError("polling_event", "{message}", {"message": message}), loc=loc, input=value))
 
         for name, event in self.events.items():
+            for kind, call in (("subscribe", event.subscribe), ("unsubscribe", event.unsubscribe)):
+                if call is not None and call.action not in self.actions:
+                    problem(("events", name, kind, "action"),
+                            f"event {name!r} {kind}s with unknown action {call.action!r}", call.action)
             if not event.action:
                 continue
             action = self.actions.get(event.action)
