@@ -31,7 +31,7 @@ from fastapi import FastAPI, Request
 
 import store
 from support.platform import Tenant, app_database, client, make_tenant, running_platform
-from support.serve_process import StandbyWorker, platform_process, worker_process
+from support.serve_process import WorkerZygote, platform_process, worker_process
 from support.servers import serve_app
 
 STEPS = 6
@@ -165,8 +165,8 @@ def test_a_worker_killed_at_a_random_step_twenty_times_loses_and_repeats_nothing
     with SWITCHBOARD_CRASH_SEED); a restarted worker with the same id resumes the execution, which
     completes; the app saw each completed call once and the interrupted one twice with one key.
 
-    A warm standby worker (imports done, not launched) is started while each round runs, so a
-    restart costs DBOS's launch, not the interpreter's start-up."""
+    Each worker is forked from a zygote that imported everything once (``WorkerZygote``), so a
+    restart costs opening the platform and DBOS's launch, not the interpreter's start-up."""
     calls, _ = counter
     tenant: Tenant = world["tenant"]
     customer = tenant.customers[1]
@@ -179,10 +179,8 @@ def test_a_worker_killed_at_a_random_step_twenty_times_loses_and_repeats_nothing
     with app_database(world["conninfo"]) as db, db.tenant(tenant.org_id) as tx:
         store.Quotas(tx).set_overrides(tenant.org_id, customer, {
             dimension: {"limit": None, "mode": "hard"} for dimension in store.DIMENSIONS})
-    standby = StandbyWorker(world["conninfo"], data_dir, "worker-crash")
-    proc = standby.launch()
-    running = standby
-    standby = StandbyWorker(world["conninfo"], data_dir, "worker-crash")
+    zygote = WorkerZygote(world["conninfo"], data_dir, "worker-crash")
+    pid = zygote.launch()
     completed = 0
     try:
         with client(world["url"]) as http:
@@ -196,14 +194,11 @@ def test_a_worker_killed_at_a_random_step_twenty_times_loses_and_repeats_nothing
                 assert started.status_code == 202, started.text
                 execution_id = started.json()["id"]
                 _wait_for_calls(calls, interrupted)
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                running.close()
+                zygote.kill(pid, signal.SIGKILL)
                 calls.hold_at = None
                 calls.release.set()
                 # The same worker id: at launch it resumes what its predecessor left.
-                running, proc = standby, standby.launch()
-                standby = StandbyWorker(world["conninfo"], data_dir, "worker-crash")
+                pid = zygote.launch()
                 done = _finished(http, tenant, customer, execution_id)
                 assert done["status"] == "completed", (where, done)
                 assert done["output"] == {"last": CRASH_STEPS}, where
@@ -214,8 +209,7 @@ def test_a_worker_killed_at_a_random_step_twenty_times_loses_and_repeats_nothing
                 completed += 1
     finally:
         calls.release.set()
-        running.close()
-        standby.close()
+        zygote.close()
     assert completed == CRASH_ROUNDS
 
 
