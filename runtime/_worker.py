@@ -242,13 +242,13 @@ class Worker:
             # An Instant run escalated here: the calls it completed are answered from its record.
             carried, carried_redact = carried_calls(claimed["carried"]), await redactor(plan)
             wrap = lambda inner: DurableInvoker(ResumeInvoker(inner, carried, carried_redact), execution_id)  # noqa: E731
-        on_deadline = None
-        if plan.spec.escalate and claimed["tier"] == "standard":
-            async def on_deadline() -> float | None:
-                # Standard -> Long: recorded (conditionally: a repeat after a recovery changes
-                # nothing), then the run goes on under the Long limit.
-                await anyio.to_thread.run_sync(self._escalate, org_id, execution_id, deadline)
-                return max(config.long_deadline - deadline, 0.0) or None
+        async def to_long() -> float | None:
+            # Standard -> Long: recorded (conditionally: a repeat after a recovery changes
+            # nothing), then the run goes on under the Long limit.
+            await anyio.to_thread.run_sync(self._escalate, org_id, execution_id, deadline)
+            return max(config.long_deadline - deadline, 0.0) or None
+
+        on_deadline = to_long if plan.spec.escalate and claimed["tier"] == "standard" else None
         if claimed.get("rerun_of"):
             # A re-run: the calls before the original's failed step are answered from its record
             # (inside the durable step, so a resumed re-run answers them the same way).
