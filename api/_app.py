@@ -116,6 +116,7 @@ def create_app(open_platform: PlatformOpener, config: Config | None = None, *,
     _limits.install(app, default_limit=config.max_request_bytes, spec_limit=config.max_spec_request_bytes)
     app.include_router(_health.router)
     app.include_router(_hooks.router)
+    app.include_router(_hooks.app_events_router)
     _v1.install(app)
     app.openapi = lambda: _openapi.document_problem_responses(app)  # type: ignore[method-assign]
     return app

@@ -19,11 +19,13 @@ from pydantic import BaseModel, Field
 
 from api._deps import PlatformDep
 from api._quota import note_warnings
-from runtime import Delivery
+from runtime import APP_EVENTS_PREFIX, Delivery
 
 HOOKS_PREFIX = "/v1/hooks"
 
 router = APIRouter(prefix=HOOKS_PREFIX, tags=["webhooks"])
+# Deliveries of webhook-style app events, one URL per subscription (runtime._subscriptions).
+app_events_router = APIRouter(prefix=APP_EVENTS_PREFIX, tags=["webhooks"])
 
 IdPart = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
@@ -85,3 +87,31 @@ async def deliver(org_id: IdPart, trigger_id: IdPart, request: Request, platform
     note_warnings(request, receipt.warnings)
     out = {"event_id": receipt.event["id"], "status": receipt.event["status"], "duplicate": receipt.duplicate}
     return JSONResponse(out, status_code=200 if receipt.duplicate else 202)
+
+
+class AppEventOut(BaseModel):
+    event_id: str = Field(description="The stored event (GET /v1/events/{id}).")
+    status: Literal["received", "dispatched", "refused", "failed"] = Field(
+        description="received: stored, its run is being dispatched.")
+
+
+TokenPart = Annotated[str, Path(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+@app_events_router.post(
+    "/{org_id}/{subscription_id}/{token}", name="app_event.deliver", status_code=202, response_model=AppEventOut,
+    openapi_extra={"requestBody": {"required": True, "description": "The provider's JSON payload.",
+                                   "content": {"application/json": {"schema": {}}}}},
+)
+async def deliver_app_event(org_id: IdPart, subscription_id: IdPart, token: TokenPart, request: Request,
+                            platform: PlatformDep) -> Any:
+    """Receive a delivery of a webhook-style app event at the URL its subscription registered with
+    the provider (the token in the path is the subscription's secret).
+
+    Answers 202 with the event id once the event is stored, before the workflow runs. 404 for no
+    such subscription or a wrong token (not told apart), 400 for a body that is not JSON, 413 over
+    the event size limit, 429 (with ``Retry-After``) when the customer's event quota refuses (the
+    event is stored refused).
+    """
+    event = await platform.subscriptions.deliver(org_id, subscription_id, token, await request.body())
+    return JSONResponse({"event_id": event["id"], "status": event["status"]}, status_code=202)

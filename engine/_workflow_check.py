@@ -27,7 +27,7 @@ from typing import Any
 from .actions import RAW_REQUEST
 from .errors import ExpressionError, Problem
 from .expressions import FORBIDDEN_FUNCTIONS, check_template, compile_expression, template_parts
-from .specs import ActionStep, ConnectorSpec, SyncStep, WorkflowSpec, iter_steps
+from .specs import ActionStep, ConnectorSpec, SyncStep, WaitStep, WorkflowSpec, iter_steps
 
 _STEP_REF = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*)")
 # Fields that hold a bare expression rather than a {{ }} template.
@@ -43,7 +43,8 @@ SECRETS_MISPLACED = ("secrets may only be used in action inputs (the input of an
 def check_workflow(workflow: WorkflowSpec, connectors: Mapping[str, ConnectorSpec]) -> list[Problem]:
     """Problems that would fail a run of ``workflow`` with ``connectors``, each with its JSON pointer.
 
-    An empty list means every action exists, every expression parses, every
+    An empty list means every action exists, every ``wait`` step is in a Long workflow, every
+    expression parses, every
     ``steps.X`` names a step of the workflow, no expression uses ``$eval``, and
     ``secrets`` is read only in action inputs (see the module docstring).
     """
@@ -60,6 +61,9 @@ def check_workflow(workflow: WorkflowSpec, connectors: Mapping[str, ConnectorSpe
             target = step.sync.target
             named += [(a, f"{where}/sync/target/{k}") for k, a in (("list", target.list), ("create", target.create),
                                                                  ("update", target.update)) if a]
+        if isinstance(step, WaitStep) and workflow.tier != "long":
+            problems.append(Problem(f"{where}/wait", f"a wait step runs only in a Long workflow, which waits durably "
+                                                     f"(set tier: long); this workflow is {workflow.tier}"))
         for qualified, pointer in named:
             connector_id, _, action = qualified.rpartition(".")
             connector = connectors.get(connector_id)

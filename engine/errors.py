@@ -48,6 +48,8 @@ Hierarchy (class, code, HTTP status)::
     │   ├── StepValueError                       step_value_invalid (422)
     │   ├── SyncConfigError                      sync_config_invalid (422)
     │   ├── CallDepthExceeded                    call_depth_exceeded (422)
+    │   ├── WaitUnavailable                      wait_unavailable (409)
+    │   ├── WaitTimedOut                         wait_timed_out (504), also TimeoutError
     │   └── ReplayDivergence                     replay_divergence (409)
     ├── SecretNotFound                           secret_not_found (422)
     └── RecordedCallError                        recorded_call_error (502)
@@ -707,6 +709,30 @@ class StepValueError(WorkflowError, ValueError):
         self.pointer = pointer
         self.reason = reason
         super().__init__(f"run {run_id!r}: step {step_id!r}: value at {pointer}: {reason}",
+                         run_id=run_id, step_id=step_id)
+
+
+class WaitUnavailable(WorkflowError):
+    """A ``wait`` step ran where nothing can wait for an event (inline, a dry run): only a durable
+    Long execution waits."""
+
+    code = "wait_unavailable"
+    http_status = 409
+
+    def __init__(self, run_id: str, step_id: str, reason: str):
+        self.reason = reason
+        super().__init__(f"run {run_id!r}: wait step {step_id!r}: {reason}", run_id=run_id, step_id=step_id)
+
+
+class WaitTimedOut(WorkflowError, TimeoutError):
+    """No matching event arrived within a ``wait`` step's timeout (``on_timeout: fail``)."""
+
+    code = "wait_timed_out"
+    http_status = 504
+
+    def __init__(self, run_id: str, step_id: str, seconds: float):
+        self.seconds = seconds
+        super().__init__(f"run {run_id!r}: wait step {step_id!r}: no matching event within {seconds:g} seconds",
                          run_id=run_id, step_id=step_id)
 
 

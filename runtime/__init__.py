@@ -85,6 +85,7 @@ from runtime._insights import customer_insights
 from runtime._notifications import DEFAULT_DELIVERY_RETRY, DeliveryRetry, Notifier, delivery_body, sign_delivery
 from runtime._polling import Poller
 from runtime._retention import Pruner
+from runtime._subscriptions import APP_EVENTS_PREFIX, Subscriber, Subscriptions
 from runtime._schedules import Scheduler
 from runtime._rate_limits import SharedRateLimits
 from runtime._signatures import (
@@ -210,6 +211,9 @@ __all__ = [
     "customer_insights",
     "delivery_body",
     "sign_delivery",
+    "APP_EVENTS_PREFIX",
+    "Subscriber",
+    "Subscriptions",
     "OfflineEmbedder",
     "OpenAIEmbedder",
     "Platform",

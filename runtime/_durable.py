@@ -121,6 +121,12 @@ class DurableQueue:
             execution["id"],
         )
 
+    def send(self, execution_id: str, message: Any, *, topic: str, idempotency_key: str) -> None:
+        """Send ``message`` to the DBOS workflow of ``execution_id`` on ``topic`` (a ``wait`` step
+        receives it, see ``runtime._waits``); DBOS keeps it until received. A repeat with the same
+        ``idempotency_key`` sends nothing more. Blocking: call it off the event loop."""
+        self._open().send(execution_id, message, topic, idempotency_key)
+
     def cancel(self, execution_id: str) -> None:
         """Cancel the DBOS workflow of ``execution_id``: a queued one never starts, a running one
         stops at its next step boundary (the call in flight completes). A no-op for one never

@@ -112,6 +112,7 @@ class Platform:
         from runtime._quotas import Quotas
         from runtime._runs import Runs
         from runtime._sandboxes import SandboxService
+        from runtime._subscriptions import Subscriptions
         from runtime._webhooks import Webhooks
 
         # One expression cache and thread pool for the process: each expression text is parsed
@@ -131,6 +132,8 @@ class Platform:
         # Hosted sandboxes of imported connectors (live records kept in this process).
         self.sandboxes = SandboxService(self)
         self.webhooks = Webhooks(self)
+        # Deliveries of webhook-style app events to their subscriptions (runtime._subscriptions).
+        self.subscriptions = Subscriptions(self)
         # Where stored events go to start their runs (through ``runs.start``, so their tier decides
         # inline or queued); any ``Dispatcher`` may replace it.
         self.dispatcher: Dispatcher = BackgroundDispatcher(self)

@@ -64,6 +64,7 @@ from runtime._engine import build_engine
 from runtime._rate_limits import SharedRateLimits
 from runtime._periodic import Periodic
 from runtime._runs import Transactions
+from runtime._waits import offer_event
 from runtime.errors import PollFailed, RunRefused, ServiceError
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ POLL_LOOP_SECONDS = 5.0
 POLL_BATCH = 50
 # A poll whose event cannot be read (no published connector, no such event) is tried again this much later.
 UNREADABLE_RETRY = timedelta(minutes=5)
+# Pages a page-token poll follows at most in one pass (it goes on from the last token at the next).
+MAX_TOKEN_PAGES = 100
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -157,7 +160,7 @@ class Poller(Periodic):
         try:
             connector, event = await run(self._event, tx, row)
             interval = timedelta(seconds=event.poll_seconds)
-            records = await self._fetch(tx, row, connector, event)
+            records, token = await self._fetch(tx, row, connector, event)
         except Exception as exc:  # every failure is recorded on the poll and tried again later
             if not isinstance(getattr(type(exc), "code", None), str):
                 log.exception("polling: poll %s (%s) failed", poll_id, qualified)
@@ -194,6 +197,9 @@ class Poller(Periodic):
             started.append({"record_id": record_id, "change": trigger["change"], "execution_id": execution_id,
                             "status": status, "error": error})
 
+        if event.page_token and token is not None:
+            cursor = token  # page tokens are the app's own; the last one answered is where to go on
+
         def finish() -> None:
             polls.see(org_id, row, [(record_id, value[0]) for record_id, value in records.items()], now)
             # No record, no cursor: the cursor is always the app's own time, never this clock's.
@@ -215,9 +221,10 @@ class Poller(Periodic):
         return connector, event
 
     async def _fetch(self, tx: store.Tx, row: dict[str, Any], connector: ConnectorSpec, event: EventSpec
-                     ) -> dict[str, tuple[str, str | None, Any]]:
+                     ) -> tuple[dict[str, tuple[str, str | None, Any]], str | None]:
         """The records the event's action answers, by id: ``(version, cursor value, record)``, in
-        the order the app sent them (a record listed twice: its last listing)."""
+        the order the app sent them (a record listed twice: its last listing); and, for a page-token
+        event, the last page token answered (None: none)."""
         platform, org_id, customer_id, key = self.platform, row["org_id"], row["customer_id"], row["connector"]
         connection_id = await anyio.to_thread.run_sync(connection_for_run, tx, org_id, customer_id, key)
         if connection_id is None:
@@ -232,21 +239,17 @@ class Poller(Periodic):
                               connection_scope=f"{org_id}/{customer_id}",
                               rate_store=SharedRateLimits.of(platform, org_id))
         assert event.action is not None
-        action_input = dict(event.action_input)
-        if event.cursor_param and row["cursor"] is not None:
-            action_input[event.cursor_param] = row["cursor"]
-        response = await engine.executor.call(key, event.action, action_input)
         where = f"/events/{row['event']}"
-        result = response.result
-        if event.items is not None:
-            listed = evaluate(event.items, result if isinstance(result, dict) else {"result": result}, f"{where}/items")
-        elif isinstance(result, dict) and connector.actions[event.action].pagination is not None:
-            listed = result.get("items")
-        else:
-            listed = result
         qualified = f"{key}.{row['event']}"
-        if not isinstance(listed, list):
-            raise PollFailed(qualified, f"action {event.action!r} answered no list of records")
+        token: str | None = None
+        if event.page_token:
+            listed, token = await self._token_pages(engine, connector, key, event, row["cursor"], where, qualified)
+        else:
+            action_input = dict(event.action_input)
+            if event.cursor_param and row["cursor"] is not None:
+                action_input[event.cursor_param] = row["cursor"]
+            response = await engine.executor.call(key, event.action, action_input)
+            listed = self._listed(connector, event, response.result, where, qualified)
         found: dict[str, tuple[str, str | None, Any]] = {}
         for index, record in enumerate(listed):
             if not isinstance(record, dict):
@@ -262,7 +265,51 @@ class Poller(Periodic):
                 version = json.dumps(record, sort_keys=True, default=str)
             found.pop(as_text(record_id), None)
             found[as_text(record_id)] = (as_text(version), as_text(mark) if mark is not None else None, record)
-        return found
+        return found, token
+
+    @staticmethod
+    def _listed(connector: ConnectorSpec, event: EventSpec, result: Any, where: str, qualified: str) -> list[Any]:
+        """The records in one answer of the event's action."""
+        assert event.action is not None
+        if event.items is not None:
+            listed = evaluate(event.items, result if isinstance(result, dict) else {"result": result}, f"{where}/items")
+        elif isinstance(result, dict) and connector.actions[event.action].pagination is not None:
+            listed = result.get("items")
+        else:
+            listed = result
+        if not isinstance(listed, list):
+            raise PollFailed(qualified, f"action {event.action!r} answered no list of records")
+        return listed
+
+    async def _token_pages(self, engine: Any, connector: ConnectorSpec, key: str, event: EventSpec,
+                           token: str | None, where: str, qualified: str) -> tuple[list[Any], str | None]:
+        """Follow a page-token event's pages from ``token`` (the stored cursor; None: the start):
+        each answer's ``page_token`` is sent as ``cursor_param`` for the next page, until an
+        answer has no token, repeats the one sent, or lists no record (the end of what changed),
+        or ``MAX_TOKEN_PAGES`` pages. Returns the records and the last token answered (the cursor
+        to go on from; the stored one when none was)."""
+        assert event.action is not None and event.page_token is not None and event.cursor_param is not None
+        records: list[Any] = []
+        for _ in range(MAX_TOKEN_PAGES):
+            action_input = dict(event.action_input)
+            if token is not None:
+                action_input[event.cursor_param] = token
+            response = await engine.executor.call(key, event.action, action_input, paginate_pages=False)
+            result = response.result
+            page = self._listed(connector, event, result, where, qualified)
+            records += page
+            answered = evaluate(event.page_token, result if isinstance(result, dict) else {"result": result},
+                                f"{where}/page_token")
+            if answered in (None, ""):
+                break
+            answered = as_text(answered)
+            repeated, token = answered == token, answered
+            if repeated or not page:
+                break
+        else:
+            log.info("polling: %s followed %d pages in one poll; it goes on from there at the next", qualified,
+                     MAX_TOKEN_PAGES)
+        return records, token
 
     async def _start(self, tx: store.Tx, principal: Principal, row: dict[str, Any],
                      trigger: dict[str, Any]) -> tuple[str | None, str, dict[str, Any] | None]:
@@ -288,3 +335,6 @@ class Poller(Periodic):
         )
         if event is not None and execution_id is not None:
             events.started(org_id, event["id"], execution_id)
+        if event is not None and status == "dispatched":
+            # Long executions waiting for such an app event resume (runtime._waits).
+            offer_event(self.platform, tx, event)

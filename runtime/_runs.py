@@ -57,6 +57,7 @@ from runtime._credentials import ConnectionCredentials, connection_for_run, cred
 from runtime._engine import build_engine, lookup_in, placeholders
 from runtime._rate_limits import SharedRateLimits
 from runtime._durable import queue_partition
+from runtime._escalation import NEXT_TIER, CarryingInvoker
 from runtime._overlap import Overlap
 from runtime._resume import ResumeInvoker, reusable_calls
 from runtime._specs import SpecCache, loaded, problems_out, stored
@@ -266,6 +267,17 @@ class Runs:
         if reuse is not None:
             redact = await redactor(plan)
             seams["wrap_invoker"] = lambda inner: ResumeInvoker(inner, reuse, redact)
+        # An Instant workflow that escalates keeps its completed calls, for the durable run that
+        # continues it past the deadline (runtime._escalation).
+        carrying: list[CarryingInvoker] = []
+        if not dry_run and inline is None and plan.spec.escalate and tier in NEXT_TIER:
+            redact, wrap = await redactor(plan), seams.pop("wrap_invoker", None)
+
+            def carry(inner: ActionInvoker) -> ActionInvoker:
+                carrying.append(CarryingInvoker(wrap(inner) if wrap else inner, execution["id"], redact))
+                return carrying[-1]
+
+            seams["wrap_invoker"] = carry
         try:
             with anyio.CancelScope() as scope:
                 self.overlap.running(execution["id"], scope, plan.org_id)
@@ -281,6 +293,14 @@ class Runs:
                               _failure("internal_error", "the run stopped unexpectedly"))
                 self.overlap.finished(execution)
             raise
+        if carrying and outcome.status == "timeout":
+            partition = queue_partition(plan.org_id, plan.customer_id, plan.workflow_id, limit)
+            escalated = await tx.step(self._escalate, tx, principal, execution["id"], tier, carrying[0].completed,
+                                      partition, outcome.error)
+            self.overlap.finished(execution)
+            if escalated["status"] == "queued":
+                await anyio.to_thread.run_sync(self.platform.durable.enqueue, {**escalated, "queue_partition": partition})
+                return Started(escalated, warnings, durable=True)
         finished = await tx.step(self._finish, tx, principal, execution["id"], outcome)
         self.overlap.finished(execution)
         return Started(finished, warnings)
@@ -363,6 +383,13 @@ class Runs:
                 # dies, the sweep fails the run. A durable one has no owner here (DBOS owns it).
                 owner=self.platform.process_id if partition is None else None,
             )
+
+    def _escalate(self, tx: Transactions, principal: Principal, execution_id: str, tier: str,
+                  carried: list[dict[str, Any]], partition: str, error: dict[str, Any] | None) -> dict[str, Any]:
+        reason = (error or {}).get("message") or "the run reached its time limit"
+        with tx.open(principal) as t:
+            return store.Executions(t).escalate(principal.org_id, execution_id, from_tier=tier, to_tier=NEXT_TIER[tier],
+                                                reason=reason, carried=carried, queue_partition=partition)
 
     def _finish(self, tx: Transactions, principal: Principal, execution_id: str, outcome: RunOutcome) -> dict[str, Any]:
         with tx.open(principal) as t:
@@ -493,12 +520,17 @@ class Runs:
     # -- executing -------------------------------------------------------------------------------
 
     async def execute(self, plan: RunPlan, run_id: str, *, trigger: Any = None, deadline: float | None = None,
-                      wrap_invoker: Callable[[ActionInvoker], ActionInvoker] | None = None, **seams: Any) -> RunOutcome:
+                      wrap_invoker: Callable[[ActionInvoker], ActionInvoker] | None = None,
+                      on_deadline: Callable[[], Awaitable[float | None]] | None = None,
+                      run_clock: Any = None, **seams: Any) -> RunOutcome:
         """Run ``plan`` with id ``run_id`` within ``deadline`` seconds (default: the inline run
         deadline; past it the outcome is ``timeout``); ``trigger`` is what fired it, seen by
         templates as ``trigger``. The outcome holds no secret or credential value, and its
         ``record`` the run record with the specs it ran. ``wrap_invoker`` wraps the engine's action
-        invoker (a durable run makes each call a durable step)."""
+        invoker (a durable run makes each call a durable step). ``on_deadline``, when given, is
+        awaited when the deadline passes: the seconds it answers extend the run (an escalation to
+        the next tier), None ends it ``timeout``. ``run_clock`` replaces the interpreter's clock (a
+        durable run's sleeps are durable) and ``waiter`` (in ``seams``) answers ``wait`` steps."""
         # A caller may point connectors elsewhere (an agent's dry run on its sandboxes: the
         # ``base_urls`` seam); connections that target a hosted sandbox are routed to it in-process.
         # ``http``: the client that reaches those (an agent's view onto hosted sandboxes).
@@ -519,12 +551,33 @@ class Runs:
         deps = engine.deps
         if wrap_invoker is not None:
             deps = dataclasses.replace(deps, invoker=wrap_invoker(deps.invoker))
+        if run_clock is not None:
+            deps = dataclasses.replace(deps, clock=run_clock)
+        limit = deadline
         try:
-            async with asyncio.timeout(deadline):
-                result = await Interpreter(deps).run(plan.spec, plan.input, trigger=trigger, run_id=run_id)
+            async with asyncio.timeout(deadline if on_deadline is None else None) as bound:
+                watcher = None
+                if on_deadline is not None:
+                    async def watch() -> None:
+                        nonlocal limit
+                        wait = deadline
+                        while True:
+                            await asyncio.sleep(wait)
+                            extra = await on_deadline()
+                            if extra is None:
+                                bound.reschedule(asyncio.get_running_loop().time())
+                                return
+                            limit, wait = limit + extra, extra
+
+                    watcher = asyncio.create_task(watch())
+                try:
+                    result = await Interpreter(deps).run(plan.spec, plan.input, trigger=trigger, run_id=run_id)
+                finally:
+                    if watcher is not None:
+                        watcher.cancel()
         except TimeoutError:
             return RunOutcome("timeout", None, {"code": "run_deadline_exceeded", "step": None,
-                                                "message": f"the run did not finish within {deadline:g} seconds"}, [])
+                                                "message": f"the run did not finish within {limit:g} seconds"}, [])
         error = None
         if result.error is not None:
             # The record's copy of the message has secret values redacted; the exception's may not.

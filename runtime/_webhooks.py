@@ -18,6 +18,8 @@
    index decides); a quota refusal rolls the insert back to a savepoint and stores the event
    ``refused`` instead, then answers 429 with ``Retry-After``. A disabled trigger stores
    ``refused`` and answers 409.
+   An accepted event (received or filtered) also resumes the Long executions waiting for one
+   like it (``runtime._waits.offer_event``), in the same transaction.
 7. Once that transaction has committed the delivery is acknowledged, and a ``received`` event is
    handed to the platform's :class:`~runtime.Dispatcher`.
 
@@ -42,6 +44,7 @@ import store
 from engine.errors import EngineError
 from engine.expressions import compile_expression
 from runtime._signatures import STANDARD_WEBHOOKS, Delivery, verify
+from runtime._waits import offer_event
 from runtime.errors import EventRefused, PayloadInvalid, PayloadTooLarge
 
 if TYPE_CHECKING:
@@ -196,6 +199,10 @@ class Webhooks:
                                            retry_after=exc.retry_after)
                 else:
                     if row is not None:
+                        if row["status"] in ("received", "filtered"):
+                            # Long executions waiting for such an event resume (runtime._waits);
+                            # claimed in this transaction, so the event and the claims commit together.
+                            offer_event(self.platform, tx, row)
                         return Receipt(row, warnings=tuple(warnings))
                     existing = events.accepted(org_id, trigger_id, webhook_id)
                     if existing is None:

@@ -28,6 +28,9 @@ longer than the policy's cap ends the step with ``ActionRetryLater``; the call i
 by a DBOS durable sleep (recorded, so a recovered execution sleeps only what is left) and made
 again in a new step with the attempts left (see :class:`DurableInvoker`).
 
+Sleeps (``delay`` steps) and waits for an event (``wait`` steps, Long workflows) are durable too:
+DBOS keeps their deadlines and the awaited event across restarts (``runtime._waits``).
+
 What is not (yet) durable: expressions reading ``$now()`` see the time of the attempt that runs
 them (``$random()`` is seeded by the execution id, so it repeats); planning reads the customer's
 connections and secrets again on resume.
@@ -52,6 +55,7 @@ from engine.workflow import ActionCall, ActionInvoker, ErrorInfo, TraceRecord, T
 from runtime._durable import APP_NAME, CLASS_NAME, INSTANCE_NAME, WORKFLOW_NAME, idempotency_key
 from runtime._leases import ProcessLease
 from runtime._access import system_principal
+from runtime._escalation import carried_calls
 from runtime._resume import ResumeInvoker, reusable_calls
 from runtime._runs import RunOutcome, redactor
 from runtime._alerts import ALERT_POLL_SECONDS, AlertEvaluator
@@ -59,6 +63,8 @@ from runtime._notifications import NOTIFICATION_POLL_SECONDS, Notifier
 from runtime._polling import POLL_LOOP_SECONDS, Poller
 from runtime._retention import RETENTION_POLL_SECONDS, Pruner
 from runtime._schedules import SCHEDULE_POLL_SECONDS, Scheduler
+from runtime._subscriptions import Subscriber
+from runtime._waits import DurableClock, DurableWaiter
 from runtime.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -229,6 +235,9 @@ class Worker:
         self.periodic = (AlertEvaluator(platform, poll_seconds=alert_seconds),
                          Notifier(platform, poll_seconds=notification_seconds),
                          Pruner(platform, poll_seconds=retention_seconds))
+        # And registers webhook-style app events with providers as deployments change
+        # (runtime._subscriptions).
+        self.subscriber = Subscriber(platform)
 
     async def __aenter__(self) -> Worker:
         if _EXECUTIONS.worker is not None:
@@ -257,6 +266,7 @@ class Worker:
             await self.poller.__aenter__()
             for loop in self.periodic:
                 await loop.__aenter__()
+            await self.subscriber.__aenter__()
         except BaseException:
             _EXECUTIONS.worker = None
             await anyio.to_thread.run_sync(DBOS.destroy)
@@ -265,6 +275,7 @@ class Worker:
 
     async def __aexit__(self, *exc: object) -> None:
         try:
+            await self.subscriber.__aexit__(*exc)
             for loop in reversed(self.periodic):
                 await loop.__aexit__(*exc)
             await self.poller.__aexit__(*exc)
@@ -289,7 +300,7 @@ class Worker:
         with self.platform.db.tenant(org_id) as tx:
             row = store.Executions(tx).claim(org_id, execution_id)
         return {key: row[key] for key in ("status", "customer_id", "workflow_id", "version", "input", "trigger", "tier",
-                                          "rerun_of")}
+                                          "rerun_of", "carried")}
 
     async def _outcome(self, org_id: str, execution_id: str, claimed: dict[str, Any]) -> RunOutcome:
         runs, config = self.platform.runs, self.platform.config
@@ -305,6 +316,18 @@ class Worker:
         deadline = config.long_deadline if claimed["tier"] == "long" else config.standard_deadline
         scale = config.retry_delay_scale
         wrap = lambda inner: DurableInvoker(inner, execution_id, sleep_scale=scale, deadline=deadline)  # noqa: E731
+        if claimed.get("carried"):
+            # An Instant run escalated here: the calls it completed are answered from its record.
+            carried, carried_redact = carried_calls(claimed["carried"]), await redactor(plan)
+            wrap = lambda inner: DurableInvoker(ResumeInvoker(inner, carried, carried_redact), execution_id,  # noqa: E731
+                                                sleep_scale=scale, deadline=deadline)
+        async def to_long() -> float | None:
+            # Standard -> Long: recorded (conditionally: a repeat after a recovery changes
+            # nothing), then the run goes on under the Long limit.
+            await anyio.to_thread.run_sync(self._escalate, org_id, execution_id, deadline)
+            return max(config.long_deadline - deadline, 0.0) or None
+
+        on_deadline = to_long if plan.spec.escalate and claimed["tier"] == "standard" else None
         if claimed.get("rerun_of"):
             # A re-run: the calls before the original's failed step are answered from its record
             # (inside the durable step, so a resumed re-run answers them the same way).
@@ -317,9 +340,16 @@ class Worker:
             wrap = lambda inner: DurableInvoker(ResumeInvoker(inner, reuse, redact), execution_id,  # noqa: E731
                                                 sleep_scale=scale, deadline=deadline)
         return await runs.execute(
-            plan, execution_id, trigger=claimed.get("trigger"), deadline=deadline,
+            plan, execution_id, trigger=claimed.get("trigger"), deadline=deadline, on_deadline=on_deadline,
             wrap_invoker=wrap, sequential=True, random=random.Random(execution_id),
+            run_clock=DurableClock(self.platform),
+            waiter=DurableWaiter(self.platform, org_id, customer_id, execution_id),
         )
+
+    def _escalate(self, org_id: str, execution_id: str, deadline: float) -> None:
+        with self.platform.db.tenant(org_id) as tx:
+            store.Executions(tx).escalate(org_id, execution_id, from_tier="standard", to_tier="long",
+                                          reason=f"the run did not finish within {deadline:g} seconds")
 
     def _record(self, org_id: str, execution_id: str) -> dict[str, Any] | None:
         with self.platform.db.tenant(org_id) as tx:

@@ -85,6 +85,8 @@ from store._retention import DEFAULT_PRUNE_BATCH, PruneReport, prune
 from store._schema_alerts import ALERT_METRICS, ALERT_OPERATORS, ALERT_TABLES, DELIVERY_STATUSES, PLATFORM_EVENT_TYPES
 from store._traces import TRACE_STATUSES, Traces
 from store._polls import SEEN_LIMIT as POLL_SEEN_LIMIT, Polls, polls_due, sync_polls
+from store._waits import WAIT_SOURCES, EventWaits, payload_matches
+from store._subscriptions import SUBSCRIPTION_STATUSES, AppSubscriptions, subscription_candidates
 from store._schedules import Schedules, schedules_due
 from store._schema_events import EVENT_SOURCES, EVENT_STATUSES
 from store._workflows import (
@@ -210,6 +212,16 @@ __all__ = [
     "polls_due",
     "sync_polls",
     # end polls
+    # event waits and escalations (m015_durable2)
+    "EventWaits",
+    "WAIT_SOURCES",
+    "payload_matches",
+    # end event waits
+    # app event subscriptions (m015_durable2)
+    "AppSubscriptions",
+    "SUBSCRIPTION_STATUSES",
+    "subscription_candidates",
+    # end app event subscriptions
     # hosted sandboxes
     "CONNECTION_TARGETS",
     "SANDBOX_TABLES",

@@ -31,6 +31,8 @@ from store._schedules import SCHEDULES_MIGRATION
 from store._schema_alerts import ALERTS_SCHEMA
 from store._schema_events import EVENTS_SCHEMA
 from store._threads import THREADS_SCHEMA
+from store._subscriptions import SUBSCRIPTIONS_SCHEMA
+from store._waits import DURABLE2_SCHEMA
 from store.errors import MigrationChanged, MigrationFailed, MigrationMismatch, SchemaTooNew
 
 # Arbitrary constant shared by every Switchboard process: migrate() holds this advisory lock so
@@ -111,6 +113,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m013_rate_limits", RATE_LIMITS_SCHEMA),
     # Alerts, outbound notifications and the platform's own events (store/_schema_alerts.py).
     Migration("m014_alerts", ALERTS_SCHEMA),
+    # Tier escalations and carried calls of executions, Long executions' event waits
+    # (store/_waits.py) and webhook-style app event subscriptions (store/_subscriptions.py).
+    Migration("m015_durable2", DURABLE2_SCHEMA + SUBSCRIPTIONS_SCHEMA),
 )
 
 _CREATE_TABLE = """

@@ -46,7 +46,7 @@ _SUMMARY = (
 _VERSION_COLUMNS = "org_id, id, workflow_id, version, created_by, created_at"
 _EXECUTION_SUMMARY = (
     "org_id, id, customer_id, workflow_id, version, dry_run, status, tier, triggered_by, input, output, error,"
-    " started_at, finished_at, rerun_of"
+    " started_at, finished_at, rerun_of, escalations"
 )
 # Still to run or running: what an overlap limit counts, and what can be cancelled.
 UNFINISHED_STATUSES = ("queued", "running")
@@ -470,12 +470,34 @@ class Executions:
         a worker that finds it finished or cancelled leaves it be. Raises ``NotFound``."""
         row = self.tx.execute(
             "UPDATE executions SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,"
-            f" updated_at = now() WHERE org_id = %s AND id = %s RETURNING {_EXECUTION_DETAIL}, trigger",
+            f" updated_at = now() WHERE org_id = %s AND id = %s RETURNING {_EXECUTION_DETAIL}, trigger, carried",
             (org_id, execution_id),
         ).fetchone()
         if row is None:
             raise NotFound("execution", execution_id)
         return row
+
+    def escalate(self, org_id: str, execution_id: str, *, from_tier: str, to_tier: str, reason: str,
+                 carried: list[dict[str, Any]] | None = None, queue_partition: str | None = None) -> dict[str, Any]:
+        """Move a ``running`` execution of tier ``from_tier`` to ``to_tier`` (it timed out and its
+        workflow escalates) and append ``{"from", "to", "at", "reason"}`` to its ``escalations``.
+        ``queue_partition`` (an Instant run handed to a durable worker): it becomes ``queued`` there,
+        without an owner, with ``carried`` the calls it completed. Conditional on the tier, so a
+        repeat after a lost worker changes nothing; returns the row as it is then. Raises
+        ``NotFound``."""
+        _check("execution", "tier", to_tier, EXECUTION_TIERS)
+        entry = {"from": from_tier, "to": to_tier, "reason": reason}
+        self.tx.execute(
+            "UPDATE executions SET tier = %s, escalations = escalations || jsonb_build_array(%s::jsonb"
+            " || jsonb_build_object('at', now())),"
+            " status = CASE WHEN %s::text IS NULL THEN status ELSE 'queued' END,"
+            " owner = CASE WHEN %s::text IS NULL THEN owner END,"
+            " queue_partition = coalesce(%s, queue_partition), carried = coalesce(%s, carried), updated_at = now()"
+            " WHERE org_id = %s AND id = %s AND tier = %s AND status = 'running'",
+            (to_tier, Jsonb(entry), queue_partition, queue_partition, queue_partition,
+             Jsonb(_storable(carried)) if carried is not None else None, org_id, execution_id, from_tier),
+        )
+        return self.get(org_id, execution_id)
 
     def finish(self, org_id: str, execution_id: str, *, status: str, output: Any = None, error: Any = None,
                trace: list[Any] | None = None, record: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ SURFACES = {
         "BearerAuth", "CallSpec", "CallStep", "ConcurrencySpec", "ConnectorSpec", "DailySchedule", "DelaySpec", "DelayStep", "EventSpec", "FilterSpec",
         "FilterStep", "ForeachSpec", "ForeachStep", "Idempotency", "IfStep", "ManualTrigger", "MapStep", "MonthlySchedule", "NoAuth", "OAuth2Auth",
         "Pagination", "RateLimitSpec", "RetrySpec", "SCHEMA_MODELS", "STEP_KINDS", "ScheduleTrigger", "Step", "SyncMatch", "SyncSpec", "SyncStep",
-        "SyncTarget", "TriggerSpec", "WebhookSignature", "WebhookTrigger", "WeeklySchedule", "WorkflowSpec", "deref", "iter_steps",
+        "SyncTarget", "TriggerSpec", "WaitSpec", "WaitStep", "WebhookSignature", "WebhookTrigger", "WeeklySchedule", "WorkflowSpec", "deref", "iter_steps",
         "json_pointer", "load_connector", "load_connectors_dir", "load_model", "load_workflow", "parse_document",
         "spec_json_schema", "with_defs", "write_json_schemas",
     },

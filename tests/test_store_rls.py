@@ -92,6 +92,15 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
             " output_tokens, credits) VALUES (%s, %s, 'run', 'thr', %s, 'gpt-4o-mini', 'openai', 'reported', 10, 5, 0.0045)",
             (org, f"use-{customer}", customer),
         )
+        q(
+            "INSERT INTO event_waits (org_id, id, customer_id, execution_id, topic, source) VALUES (%s, %s, %s, %s, 'w1', 'webhook')",
+            (org, f"wait-{customer}", customer, f"ex-{customer}"),
+        )
+        q(
+            "INSERT INTO app_subscriptions (org_id, id, workflow_id, environment_id, customer_id, connector, event, token_hash)"
+            " VALUES (%s, %s, 'w', 'env', %s, 'hub', 'contact_created', 'h')",
+            (org, f"sub-{customer}", customer),
+        )
     # Alerts and notifications (m014): organization rows; a delivery names an event of the first customer.
     q("INSERT INTO alert_rules (org_id, id, name, metric, threshold, window_seconds, interval_seconds)"
       " VALUES (%s, 'ar', 'r', 'error_rate', 0.5, 60, 60)", (org,))
@@ -108,8 +117,10 @@ def _seed(conn: psycopg.Connection, org: str) -> None:
 # The tables of later migrations join m002's lists (which are part of m002's text and stay as shipped).
 POLL_TABLES = ("polls", "poll_records")
 AGENT_TABLES = ("agent_usage",)
-ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *store.SANDBOX_TABLES, *store.THREAD_TABLES, *AGENT_TABLES, "rate_limits", *store.ALERT_TABLES)
-CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES, *AGENT_TABLES)
+WAIT_TABLES = ("event_waits", "app_subscriptions")
+ORG_TABLES = (*M002_ORG_TABLES, *EVENT_TABLES, *POLL_TABLES, *WAIT_TABLES, *store.SANDBOX_TABLES, *store.THREAD_TABLES, *AGENT_TABLES,
+              "rate_limits", *store.ALERT_TABLES)
+CUSTOMER_TABLES = (*M002_CUSTOMER_TABLES, *EVENT_TABLES, *POLL_TABLES, *AGENT_TABLES, *WAIT_TABLES)
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def test_public_surface() -> None:
         "WorkflowLookup", "WorkflowRegistry", "is_subset", "new_id", "seq_key", "truthy", "validate_input",
         "DRY_RUN_HEADER", "SAFE_METHODS", "DryRunHttp", "DryRunInvoker", "synthetic_response",
         "CallTraced", "NullObserver", "RecordingObserver", "RunEvent", "RunObserver", "StepErrored", "StepFinished",
-        "StepRetrying", "StepStarted", "secret_forms",
+        "StepRetrying", "StepStarted", "secret_forms", "EventWait", "EventWaiter", "NoEventWaiter",
     ])
     for name in workflow_pkg.__all__:
         assert getattr(workflow_pkg, name) is not None
@@ -423,3 +423,72 @@ async def test_missing_secret_fails_the_step() -> None:
     result = await run(wf([{"id": "a", "action": "app.echo", "input": {"k": "{{ secrets.`missing-key` }}"}}]))
     assert isinstance(result.error, StepFailed) and isinstance(result.error.cause, SecretNotFound)
     assert result.error.cause.name == "missing-key" and result.error.action is None
+
+
+# -- wait (for an event) ------------------------------------------------------------------
+
+
+class _Waiter:
+    """Answers wait steps with ``event`` (None: the timeout passed), keeping what was asked."""
+
+    def __init__(self, event: dict[str, Any] | None) -> None:
+        self.event = event
+        self.asked: list[workflow_pkg.EventWait] = []
+
+    async def wait(self, request: workflow_pkg.EventWait) -> dict[str, Any] | None:
+        self.asked.append(request)
+        return self.event
+
+
+WAITING = [
+    {"id": "order", "map": {"id": "{{ input.order }}"}},
+    {"id": "paid", "wait": {"event": "webhook", "match": {"order.id": "{{ steps.order.id }}"}, "timeout": "2h"}},
+]
+
+
+async def test_a_wait_step_asks_its_waiter_with_the_rendered_match_and_records_the_event() -> None:
+    waiter = _Waiter({"event_id": "evt_1", "payload": {"order": {"id": 5}, "amount": 3}})
+    result = await run(wf(WAITING, tier="long", output="{{ steps.paid.payload.amount }}"), {"order": 5}, waiter=waiter)
+    assert result.status == "succeeded" and result.output == 3
+    [asked] = waiter.asked
+    assert (asked.source, asked.trigger, asked.match, asked.timeout, asked.topic) == (
+        "webhook", None, {"order.id": 5}, 7200.0, "wait:2")
+    # A replay answers the wait from the record, asking no waiter.
+    replayed = await Interpreter(deps()).replay(wf(WAITING, tier="long", output="{{ steps.paid.payload.amount }}"),
+                                                result.record)
+    assert replayed.output == 3
+
+
+async def test_a_wait_step_times_out_by_its_on_timeout() -> None:
+    failed = await run(wf(WAITING, tier="long"), {"order": 5}, waiter=_Waiter(None))
+    assert failed.error is not None and failed.error.code == "wait_timed_out" and failed.error.step_id == "paid"
+    steps = [dict(WAITING[0]), {"id": "paid", "wait": {**WAITING[1]["wait"], "on_timeout": "continue"}}]
+    continued = await run(wf(steps, tier="long"), {"order": 5}, waiter=_Waiter(None))
+    assert continued.status == "succeeded" and continued.output == {"timed_out": True}
+
+
+async def test_a_wait_step_without_a_durable_waiter_fails_saying_why() -> None:
+    result = await run(wf(WAITING, tier="long"), {"order": 5})
+    assert result.error is not None and result.error.code == "wait_unavailable"
+    assert "durable Long execution" in str(result.error)
+
+
+@pytest.mark.parametrize(("wait", "pointer"), [
+    ({"match": {"not a path": 1}}, "/steps/0/wait/match"),
+    ({"timeout": "soon"}, "/steps/0/wait/timeout"),
+    ({"timeout": 0}, "/steps/0/wait/timeout"),
+    ({"event": "email"}, "/steps/0/wait/event"),
+])
+def test_bad_wait_steps_are_refused_naming_the_pointer(wait: dict[str, Any], pointer: str) -> None:
+    from engine.errors import SpecValidationError
+
+    with pytest.raises(SpecValidationError) as refused:
+        wf([{"id": "paid", "wait": wait}], tier="long")
+    assert pointer in [problem.pointer for problem in refused.value.problems], refused.value.problems
+
+
+def test_a_wait_step_outside_a_long_workflow_is_a_problem_at_its_pointer() -> None:
+    from engine import check_workflow
+
+    problems = check_workflow(wf(WAITING, tier="standard"), {})
+    assert [(p.pointer, "tier: long" in p.message) for p in problems] == [("/steps/1/wait", True)]

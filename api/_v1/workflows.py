@@ -223,6 +223,9 @@ class ExecutionOut(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     rerun_of: str | None = Field(None, description="The failed execution this one re-runs from its failed step.")
+    escalations: list[dict[str, Any]] = Field(
+        default_factory=list, description="Each move to the next tier after a timeout (the workflow's `escalate`), "
+        "in order: from, to, at, reason.")
 
 
 class ExecutionDetailOut(ExecutionOut):

@@ -151,6 +151,19 @@ class WebhookSignature(_Model):
 DEFAULT_POLL_INTERVAL = "5m"
 
 
+class SubscriptionCall(_Model):
+    """One call of the connector that registers (``subscribe``) or unregisters (``unsubscribe``) a
+    webhook-style event with the provider, made with the customer's connection."""
+
+    action: str = Field(description="the connector action to call")
+    input: Any = Field(default_factory=dict, description=(
+        "template for the action's input; sees webhook_url (where the provider must deliver), event (the "
+        "event's name), customer (the customer's id) and, for unsubscribe, subscription.id"))
+    id: str | None = Field(default=None, description=(
+        "subscribe: expression over the action's result giving the provider's subscription id (kept for "
+        "unsubscribe), e.g. id"))
+
+
 class EventSpec(_Model):
     """Something that happens in the app: delivered by webhook or found by polling an action.
 
@@ -162,6 +175,11 @@ class EventSpec(_Model):
     version differs from the one seen. ``cursor`` (an expression over the record, e.g. ``Updated``)
     gives the watermark: the highest value seen is sent as the action input ``cursor_param`` (e.g.
     Cin7's ``UpdatedSince``) on the next poll, so only recent records come back.
+
+    An API that pages through changes with a token instead (``?page_token=...`` answering the next
+    token) declares ``page_token``, an expression over the action's result giving the token for the
+    next page: the poller sends the stored token as ``cursor_param``, follows the tokens page by
+    page until one is missing, repeats or comes with no records, and stores the last one.
     """
 
     kind: Literal["webhook", "polling"]
@@ -179,7 +197,18 @@ class EventSpec(_Model):
         default=None, description="polling: expression giving a record's version (default: the cursor), e.g. Updated")
     cursor: str | None = Field(default=None, description="polling: expression giving the watermark, e.g. updatedAt")
     cursor_param: str | None = Field(
-        default=None, description="polling: the action input that carries the watermark, e.g. UpdatedSince")
+        default=None, description="polling: the action input that carries the watermark (or the page token), "
+                                  "e.g. UpdatedSince")
+    subscribe: SubscriptionCall | None = Field(default=None, description=(
+        "webhook: how to register the event with the provider for a customer (when a workflow it triggers is "
+        "deployed); the provider then delivers to the subscription's webhook_url"))
+    unsubscribe: SubscriptionCall | None = Field(default=None, description=(
+        "webhook: how to unregister it (when the workflow is undeployed)"))
+    page_token: str | None = Field(
+        default=None, description=(
+            "polling by page token instead of a watermark: expression over the action's result giving the token "
+            "to send (as cursor_param) for the next page, e.g. next_page_token or paging.next.after; the poller "
+            "follows it page by page and keeps the last token as its cursor"))
     interval: str = Field(default=DEFAULT_POLL_INTERVAL, description="polling: how often, e.g. 90s, 5m, 1h")
 
     @field_validator("payload")
@@ -203,8 +232,19 @@ class EventSpec(_Model):
             raise ValueError("a polling event needs 'key' (a record's identity)")
         if self.kind == "polling" and not (self.version or self.cursor):
             raise ValueError("a polling event needs 'version' or 'cursor' (to tell a changed record)")
-        if self.cursor_param and not self.cursor:
-            raise ValueError("'cursor_param' carries the 'cursor': give 'cursor' too")
+        if self.page_token and self.cursor:
+            raise ValueError("give 'cursor' (a watermark read from each record) or 'page_token' (the next-page token "
+                             "read from each answer), not both")
+        if self.page_token and not self.cursor_param:
+            raise ValueError("'page_token' needs 'cursor_param': the action input the token is sent as")
+        if self.page_token and self.kind != "polling":
+            raise ValueError("'page_token' is for polling events only")
+        if self.cursor_param and not (self.cursor or self.page_token):
+            raise ValueError("'cursor_param' carries the 'cursor' (or the 'page_token'): give one of them too")
+        if self.kind != "webhook" and (self.subscribe or self.unsubscribe):
+            raise ValueError("'subscribe' and 'unsubscribe' are for webhook events only")
+        if self.unsubscribe and not self.subscribe:
+            raise ValueError("'unsubscribe' undoes 'subscribe': give 'subscribe' too")
         if self.kind == "webhook" and self.action:
             raise ValueError("'action' is for polling events only")
         return self
@@ -310,6 +350,10 @@ class ConnectorSpec(_Model):
                 type=PydanticCustomError("polling_event", "{message}", {"message": message}), loc=loc, input=value))
 
         for name, event in self.events.items():
+            for kind, call in (("subscribe", event.subscribe), ("unsubscribe", event.unsubscribe)):
+                if call is not None and call.action not in self.actions:
+                    problem(("events", name, kind, "action"),
+                            f"event {name!r} {kind}s with unknown action {call.action!r}", call.action)
             if not event.action:
                 continue
             action = self.actions.get(event.action)

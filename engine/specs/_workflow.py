@@ -2,7 +2,7 @@
 
 A workflow is a list of steps. Each step has an ``id`` (unique in the whole
 workflow, nested steps included) and exactly one kind key: ``action``,
-``map``, ``filter``, ``if``, ``foreach``, ``sync``, ``delay`` or ``call``.
+``map``, ``filter``, ``if``, ``foreach``, ``sync``, ``delay``, ``wait`` or ``call``.
 Templated fields see ``input``, ``steps`` (each earlier step's output by id),
 ``trigger`` (the trigger's payload) and ``run``; loop bodies also see their
 item variable. ``secrets`` (by name) is seen only by the fields sent to a
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from ._connector import ID_PATTERN, check_json_schema
 
-STEP_KINDS = ("action", "map", "filter", "if", "foreach", "sync", "delay", "call")
+STEP_KINDS = ("action", "map", "filter", "if", "foreach", "sync", "delay", "wait", "call")
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 
@@ -333,6 +333,54 @@ class DelayStep(_Step):
     delay: DelaySpec
 
 
+WAIT_EVENT_SOURCES = ("webhook", "app_event")
+# A dotted path into an event's payload: "order.id", "items.0.sku".
+PAYLOAD_PATH_PATTERN = r"^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$"
+
+
+class WaitSpec(_Model):
+    """What a ``wait`` step waits for: the next event of the run's customer from ``event`` (a
+    webhook delivery or an app event), of ``trigger`` when given, whose payload holds each value of
+    ``match`` at its dotted path. Only Long workflows wait (the run sleeps durably meanwhile and
+    survives worker restarts); ``engine.check_workflow`` reports a wait step elsewhere."""
+
+    event: Literal["webhook", "app_event"] = Field(default="webhook", description="the source of the awaited event")
+    trigger: str | None = Field(default=None, max_length=128,
+                                description="only events of this trigger (its id); default: any of the source")
+    match: dict[str, Any] = Field(default_factory=dict, description=(
+        "dotted payload path -> value (a template, rendered when the step starts) the event must hold"))
+    timeout: float | str = Field(default="24h", description="seconds, or an interval such as 90s, 15m, 2h, 1d")
+    on_timeout: Literal["fail", "continue"] = Field(default="fail", description=(
+        "fail: the step fails with wait_timed_out; continue: its output is {timed_out: true}"))
+
+    @field_validator("match")
+    @classmethod
+    def _paths(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for path in value:
+            if not re.fullmatch(PAYLOAD_PATH_PATTERN, path):
+                raise ValueError(f"{path!r} is not a dotted payload path (write e.g. order.id or items.0.sku)")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            interval_seconds(value)
+        elif not 0 < value < float("inf"):
+            raise ValueError("a timeout must be a positive number of seconds")
+        return value
+
+    def timeout_seconds(self) -> float:
+        """The timeout in seconds."""
+        return float(interval_seconds(self.timeout)) if isinstance(self.timeout, str) else float(self.timeout)
+
+
+class WaitStep(_Step):
+    """Wait, durably, for an event (Long workflows only); the output is ``{event_id, payload}``."""
+
+    wait: WaitSpec
+
+
 class CallSpec(_Model):
     workflow: str = Field(pattern=ID_PATTERN)
     version: int | None = None
@@ -363,6 +411,7 @@ Step = Annotated[
         Annotated[ForeachStep, Tag("foreach")],
         Annotated[SyncStep, Tag("sync")],
         Annotated[DelayStep, Tag("delay")],
+        Annotated[WaitStep, Tag("wait")],
         Annotated[CallStep, Tag("call")],
     ],
     Discriminator(
@@ -419,6 +468,17 @@ class WorkflowSpec(_Model):
     output: Any = Field(default=None, description="template for the result; default: the last step's output")
     concurrency: ConcurrencySpec = Field(default_factory=ConcurrencySpec,
                                          description="how runs for one customer overlap (see ConcurrencySpec)")
+    escalate: bool = Field(default=False, description=(
+        "when a run reaches its tier's time limit, continue it at the next tier instead of timing out: "
+        "instant -> standard (the caller gets 202 and the execution id) -> long; the execution records each "
+        "escalation, and calls it completed are not sent again"))
+
+    @field_validator("escalate")
+    @classmethod
+    def _escalates_somewhere(cls, value: bool, info: Any) -> bool:
+        if value and info.data.get("tier") == "long":
+            raise ValueError("a long workflow has no next tier to escalate to; remove escalate or pick another tier")
+        return value
 
     @field_validator("input")
     @classmethod

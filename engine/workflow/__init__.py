@@ -20,7 +20,10 @@ from ._deps import (
     FAKE_EPOCH,
     Clock,
     Dependencies,
+    EventWait,
+    EventWaiter,
     FakeClock,
+    NoEventWaiter,
     SecretProvider,
     SequentialIds,
     StaticSecrets,
@@ -50,7 +53,7 @@ from ._sync import is_subset
 from ._dry_run import DRY_RUN_HEADER, SAFE_METHODS, DryRunHttp, DryRunInvoker, synthetic_response
 
 __all__ = [
-    "FAKE_EPOCH", "MAX_CALL_DEPTH", "ActionCall", "ActionInvoker", "CallRecord", "Clock", "Dependencies", "ErrorInfo",
+    "FAKE_EPOCH", "MAX_CALL_DEPTH", "ActionCall", "ActionInvoker", "CallRecord", "Clock", "Dependencies", "ErrorInfo", "EventWait", "EventWaiter", "NoEventWaiter",
     "FakeClock", "Interpreter", "Redactor", "ReplayInvoker", "RunRecord", "RunResult", "SecretProvider",
     "SequentialIds", "StaticSecrets", "StepRecord", "SystemClock", "TraceRecord", "TraceSink", "WorkflowLookup",
     "WorkflowRegistry", "is_subset", "new_id", "seq_key", "truthy", "validate_input",

@@ -207,6 +207,44 @@ async def lookup_workflow(lookup: WorkflowLookup, workflow_id: str, version: int
 
 
 @dataclass(frozen=True)
+class EventWait:
+    """What a ``wait`` step asks its :class:`EventWaiter` for: the next event of ``source`` (and
+    ``trigger``) whose payload holds ``match`` (rendered), within ``timeout`` seconds. ``topic``
+    names the wait within the run (its sequence number), stable when the run is resumed."""
+
+    run_id: str
+    seq: str
+    step_id: str
+    step_path: str
+    source: str
+    trigger: str | None
+    match: dict[str, Any]
+    timeout: float
+
+    @property
+    def topic(self) -> str:
+        return f"wait:{self.seq}"
+
+
+class EventWaiter(Protocol):
+    """Waits for events on behalf of ``wait`` steps (a durable Long execution's worker)."""
+
+    async def wait(self, request: EventWait) -> dict[str, Any] | None:
+        """The matching event as ``{"event_id", "payload"}``, or None when ``request.timeout`` passed."""
+        ...
+
+
+class NoEventWaiter:
+    """The default: nothing here can wait for an event (an inline run, a dry run)."""
+
+    async def wait(self, request: EventWait) -> dict[str, Any] | None:
+        from ..errors import WaitUnavailable
+
+        raise WaitUnavailable(request.run_id, request.step_id, "waiting for an event needs a durable Long execution "
+                                                               "(tier: long, run by a worker)")
+
+
+@dataclass(frozen=True)
 class Dependencies:
     """Everything nondeterministic or external a run uses, injected.
 
@@ -224,6 +262,8 @@ class Dependencies:
         evaluator: where expressions are parsed (once per text, in its bounded cache) and evaluated
             (off the event loop); the process's shared cache and the loop's default executor by
             default. A long-lived caller builds one and passes it to every run.
+        waiter: answers ``wait`` steps (:class:`EventWaiter`); by default they fail with
+            ``WaitUnavailable`` (only a durable Long execution waits).
         sequential: run foreach iterations one at a time whatever their ``concurrency``, so that the
             run makes its action calls in the same order every time it is run from its record
             (a durable run resumed after a lost worker matches calls to recorded steps by order).
@@ -239,3 +279,4 @@ class Dependencies:
     budget: ExpressionBudget = field(default_factory=ExpressionBudget)
     evaluator: Evaluator = field(default_factory=Evaluator)
     sequential: bool = False
+    waiter: EventWaiter = field(default_factory=NoEventWaiter)

@@ -55,13 +55,14 @@ from ..errors import (
     StepFailed,
     StepValueError,
     SyncConfigError,
+    WaitTimedOut,
     WorkflowError,
     WorkflowNotFound,
 )
 from ..expressions import ExpressionMeter, Runtime, bind_runtime, render, reset_runtime
 from ..specs import (ActionStep, CallStep, DelayStep, FilterStep, ForeachStep, IfStep, MapStep, RetrySpec, SyncStep,
-                     WorkflowSpec)
-from ._deps import Dependencies, lookup_workflow
+                     WaitStep, WorkflowSpec)
+from ._deps import Dependencies, EventWait, lookup_workflow
 from ._invoker import ActionCall, TraceRecord, TraceSink
 from ._observe import CallTraced, NullObserver, StepErrored, StepFinished, StepRetrying, StepStarted, output_shape
 from ._record import CallRecord, ErrorInfo, Redactor, RunRecord, StepRecord, seq_key
@@ -210,6 +211,8 @@ class _Run:
         self.seed = deps.random.getrandbits(64)
         self._pointers: dict[int, tuple[WorkflowSpec, dict[int, str]]] = {}
         self._secret_refs: dict[int, tuple[Any, set[str]]] = {}
+        # Replaying: the recorded steps by seq (a wait step answers from its record).
+        self._replayed: dict[str, StepRecord] = {}
 
     # -- the run ---------------------------------------------------------------
 
@@ -314,6 +317,8 @@ class _Run:
                        body: Callable[[Tape], Awaitable[Any]]) -> Any:
         """Run ``body`` as the step (or iteration) ``seq``, translating and recording its outcome."""
         recorded = self.replay.step(seq, step_id, path, kind) if self.replay is not None else None
+        if recorded is not None:
+            self._replayed[seq] = recorded
         tape = Tape(self.deps.clock, self.seed, seq, recorded.clock if recorded else None,
                     recorded.random if recorded else None)
         output: Any = None
@@ -433,6 +438,23 @@ class _Run:
         if self.replay is None:
             await self.deps.clock.sleep(seconds)
         return {"seconds": seconds}
+
+    async def _wait(self, step: WaitStep, frame: Frame, path: str, seq: str, tape: Tape) -> Any:
+        spec = step.wait
+        timeout = spec.timeout_seconds()
+        if self.replay is not None:
+            recorded = self._replayed.get(seq)
+            if recorded is not None and recorded.error is not None and recorded.error.code == WaitTimedOut.code:
+                raise WaitTimedOut(self.run_id, step.id, timeout)
+            return recorded.output if recorded is not None else None
+        match = await self.evaluate(render, spec.match, frame.context(), self.pointer(frame, step) + "/wait/match")
+        event = await self.deps.waiter.wait(EventWait(
+            self.run_id, seq, step.id, path, spec.event, spec.trigger, match, timeout))
+        if event is None:
+            if spec.on_timeout == "continue":
+                return {"timed_out": True}
+            raise WaitTimedOut(self.run_id, step.id, timeout)
+        return {"event_id": event.get("event_id"), "payload": event.get("payload")}
 
     async def _sync(self, step: SyncStep, frame: Frame, path: str, seq: str, tape: Tape) -> Any:
         return await run_sync(step.sync, _StepEnv(self, frame, step.id, path, self.pointer(frame, step),

@@ -18,6 +18,7 @@ from ..specs import (
     ActionStep,
     CallStep,
     DelayStep,
+    WaitStep,
     FilterStep,
     ForeachStep,
     IfStep,
@@ -181,6 +182,8 @@ def own_templates(step: Any) -> list[Any]:
         return [step.delay.seconds]
     if isinstance(step, CallStep):
         return [step.call.input]
+    if isinstance(step, WaitStep):
+        return [step.wait.match]
     return []
 
 
@@ -190,7 +193,7 @@ def step_kind(step: Any) -> str:
 
 
 _KINDS = {ActionStep: "action", MapStep: "map", FilterStep: "filter", IfStep: "if", ForeachStep: "foreach",
-          SyncStep: "sync", DelayStep: "delay", CallStep: "call"}
+          SyncStep: "sync", DelayStep: "delay", WaitStep: "wait", CallStep: "call"}
 
 
 def step_pointers(workflow: WorkflowSpec) -> dict[int, str]:
