@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/switchboard run
 
+# Two test processes, each with its own embedded Postgres; a file's tests stay in one process
+# (module fixtures serve them). PYTEST_WORKERS=0 runs in this process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@set -e; found=0; for script in bench/*.py; do \
