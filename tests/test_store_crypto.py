@@ -48,6 +48,10 @@ CREATE POLICY data_keys_tenant ON data_keys USING (org_id = current_setting('app
 ORG_A, ORG_B, ORG_C = "org_aaaaaaaaaaaaaaaaaaaaaaaa", "org_bbbbbbbbbbbbbbbbbbbbbbbb", "org_cccccccccccccccccccccccc"
 
 
+# Parametrize values are computed in every test process: a random one would differ between them.
+FIXED_KEY_B64 = base64.b64encode(bytes(range(32))).decode()
+
+
 def _key_b64() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
@@ -272,7 +276,7 @@ def test_master_key_from_settings(keyring_path: Path) -> None:
     [
         ("not base64 at all!", "not standard base64"),
         (base64.b64encode(b"short").decode(), "decodes to 5 bytes"),
-        (base64.b64encode(os.urandom(64)).decode(), "decodes to 64 bytes"),
+        (base64.b64encode(bytes(range(64))).decode(), "decodes to 64 bytes"),
         ("ünïcode", "not standard base64"),
     ],
 )
@@ -289,7 +293,7 @@ def test_malformed_master_key_names_the_setting_not_the_value(value: str, reason
         ("{not json", "not JSON"),
         ("[]", "expected an object"),
         ('{"active": "mk_1", "keys": {}}', '"active"'),
-        ('{"active": "mk_2", "keys": {"mk_1": "%s"}}' % _key_b64(), "not among the keys"),
+        ('{"active": "mk_2", "keys": {"mk_1": "%s"}}' % FIXED_KEY_B64, "not among the keys"),
         ('{"active": "mk_1", "keys": {"mk_1": "c2hvcnQ="}}', "decodes to 5 bytes"),
         ('{"active": "mk_1", "keys": {"mk_1": 7}}', "not a base64 string"),
     ],
