@@ -131,8 +131,15 @@ class CodedErrorMiddleware:
                 raise  # too late to replace the response; let the server log it
             instance = scope.get("path")
             response = coded_error_response(exc, instance)
-            if response is None or response.status_code >= 500:
+            if response is None:
                 _logger.error("request failed", exc_info=exc, extra={"path": instance})
+            elif response.status_code >= 500:
+                # A coded 5xx (an upstream that failed, a store that is down) is an expected
+                # outcome with a message of its own; its stack adds nothing but volume.
+                _logger.warning(
+                    "request failed",
+                    extra={"path": instance, "status": response.status_code, "error": type(exc).__name__},
+                )
             if response is None:
                 response = problem_response(500, "internal_error", "internal server error", instance=instance)
             await response(scope, receive, send)

@@ -155,7 +155,13 @@ def configure_logging(level: str = "INFO", fmt: str = "console", *, force: bool 
         renderer = structlog.processors.JSONRenderer()
         final = [structlog.processors.format_exc_info, renderer]
     else:
-        final = [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        # A plain traceback, never rich's: rich renders every frame's locals, which would put
+        # request headers and decrypted credentials into the log (and takes seconds per error).
+        final = [
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
 
     structlog.configure(
         processors=[

@@ -95,3 +95,23 @@ def test_credential_query_parameters_are_redacted(json_logs: pytest.CaptureFixtu
     assert f"code={REDACTED}" in line["event"]
     # An error code in an event is not a credential.
     assert redact({"code": "quota_exceeded"}) == {"code": "quota_exceeded"}
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_logged_exception_never_shows_its_frames_locals(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # A traceback renderer that prints locals would print the headers of the call that failed.
+    configure_logging("INFO", fmt, force=True)
+    try:
+
+        def call_upstream() -> None:
+            headers = {"Authorization": "Bearer sk-canary-91d2"}
+            raise RuntimeError(f"upstream refused ({len(headers)} headers)")
+
+        call_upstream()
+    except RuntimeError:
+        logging.getLogger("switchboard.api").exception("request failed")
+    finally:
+        err = capsys.readouterr().err
+        configure_logging("INFO", "console", force=True)
+    assert "upstream refused" in err and "call_upstream" in err
+    assert "sk-canary-91d2" not in err
